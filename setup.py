@@ -1,0 +1,26 @@
+"""Builds the compiled core; all metadata lives in pyproject.toml."""
+
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("FASTNATS_DEBUG") == "1"
+
+extensions = [
+    Extension(
+        "fastnats._core",
+        ["fastnats/_core.pyx"],
+        extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
+        define_macros=[("FASTNATS_DEBUG", "1" if DEBUG else "0")],
+    )
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives={"language_level": 3, "embedsignature": True},
+        annotate=DEBUG,
+        force=os.environ.get("FASTNATS_CYTHON_ALWAYS") == "1",
+    )
+)
