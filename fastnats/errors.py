@@ -1,0 +1,35 @@
+"""Exception hierarchy of fastnats; pure Python so the compiled core and the reference share it."""
+
+
+class FastNatsError(Exception):
+    """Base class of every fastnats error."""
+
+
+class ConfError(FastNatsError, ValueError):
+    """A nats-server.conf could not be read; the message starts with ``file:line:``."""
+
+
+class ConnzDecodeError(FastNatsError, ValueError):
+    """A /connz body is malformed or truncated; ``offset`` is the byte where decoding stopped."""
+
+    def __init__(self, msg: str, offset: int) -> None:
+        super().__init__(f"{msg} (byte {offset})")
+        self.offset = offset
+
+
+class WireProtocolError(FastNatsError, ValueError):
+    """A netlink sock_diag buffer is malformed, truncated or reports an error."""
+
+
+class ScrapeError(FastNatsError):
+    """A monitoring endpoint could not be read.
+
+    ``reason`` is a short, stable word used as a metric label: ``timeout``, ``connect``,
+    ``http_status``, ``decode``.
+    """
+
+    def __init__(self, endpoint: str, reason: str, detail: str) -> None:
+        super().__init__(f"{endpoint}: {reason}: {detail}")
+        self.endpoint = endpoint
+        self.reason = reason
+        self.detail = detail

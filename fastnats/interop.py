@@ -1,0 +1,34 @@
+"""Turns rendered-family data into prometheus_client metric objects.
+
+Used by ``NatsCollector.collect()`` (so fastnats can be registered in any CollectorRegistry) and by
+the reference renderer. prometheus_client appends ``_total`` to counter samples, as OpenMetrics
+does; the seed counters that lack the suffix therefore gain it through this path only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+
+from prometheus_client.metrics_core import Metric as ClientMetric
+
+from .metrics import COUNTER, Metric
+
+Sample = tuple[tuple[str, ...], "int | float"]
+Family = tuple[Metric, tuple[str, ...], Sequence[Sample]]
+
+
+def client_metrics(families: Iterable[Family]) -> Iterator[ClientMetric]:
+    for metric, label_names, samples in families:
+        if not samples:
+            continue
+        name = metric.name
+        sample_name = name
+        if metric.type == COUNTER:
+            # prometheus_client renders a counter family as NAME_total; keep the family and the
+            # samples consistent so its output parses back to the same series.
+            name = name.removesuffix("_total")
+            sample_name = name + "_total"
+        family = ClientMetric(name, metric.help, metric.type)
+        for label_values, value in samples:
+            family.add_sample(sample_name, dict(zip(label_names, label_values)), value)
+        yield family
