@@ -17,9 +17,10 @@ Sample = tuple[tuple[str, ...], "int | float"]
 Family = tuple[Metric, tuple[str, ...], Sequence[Sample]]
 
 
-def client_metrics(families: Iterable[Family]) -> Iterator[ClientMetric]:
+def client_metrics(families: Iterable[Family], *, keep_empty: bool = False) -> Iterator[ClientMetric]:
+    """One prometheus_client metric per family; empty families only with ``keep_empty``."""
     for metric, label_names, samples in families:
-        if not samples:
+        if not samples and not keep_empty:
             continue
         name = metric.name
         sample_name = name

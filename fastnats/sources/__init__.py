@@ -1,0 +1,1 @@
+"""Transports that bring raw bytes from a NATS server; nothing here parses them."""

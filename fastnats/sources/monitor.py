@@ -1,0 +1,43 @@
+"""HTTP client for a nats-server monitoring port (/varz, /connz, ...), returning raw bodies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import aiohttp
+
+from ..errors import ScrapeError
+
+
+class MonitorClient:
+    """Reads monitoring endpoints of one server; every request is bounded by ``timeout``."""
+
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, timeout: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None) -> bytes:
+        """GET ``/endpoint`` and return the body; any failure raises :class:`ScrapeError`."""
+        url = f"{self.base_url}/{endpoint}"
+        try:
+            async with self._session.get(url, params=params, timeout=self._timeout) as resp:
+                if resp.status != 200:
+                    raise ScrapeError(endpoint, "http_status", f"HTTP {resp.status} from {url}")
+                return await resp.read()
+        except asyncio.TimeoutError:
+            raise ScrapeError(endpoint, "timeout", f"no answer from {url} within "
+                                                   f"{self._timeout.total:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise ScrapeError(endpoint, "connect", f"{url}: {exc}") from None
+
+
+def new_session() -> aiohttp.ClientSession:
+    # One pooled session for all servers; nats-server serves each endpoint on a short-lived
+    # request, so a small per-host limit is enough and keeps a hung server from hoarding sockets.
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit_per_host=4, ttl_dns_cache=60),
+        auto_decompress=True,
+        raise_for_status=False,
+    )
