@@ -197,5 +197,5 @@ class NatsCollector:
     def describe(self) -> Iterator[ClientMetric]:
         labels = ("server",) if self.labelled else ()
         return client_metrics(
-            (metric, labels + metric.labels if metric.per_server else metric.labels, [])
-            for metric in m.CATALOGUE), keep_empty=True)
+            ((metric, labels + metric.labels if metric.per_server else metric.labels, [])
+             for metric in m.CATALOGUE), keep_empty=True)

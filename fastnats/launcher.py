@@ -7,8 +7,10 @@ never fill up and stall the server.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -51,6 +53,13 @@ def find_binary(explicit: str | None = None) -> str:
     if path is None:
         raise NatsServerError(f"nats-server was not found on PATH; install it with {INSTALL_HINT}")
     return path
+
+
+def _die_with_parent() -> None:
+    # Linux only: the kernel sends SIGTERM to the child if we die without cleaning up, so even a
+    # SIGKILLed exporter leaves no nats-server behind.
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _split_addr(addr: str) -> tuple[str, int]:
@@ -107,7 +116,8 @@ def start(args: Sequence[str] = ("-p", "-1", "-m", "-1"), *, binary: str | None 
     exe = find_binary(binary)
     process = subprocess.Popen(
         [exe, *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True)
+        stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True,
+        preexec_fn=_die_with_parent)
     server = NatsServer(process)
     ready = threading.Event()
     fatal: list[str] = []
