@@ -63,14 +63,15 @@ def parse_target(spec: str) -> Target:
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
-def parse_rfc3339(text: str) -> float:
-    """Unix time of a Go RFC 3339 timestamp; keeps the nanoseconds datetime cannot hold."""
+def parse_rfc3339_ns(text: str) -> int:
+    """Unix time in nanoseconds of a Go RFC 3339 timestamp (datetime holds only microseconds)."""
     match = _RFC3339.match(text)
     if match is None:
         raise ValueError(f"not an RFC 3339 time: {text!r}")
     base, fraction, zone = match.groups()
-    seconds = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone)).timestamp()
-    return seconds + (int(fraction) / 10 ** len(fraction) if fraction else 0.0)
+    seconds = int(datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone)).timestamp())
+    nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
+    return seconds * 1_000_000_000 + nanos
 
 
 def varz_samples(varz: dict) -> Samples:
@@ -83,10 +84,12 @@ def varz_samples(varz: dict) -> Samples:
                 if type(value) not in (int, float):
                     raise ValueError(f"/varz {metric.varz} is {value!r}, not a number")
                 out[metric.name] = [((), value)]
-        version = str(varz["version"])
+        version = varz["version"]
+        if not isinstance(version, str):
+            raise ValueError(f"/varz version is {version!r}")
         out[m.NATS_SERVER_VERSION.name] = [((version,), 1)]
-        uptime = parse_rfc3339(varz["now"]) - parse_rfc3339(varz["start"])
-        out[m.NATS_SERVER_UPTIME_SECONDS.name] = [((), max(uptime, 0.0))]
+        uptime_ns = parse_rfc3339_ns(varz["now"]) - parse_rfc3339_ns(varz["start"])
+        out[m.NATS_SERVER_UPTIME_SECONDS.name] = [((), max(uptime_ns, 0) / 1e9)]
         cluster = varz.get("cluster") or {}
         out[m.NATS_SERVER_INFO.name] = [(
             (str(varz.get("server_name", "")), str(varz["server_id"]), version,

@@ -1,0 +1,590 @@
+"""The exporter's HTTP/1.1 server: answers a few fixed paths with bytes prepared elsewhere.
+
+The cache builds a ``Payload`` once per refresh (plain and gzip bodies with their header block);
+serving a request is a dict lookup, an Accept-Encoding check and one write, however many series
+the payload holds. Nothing is rendered or fetched per request, and this module knows nothing
+about NATS. It is built on httptools' parser and ``asyncio.Protocol`` and runs on whatever loop
+is running; the CLI installs uvloop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+import httptools
+
+__all__ = [
+    "HttpServer",
+    "HttpStats",
+    "Payload",
+    "Routes",
+    "accepts_gzip",
+    "parse_listen_address",
+    "start_server",
+]
+
+log = logging.getLogger("fastnats.http")
+
+# Abuse limits. A Prometheus scrape request is a few hundred bytes; these leave room for proxies
+# and browsers while keeping what one connection can make the server hold small.
+MAX_URL_BYTES = 8 * 1024
+MAX_HEAD_BYTES = 16 * 1024  # request line plus header lines
+MAX_HEADERS = 100
+# How long a server-initiated close waits for the client to finish sending, so that unread
+# request bytes do not turn the close into a reset that destroys the response in flight.
+LINGER_SECONDS = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Payload:
+    """One response body, prepared once and served as-is until the route returns another.
+
+    ``gzip_body`` holds the same content gzip-encoded, or None for a page never served gzipped.
+    """
+
+    body: bytes
+    gzip_body: bytes | None
+    content_type: bytes
+    # Header lines that depend only on the payload, built here so requests only join bytes.
+    _head: bytes = field(init=False, repr=False, compare=False)
+    _gzip_head: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.body, bytes):
+            raise TypeError(f"Payload.body must be bytes, not {type(self.body).__name__}")
+        if self.gzip_body is not None and not isinstance(self.gzip_body, bytes):
+            raise TypeError(
+                f"Payload.gzip_body must be bytes or None, not {type(self.gzip_body).__name__}")
+        if not isinstance(self.content_type, bytes):
+            raise TypeError(
+                f"Payload.content_type must be bytes, not {type(self.content_type).__name__}")
+        if not self.content_type or any(c < 0x20 or c == 0x7F for c in self.content_type):
+            raise ValueError(f"invalid Content-Type for a header: {self.content_type!r}")
+        # Vary goes on both encodings: a cache must not hand the identity copy to a gzip client.
+        vary = b"" if self.gzip_body is None else b"Vary: Accept-Encoding\r\n"
+        object.__setattr__(self, "_head", b"Content-Type: %s\r\nContent-Length: %d\r\n%s" % (
+            self.content_type, len(self.body), vary))
+        object.__setattr__(self, "_gzip_head", b"" if self.gzip_body is None else (
+            b"Content-Type: %s\r\nContent-Length: %d\r\nContent-Encoding: gzip\r\n%s" % (
+                self.content_type, len(self.gzip_body), vary)))
+
+
+Route = Callable[[], Payload]
+#: path -> a cheap callable returning the current payload, so the owner can swap it atomically.
+Routes = Mapping["bytes | str", Route]
+
+
+@dataclass(slots=True)
+class HttpStats:
+    """Counters for the exporter's self metrics; plain ints, read by the cache when it renders."""
+
+    responses_2xx: int = 0
+    responses_4xx: int = 0
+    responses_5xx: int = 0
+    bad_requests: int = 0  # unparseable or over the limits (400, 414, 431)
+    connections_open: int = 0
+    connections_total: int = 0
+
+
+_QVALUE = re.compile(rb"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+
+
+def _weight(params: bytes) -> float:
+    for param in params.split(b";"):
+        name, eq, value = param.partition(b"=")
+        if eq and name.strip().lower() == b"q":
+            value = value.strip()
+            # A malformed weight is read as "not acceptable": identity is always safe to send.
+            return float(value) if _QVALUE.fullmatch(value) else 0.0
+    return 1.0
+
+
+@functools.lru_cache(maxsize=64)
+def accepts_gzip(accept_encoding: bytes) -> bool:
+    """Whether an Accept-Encoding value admits gzip (RFC 9110 section 12.5.3).
+
+    An explicit ``gzip`` (or ``x-gzip``) entry decides; otherwise ``*`` does; q=0 refuses.
+    """
+    gzip_weight: float | None = None
+    star_weight: float | None = None
+    for item in accept_encoding.split(b","):
+        coding, _, params = item.partition(b";")
+        coding = coding.strip().lower()
+        if coding == b"gzip" or coding == b"x-gzip":
+            gzip_weight = max(gzip_weight or 0.0, _weight(params))
+        elif coding == b"*":
+            star_weight = _weight(params)
+    if gzip_weight is not None:
+        return gzip_weight > 0
+    return star_weight is not None and star_weight > 0
+
+
+_HOSTNAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """Split a ``--web.listen-address`` value into (host, port).
+
+    Accepts ``:PORT``, ``HOST:PORT`` and ``[IPv6]:PORT``; host ``""`` means every interface.
+    Raises ValueError naming the problem.
+    """
+    if address.startswith("["):
+        end = address.find("]")
+        if end < 0:
+            raise ValueError(f"invalid listen address {address!r}: missing ']' after the IPv6 address")
+        host, rest = address[1:end], address[end + 1:]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(
+                f"invalid listen address {address!r}: {host!r} in brackets is not an IPv6 address"
+            ) from None
+        if not rest.startswith(":"):
+            raise ValueError(f"invalid listen address {address!r}: expected ':PORT' after ']'")
+        port_text = rest[1:]
+    else:
+        host, colon, port_text = address.rpartition(":")
+        if not colon:
+            raise ValueError(f"invalid listen address {address!r}: expected [HOST]:PORT, e.g. :7777")
+        if ":" in host:
+            raise ValueError(
+                f"invalid listen address {address!r}: write an IPv6 address in brackets, "
+                f"as [{host}]:{port_text}")
+        if host and not _HOSTNAME.fullmatch(host):
+            raise ValueError(
+                f"invalid listen address {address!r}: {host!r} is not a host name or IPv4 address")
+    if not port_text:
+        raise ValueError(f"invalid listen address {address!r}: missing port")
+    # isdigit() alone admits non-ASCII digits that int() would quietly accept.
+    if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
+        raise ValueError(
+            f"invalid listen address {address!r}: port {port_text!r} is not a number from 0 to 65535")
+    return host, int(port_text)
+
+
+def _page(text: bytes) -> Payload:
+    return Payload(text, None, b"text/plain; charset=utf-8")
+
+
+_STATUS_200 = b"HTTP/1.1 200 OK\r\n"
+_STATUS_404 = b"HTTP/1.1 404 Not Found\r\n"
+_STATUS_405 = b"HTTP/1.1 405 Method Not Allowed\r\n"
+_STATUS_500 = b"HTTP/1.1 500 Internal Server Error\r\n"
+_NOT_FOUND = _page(b"404 page not found\n")
+_NOT_ALLOWED = _page(b"405 method not allowed; use GET or HEAD\n")
+_INTERNAL_ERROR = _page(b"500 internal server error\n")
+_ALLOW = b"Allow: GET, HEAD\r\n"
+_CLOSE = b"Connection: close\r\n"
+_KEEP_ALIVE = b"Connection: keep-alive\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _Rejection:
+    status_line: bytes
+    page: Payload
+
+
+_BAD_REQUEST = _Rejection(b"HTTP/1.1 400 Bad Request\r\n", _page(b"400 bad request\n"))
+_URL_TOO_LONG = _Rejection(b"HTTP/1.1 414 URI Too Long\r\n", _page(b"414 URI too long\n"))
+_HEAD_TOO_LARGE = _Rejection(b"HTTP/1.1 431 Request Header Fields Too Large\r\n",
+                             _page(b"431 request header fields too large\n"))
+
+
+class _Rejected(Exception):
+    """Raised from a parser callback to stop parsing a request that breaks a limit."""
+
+
+def _route_key(path: bytes | str) -> bytes:
+    key = path.encode("ascii") if isinstance(path, str) else path
+    if not isinstance(key, bytes) or not key.startswith(b"/"):
+        raise ValueError(f"a route path must start with '/': {path!r}")
+    return key
+
+
+class HttpServer:
+    """A running server: its bound addresses, counters, and shutdown."""
+
+    def __init__(self, routes: Routes, keepalive_timeout: float) -> None:
+        if not keepalive_timeout > 0:
+            raise ValueError(f"keepalive_timeout must be positive, not {keepalive_timeout!r}")
+        self.routes: dict[bytes, Route] = {}
+        for path, route in routes.items():
+            if not callable(route):
+                raise TypeError(f"the route for {path!r} must be a callable returning a Payload")
+            self.routes[_route_key(path)] = route
+        self.keepalive_timeout = keepalive_timeout
+        self.stats = HttpStats()
+        self.shutting_down = False
+        self.route_failure_logged = False
+        self._listener: asyncio.AbstractServer | None = None
+        self._connections: set[_Connection] = set()
+        self._all_closed: asyncio.Future[None] | None = None
+        self._date_second = -1
+        self._date_line = b""
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every listening socket; with host "" and port 0 ports may differ."""
+        assert self._listener is not None
+        return [sock.getsockname()[:2] for sock in self._listener.sockets]
+
+    @property
+    def port(self) -> int:
+        """The port of the first listening socket."""
+        return self.addresses[0][1]
+
+    def close(self) -> None:
+        """Stop listening and close every connection, after its pending response is flushed."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        if self._listener is not None:
+            self._listener.close()
+        if self._connections:
+            self._all_closed = asyncio.get_running_loop().create_future()
+            for conn in list(self._connections):
+                conn.shut_down()
+
+    async def wait_closed(self) -> None:
+        """Wait until the listener and every connection are closed; call close() first."""
+        if self._listener is not None:
+            await self._listener.wait_closed()
+        if self._all_closed is not None:
+            await self._all_closed
+
+    async def __aenter__(self) -> HttpServer:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.close()
+        await self.wait_closed()
+
+    def date_line(self) -> bytes:
+        # Formatting a date per request would be rendering on the request path; it changes once
+        # a second, so build the header line once a second.
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date_line = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
+        return self._date_line
+
+    def connection_opened(self, conn: _Connection) -> None:
+        self._connections.add(conn)
+        self.stats.connections_open += 1
+        self.stats.connections_total += 1
+
+    def connection_closed(self, conn: _Connection) -> None:
+        self._connections.discard(conn)
+        self.stats.connections_open -= 1
+        if not self._connections and self._all_closed is not None and not self._all_closed.done():
+            self._all_closed.set_result(None)
+
+
+# (header block, body or None for no body, close the connection after it)
+_Response = tuple[bytes, "bytes | None", bool]
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: parses requests and answers each as soon as it is complete.
+
+    Answers are written in the order requests complete, which is what pipelining requires.
+    """
+
+    __slots__ = (
+        "_server", "_routes", "_loop", "_parser", "_transport", "_url", "_accept_encoding",
+        "_headers", "_head_bytes", "_head_chunk_bytes", "_in_head", "_began", "_rejection",
+        "_pending", "_write_paused", "_closing", "_peer_eof", "_deadline", "_timer",
+        "_timer_when",
+    )
+
+    def __init__(self, server: HttpServer) -> None:
+        self._server = server
+        self._routes = server.routes
+        self._loop = asyncio.get_running_loop()
+        self._parser = httptools.HttpRequestParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._url = b""
+        self._accept_encoding: bytes | None = None
+        self._headers = 0
+        self._head_bytes = 0  # exact, from completed request-line and header callbacks
+        self._head_chunk_bytes = 0  # whole reads that fell inside one unfinished head
+        self._in_head = False
+        self._began = False  # a request began during the current feed_data()
+        self._rejection: _Rejection | None = None
+        # Responses held back while the transport is over its high-water mark.
+        self._pending: deque[_Response] = deque()
+        self._write_paused = False
+        self._closing = False  # the last response is decided; input is discarded from here on
+        self._peer_eof = False
+        # One lazily re-armed timer per connection instead of one call_later per request.
+        self._deadline = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+
+    # --- asyncio.Protocol ---
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._server.connection_opened(self)
+        self._extend_deadline(self._server.keepalive_timeout)
+        if self._server.shutting_down:
+            self.shut_down()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._pending.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._server.connection_closed(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self._began = False
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Upgrade is not offered; the request was answered as a plain one, and what follows
+            # it on the wire is not HTTP/1.1 any more.
+            self._finish()
+            return
+        except httptools.HttpParserError as exc:
+            if self._closing:
+                return  # bytes after a request that asked to close
+            rejection = self._rejection or _BAD_REQUEST
+            log.debug("rejecting a request (%s): %s", rejection.status_line[9:12].decode(), exc)
+            self._server.stats.bad_requests += 1
+            self._respond(rejection.status_line, rejection.page, False, False)
+            return
+        if self._in_head and not self._began:
+            # httptools buffers an unfinished header line itself, beyond what the callbacks
+            # see, so also count reads that carried nothing but head bytes.
+            self._head_chunk_bytes += len(data)
+            if self._head_chunk_bytes > MAX_HEAD_BYTES:
+                self._server.stats.bad_requests += 1
+                self._respond(_HEAD_TOO_LARGE.status_line, _HEAD_TOO_LARGE.page, False, False)
+
+    def eof_received(self) -> bool:
+        if self._pending:
+            self._peer_eof = True
+            return True  # keep the write side open for the held-back responses
+        return False
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        self._extend_deadline(self._server.keepalive_timeout)
+        if not self._closing and self._transport is not None:
+            # Stop taking requests from a client that does not read its responses.
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._extend_deadline(self._server.keepalive_timeout)
+        pending = self._pending
+        while pending and not self._write_paused:
+            self._write(*pending.popleft())
+        if pending or self._write_paused or self._transport is None:
+            return
+        if self._peer_eof:
+            self._transport.close()
+        elif not self._closing:
+            self._transport.resume_reading()
+
+    # --- httptools callbacks ---
+
+    def on_message_begin(self) -> None:
+        self._began = True
+        self._in_head = True
+        self._url = b""
+        self._accept_encoding = None
+        self._headers = 0
+        self._head_bytes = 0
+        self._head_chunk_bytes = 0
+
+    def on_url(self, fragment: bytes) -> None:
+        self._url += fragment
+        self._head_bytes += len(fragment)
+        if len(self._url) > MAX_URL_BYTES:
+            self._reject(_URL_TOO_LONG)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers += 1
+        self._head_bytes += len(name) + len(value) + 4
+        if self._headers > MAX_HEADERS or self._head_bytes > MAX_HEAD_BYTES:
+            self._reject(_HEAD_TOO_LARGE)
+        if len(name) == 15 and name.lower() == b"accept-encoding":
+            # Repeated fields combine into one list (RFC 9110 section 5.3).
+            self._accept_encoding = (value if self._accept_encoding is None
+                                     else self._accept_encoding + b"," + value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+
+    def on_message_complete(self) -> None:
+        if self._closing:
+            return
+        server = self._server
+        parser = self._parser
+        keep_alive = parser.should_keep_alive() and not server.shutting_down
+        route = self._routes.get(self._path())
+        if route is None:
+            self._respond(_STATUS_404, _NOT_FOUND, False, keep_alive)
+            return
+        method = parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            self._respond(_STATUS_405, _NOT_ALLOWED, False, keep_alive, _ALLOW)
+            return
+        try:
+            payload = route()
+        except Exception:
+            # A bug in the owner of the route; say so once, count every occurrence.
+            if not server.route_failure_logged:
+                server.route_failure_logged = True
+                log.exception("a route failed to produce its payload; answering 500")
+            self._respond(_STATUS_500, _INTERNAL_ERROR, method == b"HEAD", keep_alive)
+            return
+        self._respond(_STATUS_200, payload, method == b"HEAD", keep_alive)
+
+    # --- internals ---
+
+    def _path(self) -> bytes | None:
+        url = self._url
+        if url[:1] == b"/":
+            return url.partition(b"?")[0]
+        try:
+            # absolute-form ("GET http://host/metrics"), which servers must accept
+            return httptools.parse_url(url).path
+        except httptools.HttpParserInvalidURLError:
+            return None
+
+    def _reject(self, rejection: _Rejection) -> None:
+        self._rejection = rejection
+        raise _Rejected
+
+    def _respond(self, status_line: bytes, payload: Payload, head_only: bool, keep_alive: bool,
+                 extra: bytes = b"") -> None:
+        status = status_line[9]
+        stats = self._server.stats
+        if status == 0x32:  # b"2"
+            stats.responses_2xx += 1
+        elif status == 0x34:  # b"4"
+            stats.responses_4xx += 1
+        else:
+            stats.responses_5xx += 1
+        accept_encoding = self._accept_encoding
+        if (payload.gzip_body is not None and accept_encoding is not None
+                and accepts_gzip(accept_encoding)):
+            head, body = payload._gzip_head, payload.gzip_body
+        else:
+            head, body = payload._head, payload.body
+        if not keep_alive:
+            connection = _CLOSE
+        elif self._parser.get_http_version() == "1.0":
+            connection = _KEEP_ALIVE
+        else:
+            connection = b""
+        response = (b"".join((status_line, self._server.date_line(), head, extra, connection,
+                              b"\r\n")),
+                    None if head_only or not body else body,
+                    not keep_alive)
+        if not keep_alive:
+            self._closing = True
+        self._extend_deadline(self._server.keepalive_timeout)
+        if self._pending or self._write_paused:
+            self._pending.append(response)
+        else:
+            self._write(*response)
+
+    def _write(self, header: bytes, body: bytes | None, close: bool) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if body is None:
+            transport.write(header)
+        else:
+            # writev on uvloop: the body is shared with every other request, never copied.
+            transport.writelines((header, body))
+        if close:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Close after the last response: flush it, then half-close and drain the client."""
+        self._closing = True
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if self._pending:
+            return  # the last held-back response finishes the connection when written
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        # Keep reading (and discarding) until the client closes, so its unread bytes cannot
+        # make the kernel reset the connection under the response.
+        transport.resume_reading()
+        self._extend_deadline(min(LINGER_SECONDS, self._server.keepalive_timeout), force=True)
+
+    def shut_down(self) -> None:
+        self._closing = True
+        transport = self._transport
+        if transport is None:
+            return
+        self._pending.clear()
+        transport.close()
+        # close() waits for the write buffer to drain; bound that for clients that never read.
+        self._extend_deadline(min(LINGER_SECONDS, self._server.keepalive_timeout), force=True)
+
+    def _extend_deadline(self, seconds: float, force: bool = False) -> None:
+        deadline = self._loop.time() + seconds
+        if self._closing and not force:
+            return  # a closing connection keeps its shorter linger deadline
+        self._deadline = deadline
+        if self._timer is None or deadline < self._timer_when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._arm(deadline)
+
+    def _arm(self, when: float) -> None:
+        self._timer_when = when
+        self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        transport = self._transport
+        if transport is None:
+            return
+        if self._loop.time() < self._deadline:
+            self._arm(self._deadline)
+            return
+        # Idle, lingering too long, or stuck behind a client that stopped reading.
+        if transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
+
+
+async def start_server(routes: Routes, host: str | None, port: int, *,
+                       keepalive_timeout: float = 75.0, backlog: int = 1024) -> HttpServer:
+    """Listen on host:port and serve ``routes`` until the returned server is closed.
+
+    ``host`` "" or None listens on every interface; ``port`` 0 picks a free port (see
+    ``HttpServer.addresses``). Idle keep-alive connections close after ``keepalive_timeout``.
+    """
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port must be from 0 to 65535, not {port}")
+    server = HttpServer(routes, keepalive_timeout)
+    loop = asyncio.get_running_loop()
+    server._listener = await loop.create_server(
+        lambda: _Connection(server), host or None, port, backlog=backlog, reuse_address=True)
+    return server

@@ -1,0 +1,157 @@
+"""Collector logic without a network: /varz mapping, targets, labels, prometheus_client interop."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fastnats import metrics as m
+from fastnats.collector import (
+    NatsCollector, ServerCollector, Target, decode_json, parse_rfc3339_ns, parse_target, varz_samples)
+from fastnats.errors import ScrapeError
+
+VARZ = orjson.loads((Path(__file__).parents[1] / "data" / "varz.json").read_bytes())
+
+
+class FakeClient:
+    """Serves canned bodies per endpoint, or raises the ScrapeError it was given."""
+
+    def __init__(self, bodies):
+        self.bodies = bodies
+
+    async def get(self, endpoint, params=None):
+        body = self.bodies[endpoint]
+        if isinstance(body, Exception):
+            raise body
+        return body
+
+
+def test_varz_samples_copy_every_seed_value():
+    varz = dict(VARZ, connections=15, total_connections=10000, in_msgs=7, out_msgs=9,
+                in_bytes=2**64 - 1, out_bytes=11, slow_consumers=5, mem=256000000, cores=8)
+    samples = varz_samples(varz)
+    for metric in m.SEED:
+        if metric.varz:
+            assert samples[metric.name] == [((), varz[metric.varz])]
+    assert samples["nats_server_version"] == [(("2.15.1",), 1)]
+    assert samples["nats_server_info"] == [(("srv-a", VARZ["server_id"], "2.15.1", "c1"), 1)]
+    uptime = samples["nats_server_uptime_seconds"][0][1]
+    assert uptime == (parse_rfc3339_ns(VARZ["now"]) - parse_rfc3339_ns(VARZ["start"])) / 1e9
+    assert 0 < uptime < 1
+    # Wire bytes come from the kernel, never from /varz.
+    assert "nats_server_total_bytes_sent" not in samples
+    assert "nats_server_total_bytes_received" not in samples
+
+
+@pytest.mark.parametrize("broken", [
+    {"connections": "many"}, {"version": None, "server_id": None}, {"start": "yesterday"},
+])
+def test_varz_samples_reject_unexpected_content(broken):
+    with pytest.raises(ScrapeError) as info:
+        varz_samples(dict(VARZ, **broken))
+    assert (info.value.endpoint, info.value.reason) == ("varz", "decode")
+
+
+def test_varz_samples_reject_missing_keys():
+    varz = dict(VARZ)
+    del varz["mem"]
+    with pytest.raises(ScrapeError, match="mem"):
+        varz_samples(varz)
+
+
+@pytest.mark.parametrize("body", [b"{", b"[1,2]", b"", b"null", b"\xff"])
+def test_decode_json_errors(body):
+    with pytest.raises(ScrapeError) as info:
+        decode_json("varz", body)
+    assert info.value.reason == "decode"
+
+
+def test_parse_rfc3339_keeps_nanoseconds_and_zones():
+    base = parse_rfc3339_ns("2026-11-25T07:57:14Z")
+    assert base == 1795593434 * 10**9
+    assert parse_rfc3339_ns("2026-11-25T07:57:14.000000001Z") - base == 1
+    assert parse_rfc3339_ns("2026-11-25T08:57:14.5+01:00") - base == 500_000_000
+    with pytest.raises(ValueError):
+        parse_rfc3339_ns("2026-11-25 07:57:14")
+
+
+@pytest.mark.parametrize("spec, target", [
+    ("http://nats-1:8222", Target("nats-1:8222", "http://nats-1:8222")),
+    ("nats-1:8222", Target("nats-1:8222", "http://nats-1:8222")),
+    ("east=http://10.0.0.1:8222/", Target("east", "http://10.0.0.1:8222")),
+    ("http://nats-1", Target("nats-1:8222", "http://nats-1:8222")),
+    ("https://[::1]:8443", Target("::1:8443", "https://[::1]:8443")),
+])
+def test_parse_target(spec, target):
+    assert parse_target(spec) == target
+
+
+@pytest.mark.parametrize("spec", ["ftp://x:1", "http://", "a=http://h:port"])
+def test_parse_target_errors(spec):
+    with pytest.raises(ValueError):
+        parse_target(spec)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_single_server_has_no_labels_and_drops_stale_series_when_down():
+    client = FakeClient({"varz": orjson.dumps(VARZ)})
+    server = ServerCollector(Target("a", "http://a:8222"), client)
+    collector = NatsCollector([server])
+    run(collector.refresh())
+    families = {metric.name: (labels, samples) for metric, labels, samples in collector.families()}
+    assert families["nats_up"] == ((), [((), 1)])
+    assert families["nats_server_clients"] == ((), [((), 0)])
+    assert families["fastnats_build_info"][1][0][0][1] == "cython"
+
+    client.bodies["varz"] = ScrapeError("varz", "timeout", "no answer")
+    run(collector.refresh())
+    families = {metric.name: samples for metric, _, samples in collector.families()}
+    assert families["nats_up"] == [((), 0)]
+    for metric in m.SEED + (m.NATS_SERVER_INFO,):
+        assert families[metric.name] == [], metric.name
+    assert families["fastnats_refresh_errors_total"] == [(("varz", "timeout"), 1)]
+    assert families["fastnats_refreshes_total"] == [((), 2)]
+    assert families["fastnats_last_refresh_success_timestamp_seconds"]
+
+
+def test_several_servers_carry_the_server_label():
+    up = ServerCollector(Target("east", "http://e"), FakeClient({"varz": orjson.dumps(VARZ)}))
+    down = ServerCollector(Target("west", "http://w"),
+                           FakeClient({"varz": ScrapeError("varz", "connect", "refused")}))
+    collector = NatsCollector([up, down])
+    run(collector.refresh())
+    families = {metric.name: (labels, samples) for metric, labels, samples in collector.families()}
+    assert families["nats_up"] == (("server",), [(("east",), 1), (("west",), 0)])
+    assert families["nats_server_version"] == (("server", "version"), [(("east", "2.15.1"), 1)])
+    assert families["fastnats_build_info"][0] == ("version", "implementation")
+
+
+def test_duplicate_server_names_are_rejected():
+    client = FakeClient({})
+    with pytest.raises(ValueError, match="unique"):
+        NatsCollector([ServerCollector(Target("a", "http://x"), client),
+                       ServerCollector(Target("a", "http://y"), client)])
+
+
+def test_registers_in_a_prometheus_client_registry():
+    server = ServerCollector(Target("a", "http://a"), FakeClient({"varz": orjson.dumps(VARZ)}))
+    collector = NatsCollector([server])
+    run(collector.refresh())
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    names = {family.name for family in text_string_to_metric_families(text)}
+    assert {"nats_up", "nats_server_clients", "nats_server_total_connections",
+            "fastnats_build_info"} <= names
+    # prometheus_client names counters with _total, as OpenMetrics does.
+    assert "nats_server_total_connections_total 0.0" in text
+    described = {metric.name for metric in collector.describe()}
+    assert "nats_server_total_bytes_sent" in described
