@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from typing import cast
 
 import httptools
 
@@ -80,7 +81,7 @@ class Payload:
 
 Route = Callable[[], Payload]
 #: path -> a cheap callable returning the current payload, so the owner can swap it atomically.
-Routes = Mapping["bytes | str", Route]
+Routes = Mapping[bytes | str, Route]
 
 
 @dataclass(slots=True)
@@ -222,6 +223,7 @@ class HttpServer:
                 raise TypeError(f"the route for {path!r} must be a callable returning a Payload")
             self.routes[_route_key(path)] = route
         self.keepalive_timeout = keepalive_timeout
+        self.linger = min(LINGER_SECONDS, keepalive_timeout)
         self.stats = HttpStats()
         self.shutting_down = False
         self.route_failure_logged = False
@@ -290,7 +292,7 @@ class HttpServer:
 
 
 # (header block, body or None for no body, close the connection after it)
-_Response = tuple[bytes, "bytes | None", bool]
+_Response = tuple[bytes, bytes | None, bool]
 
 
 class _Connection(asyncio.Protocol):
@@ -302,8 +304,8 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_server", "_routes", "_loop", "_parser", "_transport", "_url", "_accept_encoding",
         "_headers", "_head_bytes", "_head_chunk_bytes", "_in_head", "_began", "_rejection",
-        "_pending", "_write_paused", "_closing", "_peer_eof", "_deadline", "_timer",
-        "_timer_when",
+        "_pending", "_write_paused", "_closing", "_lingering", "_peer_eof", "_deadline",
+        "_timer", "_timer_when", "_stall_mark",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -324,17 +326,19 @@ class _Connection(asyncio.Protocol):
         self._pending: deque[_Response] = deque()
         self._write_paused = False
         self._closing = False  # the last response is decided; input is discarded from here on
+        self._lingering = False
         self._peer_eof = False
         # One lazily re-armed timer per connection instead of one call_later per request.
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
+        self._stall_mark = -1  # write buffer size when the deadline last passed
 
     # --- asyncio.Protocol ---
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses but have the same methods.
+        self._transport = cast(asyncio.Transport, transport)
         self._server.connection_opened(self)
         self._extend_deadline(self._server.keepalive_timeout)
         if self._server.shutting_down:
@@ -362,7 +366,11 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             if self._closing:
                 return  # bytes after a request that asked to close
-            rejection = self._rejection or _BAD_REQUEST
+            rejection = self._rejection
+            if rejection is None:
+                if isinstance(exc, httptools.HttpParserCallbackError):
+                    raise  # a bug in a callback here, not a bad request: let the loop report it
+                rejection = _BAD_REQUEST
             log.debug("rejecting a request (%s): %s", rejection.status_line[9:12].decode(), exc)
             self._server.stats.bad_requests += 1
             self._respond(rejection.status_line, rejection.page, False, False)
@@ -383,14 +391,12 @@ class _Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
-        self._extend_deadline(self._server.keepalive_timeout)
         if not self._closing and self._transport is not None:
             # Stop taking requests from a client that does not read its responses.
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        self._extend_deadline(self._server.keepalive_timeout)
         pending = self._pending
         while pending and not self._write_paused:
             self._write(*pending.popleft())
@@ -398,7 +404,9 @@ class _Connection(asyncio.Protocol):
             return
         if self._peer_eof:
             self._transport.close()
-        elif not self._closing:
+        elif self._closing:
+            self._finish()
+        else:
             self._transport.resume_reading()
 
     # --- httptools callbacks ---
@@ -522,18 +530,19 @@ class _Connection(asyncio.Protocol):
         """Close after the last response: flush it, then half-close and drain the client."""
         self._closing = True
         transport = self._transport
-        if transport is None or transport.is_closing():
+        if self._lingering or transport is None or transport.is_closing():
             return
         if self._pending:
-            return  # the last held-back response finishes the connection when written
+            return  # resume_writing() finishes once the held-back responses are written
         if not transport.can_write_eof():
             transport.close()
             return
+        self._lingering = True
         transport.write_eof()
         # Keep reading (and discarding) until the client closes, so its unread bytes cannot
         # make the kernel reset the connection under the response.
         transport.resume_reading()
-        self._extend_deadline(min(LINGER_SECONDS, self._server.keepalive_timeout), force=True)
+        self._extend_deadline(self._server.linger, force=True)
 
     def shut_down(self) -> None:
         self._closing = True
@@ -543,13 +552,12 @@ class _Connection(asyncio.Protocol):
         self._pending.clear()
         transport.close()
         # close() waits for the write buffer to drain; bound that for clients that never read.
-        self._extend_deadline(min(LINGER_SECONDS, self._server.keepalive_timeout), force=True)
+        self._extend_deadline(self._server.linger, force=True)
 
     def _extend_deadline(self, seconds: float, force: bool = False) -> None:
-        deadline = self._loop.time() + seconds
         if self._closing and not force:
             return  # a closing connection keeps its shorter linger deadline
-        self._deadline = deadline
+        deadline = self._deadline = self._loop.time() + seconds
         if self._timer is None or deadline < self._timer_when:
             if self._timer is not None:
                 self._timer.cancel()
@@ -567,11 +575,16 @@ class _Connection(asyncio.Protocol):
         if self._loop.time() < self._deadline:
             self._arm(self._deadline)
             return
-        # Idle, lingering too long, or stuck behind a client that stopped reading.
-        if transport.get_write_buffer_size():
-            transport.abort()
+        buffered = transport.get_write_buffer_size()
+        if not buffered:
+            transport.close()  # idle, or done lingering
+        elif buffered != self._stall_mark:
+            # Still sending a large response to a slow reader: give it another period.
+            self._stall_mark = buffered
+            self._extend_deadline(self._server.linger if self._closing else self._server.keepalive_timeout,
+                                  force=True)
         else:
-            transport.close()
+            transport.abort()  # the client stopped reading; nothing else frees the buffer
 
 
 async def start_server(routes: Routes, host: str | None, port: int, *,
