@@ -14,6 +14,8 @@ import functools
 import ipaddress
 import logging
 import re
+import socket
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -27,6 +29,7 @@ __all__ = [
     "HttpServer",
     "HttpStats",
     "Payload",
+    "Route",
     "Routes",
     "accepts_gzip",
     "parse_listen_address",
@@ -79,9 +82,10 @@ class Payload:
                 self.content_type, len(self.gzip_body), vary)))
 
 
-Route = Callable[[], Payload]
-#: path -> a cheap callable returning the current payload, so the owner can swap it atomically.
-Routes = Mapping[bytes | str, Route]
+#: Returns the current payload, cheaply, so its owner can swap it atomically; None while there
+#: is nothing to serve yet (answered with 503).
+Route = Callable[[], Payload | None]
+Routes = Mapping[bytes, Route] | Mapping[str, Route]
 
 
 @dataclass(slots=True)
@@ -138,37 +142,34 @@ def parse_listen_address(address: str) -> tuple[str, int]:
     Accepts ``:PORT``, ``HOST:PORT`` and ``[IPv6]:PORT``; host ``""`` means every interface.
     Raises ValueError naming the problem.
     """
+    def invalid(why: str) -> ValueError:
+        return ValueError(f"invalid listen address {address!r}: {why}")
+
     if address.startswith("["):
         end = address.find("]")
         if end < 0:
-            raise ValueError(f"invalid listen address {address!r}: missing ']' after the IPv6 address")
+            raise invalid("missing ']' after the IPv6 address")
         host, rest = address[1:end], address[end + 1:]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ValueError(
-                f"invalid listen address {address!r}: {host!r} in brackets is not an IPv6 address"
-            ) from None
+            raise invalid(f"{host!r} in brackets is not an IPv6 address") from None
         if not rest.startswith(":"):
-            raise ValueError(f"invalid listen address {address!r}: expected ':PORT' after ']'")
+            raise invalid("expected ':PORT' after ']'")
         port_text = rest[1:]
     else:
         host, colon, port_text = address.rpartition(":")
         if not colon:
-            raise ValueError(f"invalid listen address {address!r}: expected [HOST]:PORT, e.g. :7777")
+            raise invalid("expected [HOST]:PORT, e.g. :7777")
         if ":" in host:
-            raise ValueError(
-                f"invalid listen address {address!r}: write an IPv6 address in brackets, "
-                f"as [{host}]:{port_text}")
+            raise invalid(f"write an IPv6 address in brackets, as [{host}]:{port_text}")
         if host and not _HOSTNAME.fullmatch(host):
-            raise ValueError(
-                f"invalid listen address {address!r}: {host!r} is not a host name or IPv4 address")
+            raise invalid(f"{host!r} is not a host name or IPv4 address")
     if not port_text:
-        raise ValueError(f"invalid listen address {address!r}: missing port")
+        raise invalid("missing port")
     # isdigit() alone admits non-ASCII digits that int() would quietly accept.
     if not (port_text.isascii() and port_text.isdigit()) or int(port_text) > 65535:
-        raise ValueError(
-            f"invalid listen address {address!r}: port {port_text!r} is not a number from 0 to 65535")
+        raise invalid(f"port {port_text!r} is not a number from 0 to 65535")
     return host, int(port_text)
 
 
@@ -180,12 +181,15 @@ _STATUS_200 = b"HTTP/1.1 200 OK\r\n"
 _STATUS_404 = b"HTTP/1.1 404 Not Found\r\n"
 _STATUS_405 = b"HTTP/1.1 405 Method Not Allowed\r\n"
 _STATUS_500 = b"HTTP/1.1 500 Internal Server Error\r\n"
+_STATUS_503 = b"HTTP/1.1 503 Service Unavailable\r\n"
 _NOT_FOUND = _page(b"404 page not found\n")
 _NOT_ALLOWED = _page(b"405 method not allowed; use GET or HEAD\n")
 _INTERNAL_ERROR = _page(b"500 internal server error\n")
+_NOT_READY = _page(b"503 nothing to serve yet\n")
 _ALLOW = b"Allow: GET, HEAD\r\n"
 _CLOSE = b"Connection: close\r\n"
 _KEEP_ALIVE = b"Connection: keep-alive\r\n"
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, zero seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +230,7 @@ class HttpServer:
         self.linger = min(LINGER_SECONDS, keepalive_timeout)
         self.stats = HttpStats()
         self.shutting_down = False
-        self.route_failure_logged = False
+        self._route_failure_logged = False
         self._listener: asyncio.AbstractServer | None = None
         self._connections: set[_Connection] = set()
         self._all_closed: asyncio.Future[None] | None = None
@@ -270,7 +274,7 @@ class HttpServer:
         self.close()
         await self.wait_closed()
 
-    def date_line(self) -> bytes:
+    def _date_line_now(self) -> bytes:
         # Formatting a date per request would be rendering on the request path; it changes once
         # a second, so build the header line once a second.
         now = int(time.time())
@@ -279,12 +283,12 @@ class HttpServer:
             self._date_line = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
         return self._date_line
 
-    def connection_opened(self, conn: _Connection) -> None:
+    def _connection_opened(self, conn: _Connection) -> None:
         self._connections.add(conn)
         self.stats.connections_open += 1
         self.stats.connections_total += 1
 
-    def connection_closed(self, conn: _Connection) -> None:
+    def _connection_closed(self, conn: _Connection) -> None:
         self._connections.discard(conn)
         self.stats.connections_open -= 1
         if not self._connections and self._all_closed is not None and not self._all_closed.done():
@@ -304,7 +308,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_server", "_routes", "_loop", "_parser", "_transport", "_url", "_accept_encoding",
         "_headers", "_head_bytes", "_head_chunk_bytes", "_in_head", "_began", "_rejection",
-        "_pending", "_write_paused", "_closing", "_lingering", "_peer_eof", "_deadline",
+        "_pending", "_write_paused", "_closing", "_lingering", "_deadline",
         "_timer", "_timer_when", "_stall_mark",
     )
 
@@ -327,7 +331,6 @@ class _Connection(asyncio.Protocol):
         self._write_paused = False
         self._closing = False  # the last response is decided; input is discarded from here on
         self._lingering = False
-        self._peer_eof = False
         # One lazily re-armed timer per connection instead of one call_later per request.
         self._deadline = 0.0
         self._timer: asyncio.TimerHandle | None = None
@@ -339,7 +342,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses but have the same methods.
         self._transport = cast(asyncio.Transport, transport)
-        self._server.connection_opened(self)
+        self._server._connection_opened(self)
         self._extend_deadline(self._server.keepalive_timeout)
         if self._server.shutting_down:
             self.shut_down()
@@ -350,7 +353,7 @@ class _Connection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._server.connection_closed(self)
+        self._server._connection_closed(self)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -359,10 +362,7 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            # Upgrade is not offered; the request was answered as a plain one, and what follows
-            # it on the wire is not HTTP/1.1 any more.
-            self._finish()
-            return
+            return  # already answered with Connection: close by on_message_complete()
         except httptools.HttpParserError as exc:
             if self._closing:
                 return  # bytes after a request that asked to close
@@ -371,7 +371,8 @@ class _Connection(asyncio.Protocol):
                 if isinstance(exc, httptools.HttpParserCallbackError):
                     raise  # a bug in a callback here, not a bad request: let the loop report it
                 rejection = _BAD_REQUEST
-            log.debug("rejecting a request (%s): %s", rejection.status_line[9:12].decode(), exc)
+            log.debug("answering %s to %s: %s", rejection.status_line[9:12].decode(),
+                      self._transport and self._transport.get_extra_info("peername"), exc)
             self._server.stats.bad_requests += 1
             self._respond(rejection.status_line, rejection.page, False, False)
             return
@@ -383,16 +384,12 @@ class _Connection(asyncio.Protocol):
                 self._server.stats.bad_requests += 1
                 self._respond(_HEAD_TOO_LARGE.status_line, _HEAD_TOO_LARGE.page, False, False)
 
-    def eof_received(self) -> bool:
-        if self._pending:
-            self._peer_eof = True
-            return True  # keep the write side open for the held-back responses
-        return False
-
     def pause_writing(self) -> None:
         self._write_paused = True
         if not self._closing and self._transport is not None:
-            # Stop taking requests from a client that does not read its responses.
+            # Stop taking requests from a client that does not read its responses. This also
+            # holds back its EOF, so the default eof_received() (close once flushed) never
+            # drops a held-back response.
             self._transport.pause_reading()
 
     def resume_writing(self) -> None:
@@ -402,9 +399,7 @@ class _Connection(asyncio.Protocol):
             self._write(*pending.popleft())
         if pending or self._write_paused or self._transport is None:
             return
-        if self._peer_eof:
-            self._transport.close()
-        elif self._closing:
+        if self._closing:
             self._finish()
         else:
             self._transport.resume_reading()
@@ -444,25 +439,34 @@ class _Connection(asyncio.Protocol):
             return
         server = self._server
         parser = self._parser
-        keep_alive = parser.should_keep_alive() and not server.shutting_down
+        # Upgrade (websocket, h2c, CONNECT) is not offered; what follows such a request on the
+        # wire is not HTTP/1.1, so answer it as a plain request and close.
+        keep_alive = (parser.should_keep_alive() and not parser.should_upgrade()
+                      and not server.shutting_down)
+        method = parser.get_method()
+        head_only = method == b"HEAD"
         route = self._routes.get(self._path())
         if route is None:
-            self._respond(_STATUS_404, _NOT_FOUND, False, keep_alive)
+            self._respond(_STATUS_404, _NOT_FOUND, head_only, keep_alive)
             return
-        method = parser.get_method()
-        if method != b"GET" and method != b"HEAD":
+        if method != b"GET" and not head_only:
             self._respond(_STATUS_405, _NOT_ALLOWED, False, keep_alive, _ALLOW)
             return
         try:
             payload = route()
+            if payload is None:
+                self._respond(_STATUS_503, _NOT_READY, head_only, keep_alive)
+                return
+            if not isinstance(payload, Payload):
+                raise TypeError(f"the route returned {type(payload).__name__}, not a Payload")
         except Exception:
             # A bug in the owner of the route; say so once, count every occurrence.
-            if not server.route_failure_logged:
-                server.route_failure_logged = True
+            if not server._route_failure_logged:
+                server._route_failure_logged = True
                 log.exception("a route failed to produce its payload; answering 500")
-            self._respond(_STATUS_500, _INTERNAL_ERROR, method == b"HEAD", keep_alive)
+            self._respond(_STATUS_500, _INTERNAL_ERROR, head_only, keep_alive)
             return
-        self._respond(_STATUS_200, payload, method == b"HEAD", keep_alive)
+        self._respond(_STATUS_200, payload, head_only, keep_alive)
 
     # --- internals ---
 
@@ -502,7 +506,7 @@ class _Connection(asyncio.Protocol):
             connection = _KEEP_ALIVE
         else:
             connection = b""
-        response = (b"".join((status_line, self._server.date_line(), head, extra, connection,
+        response = (b"".join((status_line, self._server._date_line_now(), head, extra, connection,
                               b"\r\n")),
                     None if head_only or not body else body,
                     not keep_alive)
@@ -581,10 +585,16 @@ class _Connection(asyncio.Protocol):
         elif buffered != self._stall_mark:
             # Still sending a large response to a slow reader: give it another period.
             self._stall_mark = buffered
-            self._extend_deadline(self._server.linger if self._closing else self._server.keepalive_timeout,
+            server = self._server
+            self._extend_deadline(server.linger if self._closing else server.keepalive_timeout,
                                   force=True)
         else:
-            transport.abort()  # the client stopped reading; nothing else frees the buffer
+            # The client stopped reading. Reset rather than close: a close would leave the kernel
+            # holding the unsent bytes, retrying a window that never opens.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+            transport.abort()
 
 
 async def start_server(routes: Routes, host: str | None, port: int, *,
