@@ -20,19 +20,8 @@ pytestmark = pytest.mark.integration
 
 SEED = (Path(__file__).parents[1] / "data" / "SEED-METRICS.txt").read_text()
 SEED_HEADERS = re.findall(r"^# HELP (\S+) .*\n# TYPE \S+ \S+\n", SEED, re.M)
-ARTICLE_CONF = """server: {
-listen: ":4222"
-http: {
-addr: ":8222"
-debug: true
-pprof: true
-}
-# Enable Prometheus metrics endpoint
-metrics: {
-port: 9100
-}
-}
-"""
+# The reference article's conf, verbatim.
+ARTICLE_CONF = (Path(__file__).parents[1] / "unit" / "conf" / "seed.conf").read_text()
 FAST = ("--refresh-interval", "0.2", "--timeout", "2")
 
 

@@ -1,0 +1,772 @@
+"""The nats-server.conf reader: syntax, includes, variables, errors, derived settings, translation.
+
+Where nats-server's own behaviour is the question (does it accept the translated conf, does a
+-1 port really give a free port), the real nats-server answers it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastnats import launcher, natsconf
+from fastnats.errors import ConfError
+from tests.conftest import http_get, require_tool
+
+SEED = Path(__file__).parent / "conf" / "seed.conf"
+
+# The article's conf, byte for byte; the fixture file must stay exactly this.
+ARTICLE = """\
+server: {
+listen: ":4222"
+http: {
+addr: ":8222"
+debug: true
+pprof: true
+}
+# Enable Prometheus metrics endpoint
+metrics: {
+port: 9100
+}
+}
+"""
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """Write conf text to a file under tmp_path and return its path."""
+
+    def write(text: str, name: str = "nats.conf") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def parse(write):
+    """Parse conf text and return its tree."""
+    return lambda text: natsconf.load(write(text)).tree
+
+
+def conf_error(path: Path, line: int, fragment: str) -> str:
+    """A pytest.raises ``match`` for ``path:line: ...fragment...``."""
+    return "^" + re.escape(f"{path}:{line}: ") + ".*" + re.escape(fragment)
+
+
+def nats_check(path: Path) -> subprocess.CompletedProcess[str]:
+    exe = require_tool("nats-server")
+    return subprocess.run([exe, "-t", "-c", str(path)], capture_output=True, text=True,
+                          timeout=60)
+
+
+def assert_nats_accepts(path: Path) -> None:
+    result = nats_check(path)
+    assert result.returncode == 0, result.stdout + result.stderr + path.read_text()
+    assert "is valid" in result.stdout + result.stderr
+
+
+# -- the article's conf
+
+
+def test_seed_fixture_is_the_article_conf_verbatim():
+    assert SEED.read_text(encoding="utf-8") == ARTICLE
+
+
+def test_article_conf_parses():
+    conf = natsconf.load(SEED)
+    assert conf.tree == {"server": {
+        "listen": ":4222",
+        "http": {"addr": ":8222", "debug": True, "pprof": True},
+        "metrics": {"port": 9100},
+    }}
+    assert conf.is_article_dialect
+    assert conf.monitor_url == "http://127.0.0.1:8222"
+    assert conf.monitor == natsconf.MonitorAddr("http", "", 8222, f"{SEED}:3")
+    assert conf.metrics_port == 9100
+    assert conf.metrics_host is None
+
+
+def test_nats_server_rejects_article_conf_as_is():
+    result = nats_check(SEED)
+    assert result.returncode != 0
+    assert 'unknown field "server"' in result.stdout + result.stderr
+
+
+def test_translated_article_conf_passes_nats_server(tmp_path: Path):
+    translated = natsconf.translate(natsconf.load(SEED), tmp_path / "out")
+    assert translated.path == tmp_path / "out" / "nats-server.conf"
+    assert translated.warnings == (
+        f"{SEED}:5: dropped http.debug: nats-server has no such monitoring setting",
+        f"{SEED}:6: dropped http.pprof: nats-server has no such monitoring setting",
+    )
+    assert_nats_accepts(translated.path)
+    again = natsconf.load(translated.path)
+    assert again.tree == {"listen": ":4222", "http": ":8222"}
+    assert not again.is_article_dialect
+    assert again.monitor_url == "http://127.0.0.1:8222"
+    assert again.metrics_port is None
+
+
+def test_port_overrides_start_a_real_server_on_free_ports(tmp_path: Path):
+    require_tool("nats-server")
+    conf = natsconf.load(SEED)
+    translated = natsconf.translate(conf, tmp_path, listen="127.0.0.1:-1",
+                                    monitor="127.0.0.1:-1")
+    assert natsconf.load(translated.path).tree == {"listen": "127.0.0.1:-1",
+                                                   "http": "127.0.0.1:-1"}
+    server = launcher.start(["-c", str(translated.path)])
+    try:
+        assert server.ports["client"] not in (0, 4222)
+        assert server.ports["http"] not in (0, 8222)
+        varz = json.loads(http_get(f"http://127.0.0.1:{server.ports['http']}/varz"))
+        # /varz reports the real client port (but http_port stays -1, as configured).
+        assert varz["port"] == server.ports["client"]
+        assert varz["host"] == "127.0.0.1"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("value", ["127.0.0.1:0", "127.0.0.1", ":70000", "host:x", ""])
+def test_port_overrides_are_checked(tmp_path: Path, value: str):
+    conf = natsconf.load(SEED)
+    with pytest.raises(ValueError, match=re.escape(f"monitor={value!r}")):
+        natsconf.translate(conf, tmp_path, monitor=value)
+    with pytest.raises(ValueError, match=re.escape(f"listen={value!r}")):
+        natsconf.translate(conf, tmp_path, listen=value)
+
+
+def test_monitor_override_keeps_https(write, tmp_path: Path):
+    conf = natsconf.load(write("https_port: 8443\nport: 4222\n"))
+    translated = natsconf.translate(conf, tmp_path / "out", monitor="127.0.0.1:-1",
+                                    listen="127.0.0.1:-1")
+    assert natsconf.load(translated.path).tree == {"https": "127.0.0.1:-1",
+                                                   "listen": "127.0.0.1:-1"}
+
+
+# -- syntax
+
+
+@pytest.mark.parametrize("line", [
+    "port = 4222", "port: 4222", "port 4222", "port\t4222", "port=4222", "port:4222",
+    "  port  =  4222  ", "port 4222;", "port: 4222,",
+])
+def test_key_value_separators(parse, line: str):
+    assert parse(line + "\n") == {"port": 4222}
+
+
+@pytest.mark.parametrize("opening", ["server: {", "server {", "server = {", "server{",
+                                     "server:{", "server\n{", "server =\n\n{"])
+def test_block_separators(parse, opening: str):
+    assert parse(opening + "\n  a: 1\n}\n") == {"server": {"a": 1}}
+
+
+def test_one_line_blocks_and_terminators(parse):
+    assert parse("a: 1; b: 2, c: 3\nd { x: 1, y: 2; z: 3 }\ne {}\n") == {
+        "a": 1, "b": 2, "c": 3, "d": {"x": 1, "y": 2, "z": 3}, "e": {}}
+
+
+def test_comments_of_both_kinds(parse):
+    text = """\
+# hash comment
+// slash comment
+a: 1 # after a value
+b: 2 // after a value
+c {  # after an opening brace
+  // inside a block
+  d: 3
+}
+e: [ # inside an array
+  1, // after an item
+  # between items
+  2
+]
+"""
+    assert parse(text) == {"a": 1, "b": 2, "c": {"d": 3}, "e": [1, 2]}
+
+
+def test_comment_markers_inside_strings_are_text(parse):
+    text = """\
+a: "x # not a comment"
+b: 'y // not a comment'
+url: nats://user@host:4222
+c: "z" # but this is
+"""
+    assert parse(text) == {"a": "x # not a comment", "b": "y // not a comment",
+                           "url": "nats://user@host:4222", "c": "z"}
+
+
+def test_nesting_and_case_insensitive_keys(parse):
+    tree = parse("Cluster {\n  Name: c1\n  Authorization { User: u, Timeout: 2 }\n"
+                 "  routes: [\n    nats://a:6222\n    nats://b:6222\n  ]\n}\n")
+    assert list(tree) == ["Cluster"]
+    assert tree["cluster"]["AUTHORIZATION"]["user"] == "u"
+    assert tree["CLUSTER"]["authorization"]["timeout"] == 2
+    assert tree["cluster"]["Routes"] == ["nats://a:6222", "nats://b:6222"]
+    entry = tree["cluster"].entry("authorization")
+    assert entry is not None and entry.key == "Authorization" and entry.line == 3
+    assert "cluster" in tree and "nope" not in tree
+
+
+def test_a_key_written_twice_keeps_the_last_value(parse):
+    assert parse("port: 1\nhost: h\nport: 2\n") == {"port": 2, "host": "h"}
+
+
+def test_keys_differing_in_case_are_distinct(parse):
+    tree = parse("PORT = 4222\nport: $PORT\nHost: a\nHOST: b\nx: $PORT\n")
+    assert list(tree) == ["PORT", "port", "Host", "HOST", "x"]
+    assert tree["port"] == 4222 and tree["x"] == 4222
+    assert tree["Host"] == "a" and tree["host"] == "b"
+
+
+def test_arrays(parse):
+    text = """\
+a: [1, 2, 3]
+b: [
+  x
+  y, z,
+]
+c: []
+d: [[1, 2], ["s", true], {k: v}]
+e: [
+  { name: one, port: 1 }
+  { name: two, port: 2 }
+]
+"""
+    assert parse(text) == {
+        "a": [1, 2, 3], "b": ["x", "y", "z"], "c": [],
+        "d": [[1, 2], ["s", True], {"k": "v"}],
+        "e": [{"name": "one", "port": 1}, {"name": "two", "port": 2}],
+    }
+
+
+def test_json_style_file(parse):
+    assert parse('{\n  "port": 4222,\n  "http": "127.0.0.1:8222",\n  "x": [1, 2]\n}\n') == {
+        "port": 4222, "http": "127.0.0.1:8222", "x": [1, 2]}
+
+
+def test_strings(parse):
+    text = r"""a: "tab\tnl\ncr\rquote\"backslash\\hex\x41"
+b: 'single \t stays, "double" too'
+c: localhost:4222
+d: 127.0.0.1
+e: "multi
+line"
+f: bare\x42escaped
+g: (
+-----BEGIN X-----
+abc )
+-----END X-----
+)
+h: ""
+i: "caf\xc3\xa9 \x63afé"
+"""
+    assert parse(text) == {
+        "a": 'tab\tnl\ncr\rquote"backslash\\hexA',
+        "b": 'single \\t stays, "double" too',
+        "c": "localhost:4222", "d": "127.0.0.1", "e": "multi\nline", "f": "bareBescaped",
+        "g": "\n-----BEGIN X-----\nabc )\n-----END X-----\n", "h": "",
+        "i": "caf\u00e9 caf\u00e9",
+    }
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("0", 0), ("4222", 4222), ("007", 7), ("-1", -1),
+    ("1k", 1000), ("1K", 1000), ("1kb", 1024), ("1KB", 1024), ("1Ki", 1024), ("1KiB", 1024),
+    ("2M", 2_000_000), ("2MB", 2 * 1024**2), ("2mi", 2 * 1024**2),
+    ("3G", 3 * 10**9), ("3GB", 3 * 1024**3), ("1T", 10**12), ("1TB", 1024**4),
+    ("1P", 10**15), ("1PiB", 1024**5), ("8E", 8 * 10**18), ("-2k", -2000),
+    ("9223372036854775807", 2**63 - 1), ("-9223372036854775808", -(2**63)),
+    ("1.5", 1.5), ("-0.25", -0.25), ("10.0", 10.0),
+    ("true", True), ("TRUE", True), ("yes", True), ("on", True), ("On", True),
+    ("false", False), ("no", False), ("off", False), ("NO", False),
+    # Durations stay strings, except that a bare 2m is 2 million, as in nats-server.
+    ("10s", "10s"), ('"2m"', "2m"), ("1h30m", "1h30m"), ("2m", 2_000_000),
+    ('"4222"', "4222"), ('"true"', "true"), ("'off'", "off"), ("1.2.3.4", "1.2.3.4"),
+    ("0x10", "0x10"), ("truely", "truely"),
+])
+def test_scalar_values(parse, text: str, value: object):
+    parsed = parse(f"v: {text}\n")["v"]
+    assert parsed == value
+    assert type(parsed) is type(value)
+
+
+def test_crlf_line_ends(write):
+    path = write("a: 1\r\n# c\r\nb {\r\n  c: x\r\n}\r\nd: [1\r\n2]\r\ne: 'oops\r\n")
+    with pytest.raises(ConfError, match=conf_error(path, 8, "unterminated string")):
+        natsconf.load(path)
+    assert natsconf.load(write("a: 1\r\n# c\r\nb {\r\n  c: x\r\n}\r\nd: [1\r\n2]\r\n")).tree \
+        == {"a": 1, "b": {"c": "x"}, "d": [1, 2]}
+
+
+# -- errors name the file and the line
+
+
+@pytest.mark.parametrize(("text", "line", "fragment"), [
+    ('a: 1\nb: "abc\nc: 2\n', 2, "unterminated string"),
+    ("a: 1\nb: 'abc\n", 2, "unterminated string"),
+    ("a {\n  b: 1\n", 1, "unterminated block"),
+    ("a {\n  b {\n    c: 1\n  }\n", 1, "unterminated block"),
+    ("a: 1\n}\n", 2, "stray '}'"),
+    ("a {\n  b: 1\n}\n}\n", 4, "stray '}'"),
+    ("a: [1,\n  2\n", 1, "unterminated array"),
+    ("a: [1, }\n", 1, "stray '}' inside an array"),
+    ("a:\nb: 2\n", 1, "missing value for 'a'"),
+    ("a: 1\nb =", 2, "missing value for 'b'"),
+    ("x {\n  a:\n}\n", 2, "missing value for 'a'"),
+    ("a: # comment\n", 1, "missing value for 'a'"),
+    ("a: 1\nb: ;\n", 2, "missing value for 'b'"),
+    ("a: 1 2\n", 1, "unexpected '2' after the value of 'a'"),
+    ("a: [1 2]\n", 1, "expected ',' or ']'"),
+    ("a: [, 1]\n", 1, "unexpected ','"),
+    ("a: [1,, 2]\n", 1, "unexpected ','"),
+    ('a: 1\nb: "bad \\q escape"\n', 2, "invalid escape '\\q'"),
+    ('a: "\\x4"\n', 1, "\\x needs two hexadecimal digits"),
+    ('a: "ok"\nb: "\\xff"\n', 2, "\\x escapes do not form UTF-8"),
+    ("\n\na: -abc\n", 3, "invalid number '-abc'"),
+    ("a: 9223372036854775808\n", 1, "out of range"),
+    ("a: 10E\n", 1, "out of range"),
+    ("= 1\n", 1, "expected a key"),
+    ('"a: 1\n', 1, "unterminated quoted key"),
+    ("a: (\nno end\n", 1, "unterminated ( ) string"),
+    ("{\n a: 1\n}\nb: 2\n", 4, "after the closing '}'"),
+])
+def test_syntax_errors_name_file_and_line(write, text: str, line: int, fragment: str):
+    path = write(text)
+    with pytest.raises(ConfError, match=conf_error(path, line, fragment)):
+        natsconf.load(path)
+
+
+def test_missing_file(tmp_path: Path):
+    with pytest.raises(ConfError, match=re.escape(f"{tmp_path / 'nope.conf'}: cannot read")):
+        natsconf.load(tmp_path / "nope.conf")
+
+
+def test_invalid_utf8_names_the_line(tmp_path: Path):
+    path = tmp_path / "bad.conf"
+    path.write_bytes(b"a: 1\nb: \"\xff\"\n")
+    with pytest.raises(ConfError, match=conf_error(path, 2, "not valid UTF-8")):
+        natsconf.load(path)
+
+
+# -- includes
+
+
+def test_include_is_relative_to_the_including_file(write, tmp_path: Path):
+    write("users = [ {user: a, password: p} ]\ninclude 'deeper/limits.conf'\n",
+          "sub/auth.conf")
+    write("max_payload: 1MB\n", "sub/deeper/limits.conf")
+    write("timeout: 5\n", "sub/block.conf")
+    main = write('port: 4222\ninclude ./sub/auth.conf\nauthorization {\n'
+                 '  include "sub/block.conf"\n  token: t\n}\n', "main.conf")
+    conf = natsconf.load(main)
+    assert conf.tree == {
+        "port": 4222,
+        "users": [{"user": "a", "password": "p"}],
+        "max_payload": 1024 * 1024,
+        "authorization": {"timeout": 5, "token": "t"},
+    }
+    entry = conf.tree.entry("max_payload")
+    assert entry is not None and entry.where == f"{tmp_path / 'sub/deeper/limits.conf'}:1"
+
+
+def test_include_cycle_is_an_error_with_the_line(write, tmp_path: Path):
+    write("x: 1\ninclude b.conf\n", "a.conf")
+    b = write("y: 2\n\ninclude ./a.conf\n", "b.conf")
+    with pytest.raises(ConfError, match=conf_error(b, 3, "include cycle")) as info:
+        natsconf.load(tmp_path / "a.conf")
+    assert str((tmp_path / "a.conf").resolve()) in str(info.value)
+
+
+def test_self_include_is_a_cycle(write):
+    path = write("include nats.conf\n")
+    with pytest.raises(ConfError, match=conf_error(path, 1, "include cycle")):
+        natsconf.load(path)
+
+
+@pytest.mark.parametrize("target", ["missing.conf", "."])
+def test_bad_include_path(write, target: str):
+    path = write(f"a: 1\ninclude {target}\n")
+    with pytest.raises(ConfError, match=conf_error(path, 2, "cannot read include")):
+        natsconf.load(path)
+
+
+def test_include_without_a_name(write):
+    path = write("a: 1\ninclude   # nothing\n")
+    with pytest.raises(ConfError, match=conf_error(path, 2, "include needs a file name")):
+        natsconf.load(path)
+
+
+def test_errors_inside_an_include_name_the_included_file(write, tmp_path: Path):
+    write("a: 1\nb: [1\n", "inc.conf")
+    main = write("include inc.conf\n")
+    with pytest.raises(ConfError, match=conf_error(tmp_path / "inc.conf", 2, "unterminated")):
+        natsconf.load(main)
+
+
+# -- variables
+
+
+def test_variables_scope_and_shadowing(parse):
+    tree = parse("""\
+PORT: 4222
+NAME = outer
+port: $PORT
+cluster {
+  NAME: inner
+  name: $NAME
+  list: [$PORT, $NAME]
+}
+server_name: $NAME
+""")
+    assert tree["port"] == 4222
+    assert tree["cluster"]["name"] == "inner"
+    assert tree["cluster"]["list"] == [4222, "inner"]
+    assert tree["server_name"] == "outer"
+
+
+def test_variable_defined_in_a_block_is_not_visible_outside(write):
+    path = write("a {\n  INNER: 1\n}\nb: $INNER\n")
+    with pytest.raises(ConfError, match=conf_error(path, 4, "undefined variable $INNER")):
+        natsconf.load(path)
+
+
+def test_variable_names_are_case_sensitive(write):
+    path = write("foo: 1\nbar: $FOO\n")
+    with pytest.raises(ConfError, match=conf_error(path, 2, "undefined variable $FOO")):
+        natsconf.load(path)
+
+
+def test_undefined_variable(write, monkeypatch):
+    monkeypatch.delenv("FASTNATS_TEST_UNSET", raising=False)
+    path = write("a: 1\n\nb: $FASTNATS_TEST_UNSET\n")
+    with pytest.raises(ConfError, match=conf_error(path, 3,
+                                                   "undefined variable $FASTNATS_TEST_UNSET")):
+        natsconf.load(path)
+
+
+def test_environment_variables_are_parsed_as_values(parse, monkeypatch):
+    monkeypatch.setenv("FASTNATS_TEST_PORT", "8222")
+    monkeypatch.setenv("FASTNATS_TEST_ADDR", '"127.0.0.1:8222"')
+    monkeypatch.setenv("FASTNATS_TEST_WORD", "hello")
+    monkeypatch.setenv("FASTNATS_TEST_SIZE", "1MB")
+    monkeypatch.setenv("FASTNATS_TEST_BLOCK", "{ a: 1, b: [2] }")
+    tree = parse("a: $FASTNATS_TEST_PORT\nb: $FASTNATS_TEST_ADDR\nc: $FASTNATS_TEST_WORD\n"
+                 "d: $FASTNATS_TEST_SIZE\ne: $FASTNATS_TEST_BLOCK\n")
+    assert tree == {"a": 8222, "b": "127.0.0.1:8222", "c": "hello", "d": 1024**2,
+                    "e": {"a": 1, "b": [2]}}
+
+
+def test_conf_variables_win_over_the_environment(parse, monkeypatch):
+    monkeypatch.setenv("FASTNATS_TEST_PORT", "1")
+    assert parse("FASTNATS_TEST_PORT: 2\nport: $FASTNATS_TEST_PORT\n")["port"] == 2
+
+
+@pytest.mark.parametrize(("raw", "fragment"), [
+    ('"open', "unterminated string"), ("1 2", "unexpected '2'"), ("", "empty"),
+    ("$FASTNATS_TEST_SELF", "refers to itself"),
+])
+def test_bad_environment_values(write, monkeypatch, raw: str, fragment: str):
+    monkeypatch.setenv("FASTNATS_TEST_SELF", raw)
+    path = write("a: 1\nb: $FASTNATS_TEST_SELF\n")
+    with pytest.raises(ConfError, match=conf_error(path, 2, fragment)) as info:
+        natsconf.load(path)
+    assert f"{path}:2: in environment variable $FASTNATS_TEST_SELF:1: " in str(info.value)
+
+
+def test_included_file_does_not_see_the_includers_variables(write, tmp_path: Path):
+    # nats-server parses an included file on its own; checked against nats-server 2.15.
+    write("http: $MPORT\n", "inc.conf")
+    main = write("MPORT = 8222\ninclude inc.conf\n")
+    with pytest.raises(ConfError, match=conf_error(tmp_path / "inc.conf", 1,
+                                                   "undefined variable $MPORT")):
+        natsconf.load(main)
+
+
+def test_includer_sees_variables_of_an_included_file(write):
+    write("MPORT = 8222\n", "vars.conf")
+    tree = natsconf.load(write("include vars.conf\nhttp_port: $MPORT\n")).tree
+    assert tree["http_port"] == 8222
+
+
+def test_bcrypt_hashes_are_not_variables(parse):
+    digest = "$2a$11$PWIFAL8RsWyGI3jVZtO9Nu8.6jOxzxfZo7c/W0eLk017hjgUKWrhy"
+    assert parse(f"password: {digest}\n")["password"] == digest
+
+
+# -- settings fastnats derives
+
+
+@pytest.mark.parametrize(("text", "url"), [
+    ("http: 8222", "http://127.0.0.1:8222"),
+    ('http: "localhost:8222"', "http://localhost:8222"),
+    ("http: localhost:8222", "http://localhost:8222"),
+    ('http: "0.0.0.0:8222"', "http://127.0.0.1:8222"),
+    ('http: "[::]:8222"', "http://127.0.0.1:8222"),
+    ('http: "[::1]:8222"', "http://[::1]:8222"),
+    ('http: ":8222"\nlisten: "10.1.2.3:4222"', "http://10.1.2.3:8222"),
+    ("http_port: 8222", "http://127.0.0.1:8222"),
+    ("http_port: 8222\nhost: 10.1.2.3", "http://10.1.2.3:8222"),
+    ("http_port: 8222\nnet: 10.1.2.4", "http://10.1.2.4:8222"),
+    ('http_port: 8222\nlisten: "127.0.0.2:4222"', "http://127.0.0.2:8222"),
+    ("monitor_port: 8222", "http://127.0.0.1:8222"),
+    ("https_port: 8443", "https://127.0.0.1:8443"),
+    ('https: "nats.example:8443"', "https://nats.example:8443"),
+    ('HTTP: "127.0.0.1:8222"\nhttp_port: 8222', "http://127.0.0.1:8222"),
+    ("http { host: 127.0.0.3, port: 8222 }", "http://127.0.0.3:8222"),
+    ("http { port: 8222 }", "http://127.0.0.1:8222"),
+    ("http { addr: 8222 }", "http://127.0.0.1:8222"),
+    ("http_port: 0\nhttps_port: 8443", "https://127.0.0.1:8443"),
+    ("port: 4222", None),
+    ('listen: "127.0.0.1:4222"', None),
+    ("http_port: 0", None),
+])
+def test_monitor_url_of_real_confs(write, text: str, url: str | None):
+    conf = natsconf.load(write(text + "\n"))
+    assert conf.monitor_url == url
+    assert conf.is_article_dialect == text.startswith("http {")
+
+
+@pytest.mark.parametrize("text", [
+    "port: 4222", "listen: 127.0.0.1:4222", "http: 8222", 'http: "localhost:8222"',
+    "http_port: 8222", "https_port: 8443", "monitor_port: 8222", "http_port: -1",
+    'http: "[::1]:8222"', "http: 8222\nhost: 127.0.0.1\nport: -1",
+])
+def test_real_confs_pass_nats_server_before_and_after_translation(write, tmp_path: Path,
+                                                                  text: str):
+    original = write(text + "\n")
+    assert_nats_accepts(original)
+    translated = natsconf.translate(natsconf.load(original), tmp_path / "out")
+    assert translated.warnings == ()
+    assert_nats_accepts(translated.path)
+    assert natsconf.load(translated.path).tree == natsconf.load(original).tree
+
+
+def test_random_monitor_port_has_no_url(write):
+    path = write("port: 4222\nhttp_port: -1\n")
+    conf = natsconf.load(path)
+    assert conf.monitor == natsconf.MonitorAddr("http", "", -1, f"{path}:2")
+    with pytest.raises(ConfError, match=conf_error(path, 2, "picks a free port")):
+        _ = conf.monitor_url
+
+
+@pytest.mark.parametrize(("text", "line", "fragment"), [
+    ("http: 8222\nhttp_port: 8223\n", 2, "disagree"),
+    ('http: "a:8222"\nhttps: 8443\nhttp_port: 8223\n', 3, "disagree"),
+    ('http: "a:8222"\nmonitor_port: 8223\n', 2, "disagree"),
+    ('http: "a:8222"\nHTTP: "b:8222"\n', 2, "disagree"),
+    ("http_port: 8222\nhttps_port: 8443\n", 2, "both http and https"),
+    ('port: 1\nhttp: "localhost"\n', 2, 'http must be "host:port"'),
+    ('http: "::1:8222"\n', 1, 'http must be "host:port"'),
+    ("http: true\n", 1, "http must be a port number"),
+    ("http_port: 70000\n", 1, "http_port must be a port number"),
+    ('monitor_port: "8222"\n', 1, "monitor_port must be a port number"),
+    ("http {\n  addr: \":8222\"\n  port: 1\n}\n", 2, "addr or host/port"),
+    ("http {\n  debug: true\n}\n", 1, "sets no port"),
+    ("http { host: 1, port: 8222 }\n", 1, "http.host must be a string"),
+    ("http { addr: nowhere }\n", 1, 'http.addr must be "host:port"'),
+    ('http_port: 8222\nlisten: "x"\n', 2, 'listen must be "host:port"'),
+])
+def test_bad_monitoring_settings(write, text: str, line: int, fragment: str):
+    path = write(text)
+    with pytest.raises(ConfError, match=conf_error(path, line, fragment)):
+        natsconf.load(path)
+
+
+@pytest.mark.parametrize(("block", "host", "port"), [
+    ("{ port: 9100 }", None, 9100),
+    ('{ port: 9100, host: "0.0.0.0" }', "0.0.0.0", 9100),
+    ('{ addr: "127.0.0.1:9200" }', "127.0.0.1", 9200),
+    ('{ addr: ":9200" }', None, 9200),
+    ("{ addr: localhost, port: 9300 }", "localhost", 9300),
+    ('{ host: "::1", port: 9300 }', "::1", 9300),
+    ('{ addr: "[::1]:9400" }', "::1", 9400),
+    ("{ host: h }", "h", None),
+])
+def test_metrics_block(write, block: str, host: str | None, port: int | None):
+    conf = natsconf.load(write(f"port: 4222\nmetrics {block}\n"))
+    assert (conf.metrics_host, conf.metrics_port) == (host, port)
+    assert conf.is_article_dialect
+
+
+@pytest.mark.parametrize(("block", "fragment"), [
+    ("metrics: 9100", "metrics must be a block"),
+    ("metrics { port: 0 }", "metrics.port must be a port number from 1"),
+    ("metrics { port: x }", "metrics.port must be a port number"),
+    ("metrics { prot: 9100 }", "unknown metrics setting 'prot'"),
+    ('metrics { addr: ":1", port: 2 }', "has a port and so has metrics.port"),
+    ("metrics { addr: a, host: b }", "host or addr, not both"),
+    ("metrics { host: 5 }", "metrics.host must be a string"),
+])
+def test_bad_metrics_block(write, block: str, fragment: str):
+    path = write(f"port: 4222\n{block}\n")
+    with pytest.raises(ConfError, match=conf_error(path, 2, fragment)):
+        natsconf.load(path)
+
+
+def test_no_metrics_block(write):
+    conf = natsconf.load(write("port: 4222\n"))
+    assert (conf.metrics_host, conf.metrics_port, conf.is_article_dialect) == (None, None, False)
+
+
+# -- translation
+
+
+def test_translation_inlines_includes_and_resolves_variables(write, tmp_path: Path,
+                                                             monkeypatch):
+    monkeypatch.setenv("FASTNATS_TEST_NAME", "from-env")
+    # An included file is parsed alone, so it includes the password variable itself.
+    write("include pass.conf\nMONITOR = 8222\n"
+          "accounts {\n  A { users = [ {user: a, password: $PASS} ] }\n}\n",
+          "sub/accounts.conf")
+    write("PASS: secret\n", "sub/pass.conf")
+    main = write("""\
+server {
+  CLIENT_PORT = 4222
+  port: $CLIENT_PORT
+  server_name: $FASTNATS_TEST_NAME
+  include ./sub/accounts.conf
+  http { port: $MONITOR, pprof: on }
+  max_payload: 2MB
+  ping_interval: "2m"
+  server_tags: ["a:b", 'c d']
+}
+metrics { port: 9100 }
+""")
+    conf = natsconf.load(main)
+    assert conf.monitor_url == "http://127.0.0.1:8222"
+    translated = natsconf.translate(conf, tmp_path / "out")
+    assert translated.warnings == (
+        f"{main}:6: dropped http.pprof: nats-server has no such monitoring setting",)
+    assert_nats_accepts(translated.path)
+    text = translated.path.read_text()
+    assert "$" not in text and "include" not in text
+    assert natsconf.load(translated.path).tree == {
+        "port": 4222,
+        "server_name": "from-env",
+        "accounts": {"A": {"users": [{"user": "a", "password": "secret"}]}},
+        "http": ":8222",
+        "max_payload": 2 * 1024**2,
+        "ping_interval": "2m",
+        "server_tags": ["a:b", "c d"],
+    }
+
+
+def test_realistic_conf_survives_translation(tmp_path: Path):
+    original = Path(__file__).parent / "conf" / "realistic" / "nats-server.conf"
+    assert_nats_accepts(original)
+    conf = natsconf.load(original)
+    assert conf.monitor_url == "http://127.0.0.1:8222"
+    assert conf.tree["accounts"]["SYS"]["users"][0]["password"] == "pw"
+    assert conf.tree["jetstream"]["max_file_store"] == 10 * 1024**3
+    assert conf.tree["max_connections"] == 64_000
+    assert conf.tree["ping_interval"] == "2m0s"
+    translated = natsconf.translate(conf, tmp_path)
+    assert_nats_accepts(translated.path)
+    # Only the variable definition is gone; everything else means the same.
+    expected = {key: value for key, value in conf.tree.items() if key != "SYS_PASS"}
+    assert natsconf.load(translated.path).tree == expected
+
+
+def test_unused_variable_definitions_are_kept(write, tmp_path: Path):
+    # nats-server rejects an unreferenced non-option key; translation must not hide that.
+    conf = natsconf.load(write("port: 4222\nUNUSED = 5\n"))
+    translated = natsconf.translate(conf, tmp_path / "out")
+    assert natsconf.load(translated.path).tree == {"port": 4222, "UNUSED": 5}
+    result = nats_check(translated.path)
+    assert result.returncode != 0
+    assert 'unknown field "UNUSED"' in result.stdout + result.stderr
+
+
+def test_listen_override_replaces_every_client_address_key(write, tmp_path: Path):
+    conf = natsconf.load(write("host: 0.0.0.0\nnet: 0.0.0.0\nport: 4222\nlisten: :4222\n"
+                               "http_port: 8222\nserver_name: n\n"))
+    translated = natsconf.translate(conf, tmp_path / "out", listen="127.0.0.1:-1")
+    assert natsconf.load(translated.path).tree == {"http_port": 8222, "server_name": "n",
+                                                   "listen": "127.0.0.1:-1"}
+    assert_nats_accepts(translated.path)
+
+
+# -- writing
+
+
+def test_dump_quotes_and_escapes():
+    text = natsconf.dump({
+        "plain": "s", "needs quotes": 1, "has\"dq": 2, "ctl": "a\x01\x7fb\"\\\n\t\r",
+        "big": 1e20, "small": 1e-7, "neg": -0.5, "flag": False, "empty": {}, "none": [],
+        "nested": {"list": [{"a": 1}, [2, 3]]},
+    })
+    assert text == (
+        'plain: "s"\n'
+        '"needs quotes": 1\n'
+        "'has\"dq': 2\n"
+        'ctl: "a\\x01\\x7fb\\"\\\\\\n\\t\\r"\n'
+        "big: 100000000000000000000.0\n"
+        "small: 0.0000001\n"
+        "neg: -0.5\n"
+        "flag: false\n"
+        "empty: {}\n"
+        "none: []\n"
+        "nested: {\n"
+        "  list: [\n"
+        "    {\n"
+        "      a: 1\n"
+        "    }\n"
+        "    [2, 3]\n"
+        "  ]\n"
+        "}\n"
+    )
+
+
+@pytest.mark.parametrize(("tree", "error"), [
+    ({"a": float("nan")}, ValueError), ({"a": 2**63}, ValueError),
+    ({"a'\"": 1}, ValueError), ({"a": None}, TypeError), ({"a": b"x"}, TypeError),
+])
+def test_dump_refuses_what_nats_server_cannot_read(tree, error):
+    with pytest.raises(error):
+        natsconf.dump(tree)
+
+
+# Keys may hold anything but a line end and both kinds of quote (nats-server cannot read that).
+_keys = st.text(alphabet=st.characters(blacklist_characters="\n\r'", blacklist_categories=("Cs",),
+                                        min_codepoint=32),
+                max_size=12)
+_scalars = (st.text() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+            | st.floats(allow_nan=False, allow_infinity=False))
+_trees = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(_keys, children, max_size=4),
+    max_leaves=20,
+)
+
+
+def _typed(value: object) -> object:
+    """``value`` with every scalar tagged by its type, so 1, 1.0 and True stay apart."""
+    if isinstance(value, Mapping):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return type(value).__name__, value
+
+
+# load() also checks the settings fastnats reads; random values under those keys are errors.
+_top_keys = _keys.filter(lambda key: key.lower() not in {
+    "http", "https", "http_port", "https_port", "monitor_port", "metrics", "server", "listen",
+    "host", "net"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(tree=st.dictionaries(_top_keys, _trees, max_size=6))
+def test_dump_round_trips_through_the_reader(tmp_path_factory, tree: dict[str, object]):
+    path = tmp_path_factory.mktemp("dump") / "tree.conf"
+    path.write_text(natsconf.dump(tree), encoding="utf-8")
+    assert _typed(natsconf.load(path).tree) == _typed(tree)
