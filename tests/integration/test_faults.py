@@ -1,0 +1,59 @@
+"""Broken monitoring endpoints: each failure is named and counted, and scrapes never wait."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import start_exporter, wait_until
+from tests.faults import FaultServer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("mode, reason", [
+    ("hang", "timeout"), ("garbage", "decode"), ("status", "http_status"), ("cut", "connect"),
+])
+def test_broken_server_is_reported_down_with_its_reason(mode, reason, nats_server):
+    fault = FaultServer(mode)
+    exporter = start_exporter(f"broken={fault.url}", f"good={nats_server.monitor_url}",
+                              "--web.listen-address", "127.0.0.1:0",
+                              "--refresh-interval", "0.2", "--timeout", "0.5")
+    try:
+        text = wait_until(lambda: (t := exporter.scrape()) and re.search(
+            rf'^fastnats_refresh_errors_total\{{server="broken",endpoint="varz",'
+            rf'reason="{reason}"\}} [1-9]', t, re.M) and t)
+        assert 'nats_up{server="broken"} 0\n' in text
+        assert 'nats_up{server="good"} 1\n' in text
+        assert 'nats_server_clients{server="good"} ' in text
+        assert 'server="broken"' not in "".join(
+            line for line in text.splitlines(True) if line.startswith("nats_server_"))
+    finally:
+        exporter.stop()
+        fault.close()
+
+
+def refreshes(text: str, server: str) -> int:
+    return int(re.search(rf'^fastnats_refreshes_total{{server="{server}"}} (\d+)$', text, re.M)[1])
+
+
+def test_scrapes_are_answered_while_a_refresh_hangs(nats_server):
+    fault = FaultServer("status")
+    exporter = start_exporter(f"broken={fault.url}", f"good={nats_server.monitor_url}",
+                              "--web.listen-address", "127.0.0.1:0",
+                              "--refresh-interval", "0.2", "--timeout", "60")
+    try:
+        wait_until(lambda: 'nats_up{server="broken"} 0' in exporter.scrape())
+        fault.mode = "hang"
+        # A refresh is now stuck on the hung server for up to a minute.
+        wait_until(lambda: fault.held)
+        before = exporter.scrape()
+        for _ in range(20):
+            now = exporter.scrape()
+            # Same refresh count: no refresh finished, yet every scrape was answered.
+            assert refreshes(now, "good") == refreshes(before, "good")
+        assert fault.held
+    finally:
+        exporter.stop()
+        fault.close()
