@@ -18,7 +18,17 @@ class ConnzDecodeError(FastNatsError, ValueError):
 
 
 class WireProtocolError(FastNatsError, ValueError):
-    """A netlink sock_diag buffer is malformed, truncated or reports an error."""
+    """A netlink sock_diag buffer is malformed, truncated or reports an error.
+
+    ``offset`` is the byte of the concatenated buffers where decoding stopped (None when the
+    error did not come from a decode); ``errno`` is the kernel's error number when the kernel
+    answered with NLMSG_ERROR or a failed NLMSG_DONE, else None.
+    """
+
+    def __init__(self, msg: str, offset: int | None = None, errno: int | None = None) -> None:
+        super().__init__(msg if offset is None else f"{msg} (byte {offset})")
+        self.offset = offset
+        self.errno = errno
 
 
 class ScrapeError(FastNatsError):
