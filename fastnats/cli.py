@@ -15,7 +15,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import launcher, natsconf
@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
                          metavar="SECONDS", help="seconds between refreshes (default: %(default)s)")
     refresh.add_argument("--timeout", type=_positive_float, default=3.0, metavar="SECONDS",
                          help="timeout of each monitoring request (default: %(default)s)")
+
+    collectors = parser.add_argument_group("collectors")
+    collectors.add_argument(
+        "--collector.wire", dest="wire", action=argparse.BooleanOptionalAction, default=None,
+        help="wire byte counter from kernel socket counters (nats_server_total_bytes_*, "
+             "nats_wire_*); default: on when the server's listening sockets are visible here")
+    collectors.add_argument(
+        "--wire.poll-interval", dest="wire_interval", type=_positive_float, metavar="SECONDS",
+        help="seconds between wire counter polls (default: the refresh interval)")
 
     nats = parser.add_argument_group("nats-server")
     nats.add_argument(
@@ -129,7 +138,8 @@ class Settings:
     launch: bool = False
     binary: str | None = None
     demo_clients: int | None = None
-    notes: list[str] = field(default_factory=list)
+    wire: bool | None = None
+    wire_interval: float = 5.0
 
 
 def resolve(args: argparse.Namespace) -> Settings:
@@ -173,7 +183,8 @@ def resolve(args: argparse.Namespace) -> Settings:
         targets=targets, host=host, port=port, telemetry_path=args.telemetry_path,
         refresh_interval=args.refresh_interval, timeout=args.timeout, conf=conf,
         launch=args.launch, binary=args.binary,
-        demo_clients=args.demo_clients if args.demo else None)
+        demo_clients=args.demo_clients if args.demo else None,
+        wire=args.wire, wire_interval=args.wire_interval or args.refresh_interval)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -231,7 +242,8 @@ async def _exporter(settings: Settings, until_stopped) -> int:
     """Serve metrics until ``until_stopped()`` returns; its result is the exit status."""
     session = new_session()
     collector = NatsCollector([
-        ServerCollector(t, MonitorClient(t.url, session, settings.timeout))
+        ServerCollector(t, MonitorClient(t.url, session, settings.timeout), wire=settings.wire,
+                        wire_interval=settings.wire_interval)
         for t in settings.targets])
     cache = MetricsCache(collector, settings.refresh_interval)
     server = None
@@ -246,6 +258,7 @@ async def _exporter(settings: Settings, until_stopped) -> int:
             server.close()
             await server.wait_closed()
         await cache.stop()
+        await collector.close()
         await session.close()
 
 

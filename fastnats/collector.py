@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -21,11 +22,12 @@ import orjson
 from prometheus_client.metrics_core import Metric as ClientMetric
 
 from . import metrics as m
-from ._impl import IMPLEMENTATION
+from ._impl import IMPLEMENTATION, impl
 from ._version import __version__
-from .errors import ScrapeError
+from .errors import ScrapeError, WireProtocolError
 from .interop import Family, Sample, client_metrics
 from .sources.monitor import MonitorClient
+from .sources.wire import SockDiag, listener_ports
 
 log = logging.getLogger("fastnats.scrape")
 
@@ -109,10 +111,130 @@ def decode_json(endpoint: str, body: bytes) -> dict:
     return doc
 
 
+def is_local_host(host: str) -> bool:
+    """True when ``host`` resolves to an address of this machine (so its sockets are visible)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except OSError:
+        return False
+    for family, _, _, _, addr in infos:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((addr[0], 0))  # only an address of a local interface binds
+            return True
+        except OSError:
+            continue
+    return False
+
+
+class WirePoller:
+    """Polls the kernel's counters of one local server's listening sockets on its own interval.
+
+    ``force`` None enables it when the server's listeners are visible here; True insists (a
+    failure to start is logged as an error); False never starts it. The dump runs in a worker
+    thread; the parse and the state update run on the event loop, so ``families()`` never sees
+    half an update.
+    """
+
+    def __init__(self, server: str, host: str, interval: float, force: bool | None,
+                 errors: Counter[tuple[str, str]]) -> None:
+        self.server = server
+        self.host = host
+        self.interval = interval
+        self.force = force
+        self.errors = errors
+        self.counter = None
+        self._diag: SockDiag | None = None
+        self._ports: dict[int, str] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._said_why = False
+
+    async def follow(self, varz: dict) -> None:
+        """Start, or restart on new ports, after each successful read of /varz."""
+        ports = listener_ports(varz)
+        if ports == self._ports or self.force is False:
+            return
+        await self.stop()
+        self._ports = ports
+        why_not = await asyncio.to_thread(self._why_not, ports)
+        if why_not is not None:
+            if not self._said_why:
+                level = logging.ERROR if self.force else logging.INFO
+                log.log(level, "wire byte counter off for %s: %s; nats_server_total_bytes_* "
+                               "are not exported", self.server, why_not)
+                self._said_why = True
+            return
+        assert self._diag is not None
+        self.counter = impl.WireCounter(ports, self._diag.mode)
+        log.info("wire byte counter on for %s: listeners %s, mode %s", self.server,
+                 ", ".join(f"{name}:{port}" for port, name in sorted(ports.items())),
+                 self._diag.mode)
+        await self._poll()
+        self._stopping = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"fastnats-wire-{self.server}")
+
+    def _why_not(self, ports: dict[int, str]) -> str | None:
+        ok, reason = SockDiag.available()
+        if not ok:
+            return reason
+        if not is_local_host(self.host):
+            return f"{self.host} is not an address of this host"
+        try:
+            diag = SockDiag(ports)
+        except (OSError, ValueError) as exc:
+            return f"sock_diag: {exc}"
+        client_ports = {port for port, name in ports.items() if name == "client"}
+        try:
+            visible = diag.listening_ports()
+        except (OSError, WireProtocolError) as exc:
+            diag.close()
+            return f"sock_diag: {exc}"
+        if not client_ports <= visible:
+            diag.close()
+            return "the server's listening sockets are not visible in this network namespace"
+        self._diag = diag
+        return None
+
+    async def _poll(self) -> None:
+        assert self._diag is not None and self.counter is not None
+        try:
+            buffers = await asyncio.to_thread(self._diag.dump)
+            self.counter.update(buffers)
+        except (OSError, WireProtocolError) as exc:
+            self.errors[("wire", "netlink")] += 1
+            log.warning("wire byte counter poll failed for %s: %s", self.server, exc)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.interval)
+                return
+            except asyncio.TimeoutError:
+                pass
+            await self._poll()
+
+    def families(self) -> Samples:
+        return self.counter.families() if self.counter is not None else {}
+
+    async def stop(self) -> None:
+        # Let a dump in its worker thread finish before the socket closes under it.
+        if self._task is not None:
+            self._stopping.set()
+            await self._task
+            self._task = None
+        if self._diag is not None:
+            self._diag.close()
+            self._diag = None
+        self.counter = None
+        self._ports = None
+
+
 class ServerCollector:
     """State of one monitored server across refreshes."""
 
-    def __init__(self, target: Target, client: MonitorClient) -> None:
+    def __init__(self, target: Target, client: MonitorClient, *,
+                 wire: bool | None = None, wire_interval: float = 5.0) -> None:
         self.target = target
         self.client = client
         self.up = False
@@ -123,27 +245,39 @@ class ServerCollector:
         self.refreshes = 0
         self.last_success: float | None = None
         self.duration = 0.0
+        self.wire = WirePoller(target.name, urlsplit(target.url).hostname or "", wire_interval,
+                               wire, self.errors)
 
     async def refresh(self) -> None:
         started = time.perf_counter()
         self.refreshes += 1
         try:
-            samples = varz_samples(decode_json("varz", await self.client.get("varz")))
+            varz = decode_json("varz", await self.client.get("varz"))
+            samples = varz_samples(varz)
         except ScrapeError as exc:
-            self._failed(exc)
+            await self._failed(exc)
         else:
+            await self.wire.follow(varz)
             self.samples = samples
             self.up = True
             self.last_success = time.time()
         finally:
             self.duration = time.perf_counter() - started
 
-    def _failed(self, exc: ScrapeError) -> None:
+    async def _failed(self, exc: ScrapeError) -> None:
         if self.up or self.refreshes == 1:
             log.warning("server %s is down: %s", self.target.name, exc)
         self.errors[(exc.endpoint, exc.reason)] += 1
         self.samples = {}
         self.up = False
+        # A restarted server may listen on other ports and starts its counters afresh.
+        await self.wire.stop()
+
+    def nats_samples(self) -> Samples:
+        """The NATS-derived samples to export now; none while the server is down."""
+        if not self.up:
+            return {}
+        return {**self.samples, **self.wire.families()}
 
     def self_samples(self) -> Samples:
         out: Samples = {
@@ -175,8 +309,12 @@ class NatsCollector:
     async def refresh(self) -> None:
         await asyncio.gather(*(server.refresh() for server in self.servers))
 
+    async def close(self) -> None:
+        await asyncio.gather(*(server.wire.stop() for server in self.servers))
+
     def families(self) -> list[Family]:
-        per_server = [(s.target.name, {**s.samples, **s.self_samples()}) for s in self.servers]
+        per_server = [(s.target.name, {**s.nats_samples(), **s.self_samples()})
+                      for s in self.servers]
         out: list[Family] = []
         for metric in m.CATALOGUE:
             if not metric.per_server:

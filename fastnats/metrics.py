@@ -102,10 +102,211 @@ NATS_SERVER_INFO = Metric(
 HEALTH = (NATS_UP, NATS_SERVER_INFO)
 
 # Per-client aggregates, distributions and top-K from /connz (see the connz section of docs).
-CONNZ: tuple[Metric, ...] = ()
+#
+# The labels of the group families depend on --connz.group-by, so the catalogue lists them as the
+# single marker GROUP_LABELS; ``ConnzAggregator.label_names(name)`` expands it to the configured
+# fields, in the configured order.
+GROUP_LABELS = "<group_by>"
+#: The /connz fields a deployment may group clients by; ``kind`` is the connection type (nats,
+#: websocket, mqtt), because /connz reports every connection's ``kind`` as ``Client``.
+GROUP_BY_FIELDS = ("account", "name", "lang", "version", "kind", "ip")
+DEFAULT_GROUP_BY = ("account", "name")
+#: Label value of every group-by label on the group that collects the overflow of --connz.max-groups.
+OTHER_GROUP = "_other"
+#: Labels that identify one connection in the top-K and per-connection families.
+CONNECTION_LABELS = ("cid", "name", "account", "ip")
+
+# Upper bounds of the distribution buckets; +Inf is implied. Seconds are floats, counts are ints.
+CONNZ_RTT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                     0.5, 1.0, 2.5, 5.0)
+CONNZ_PENDING_BUCKETS = (0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
+                         67108864)
+CONNZ_IDLE_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 21600.0, 86400.0)
+CONNZ_SUBS_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 500, 1000, 10000)
+
+
+def _le(bound: float | int) -> str:
+    return repr(bound) if isinstance(bound, int) else repr(float(bound)).removesuffix(".0")
+
+
+#: The ``le`` label values of each distribution, +Inf last; both implementations render these.
+CONNZ_RTT_LE = tuple(map(_le, CONNZ_RTT_BUCKETS)) + ("+Inf",)
+CONNZ_PENDING_LE = tuple(map(_le, CONNZ_PENDING_BUCKETS)) + ("+Inf",)
+CONNZ_IDLE_LE = tuple(map(_le, CONNZ_IDLE_BUCKETS)) + ("+Inf",)
+CONNZ_SUBS_LE = tuple(map(_le, CONNZ_SUBS_BUCKETS)) + ("+Inf",)
+
+_GROUP_SRC = "/connz of every open connection, plus the final counters of closed ones; grouped by " \
+             "--connz.group-by"
+NATS_CLIENT_CONNECTIONS = Metric(
+    "nats_client_connections", GAUGE, "Open client connections", (GROUP_LABELS,),
+    source="/connz: open connections in the group")
+NATS_CLIENT_SUBSCRIPTIONS = Metric(
+    "nats_client_subscriptions", GAUGE, "Subscriptions held by the open client connections",
+    (GROUP_LABELS,), source="/connz subscriptions, summed over the group's open connections")
+NATS_CLIENT_PENDING_BYTES = Metric(
+    "nats_client_pending_bytes", GAUGE,
+    "Bytes the server has queued for delivery to the open client connections", (GROUP_LABELS,),
+    source="/connz pending_bytes, summed over the group's open connections")
+NATS_CLIENT_IN_MESSAGES_TOTAL = Metric(
+    "nats_client_in_messages_total", COUNTER,
+    "Messages received by the server from the clients (what they published), closed "
+    "connections included", (GROUP_LABELS,), source=_GROUP_SRC + "; /connz in_msgs")
+NATS_CLIENT_OUT_MESSAGES_TOTAL = Metric(
+    "nats_client_out_messages_total", COUNTER,
+    "Messages sent by the server to the clients (what they received), closed connections "
+    "included", (GROUP_LABELS,), source=_GROUP_SRC + "; /connz out_msgs")
+NATS_CLIENT_IN_BYTES_TOTAL = Metric(
+    "nats_client_in_bytes_total", COUNTER,
+    "Message bytes received by the server from the clients, closed connections included",
+    (GROUP_LABELS,), source=_GROUP_SRC + "; /connz in_bytes (headers + payload)")
+NATS_CLIENT_OUT_BYTES_TOTAL = Metric(
+    "nats_client_out_bytes_total", COUNTER,
+    "Message bytes sent by the server to the clients, closed connections included",
+    (GROUP_LABELS,), source=_GROUP_SRC + "; /connz out_bytes (headers + payload)")
+NATS_CLIENT_GROUPS = Metric(
+    "nats_client_groups", GAUGE,
+    "Client groups tracked, the _other group excluded; at most --connz.max-groups",
+    source="/connz aggregator")
+NATS_CLIENT_GROUP_OVERFLOW_TOTAL = Metric(
+    "nats_client_group_overflow_total", COUNTER,
+    "Connections counted in the _other group because --connz.max-groups groups already existed",
+    source="/connz aggregator")
+
+
+def _distribution(base: str, what: str, unit_src: str) -> tuple[Metric, Metric, Metric]:
+    src = f"/connz {unit_src} of every open connection, as a cumulative gauge histogram"
+    return (
+        Metric(base + "_bucket", GAUGE, f"Open client connections whose {what} is at most le",
+               ("le",), source=src),
+        Metric(base + "_sum", GAUGE, f"Sum of the {what} over the open client connections",
+               source=src),
+        Metric(base + "_count", GAUGE, f"Open client connections that report their {what}",
+               source=src),
+    )
+
+
+(NATS_CLIENT_CONNECTION_RTT_SECONDS_BUCKET, NATS_CLIENT_CONNECTION_RTT_SECONDS_SUM,
+ NATS_CLIENT_CONNECTION_RTT_SECONDS_COUNT) = _distribution(
+    "nats_client_connection_rtt_seconds", "round-trip time in seconds", "rtt")
+(NATS_CLIENT_CONNECTION_PENDING_BYTES_BUCKET, NATS_CLIENT_CONNECTION_PENDING_BYTES_SUM,
+ NATS_CLIENT_CONNECTION_PENDING_BYTES_COUNT) = _distribution(
+    "nats_client_connection_pending_bytes", "pending bytes", "pending_bytes")
+(NATS_CLIENT_CONNECTION_IDLE_SECONDS_BUCKET, NATS_CLIENT_CONNECTION_IDLE_SECONDS_SUM,
+ NATS_CLIENT_CONNECTION_IDLE_SECONDS_COUNT) = _distribution(
+    "nats_client_connection_idle_seconds", "idle time in seconds", "idle")
+(NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_BUCKET, NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_SUM,
+ NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_COUNT) = _distribution(
+    "nats_client_connection_subscriptions", "subscription count", "subscriptions")
+
+NATS_CLIENT_TOP_PENDING_BYTES = Metric(
+    "nats_client_top_pending_bytes", GAUGE,
+    "Pending bytes of the --connz.top-k connections with the most", CONNECTION_LABELS,
+    source="/connz pending_bytes; connections with none are left out")
+NATS_CLIENT_TOP_IN_MESSAGES_PER_SECOND = Metric(
+    "nats_client_top_in_messages_per_second", GAUGE,
+    "Messages per second received from the --connz.top-k busiest publishing connections, "
+    "between the last two refreshes", CONNECTION_LABELS,
+    source="/connz in_msgs of one refresh minus the previous, over the time between them")
+NATS_CLIENT_TOP_OUT_MESSAGES_PER_SECOND = Metric(
+    "nats_client_top_out_messages_per_second", GAUGE,
+    "Messages per second sent to the --connz.top-k busiest receiving connections, between the "
+    "last two refreshes", CONNECTION_LABELS,
+    source="/connz out_msgs of one refresh minus the previous, over the time between them")
+
+_PER_CONN_SRC = "/connz, one series per open connection (--connz.per-connection); "
+NATS_CONNECTION_PENDING_BYTES = Metric(
+    "nats_connection_pending_bytes", GAUGE,
+    "Bytes the server has queued for delivery to the connection", CONNECTION_LABELS,
+    source=_PER_CONN_SRC + "pending_bytes")
+NATS_CONNECTION_SUBSCRIPTIONS = Metric(
+    "nats_connection_subscriptions", GAUGE, "Subscriptions of the connection", CONNECTION_LABELS,
+    source=_PER_CONN_SRC + "subscriptions")
+NATS_CONNECTION_RTT_SECONDS = Metric(
+    "nats_connection_rtt_seconds", GAUGE, "Round-trip time of the connection in seconds",
+    CONNECTION_LABELS, source=_PER_CONN_SRC + "rtt")
+NATS_CONNECTION_IN_MESSAGES_TOTAL = Metric(
+    "nats_connection_in_messages_total", COUNTER,
+    "Messages received by the server from the connection", CONNECTION_LABELS,
+    source=_PER_CONN_SRC + "in_msgs")
+NATS_CONNECTION_OUT_MESSAGES_TOTAL = Metric(
+    "nats_connection_out_messages_total", COUNTER, "Messages sent by the server to the connection",
+    CONNECTION_LABELS, source=_PER_CONN_SRC + "out_msgs")
+NATS_CONNECTION_IN_BYTES_TOTAL = Metric(
+    "nats_connection_in_bytes_total", COUNTER,
+    "Message bytes received by the server from the connection", CONNECTION_LABELS,
+    source=_PER_CONN_SRC + "in_bytes")
+NATS_CONNECTION_OUT_BYTES_TOTAL = Metric(
+    "nats_connection_out_bytes_total", COUNTER,
+    "Message bytes sent by the server to the connection", CONNECTION_LABELS,
+    source=_PER_CONN_SRC + "out_bytes")
+NATS_CONNECTION_SERIES_OMITTED = Metric(
+    "nats_connection_series_omitted", GAUGE,
+    "Open connections left without per-connection series by --connz.per-connection-max",
+    source="/connz aggregator")
+
+CONNZ: tuple[Metric, ...] = (
+    NATS_CLIENT_CONNECTIONS,
+    NATS_CLIENT_SUBSCRIPTIONS,
+    NATS_CLIENT_PENDING_BYTES,
+    NATS_CLIENT_IN_MESSAGES_TOTAL,
+    NATS_CLIENT_OUT_MESSAGES_TOTAL,
+    NATS_CLIENT_IN_BYTES_TOTAL,
+    NATS_CLIENT_OUT_BYTES_TOTAL,
+    NATS_CLIENT_GROUPS,
+    NATS_CLIENT_GROUP_OVERFLOW_TOTAL,
+    NATS_CLIENT_CONNECTION_RTT_SECONDS_BUCKET,
+    NATS_CLIENT_CONNECTION_RTT_SECONDS_SUM,
+    NATS_CLIENT_CONNECTION_RTT_SECONDS_COUNT,
+    NATS_CLIENT_CONNECTION_PENDING_BYTES_BUCKET,
+    NATS_CLIENT_CONNECTION_PENDING_BYTES_SUM,
+    NATS_CLIENT_CONNECTION_PENDING_BYTES_COUNT,
+    NATS_CLIENT_CONNECTION_IDLE_SECONDS_BUCKET,
+    NATS_CLIENT_CONNECTION_IDLE_SECONDS_SUM,
+    NATS_CLIENT_CONNECTION_IDLE_SECONDS_COUNT,
+    NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_BUCKET,
+    NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_SUM,
+    NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_COUNT,
+    NATS_CLIENT_TOP_PENDING_BYTES,
+    NATS_CLIENT_TOP_IN_MESSAGES_PER_SECOND,
+    NATS_CLIENT_TOP_OUT_MESSAGES_PER_SECOND,
+    NATS_CONNECTION_PENDING_BYTES,
+    NATS_CONNECTION_SUBSCRIPTIONS,
+    NATS_CONNECTION_RTT_SECONDS,
+    NATS_CONNECTION_IN_MESSAGES_TOTAL,
+    NATS_CONNECTION_OUT_MESSAGES_TOTAL,
+    NATS_CONNECTION_IN_BYTES_TOTAL,
+    NATS_CONNECTION_OUT_BYTES_TOTAL,
+    NATS_CONNECTION_SERIES_OMITTED,
+)
 
 # Wire bytes per listener from kernel socket counters.
-WIRE: tuple[Metric, ...] = ()
+_WIRE_SOURCE = ("kernel socket counters (NETLINK_SOCK_DIAG tcp_info) of the connections accepted "
+                "on the listener's port")
+NATS_WIRE_SENT_BYTES_TOTAL = Metric(
+    "nats_wire_sent_bytes_total", COUNTER,
+    "Bytes the server sent and the peer acknowledged on the listener's connections, protocol "
+    "overhead included", ("listener",), source=_WIRE_SOURCE + ", tcp_info bytes_acked")
+NATS_WIRE_RECEIVED_BYTES_TOTAL = Metric(
+    "nats_wire_received_bytes_total", COUNTER,
+    "Bytes the server received on the listener's connections, protocol overhead included",
+    ("listener",), source=_WIRE_SOURCE + ", tcp_info bytes_received")
+NATS_WIRE_CONNECTIONS = Metric(
+    "nats_wire_connections", GAUGE,
+    "Open TCP connections accepted on the listener, as the kernel saw them at the last poll",
+    ("listener",), source=_WIRE_SOURCE)
+NATS_WIRE_MODE_INFO = Metric(
+    "nats_wire_mode_info", GAUGE,
+    "How closed connections are counted: destroy_events (exact final counts) or poll (counts "
+    "up to the last poll before the close); value 1",
+    ("mode",), source="destroy_events when the kernel lets the exporter subscribe to the "
+                      "sock_diag destroy multicast groups, else poll")
+
+WIRE: tuple[Metric, ...] = (
+    NATS_WIRE_SENT_BYTES_TOTAL,
+    NATS_WIRE_RECEIVED_BYTES_TOTAL,
+    NATS_WIRE_CONNECTIONS,
+    NATS_WIRE_MODE_INFO,
+)
 
 # The exporter's own health.
 FASTNATS_BUILD_INFO = Metric(

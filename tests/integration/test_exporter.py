@@ -75,10 +75,14 @@ def assert_seed_matches_varz(exporter, monitor_url: str) -> None:
     assert got["nats_server_memory_bytes"] > 0
     assert 0 < got["nats_server_uptime_seconds"] < 600
     text = exporter.scrape()
+    assert len(SEED_HEADERS) == 13
     for name in SEED_HEADERS:
-        if name in ("nats_server_total_bytes_sent", "nats_server_total_bytes_received"):
-            continue  # wire bytes: their own tests
         assert header_block(text, name) == header_block(SEED, name), name
+    # Wire bytes include the protocol framing that payload bytes leave out.
+    now = samples(text)
+    assert now["nats_server_total_bytes_sent"] > now["nats_server_total_payload_bytes_sent"]
+    assert (now["nats_server_total_bytes_received"]
+            > now["nats_server_total_payload_bytes_received"])
 
 
 def test_seed_metrics_agree_with_varz(nats_server):
@@ -195,5 +199,17 @@ def test_launch_exits_with_the_status_of_a_killed_child(tmp_path):
         assert len(children) == 1
         os.kill(children[0], signal.SIGKILL)
         assert exporter.process.wait(20) == 128 + signal.SIGKILL
+    finally:
+        exporter.stop()
+
+
+def test_wire_collector_can_be_turned_off(nats_server):
+    exporter = start_exporter(nats_server.monitor_url, "--web.listen-address", "127.0.0.1:0",
+                              "--no-collector.wire", *FAST)
+    try:
+        text = wait_until(lambda: (t := exporter.scrape()) and "nats_up 1" in t and t)
+        assert "nats_server_total_payload_bytes_sent" in text
+        assert "nats_server_total_bytes_sent" not in text
+        assert "nats_wire_" not in text
     finally:
         exporter.stop()
