@@ -1,0 +1,253 @@
+"""Helpers shared by the end-to-end tests and the checks of deploy/ (rules and dashboard).
+
+Traffic against a real nats-server, exposition parsing, and readers for the Prometheus rule files
+and the Grafana dashboard, including a small extractor of the metric names a PromQL expression
+reads (Prometheus 2.42 has no API that parses a query without running it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from fastnats import metrics
+from tests.conftest import require_tool
+from tests.natsclient import RawClient
+
+ROOT = Path(__file__).parents[2]
+RULES_DIR = ROOT / "deploy" / "prometheus"
+ALERTS = RULES_DIR / "alerts.yml"
+RECORDING = RULES_DIR / "recording.yml"
+RULE_FILES = (ALERTS, RECORDING)
+RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
+DASHBOARD = ROOT / "deploy" / "grafana" / "fastnats.json"
+
+#: The scrape job name the alert rules and the README's scrape config use.
+JOB = "nats"
+#: Series Prometheus adds to every scrape; the rules and the dashboard may query them.
+PROMETHEUS_SERIES = frozenset({"up"})
+
+
+class PongClient(RawClient):
+    """A RawClient that answers the server's PINGs whenever it reads, as a real client does,
+    so the server keeps the connection and keeps measuring its rtt."""
+
+    def _line(self) -> bytes:
+        while True:
+            line = super()._line()
+            if line != b"PING":
+                return line
+            self.sock.sendall(b"PONG\r\n")
+
+
+class Traffic:
+    """Publishes to a subject its own connection subscribes to, in a background thread.
+
+    Bounded twice, so a test that forgets to stop it cannot hang or flood: at most ``limit``
+    messages and ``seconds`` of publishing. Each batch ends with a PING round trip, which reads
+    the echoed messages back and paces the publisher to what the server delivers.
+    """
+
+    def __init__(self, port: int, *, limit: int = 100_000, seconds: float = 60.0,
+                 batch: int = 20, pause: float = 0.01) -> None:
+        self.client = PongClient(port, name="traffic")
+        self.client.sub("traffic.>", 1)
+        self.client.flush()
+        self.limit, self.seconds, self.batch, self.pause = limit, seconds, batch, pause
+        self.published = 0
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def start(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        deadline = threading.Timer(self.seconds, self._stop.set)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            while not self._stop.is_set() and self.published < self.limit:
+                for i in range(self.batch):
+                    self.client.pub(f"traffic.{i % 4}", b"m" * (16 + i))
+                self.client.flush()
+                self.published += self.batch
+                # A pause between batches, not a synchronisation: the stop event ends it early.
+                self._stop.wait(self.pause)
+        except OSError as exc:
+            # The server going away ends the traffic; the test that stopped it expects that.
+            self.error = exc
+        finally:
+            deadline.cancel()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.client.close()
+
+
+def stall_a_consumer(port: int, megabytes: int = 48) -> tuple[RawClient, RawClient]:
+    """Make the server queue ``megabytes`` for a subscriber that never reads.
+
+    The kernel's socket buffers take a few MiB (up to a few tens on hosts tuned for throughput);
+    the rest stays in the server's pending bytes, below its 64 MiB max_pending, until its write
+    deadline cuts the subscriber off as a slow consumer.
+    """
+    stalled = RawClient(port, name="stalled")
+    stalled.sub("stall", 1)
+    stalled.flush()
+    publisher = RawClient(port, name="stall-publisher")
+    chunk = b"s" * (256 * 1024)
+    for _ in range(megabytes * 4):
+        publisher.pub("stall", chunk)
+    publisher.flush()
+    return stalled, publisher
+
+
+# -- expositions
+
+# The one place that lists what `promtool check metrics` may report about fastnats's output.
+# The seed's counters keep the names (and HELP texts and types) that operators' dashboards and
+# alerts already use, byte for byte, so they cannot gain the `_total` suffix the linter asks of
+# counters. Nothing else may produce a finding.
+SEED_COUNTERS_WITHOUT_TOTAL = frozenset(
+    m.name for m in metrics.SEED if m.type == metrics.COUNTER and not m.name.endswith("_total"))
+ALLOWED_LINT = frozenset(
+    f'{name} counter metrics should have "_total" suffix' for name in SEED_COUNTERS_WITHOUT_TOTAL)
+
+
+def promtool_lint(text: str) -> set[str]:
+    """The findings of `promtool check metrics` on an exposition; a parse error fails."""
+    result = subprocess.run([require_tool("promtool"), "check", "metrics"], input=text,
+                            capture_output=True, text=True, timeout=60)
+    findings = {line.strip() for line in (result.stdout + result.stderr).splitlines()
+                if line.strip()}
+    # promtool exits 3 when it only has lint findings, 1 when it cannot parse the text.
+    assert result.returncode == (3 if findings else 0), result.stdout + result.stderr
+    return findings
+
+
+_SAMPLE_NAME = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", re.M)
+
+
+def sample_names(text: str) -> set[str]:
+    """Names of the samples in a text exposition (``_bucket`` and friends as written)."""
+    return set(_SAMPLE_NAME.findall(text))
+
+
+def catalogue_series_names() -> set[str]:
+    """Every series name the catalogue allows, histogram and summary suffixes included."""
+    names = set()
+    for metric in metrics.CATALOGUE:
+        names.add(metric.name)
+        if metric.type in ("histogram", "gaugehistogram"):
+            names.update(metric.name + s for s in ("_bucket", "_sum", "_count", "_gsum",
+                                                   "_gcount"))
+        elif metric.type == "summary":
+            names.update(metric.name + s for s in ("_sum", "_count"))
+    return names
+
+
+# -- Prometheus rules
+
+def load_yaml(path: Path) -> dict:
+    import yaml  # only the deploy checks need it; see the test extra in pyproject.toml
+
+    return yaml.safe_load(path.read_text())
+
+
+def rules(path: Path) -> list[dict]:
+    return [rule for group in load_yaml(path)["groups"] for rule in group["rules"]]
+
+
+def alert_names() -> list[str]:
+    return [rule["alert"] for rule in rules(ALERTS) if "alert" in rule]
+
+
+def recorded_names() -> list[str]:
+    return [rule["record"] for path in RULE_FILES for rule in rules(path) if "record" in rule]
+
+
+# -- the Grafana dashboard
+
+def load_dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def all_panels(dashboard: dict) -> Iterator[dict]:
+    """Every panel, those inside collapsed rows included."""
+    for panel in dashboard["panels"]:
+        yield panel
+        yield from panel.get("panels", ())
+
+
+_LABEL_VALUES = re.compile(r"^\s*label_values\((?:(?P<selector>.*),)?\s*(?P<label>\w+)\s*\)\s*$",
+                           re.S)
+
+
+def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
+    """``(where, PromQL)`` for every panel target and every query variable.
+
+    A ``label_values(selector, label)`` variable contributes its selector.
+    """
+    out = []
+    for panel in all_panels(dashboard):
+        for target in panel.get("targets", ()):
+            out.append((f"panel {panel['title']!r} target {target['refId']}", target["expr"]))
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] != "query":
+            continue
+        query = variable["query"]
+        query = query["query"] if isinstance(query, dict) else query
+        match = _LABEL_VALUES.match(query)
+        if match is None:
+            out.append((f"variable {variable['name']}", query))
+        elif match["selector"]:
+            out.append((f"variable {variable['name']}", match["selector"]))
+    return out
+
+
+# Grafana's variables as Prometheus sees them once Grafana has expanded them: every job and
+# server ("All"), and a rate window that spans several 1 s scrapes.
+_GRAFANA_VARIABLES = {
+    "job": JOB, "server": ".*", "__rate_interval": "5s", "__interval": "1s", "__range": "1m",
+}
+_VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def expand_variables(expr: str) -> str:
+    """``expr`` with the dashboard's variables replaced as Grafana would for "All"."""
+    def value(match: re.Match[str]) -> str:
+        name = match[1] or match[2]
+        if name not in _GRAFANA_VARIABLES:
+            raise KeyError(f"unknown dashboard variable ${name} in {expr!r}")
+        return _GRAFANA_VARIABLES[name]
+    return _VARIABLE.sub(value, expr)
+
+
+# -- metric names in PromQL
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_RANGE = re.compile(r"\[[^\[\]]*\]")
+_LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
+_OFFSET = re.compile(r"\boffset\s+-?\w+")
+# An identifier that does not continue a number (1e3) or another name.
+_IDENTIFIER = re.compile(r"(?<![\w:.])([A-Za-z_:][\w:]*)(\s*\()?")
+_KEYWORDS = frozenset({"and", "or", "unless", "bool", "by", "without", "on", "ignoring",
+                       "group_left", "group_right", "offset", "atan2", "inf", "nan"})
+
+
+def metric_names(expr: str) -> set[str]:
+    """Metric names ``expr`` selects: identifiers that are not functions, aggregations,
+    keywords, label names (in ``{}``, ``by ()`` and the like) or string contents."""
+    text = _VARIABLE.sub("v", expr)
+    for pattern in (_STRING, _MATCHERS, _RANGE, _LABEL_LIST, _OFFSET):
+        text = pattern.sub(" ", text)
+    return {name for name, call in _IDENTIFIER.findall(text)
+            if not call and name.lower() not in _KEYWORDS}
