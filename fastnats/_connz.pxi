@@ -8,6 +8,13 @@
 # An update runs in three phases. Scan and intern may fail (ConnzDecodeError, MemoryError) and
 # change nothing a caller can see; commit starts only after every allocation it needs is made, so
 # it cannot fail half-way. The snapshot that families() returns is rebuilt after a commit only.
+#
+# Counting rules, which _reference.ConnzAggregator follows too: a connection's counters count in
+# its group while it is open. When it leaves, its final counters from the closed body (else the
+# last seen) join the group's closed total. A cid missing from an open body but not closed is
+# remembered for CZ_ABSENT_GRACE refreshes, so that it is not counted twice if it was only
+# skipped. A closed cid above every cid read before opened and closed between two refreshes and
+# counts once. A cid listed again with another start time is another connection (a restart).
 
 from fastnats.errors import ConnzDecodeError
 from fastnats.metrics import (
@@ -31,7 +38,10 @@ from fastnats.metrics import (
 # the length before every read, and returns the cursor after what it read (or raises).
 
 cdef enum:
-    CZ_MAX_DEPTH = 64
+    # Refreshes a cid missing from the open body is remembered for, in case it was only skipped
+    # (paging while connections close shifts the pages), before it counts as closed for good.
+    CZ_ABSENT_GRACE = 3
+    CZ_MAX_DEPTH = 512      # levels of nesting, the body object included; bounds C recursion
     CZ_EMPTY = -1
     CZ_DELETED = -2
 
@@ -687,6 +697,8 @@ cdef Py_ssize_t cz_string_field(const unsigned char *b, Py_ssize_t n, Py_ssize_t
         return cz_fail("expected a string", i)
     span.off = i + 1
     i = cz_string_end(b, n, i + 1, &esc)
+    if i - 1 - span.off > 0x7FFFFFFF:
+        return cz_fail("string longer than 2 GiB", span.off)
     span.len = <int32_t>(i - 1 - span.off)
     span.flags = CZ_SPAN_SET | (CZ_SPAN_ESC if esc else 0)
     return i
@@ -696,8 +708,8 @@ cdef Py_ssize_t cz_duration_field(const unsigned char *b, Py_ssize_t n, Py_ssize
                                   CzRec *r, uint32_t flag, int64_t *out) except -1 nogil:
     cdef CzSpan span
     cdef unsigned char tmp[64]
-    span.off = span.len = span.flags = 0
     cdef Py_ssize_t length
+    span.off = span.len = span.flags = 0
     i = cz_string_field(b, n, i, &span)
     if span.len == 0:
         # An empty duration means "not measured", like an absent field.
@@ -718,7 +730,6 @@ cdef Py_ssize_t cz_conn(const unsigned char *b, Py_ssize_t n, Py_ssize_t i,
                         CzRec *r) except -1 nogil:
     # i is at the '{' of one connection object.
     cdef int field = CZ_F_OTHER
-    cdef int slot
     cdef CzSpan span
     cdef uint64_t *num
     cdef unsigned char c
@@ -850,8 +861,12 @@ cdef int cz_body(const unsigned char *b, Py_ssize_t n, CzRecs *out, int32_t page
                 i = cz_conns(b, n, i, out, page)
             else:
                 cz_fail("connections is not an array", i)
-        elif klen == 5 and memcmp(b + ks, b"total", 5) == 0 and b[i] != b'n':
-            i = cz_uint(b, n, i, total)
+        elif klen == 5 and memcmp(b + ks, b"total", 5) == 0:
+            if b[i] == b'n':
+                i = cz_literal(b, n, i, b"null", 4)
+                total[0] = 0
+            else:
+                i = cz_uint(b, n, i, total)
         elif klen == 15 and memcmp(b + ks, b"num_connections", 15) == 0 and b[i] != b'n':
             i = cz_uint(b, n, i, &hint)
             # A connection object takes at least 9 bytes; a bigger claim is not believed.
@@ -981,7 +996,7 @@ cdef int32_t cz_intern(CzStrTab *t, const unsigned char *p, Py_ssize_t length, P
 
 
 cdef void cz_strtab_drop(CzStrTab *t, int32_t ident) noexcept nogil:
-    # Removes an entry with no references; the free list has room because ids only come from it.
+    # Removes an entry nothing refers to; cz_intern keeps room in free_ids for every id.
     cdef CzStr *s = &t.ents[ident]
     cdef Py_ssize_t slot = s.hash & (t.icap - 1)
     while t.index[slot] != ident:
@@ -1109,19 +1124,22 @@ cdef struct CzConn:
     uint64_t cid
     uint64_t start_hash
     uint64_t ctr[4]       # as last seen
+    double seen_at        # when it was last seen open
     int32_t group
     int32_t name          # interned ids of the labels that identify the connection
     int32_t account
     int32_t ip
     uint32_t epoch        # the update that last saw it open
-    int32_t live
+    int32_t absent        # -1 if that was the last update; else updates since, with ctr folded
+    int32_t used
 
 cdef struct CzGroup:
     int32_t key[6]        # interned label ids, in group_by order
     uint64_t hash
     uint64_t closed[4]    # final counters of connections that left the group
     uint64_t open_ctr[4]  # counters of the open connections, summed at each update
-    uint64_t conns
+    uint64_t conns        # open connections in this update
+    uint64_t members      # cids held in the state, open or absent
     uint64_t subs
     uint64_t pending
     double last_active
@@ -1144,6 +1162,11 @@ cdef struct CzTop:
 cdef inline uint64_t cz_sat_add(uint64_t a, uint64_t b) noexcept nogil:
     # Sums saturate at 2**64-1 rather than wrap, so they never go backwards.
     return CZ_U64_MAX if a > CZ_U64_MAX - b else a + b
+
+
+cdef inline uint64_t cz_sat_sub(uint64_t total, uint64_t part) noexcept nogil:
+    # Takes back a part added with cz_sat_add; a saturated sum stays saturated.
+    return total if total == CZ_U64_MAX else total - part
 
 
 cdef inline void cz_dist_add(CzDist *d, int64_t v) noexcept nogil:
@@ -1232,15 +1255,13 @@ cdef class ConnzAggregator:
     cdef uint64_t overflow
     cdef uint64_t watermark       # highest cid any earlier update read, open or closed
     cdef uint32_t epoch
-    cdef bint have_prev
-    cdef double prev_now
     cdef CzDist dist[4]           # rtt, pending, idle, subscriptions
     cdef CzTop top[3]             # pending, in rate, out rate
     cdef uint64_t *per_conn       # (cid, record index) pairs, for the per-connection series
-    cdef unsigned char *scratch   # decoded escaped label values
-    cdef Py_ssize_t scratch_cap
     cdef Py_ssize_t per_conn_cap
     cdef Py_ssize_t nper_conn
+    cdef unsigned char *scratch   # decoded escaped label values
+    cdef Py_ssize_t scratch_cap
     cdef dict snapshot
     cdef dict label_tuples
 
@@ -1252,6 +1273,8 @@ cdef class ConnzAggregator:
                  double group_ttl=3600.0, Py_ssize_t top_k=10, bint per_connection=False,
                  Py_ssize_t per_connection_max=1000):
         cdef int k
+        if self.label_tuples is not None:
+            raise TypeError("a ConnzAggregator is initialised once")
         group_by = tuple(group_by)
         for f in group_by:
             if f not in _GROUP_BY_FIELDS:
@@ -1263,8 +1286,8 @@ cdef class ConnzAggregator:
             raise ValueError("max_groups must be at least 1")
         if not group_ttl >= 0:
             raise ValueError("group_ttl must be a non-negative number of seconds")
-        if top_k < 0:
-            raise ValueError("top_k must not be negative")
+        if not 0 <= top_k <= 10_000:
+            raise ValueError("top_k must be from 0 to 10000")
         if per_connection_max < 0:
             raise ValueError("per_connection_max must not be negative")
         self.group_by = group_by
@@ -1281,6 +1304,8 @@ cdef class ConnzAggregator:
             m.name: (group_by if m.labels == (_GROUP_LABELS,) else m.labels) for m in _CONNZ}
         for k, (bounds, is_seconds) in enumerate(((_RTT_BUCKETS, True), (_PENDING_BUCKETS, False),
                                                   (_IDLE_BUCKETS, True), (_SUBS_BUCKETS, False))):
+            if len(bounds) > 15:
+                raise ValueError("a distribution has at most 15 buckets besides +Inf")
             self.dist[k].nb = len(bounds)
             for j, bound in enumerate(bounds):
                 self.dist[k].bounds[j] = cz_seconds_ns(bound) if is_seconds else bound
@@ -1357,7 +1382,7 @@ cdef class ConnzAggregator:
                     where += f" page {self.where_page - (nopen if self.where_closed else 0) + 1}"
                 msg = str(e).removesuffix(f" (byte {e.offset})")
                 raise ConnzDecodeError(f"{where}: {msg}", e.offset) from None
-            self.publish(now)
+            self.publish()
         finally:
             self.sweep()
             for k in range(acquired):
@@ -1553,19 +1578,23 @@ cdef class ConnzAggregator:
             return self.other
         return self.new_group(key, h, True, now)
 
-    cdef void depart(self, int32_t st, const uint64_t *final, double now) noexcept nogil:
-        # The connection left: its final counters become part of its group's closed total.
-        cdef CzConn *c = &self.conns[st]
-        cdef CzGroup *g = &self.groups[c.group]
+    cdef void fold(self, int32_t st, const uint64_t *ctr, double now) noexcept nogil:
+        # Counters of a connection that left (or went missing) join its group's closed total.
+        cdef CzGroup *g = &self.groups[self.conns[st].group]
         cdef int k
         for k in range(CZ_NCTR):
-            g.closed[k] = cz_sat_add(g.closed[k], final[k])
+            g.closed[k] = cz_sat_add(g.closed[k], ctr[k])
         g.last_active = now
+
+    cdef void forget(self, int32_t st) noexcept nogil:
+        # Drops a cid whose counters are already in its group's closed total.
+        cdef CzConn *c = &self.conns[st]
+        self.groups[c.group].members -= 1
         self.strs.ents[c.name].refs -= 1
         self.strs.ents[c.account].refs -= 1
         self.strs.ents[c.ip].refs -= 1
         cz_map_del(&self.cids, c.cid)
-        c.live = 0
+        c.used = 0
         self.conns_free[self.nconns_free] = st
         self.nconns_free += 1
 
@@ -1582,14 +1611,17 @@ cdef class ConnzAggregator:
         c.cid = r.cid
         c.start_hash = r.start_hash
         memcpy(c.ctr, r.ctr, sizeof(c.ctr))
+        c.seen_at = now
+        c.absent = -1
         c.group = self.group_of(r.ids, now)
+        self.groups[c.group].members += 1
         c.name = r.ids[CZ_L_NAME]
         c.account = r.ids[CZ_L_ACCOUNT]
         c.ip = r.ids[CZ_L_IP]
         self.strs.ents[c.name].refs += 1
         self.strs.ents[c.account].refs += 1
         self.strs.ents[c.ip].refs += 1
-        c.live = 1
+        c.used = 1
         cz_map_put(&self.cids, r.cid, st)
         return st
 
@@ -1601,12 +1633,27 @@ cdef class ConnzAggregator:
         cdef int32_t st, gi
         cdef bint removed
         cdef int q
-        cdef double dt = now - self.prev_now if self.have_prev else 0.0
+        cdef double dt
         cdef uint64_t top_cid = self.watermark
         cdef uint64_t final[4]
         cdef Py_ssize_t count = 0
 
         self.epoch += 1
+        # Expire first, so that the room an expired group leaves is there for new connections.
+        removed = False
+        for k in range(self.ngroup_slots):
+            g = &self.groups[k]
+            if g.live and g.members == 0 and now - g.last_active > self.group_ttl:
+                g.live = 0
+                if g.other:
+                    self.other = -1
+                else:
+                    for q in range(self.nfields):
+                        self.strs.ents[g.key[q]].refs -= 1
+                    self.ngroups -= 1
+                removed = True
+        if removed:
+            self.rebuild_gindex()
         for k in range(self.ngroup_slots):
             g = &self.groups[k]
             g.conns = g.subs = g.pending = 0
@@ -1629,18 +1676,30 @@ cdef class ConnzAggregator:
                 r.flags |= CZ_REC_DUP
                 continue
             if st >= 0 and r.flags & CZ_REC_NEW:
-                # The same cid on another connection (the server restarted): close the old one.
-                self.depart(st, self.conns[st].ctr, now)
+                # The same cid on another connection (the server restarted): the old one is gone.
+                if self.conns[st].absent < 0:
+                    self.fold(st, self.conns[st].ctr, now)
+                self.forget(st)
                 st = -1
             if st < 0:
                 st = self.new_conn(r, now)
-            elif dt > 0:
+            else:
                 c = &self.conns[st]
-                r.rate[0] = <double>(r.ctr[CZ_CTR_IN_MSGS] - c.ctr[CZ_CTR_IN_MSGS]) / dt
-                r.rate[1] = <double>(r.ctr[CZ_CTR_OUT_MSGS] - c.ctr[CZ_CTR_OUT_MSGS]) / dt
-                r.flags |= CZ_REC_RATE
+                if c.absent >= 0:
+                    # Back after missing from an open body without closing: take back what was
+                    # folded, it counts as open again.
+                    g = &self.groups[c.group]
+                    for q in range(CZ_NCTR):
+                        g.closed[q] = cz_sat_sub(g.closed[q], c.ctr[q])
+                    c.absent = -1
+                dt = now - c.seen_at
+                if dt > 0:
+                    r.rate[0] = <double>(r.ctr[CZ_CTR_IN_MSGS] - c.ctr[CZ_CTR_IN_MSGS]) / dt
+                    r.rate[1] = <double>(r.ctr[CZ_CTR_OUT_MSGS] - c.ctr[CZ_CTR_OUT_MSGS]) / dt
+                    r.flags |= CZ_REC_RATE
             c = &self.conns[st]
             memcpy(c.ctr, r.ctr, sizeof(c.ctr))
+            c.seen_at = now
             c.epoch = self.epoch
             r.state = st
             count += 1
@@ -1686,11 +1745,14 @@ cdef class ConnzAggregator:
                 if c.epoch == self.epoch:
                     # Still open in this update's open body; it is folded when it leaves that.
                     continue
+                # What the closed body adds to the counters already counted for this cid: the
+                # last-seen ones while it was open, nothing more once it was folded as absent.
                 for q in range(CZ_NCTR):
-                    final[q] = c.ctr[q]
-                    if c.start_hash == r.start_hash and r.ctr[q] > final[q]:
-                        final[q] = r.ctr[q]
-                self.depart(st, final, now)
+                    final[q] = c.ctr[q] if c.absent < 0 else 0
+                    if c.start_hash == r.start_hash and r.ctr[q] > c.ctr[q]:
+                        final[q] = r.ctr[q] - (0 if c.absent < 0 else c.ctr[q])
+                self.fold(st, final, now)
+                self.forget(st)
             elif r.flags & CZ_REC_NEW and cz_map_get(&self.closed_seen, r.cid) < 0:
                 # Opened and closed between two refreshes: only the closed body knows it.
                 cz_map_put(&self.closed_seen, r.cid, 0)
@@ -1700,26 +1762,18 @@ cdef class ConnzAggregator:
                     g.closed[q] = cz_sat_add(g.closed[q], r.ctr[q])
                 g.last_active = now
 
-        # Connections neither open nor in the closed body: fold what was last seen.
+        # Connections neither open nor in the closed body: fold what was last seen, and keep the
+        # cid a few refreshes in case it shows up again.
         for j in range(self.nconns_slots):
             c = &self.conns[j]
-            if c.live and c.epoch != self.epoch:
-                self.depart(<int32_t>j, c.ctr, now)
-
-        removed = False
-        for j in range(self.ngroup_slots):
-            g = &self.groups[j]
-            if g.live and g.conns == 0 and now - g.last_active > self.group_ttl:
-                g.live = 0
-                if g.other:
-                    self.other = -1
+            if c.used and c.epoch != self.epoch:
+                if c.absent < 0:
+                    self.fold(<int32_t>j, c.ctr, now)
+                    c.absent = 0
                 else:
-                    for q in range(self.nfields):
-                        self.strs.ents[g.key[q]].refs -= 1
-                    self.ngroups -= 1
-                removed = True
-        if removed:
-            self.rebuild_gindex()
+                    c.absent += 1
+                    if c.absent >= CZ_ABSENT_GRACE:
+                        self.forget(<int32_t>j)
 
         if self.per_connection and self.nper_conn > 1:
             for k in range(1, self.nper_conn):
@@ -1728,8 +1782,6 @@ cdef class ConnzAggregator:
                     break
 
         self.watermark = top_cid
-        self.prev_now = now
-        self.have_prev = True
         self.total = self.scanned_total
         self.count = count
         return 0
@@ -1739,14 +1791,13 @@ cdef class ConnzAggregator:
     cdef str py_str(self, int32_t ident):
         return <str>self.py_strs[ident]
 
-    cdef publish(self, double now):
-        cdef Py_ssize_t k, j, ngr, limit
+    cdef publish(self):
+        cdef Py_ssize_t k, j, limit
         cdef int32_t ident
         cdef CzStr *s
         cdef CzGroup *g
         cdef CzRec *r
-        cdef CzConn *c
-        cdef uint64_t cum, v
+        cdef uint64_t cum
         cdef tuple labels
         cdef list rows
         cdef dict fams = {m.name: [] for m in _CONNZ}

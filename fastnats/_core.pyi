@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+# --- Text writer (_writer.pxi) ---
+
+from collections.abc import Iterable
+
+from .interop import Family
+
+IMPLEMENTATION: str
+
+def render_text(families: Iterable[Family]) -> bytes: ...
+
 # --- Wire byte counter (_wire.pxi) ---
 
 from collections.abc import Mapping, Sequence
@@ -20,3 +30,44 @@ class WireCounter:
     def sockets(self) -> int: ...
     def update(self, buffers: Sequence[bytes | bytearray | memoryview]) -> None: ...
     def families(self) -> dict[str, list[tuple[tuple[str, ...], int]]]: ...
+
+# --- /connz scanner and aggregator (_connz.pxi) ---
+
+Body = bytes | bytearray | memoryview
+
+class ConnzAggregator:
+    """Per-group client aggregates, distributions and top-K from /connz; see _connz.pxi."""
+
+    def __init__(
+        self,
+        group_by: Sequence[str] = ("account", "name"),
+        max_groups: int = 1000,
+        group_ttl: float = 3600.0,
+        top_k: int = 10,
+        per_connection: bool = False,
+        per_connection_max: int = 1000,
+    ) -> None: ...
+    @property
+    def group_by(self) -> tuple[str, ...]: ...
+    @property
+    def max_groups(self) -> int: ...
+    @property
+    def group_ttl(self) -> float: ...
+    @property
+    def top_k(self) -> int: ...
+    @property
+    def per_connection(self) -> bool: ...
+    @property
+    def per_connection_max(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    def label_names(self, name: str) -> tuple[str, ...]: ...
+    def update(
+        self, open_body: Body | Sequence[Body], closed_body: Body | Sequence[Body] | None,
+        now: float,
+    ) -> None: ...
+    def families(self) -> dict[str, list[tuple[tuple[str, ...], int | float]]]: ...
+
+def parse_go_duration(s: str | bytes) -> int: ...

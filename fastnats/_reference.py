@@ -396,12 +396,23 @@ def _read_body(body: object) -> tuple[list[_Rec], int]:
     return [_Rec(raw) for raw in conns], _uint(doc, "total")
 
 
+# Refreshes a cid missing from the open body is remembered for, in case it was only skipped
+# (paging while connections close shifts the pages), before it counts as closed for good.
+_ABSENT_GRACE = 3
+
+
 def _sat(a: int, b: int) -> int:
     return min(a + b, _U64_MAX)
 
 
+def _unsat(total: int, part: int) -> int:
+    """Take back a part added with _sat; a saturated sum stays saturated."""
+    return total if total == _U64_MAX else total - part
+
+
 class _Conn:
-    __slots__ = ("cid", "start", "ctr", "group", "labels", "epoch")
+    # absent: None while seen in the last update, else updates since, its ctr folded already.
+    __slots__ = ("cid", "start", "ctr", "group", "labels", "epoch", "seen_at", "absent")
 
 
 class _Group:
@@ -434,15 +445,18 @@ class _Dist:
 
 
 def _pages(body: object, what: str) -> list:
-    if isinstance(body, (list, tuple)):
-        if not body:
-            raise ValueError(f"{what} is an empty list of pages")
-        return list(body)
-    return [body]
+    pages = list(body) if isinstance(body, (list, tuple)) else [body]
+    if not pages:
+        raise ValueError(f"{what} is an empty list of pages")
+    for page in pages:
+        if not isinstance(page, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{what} must be bytes-like, not {type(page).__name__}")
+    return pages
 
 
 class ConnzAggregator:
-    """Same contract as ``fastnats._core.ConnzAggregator``, written for clarity over speed."""
+    """Same contract and counting rules as ``fastnats._core.ConnzAggregator`` (see the top of
+    _connz.pxi), written for clarity over speed."""
 
     def __init__(self, group_by=DEFAULT_GROUP_BY, max_groups: int = 1000,
                  group_ttl: float = 3600.0, top_k: int = 10, per_connection: bool = False,
@@ -458,8 +472,8 @@ class ConnzAggregator:
             raise ValueError("max_groups must be at least 1")
         if not group_ttl >= 0:
             raise ValueError("group_ttl must be a non-negative number of seconds")
-        if top_k < 0:
-            raise ValueError("top_k must not be negative")
+        if not 0 <= top_k <= 10_000:
+            raise ValueError("top_k must be from 0 to 10000")
         if per_connection_max < 0:
             raise ValueError("per_connection_max must not be negative")
         self.group_by = group_by
@@ -478,7 +492,6 @@ class ConnzAggregator:
         self._overflow = 0
         self._watermark = 0
         self._epoch = 0
-        self._prev_now: float | None = None
         self._snapshot: dict[str, list] = {m.name: [] for m in CONNZ}
 
     def label_names(self, name: str) -> tuple[str, ...]:
@@ -530,16 +543,23 @@ class ConnzAggregator:
             self._other = _Group((OTHER_GROUP,) * len(self.group_by), True, now)
         return self._other
 
-    def _depart(self, conn: _Conn, final, now: float) -> None:
+    @staticmethod
+    def _fold(conn: _Conn, ctr, now: float) -> None:
         group = conn.group
-        group.closed = [_sat(a, b) for a, b in zip(group.closed, final)]
+        group.closed = [_sat(a, b) for a, b in zip(group.closed, ctr)]
         group.last_active = now
-        del self._conns[conn.cid]
 
     def _commit(self, open_recs: list[_Rec], closed_recs: list[_Rec], now: float) -> None:
         self._epoch += 1
         epoch = self._epoch
-        dt = now - self._prev_now if self._prev_now is not None else 0.0
+        # Expire first, so that the room an expired group leaves is there for new connections.
+        held = {id(c.group) for c in self._conns.values()}
+        for key, g in list(self._groups.items()):
+            if id(g) not in held and now - g.last_active > self.group_ttl:
+                del self._groups[key]
+        if self._other and id(self._other) not in held and \
+                now - self._other.last_active > self.group_ttl:
+            self._other = None
         groups = list(self._groups.values()) + ([self._other] if self._other else [])
         for g in groups:
             g.open = [0, 0, 0, 0]
@@ -555,18 +575,28 @@ class ConnzAggregator:
                 continue        # read from an earlier page already
             if conn is not None and r.new:
                 # The same cid on another connection (the server restarted).
-                self._depart(conn, conn.ctr, now)
+                if conn.absent is None:
+                    self._fold(conn, conn.ctr, now)
+                del self._conns[conn.cid]
                 conn = None
             if conn is None:
                 conn = _Conn()
-                conn.cid, conn.start = r.cid, r.start
+                conn.cid, conn.start, conn.absent = r.cid, r.start, None
                 conn.group = self._group_of(r.labels, now)
                 conn.labels = (str(r.cid), r.labels["name"], r.labels["account"],
                                r.labels["ip"])
                 self._conns[r.cid] = conn
-            elif dt > 0:
-                r.rate = ((r.ctr[0] - conn.ctr[0]) / dt, (r.ctr[1] - conn.ctr[1]) / dt)
+            else:
+                if conn.absent is not None:
+                    # Missing from an earlier open body without closing: take back the fold.
+                    g = conn.group
+                    g.closed = [_unsat(a, b) for a, b in zip(g.closed, conn.ctr)]
+                    conn.absent = None
+                dt = now - conn.seen_at
+                if dt > 0:
+                    r.rate = ((r.ctr[0] - conn.ctr[0]) / dt, (r.ctr[1] - conn.ctr[1]) / dt)
             conn.ctr = r.ctr
+            conn.seen_at = now
             conn.epoch = epoch
             r.conn = conn
             self._read.append(r)
@@ -590,10 +620,13 @@ class ConnzAggregator:
             if conn is not None:
                 if conn.epoch == epoch:
                     continue    # still open in this update; folded once it leaves
-                final = conn.ctr
-                if conn.start == r.start:
-                    final = tuple(max(a, b) for a, b in zip(conn.ctr, r.ctr))
-                self._depart(conn, final, now)
+                final = r.ctr if conn.start == r.start else conn.ctr
+                final = tuple(max(a, b) for a, b in zip(conn.ctr, final))
+                if conn.absent is not None:
+                    # Its last-seen counters were folded when it went missing.
+                    final = tuple(a - b for a, b in zip(final, conn.ctr))
+                self._fold(conn, final, now)
+                del self._conns[conn.cid]
             elif r.new and r.cid not in folded:
                 # Opened and closed between two refreshes.
                 folded.add(r.cid)
@@ -602,17 +635,15 @@ class ConnzAggregator:
                 g.last_active = now
 
         for conn in [c for c in self._conns.values() if c.epoch != epoch]:
-            self._depart(conn, conn.ctr, now)
-
-        for key, g in list(self._groups.items()):
-            if g.conns == 0 and now - g.last_active > self.group_ttl:
-                del self._groups[key]
-        if self._other and self._other.conns == 0 and \
-                now - self._other.last_active > self.group_ttl:
-            self._other = None
+            if conn.absent is None:
+                self._fold(conn, conn.ctr, now)
+                conn.absent = 0
+            else:
+                conn.absent += 1
+                if conn.absent >= _ABSENT_GRACE:
+                    del self._conns[conn.cid]
 
         self._watermark = top_cid
-        self._prev_now = now
         self.count = len(self._read)
 
     def _publish(self, open_recs: list[_Rec]) -> dict[str, list]:

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import launcher, natsconf
+from . import launcher, metrics, natsconf
 from ._version import __version__
 from .cache import MetricsCache
-from .collector import NatsCollector, ServerCollector, Target, parse_target
+from .collector import ConnzOptions, NatsCollector, ServerCollector, Target, parse_target
 from .errors import ConfError, FastNatsError
 from .server import Payload, parse_listen_address, start_server
 from .sources.monitor import MonitorClient, new_session
@@ -73,6 +73,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     collectors = parser.add_argument_group("collectors")
     collectors.add_argument(
+        "--collector.connz", dest="connz", action=argparse.BooleanOptionalAction, default=True,
+        help="per-client aggregates, distributions and top-K from every connection in /connz "
+             "(default: on)")
+    collectors.add_argument(
+        "--connz.group-by", dest="group_by", type=_group_by, metavar="FIELDS",
+        default=metrics.DEFAULT_GROUP_BY,
+        help=f"comma-separated connection fields that group the client aggregates, from "
+             f"{', '.join(metrics.GROUP_BY_FIELDS)} (default: "
+             f"{','.join(metrics.DEFAULT_GROUP_BY)})")
+    collectors.add_argument(
+        "--connz.max-groups", dest="max_groups", type=_positive_int, default=1000, metavar="N",
+        help="most client groups exported; the rest go into one group labelled _other "
+             "(default: %(default)s)")
+    collectors.add_argument(
+        "--connz.group-ttl", dest="group_ttl", type=_non_negative_float, default=3600.0,
+        metavar="SECONDS", help="how long a group with no open connection keeps its counters "
+                                "(default: %(default)s)")
+    collectors.add_argument(
+        "--connz.top-k", dest="top_k", type=_non_negative_int, default=10, metavar="K",
+        help="connections listed with the most pending bytes and the highest message rates "
+             "(default: %(default)s)")
+    collectors.add_argument(
+        "--connz.per-connection", dest="per_connection", action="store_true",
+        help="also export one series per connection (high cardinality)")
+    collectors.add_argument(
+        "--connz.per-connection-max", dest="per_connection_max", type=_non_negative_int,
+        default=1000, metavar="N",
+        help="most connections exported by --connz.per-connection (default: %(default)s)")
+    collectors.add_argument(
         "--collector.wire", dest="wire", action=argparse.BooleanOptionalAction, default=None,
         help="wire byte counter from kernel socket counters (nats_server_total_bytes_*, "
              "nats_wire_*); default: on when the server's listening sockets are visible here")
@@ -116,6 +145,34 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds: {text!r}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _group_by(text: str) -> tuple[str, ...]:
+    fields = tuple(field.strip() for field in text.split(","))
+    for field in fields:
+        if field not in metrics.GROUP_BY_FIELDS:
+            raise argparse.ArgumentTypeError(
+                f"cannot group by {field!r}; choose from {', '.join(metrics.GROUP_BY_FIELDS)}")
+    if len(set(fields)) != len(fields):
+        raise argparse.ArgumentTypeError(f"a field is listed twice: {text!r}")
+    return fields
+
+
 def _non_negative_int(text: str) -> int:
     try:
         value = int(text)
@@ -140,6 +197,7 @@ class Settings:
     demo_clients: int | None = None
     wire: bool | None = None
     wire_interval: float = 5.0
+    connz: ConnzOptions | None = None
 
 
 def resolve(args: argparse.Namespace) -> Settings:
@@ -184,7 +242,9 @@ def resolve(args: argparse.Namespace) -> Settings:
         refresh_interval=args.refresh_interval, timeout=args.timeout, conf=conf,
         launch=args.launch, binary=args.binary,
         demo_clients=args.demo_clients if args.demo else None,
-        wire=args.wire, wire_interval=args.wire_interval or args.refresh_interval)
+        wire=args.wire, wire_interval=args.wire_interval or args.refresh_interval,
+        connz=ConnzOptions(args.group_by, args.max_groups, args.group_ttl, args.top_k,
+                           args.per_connection, args.per_connection_max) if args.connz else None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,9 +302,9 @@ async def _exporter(settings: Settings, until_stopped) -> int:
     """Serve metrics until ``until_stopped()`` returns; its result is the exit status."""
     session = new_session()
     collector = NatsCollector([
-        ServerCollector(t, MonitorClient(t.url, session, settings.timeout), wire=settings.wire,
-                        wire_interval=settings.wire_interval)
-        for t in settings.targets])
+        ServerCollector(t, MonitorClient(t.url, session, settings.timeout), connz=settings.connz,
+                        wire=settings.wire, wire_interval=settings.wire_interval)
+        for t in settings.targets], settings.connz)
     cache = MetricsCache(collector, settings.refresh_interval)
     server = None
     try:

@@ -24,7 +24,7 @@ from prometheus_client.metrics_core import Metric as ClientMetric
 from . import metrics as m
 from ._impl import IMPLEMENTATION, impl
 from ._version import __version__
-from .errors import ScrapeError, WireProtocolError
+from .errors import ConnzDecodeError, ScrapeError, WireProtocolError
 from .interop import Family, Sample, client_metrics
 from .sources.monitor import MonitorClient
 from .sources.wire import SockDiag, listener_ports
@@ -109,6 +109,94 @@ def decode_json(endpoint: str, body: bytes) -> dict:
     if not isinstance(doc, dict):
         raise ScrapeError(endpoint, "decode", f"expected a JSON object, got {type(doc).__name__}")
     return doc
+
+
+@dataclass(frozen=True, slots=True)
+class ConnzOptions:
+    """How /connz is aggregated; shared by every monitored server."""
+
+    group_by: tuple[str, ...] = m.DEFAULT_GROUP_BY
+    max_groups: int = 1000
+    group_ttl: float = 3600.0
+    top_k: int = 10
+    per_connection: bool = False
+    per_connection_max: int = 1000
+
+    def label_names(self, metric: m.Metric) -> tuple[str, ...]:
+        return self.group_by if metric.labels == (m.GROUP_LABELS,) else metric.labels
+
+
+# The first bytes of a /connz body hold its counts, before the connections array.
+_CONNZ_HEAD = re.compile(rb'"total"\s*:\s*(\d+)')
+
+
+def connz_total(body: bytes) -> int | None:
+    match = _CONNZ_HEAD.search(body, 0, 4096)
+    return int(match[1]) if match else None
+
+
+class ConnzReader:
+    """Fetches every open connection, and those closed since the last refresh, each refresh.
+
+    One request asks for all open connections: nats-server builds and sorts every connection
+    before it cuts a page, so paging would cost it more. The limit comes from the previous count
+    or /varz, plus a margin; if the server still has more, the request is repeated larger.
+    Closed connections carry their final counters; only the ones closed since the previous
+    refresh are asked for (the most recent first), estimated from /varz.
+    """
+
+    MAX_ATTEMPTS = 3
+
+    def __init__(self, client: MonitorClient, options: ConnzOptions) -> None:
+        self.client = client
+        self.options = options
+        self._identity: tuple[str, str] | None = None
+        self._restart()
+
+    def _restart(self) -> None:
+        options = self.options
+        self.aggregator = impl.ConnzAggregator(
+            options.group_by, options.max_groups, options.group_ttl, options.top_k,
+            options.per_connection, options.per_connection_max)
+        self._last_total_connections: int | None = None
+        self._last_open = 0
+
+    @staticmethod
+    def _margin(n: int) -> int:
+        return n + n // 8 + 64
+
+    async def refresh(self, varz: dict) -> Samples:
+        identity = (str(varz["server_id"]), str(varz["start"]))
+        if identity != self._identity:
+            # A restarted server numbers its connections from 1 again and starts its counters
+            # afresh: per-cid state from before would be wrong.
+            if self._identity is not None:
+                self._restart()
+            self._identity = identity
+        limit = self._margin(max(self.aggregator.total, int(varz["connections"])))
+        for _ in range(self.MAX_ATTEMPTS):
+            open_body = await self.client.get(
+                "connz", {"state": "open", "limit": limit, "auth": "true", "subs": "false"})
+            total = connz_total(open_body)
+            if total is None or total <= limit:
+                break
+            limit = self._margin(total)
+        closed_body = None
+        total_connections = int(varz["total_connections"])
+        if self._last_total_connections is not None:
+            opened = total_connections - self._last_total_connections
+            closed_since = max(self._last_open + opened - int(varz["connections"]), 0)
+            if closed_since:
+                closed_body = await self.client.get("connz", {
+                    "state": "closed", "sort": "stop", "auth": "true",
+                    "limit": self._margin(closed_since)})
+        try:
+            await asyncio.to_thread(self.aggregator.update, open_body, closed_body, time.time())
+        except ConnzDecodeError as exc:
+            raise ScrapeError("connz", "decode", str(exc)) from None
+        self._last_total_connections = total_connections
+        self._last_open = self.aggregator.count
+        return self.aggregator.families()
 
 
 def is_local_host(host: str) -> bool:
@@ -234,9 +322,13 @@ class ServerCollector:
     """State of one monitored server across refreshes."""
 
     def __init__(self, target: Target, client: MonitorClient, *,
-                 wire: bool | None = None, wire_interval: float = 5.0) -> None:
+                 connz: ConnzOptions | None = None, wire: bool | None = None,
+                 wire_interval: float = 5.0) -> None:
         self.target = target
         self.client = client
+        self.connz = ConnzReader(client, connz) if connz is not None else None
+        #: The connz families of the last good read; kept when one read fails to decode.
+        self.connz_samples: Samples = {}
         self.up = False
         #: NATS-derived samples of the last successful refresh; emptied when the server fails,
         #: so a dead server never shows stale values.
@@ -261,8 +353,21 @@ class ServerCollector:
             self.samples = samples
             self.up = True
             self.last_success = time.time()
+            if self.connz is not None:
+                await self._refresh_connz(varz)
         finally:
             self.duration = time.perf_counter() - started
+
+    async def _refresh_connz(self, varz: dict) -> None:
+        try:
+            self.connz_samples = await self.connz.refresh(varz)
+        except ScrapeError as exc:
+            # The server answers /varz, so it is up; a bad /connz body keeps the previous
+            # aggregates (the aggregator's state is unchanged), a failed request drops them.
+            self.errors[(exc.endpoint, exc.reason)] += 1
+            log.warning("server %s: %s", self.target.name, exc)
+            if exc.reason != "decode":
+                self.connz_samples = {}
 
     async def _failed(self, exc: ScrapeError) -> None:
         if self.up or self.refreshes == 1:
@@ -277,7 +382,7 @@ class ServerCollector:
         """The NATS-derived samples to export now; none while the server is down."""
         if not self.up:
             return {}
-        return {**self.samples, **self.wire.families()}
+        return {**self.samples, **self.connz_samples, **self.wire.families()}
 
     def self_samples(self) -> Samples:
         out: Samples = {
@@ -297,7 +402,8 @@ class ServerCollector:
 class NatsCollector:
     """All monitored servers; with more than one, every per-server series gets ``server``."""
 
-    def __init__(self, servers: Sequence[ServerCollector]) -> None:
+    def __init__(self, servers: Sequence[ServerCollector],
+                 connz: ConnzOptions | None = None) -> None:
         if not servers:
             raise ValueError("at least one server to monitor is required")
         names = [s.target.name for s in servers]
@@ -305,6 +411,8 @@ class NatsCollector:
             raise ValueError(f"server names must be unique: {names}")
         self.servers = list(servers)
         self.labelled = len(self.servers) > 1
+        options = connz or ConnzOptions()
+        self.label_names = {metric.name: options.label_names(metric) for metric in m.CATALOGUE}
 
     async def refresh(self) -> None:
         await asyncio.gather(*(server.refresh() for server in self.servers))
@@ -321,14 +429,15 @@ class NatsCollector:
                 if metric is m.FASTNATS_BUILD_INFO:
                     out.append((metric, metric.labels, [((__version__, IMPLEMENTATION), 1)]))
                 continue
+            labels = self.label_names[metric.name]
             if not self.labelled:
-                out.append((metric, metric.labels, per_server[0][1].get(metric.name, [])))
+                out.append((metric, labels, per_server[0][1].get(metric.name, [])))
                 continue
             samples: list[Sample] = []
             for name, server_samples in per_server:
                 samples.extend(((name, *values), value)
                                for values, value in server_samples.get(metric.name, ()))
-            out.append((metric, ("server", *metric.labels), samples))
+            out.append((metric, ("server", *labels), samples))
         return out
 
     # prometheus_client interop: the last refreshed state, no I/O.
@@ -338,5 +447,6 @@ class NatsCollector:
     def describe(self) -> Iterator[ClientMetric]:
         labels = ("server",) if self.labelled else ()
         return client_metrics(
-            ((metric, labels + metric.labels if metric.per_server else metric.labels, [])
+            ((metric, labels + self.label_names[metric.name] if metric.per_server
+              else self.label_names[metric.name], [])
              for metric in m.CATALOGUE), keep_empty=True)

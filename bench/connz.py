@@ -1,0 +1,194 @@
+"""Cost of reading one /connz body of N connections, per contender.
+
+    python bench/connz.py --connections 50000 --json
+    python bench/connz.py --connections 50000 --from-recorded tests/data/connz_open.json --json
+    python bench/connz.py --body recorded.json --json
+
+prints one JSON object with the median seconds (and the peak RSS) of:
+
+- ``core``: ``_core.ConnzAggregator.update``, the compiled scan and aggregate;
+- ``reference``: ``_reference.ConnzAggregator.update``, orjson and the same aggregate in Python;
+- ``msgspec``: a typed msgspec Struct decode and a Python group sum (no per-cid state, no
+  durations, no top-K: less work than the other two, a floor for a Python aggregate);
+- ``scan``: ``body.count(b'"cid"')``, the cost of one pass over the bytes;
+
+and the ratios ``reference / core`` and ``core / scan``. Each contender runs in its own fresh
+process on the same body; the aggregators are fed the body once before timing, so the figures
+are for a steady refresh (every cid already known), which is what a running exporter sees.
+
+Bodies come from tests/connzgen.py, seeded: a simulated server (the default), or the connections
+of a recorded body cloned to N (``--from-recorded``), or a given body file (``--body``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import msgspec  # noqa: E402
+
+import connzgen  # noqa: E402
+from fastnats import _core, _reference  # noqa: E402
+
+
+class _Conn(msgspec.Struct):
+    cid: int
+    account: str = ""
+    name: str = ""
+    pending_bytes: int = 0
+    in_msgs: int = 0
+    out_msgs: int = 0
+    in_bytes: int = 0
+    out_bytes: int = 0
+    subscriptions: int = 0
+
+
+class _Connz(msgspec.Struct):
+    total: int = 0
+    connections: list[_Conn] | None = None
+
+
+def _msgspec(body: bytes) -> Callable[[], object]:
+    decode = msgspec.json.Decoder(_Connz).decode
+
+    def run() -> dict:
+        groups: dict[tuple[str, str], list[int]] = {}
+        for c in decode(body).connections or ():
+            g = groups.get((c.account, c.name))
+            if g is None:
+                g = groups[(c.account, c.name)] = [0] * 7
+            g[0] += 1
+            g[1] += c.subscriptions
+            g[2] += c.pending_bytes
+            g[3] += c.in_msgs
+            g[4] += c.out_msgs
+            g[5] += c.in_bytes
+            g[6] += c.out_bytes
+        return groups
+    return run
+
+
+def _aggregator(cls) -> Callable[[bytes], Callable[[], object]]:
+    def setup(body: bytes) -> Callable[[], object]:
+        agg = cls()
+        agg.update(body, None, 0.0)
+        clock = [0.0]
+
+        def run() -> None:
+            clock[0] += 15.0
+            agg.update(body, None, clock[0])
+        return run
+    return setup
+
+
+CONTENDERS: dict[str, Callable[[bytes], Callable[[], object]]] = {
+    "core": _aggregator(_core.ConnzAggregator),
+    "reference": _aggregator(_reference.ConnzAggregator),
+    "msgspec": _msgspec,
+    "scan": lambda body: lambda: body.count(b'"cid"'),
+}
+
+
+def make_body(connections: int, seed: int = 1, recorded: Path | None = None) -> bytes:
+    if recorded is not None:
+        return connzgen.scale_recorded(recorded.read_bytes(), connections, seed)
+    return connzgen.synthetic_body(connections, seed)
+
+
+def time_runs(run: Callable[[], object], repeat: int) -> list[float]:
+    run()   # warm caches and allocators
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def isolated(script: str, args: list[str]) -> dict:
+    """Run ``script --worker ...`` in a fresh interpreter and return the JSON it prints."""
+    out = subprocess.run([sys.executable, script, *args], check=True, capture_output=True,
+                         text=True)
+    return json.loads(out.stdout)
+
+
+def peak_rss_mb() -> float:
+    # VmHWM belongs to this process image; ru_maxrss would carry over the parent's peak, which
+    # survives fork and exec.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(name: str, body_path: Path, repeat: int) -> None:
+    body = body_path.read_bytes()
+    times = time_runs(CONTENDERS[name](body), repeat)
+    print(json.dumps({"median": statistics.median(times), "peak_rss_mb": peak_rss_mb()}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--from-recorded", type=Path, help="clone this body's connections")
+    parser.add_argument("--body", type=Path, help="time this body file as it is")
+    parser.add_argument("--repeat", type=int, default=0, help="timed runs (default: by size)")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS))
+    parser.add_argument("--json", action="store_true", help="print only the JSON object")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.body, args.repeat)
+        return 0
+
+    if args.body:
+        body = args.body.read_bytes()
+    else:
+        body = make_body(args.connections, args.seed, args.from_recorded)
+    repeat = args.repeat or max(5, min(50, 2_000_000 // max(1, len(body) // 500)))
+    names = args.contenders.split(",")
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        f.write(body)
+        f.flush()
+        results = {}
+        for name in names:
+            # The reference is about 25 times slower; fewer runs keep the whole script short.
+            runs = max(3, repeat // 5) if name == "reference" else repeat
+            results[name] = isolated(__file__, ["--worker", name, "--body", f.name,
+                                                "--repeat", str(runs)])
+    median = {name: r["median"] for name, r in results.items()}
+    report = {
+        "connections": body.count(b'"cid"'),
+        "body_bytes": len(body),
+        "seed": None if args.body else args.seed,
+        "source": str(args.body or args.from_recorded or "connzgen.synthetic_body"),
+        "median_seconds": median,
+        "peak_rss_mb": {name: round(r["peak_rss_mb"], 1) for name, r in results.items()},
+    }
+    if "core" in median:
+        ratios = {}
+        if "reference" in median:
+            ratios["reference/core"] = round(median["reference"] / median["core"], 2)
+        if "msgspec" in median:
+            ratios["msgspec/core"] = round(median["msgspec"] / median["core"], 2)
+        if "scan" in median:
+            ratios["core/scan"] = round(median["core"] / median["scan"], 2)
+        report["ratios"] = ratios
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
