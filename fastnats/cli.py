@@ -303,7 +303,8 @@ async def _exporter(settings: Settings, until_stopped) -> int:
     session = new_session()
     collector = NatsCollector([
         ServerCollector(t, MonitorClient(t.url, session, settings.timeout), connz=settings.connz,
-                        wire=settings.wire, wire_interval=settings.wire_interval)
+                        wire=settings.wire, wire_interval=settings.wire_interval,
+                        refresh_interval=settings.refresh_interval)
         for t in settings.targets], settings.connz)
     cache = MetricsCache(collector, settings.refresh_interval)
     server = None

@@ -216,19 +216,22 @@ def is_local_host(host: str) -> bool:
 
 
 class WirePoller:
-    """Polls the kernel's counters of one local server's listening sockets on its own interval.
+    """Polls the kernel's counters of one local server's listening sockets.
 
-    ``force`` None enables it when the server's listeners are visible here; True insists (a
-    failure to start is logged as an error); False never starts it. The dump runs in a worker
-    thread; the parse and the state update run on the event loop, so ``families()`` never sees
-    half an update.
+    It polls right after each read of /varz, so wire bytes and payload bytes describe the same
+    moment; a ``interval`` shorter than the refresh interval adds polls in between, which
+    narrows what poll mode loses of a closing connection. ``force`` None enables it when the
+    server's listeners are visible here; True insists (a failure to start is logged as an
+    error); False never starts it. The dump runs in a worker thread; the parse and the state
+    update run on the event loop, so ``families()`` never sees half an update.
     """
 
-    def __init__(self, server: str, host: str, interval: float, force: bool | None,
-                 errors: Counter[tuple[str, str]]) -> None:
+    def __init__(self, server: str, host: str, interval: float, refresh_interval: float,
+                 force: bool | None, errors: Counter[tuple[str, str]]) -> None:
         self.server = server
         self.host = host
         self.interval = interval
+        self.background = interval < refresh_interval
         self.force = force
         self.errors = errors
         self.counter = None
@@ -239,9 +242,13 @@ class WirePoller:
         self._said_why = False
 
     async def follow(self, varz: dict) -> None:
-        """Start, or restart on new ports, after each successful read of /varz."""
+        """Poll after each successful read of /varz; start, or restart on new ports, first."""
+        if self.force is False:
+            return
         ports = listener_ports(varz)
-        if ports == self._ports or self.force is False:
+        if ports == self._ports:
+            if self.counter is not None:
+                await self._poll()
             return
         await self.stop()
         self._ports = ports
@@ -259,8 +266,9 @@ class WirePoller:
                  ", ".join(f"{name}:{port}" for port, name in sorted(ports.items())),
                  self._diag.mode)
         await self._poll()
-        self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name=f"fastnats-wire-{self.server}")
+        if self.background:
+            self._stopping = asyncio.Event()
+            self._task = asyncio.create_task(self._run(), name=f"fastnats-wire-{self.server}")
 
     def _why_not(self, ports: dict[int, str]) -> str | None:
         ok, reason = SockDiag.available()
@@ -323,7 +331,7 @@ class ServerCollector:
 
     def __init__(self, target: Target, client: MonitorClient, *,
                  connz: ConnzOptions | None = None, wire: bool | None = None,
-                 wire_interval: float = 5.0) -> None:
+                 wire_interval: float = 5.0, refresh_interval: float = 5.0) -> None:
         self.target = target
         self.client = client
         self.connz = ConnzReader(client, connz) if connz is not None else None
@@ -338,7 +346,7 @@ class ServerCollector:
         self.last_success: float | None = None
         self.duration = 0.0
         self.wire = WirePoller(target.name, urlsplit(target.url).hostname or "", wire_interval,
-                               wire, self.errors)
+                               refresh_interval, wire, self.errors)
 
     async def refresh(self) -> None:
         started = time.perf_counter()
