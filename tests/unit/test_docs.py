@@ -52,9 +52,10 @@ def test_metrics_md_is_generated_from_the_catalogue():
     assert_current(gen.METRICS_MD, gen.metrics_markdown())
 
 
-def test_configuration_md_shows_the_live_help():
-    current = gen.CONFIGURATION_MD.read_text(encoding="utf-8")
-    assert_current(gen.CONFIGURATION_MD, gen.configuration_markdown(current))
+@pytest.mark.parametrize("page", gen.HELP_PAGES, ids=lambda page: page.name)
+def test_pages_show_the_live_help(page):
+    current = page.read_text(encoding="utf-8")
+    assert_current(page, gen.with_live_help(current))
     block = current.split(gen.HELP_BEGIN)[1].split(gen.HELP_END)[0]
     for action in cli.build_parser()._actions:
         for flag in action.option_strings:
