@@ -135,31 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
+def _number(convert, what: str, is_allowed, requirement: str):
+    """An argparse type: ``convert`` the text, then check it against ``is_allowed``."""
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {what}: {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")) or not is_allowed(value):
+            raise argparse.ArgumentTypeError(f"{requirement}: {text!r}")
+        return value
+    return parse
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds: {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
+_positive_float = _number(float, "number", lambda v: v > 0,
+                          "must be a positive number of seconds")
+_non_negative_float = _number(float, "number", lambda v: v >= 0,
+                              "must be a non-negative number of seconds")
+_non_negative_int = _number(int, "whole number", lambda v: v >= 0, "must not be negative")
+_positive_int = _number(int, "whole number", lambda v: v >= 1, "must be at least 1")
 
 
 def _group_by(text: str) -> tuple[str, ...]:
@@ -171,16 +165,6 @@ def _group_by(text: str) -> tuple[str, ...]:
     if len(set(fields)) != len(fields):
         raise argparse.ArgumentTypeError(f"a field is listed twice: {text!r}")
     return fields
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
 
 
 @dataclass

@@ -64,13 +64,18 @@ class Exporter:
         return http_get(self.url).decode()
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.wait()
+        return stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen) -> int:
+    """Terminate ``process`` and reap it; kill it if it does not exit in time."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return process.wait()
 
 
 def start_exporter(*args: str, env: dict[str, str] | None = None,
