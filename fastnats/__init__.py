@@ -1,5 +1,23 @@
-"""fastnats: a Prometheus exporter for NATS with a Cython core."""
+"""fastnats: a Prometheus exporter for NATS with a Cython core.
+
+The command line is ``fastnats-exporter`` (``fastnats.cli``). For use inside another program,
+``NatsCollector`` is a prometheus_client collector over one or more nats-servers.
+"""
 
 from ._version import __version__
+from .collector import ConnzOptions, NatsCollector, ServerCollector, Target, parse_target
+from .errors import ConfError, ConnzDecodeError, FastNatsError, ScrapeError, WireProtocolError
 
-__all__ = ["__version__"]
+__all__ = [
+    "ConfError",
+    "ConnzDecodeError",
+    "ConnzOptions",
+    "FastNatsError",
+    "NatsCollector",
+    "ScrapeError",
+    "ServerCollector",
+    "Target",
+    "WireProtocolError",
+    "__version__",
+    "parse_target",
+]
