@@ -23,7 +23,7 @@ from ._version import __version__
 from .cache import MetricsCache
 from .collector import ConnzOptions, NatsCollector, ServerCollector, Target, parse_target
 from .errors import ConfError, FastNatsError
-from .server import Payload, parse_listen_address, start_server
+from .server import Payload, Route, parse_listen_address, start_server
 from .sources.monitor import MonitorClient, new_session
 
 log = logging.getLogger("fastnats")
@@ -271,13 +271,14 @@ LANDING = """<!doctype html>
 """
 
 
-def _routes(settings: Settings, cache: MetricsCache) -> dict[str, object]:
+def _routes(settings: Settings, cache: MetricsCache) -> dict[str, Route]:
     landing = Payload(LANDING.format(version=__version__, path=settings.telemetry_path).encode(),
                       None, b"text/html; charset=utf-8")
     healthy = Payload(b"ok\n", None, b"text/plain; charset=utf-8")
     return {
         settings.telemetry_path: lambda: cache.payload,
-        "/healthz": lambda: healthy,
+        # 503 once refreshes stop completing (e.g. stuck on a hung server past the timeout).
+        "/healthz": lambda: healthy if cache.healthy() else None,
         "/": lambda: landing,
     }
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -34,6 +36,14 @@ def test_broken_server_is_reported_down_with_its_reason(mode, reason, nats_serve
         fault.close()
 
 
+def health_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def refreshes(text: str, server: str) -> int:
     return int(re.search(rf'^fastnats_refreshes_total{{server="{server}"}} (\d+)$', text, re.M)[1])
 
@@ -45,6 +55,8 @@ def test_scrapes_are_answered_while_a_refresh_hangs(nats_server):
                               "--refresh-interval", "0.2", "--timeout", "60")
     try:
         wait_until(lambda: 'nats_up{server="broken"} 0' in exporter.scrape())
+        health = exporter.url.replace("/metrics", "/healthz")
+        assert health_status(health) == 200
         fault.mode = "hang"
         # A refresh is now stuck on the hung server for up to a minute.
         wait_until(lambda: fault.held)
@@ -54,6 +66,8 @@ def test_scrapes_are_answered_while_a_refresh_hangs(nats_server):
             # Same refresh count: no refresh finished, yet every scrape was answered.
             assert refreshes(now, "good") == refreshes(before, "good")
         assert fault.held
+        # The refresher is stuck: /metrics still answers, /healthz says so.
+        wait_until(lambda: health_status(health) == 503)
     finally:
         exporter.stop()
         fault.close()
