@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats import metrics as m
 from fastnats.collector import (
-    NatsCollector, ServerCollector, Target, decode_json, parse_rfc3339_ns, parse_target, varz_samples)
+    NatsCollector, ServerCollector, Target, decode_json, is_local_host, parse_rfc3339_ns,
+    parse_target, varz_samples)
 from fastnats.errors import ScrapeError
 
 VARZ = orjson.loads((Path(__file__).parents[1] / "data" / "varz.json").read_bytes())
@@ -155,3 +156,32 @@ def test_registers_in_a_prometheus_client_registry():
     assert "nats_server_total_connections_total 0.0" in text
     described = {metric.name for metric in collector.describe()}
     assert "nats_server_total_bytes_sent" in described
+
+
+@pytest.mark.parametrize("host, local", [
+    ("127.0.0.1", True), ("localhost", True), ("198.51.100.7", False),
+    ("no-such-host.invalid", False),
+])
+def test_is_local_host(host, local):
+    assert is_local_host(host) is local
+
+
+def test_wire_counter_off_for_a_remote_server_says_why_once(caplog):
+    server = ServerCollector(Target("far", "http://198.51.100.7:8222"),
+                             FakeClient({"varz": orjson.dumps(VARZ)}))
+    caplog.set_level("INFO", logger="fastnats.scrape")
+    run(server.refresh())
+    run(server.refresh())
+    reasons = [r.getMessage() for r in caplog.records if "wire byte counter off" in r.getMessage()]
+    assert len(reasons) == 1
+    assert "198.51.100.7 is not an address of this host" in reasons[0]
+    assert "nats_server_total_bytes_sent" not in server.nats_samples()
+    assert server.nats_samples()["nats_server_clients"] == [((), 0)]
+
+
+def test_wire_counter_can_be_switched_off():
+    server = ServerCollector(Target("a", "http://127.0.0.1:1"),
+                             FakeClient({"varz": orjson.dumps(VARZ)}), wire=False)
+    run(server.refresh())
+    assert server.wire.counter is None
+    assert "nats_server_total_bytes_sent" not in server.nats_samples()
