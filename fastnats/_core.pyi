@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from typing_extensions import disjoint_base
+
 from .interop import Family
 
 IMPLEMENTATION: str
@@ -15,15 +17,17 @@ def render_text(families: Iterable[Family]) -> bytes: ...
 # --- Wire byte counter (_wire.pxi) ---
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, TypeAlias
 
+@disjoint_base
 class WireCounter:
     """Wire bytes per NATS listener from sock_diag dumps and destroy events; see _wire.pxi."""
 
-    mode: Literal["poll", "destroy_events"]
     def __init__(
         self, ports: Mapping[int, str], mode: Literal["poll", "destroy_events"] = "poll"
     ) -> None: ...
+    @property
+    def mode(self) -> Literal["poll", "destroy_events"]: ...
     @property
     def ports(self) -> dict[int, str]: ...
     @property
@@ -33,14 +37,15 @@ class WireCounter:
 
 # --- /connz scanner and aggregator (_connz.pxi) ---
 
-Body = bytes | bytearray | memoryview
+_Body: TypeAlias = bytes | bytearray | memoryview
 
+@disjoint_base
 class ConnzAggregator:
     """Per-group client aggregates, distributions and top-K from /connz; see _connz.pxi."""
 
     def __init__(
         self,
-        group_by: Sequence[str] = ("account", "name"),
+        group_by: Iterable[str] = ("account", "name"),
         max_groups: int = 1000,
         group_ttl: float = 3600.0,
         top_k: int = 10,
@@ -65,7 +70,7 @@ class ConnzAggregator:
     def count(self) -> int: ...
     def label_names(self, name: str) -> tuple[str, ...]: ...
     def update(
-        self, open_body: Body | Sequence[Body], closed_body: Body | Sequence[Body] | None,
+        self, open_body: _Body | Sequence[_Body], closed_body: _Body | Sequence[_Body] | None,
         now: float,
     ) -> None: ...
     def families(self) -> dict[str, list[tuple[tuple[str, ...], int | float]]]: ...

@@ -7,8 +7,12 @@ is an error, never a silent slowdown.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-if os.environ.get("FASTNATS_NO_EXTENSIONS") == "1":
+if TYPE_CHECKING:
+    # Callers are checked against the compiled core's stub; _reference keeps the same contract.
+    from . import _core as impl
+elif os.environ.get("FASTNATS_NO_EXTENSIONS") == "1":
     from . import _reference as impl
 else:
     try:

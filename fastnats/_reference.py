@@ -376,7 +376,7 @@ def _duration(raw: dict, key: str) -> int | None:
         raise ConnzDecodeError(str(e), 0) from None
 
 
-def _read_body(body: object) -> tuple[list[_Rec], int]:
+def _read_body(body: bytes | bytearray | memoryview) -> tuple[list[_Rec], int]:
     """The connections and the ``total`` of one body. orjson locates syntax errors; the checks
     made here on decoded values report offset 0."""
     try:
@@ -413,6 +413,14 @@ def _unsat(total: int, part: int) -> int:
 class _Conn:
     # absent: None while seen in the last update, else updates since, its ctr folded already.
     __slots__ = ("cid", "start", "ctr", "group", "labels", "epoch", "seen_at", "absent")
+    cid: int
+    start: str
+    ctr: tuple[int, ...]
+    group: _Group
+    labels: tuple[str, ...]
+    epoch: int
+    seen_at: float
+    absent: int | None
 
 
 class _Group:
@@ -441,7 +449,11 @@ class _Dist:
             k += 1
         self.counts[k] += 1
         self.count += 1
-        self.sum = self.sum + value / 1e9 if self.seconds else _sat(self.sum, value)
+        if self.seconds:
+            self.sum += value / 1e9
+        else:
+            assert isinstance(self.sum, int)
+            self.sum = _sat(self.sum, value)
 
 
 def _pages(body: object, what: str) -> list:
@@ -670,21 +682,25 @@ class ConnzAggregator:
             fams[base + "_sum"].append(((), dist.sum))
             fams[base + "_count"].append(((), dist.count))
 
+        def series(r: _Rec) -> tuple[str, ...]:
+            assert r.conn is not None   # _commit gives every record in _read its connection
+            return r.conn.labels
+
         read = self._read
         if self.top_k:
             ranked = sorted((r for r in read if r.pending > 0), key=lambda r: (-r.pending, r.cid))
             fams["nats_client_top_pending_bytes"] = [
-                (r.conn.labels, r.pending) for r in ranked[:self.top_k]]
+                (series(r), r.pending) for r in ranked[:self.top_k]]
             for k, name in enumerate(("nats_client_top_in_messages_per_second",
                                       "nats_client_top_out_messages_per_second")):
-                ranked = sorted((r for r in read if r.rate and r.rate[k] > 0),
-                                key=lambda r: (-r.rate[k], r.cid))
-                fams[name] = [(r.conn.labels, r.rate[k]) for r in ranked[:self.top_k]]
+                rated = sorted(((r.rate[k], r) for r in read if r.rate and r.rate[k] > 0),
+                               key=lambda p: (-p[0], p[1].cid))
+                fams[name] = [(series(r), rate) for rate, r in rated[:self.top_k]]
 
         if self.per_connection:
             chosen = sorted(read, key=lambda r: r.cid)[:self.per_connection_max]
             for r in chosen:
-                labels = r.conn.labels
+                labels = series(r)
                 fams["nats_connection_pending_bytes"].append((labels, r.pending))
                 fams["nats_connection_subscriptions"].append((labels, r.subs))
                 if r.rtt is not None:

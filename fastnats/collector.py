@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 from urllib.parse import urlsplit
 
 import orjson
@@ -234,7 +235,7 @@ class WirePoller:
         self.background = interval < refresh_interval
         self.force = force
         self.errors = errors
-        self.counter = None
+        self.counter: impl.WireCounter | None = None
         self._diag: SockDiag | None = None
         self._ports: dict[int, str] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -311,7 +312,8 @@ class WirePoller:
             await self._poll()
 
     def families(self) -> Samples:
-        return self.counter.families() if self.counter is not None else {}
+        # families() builds new lists each call, so widening their int samples is safe.
+        return cast(Samples, self.counter.families()) if self.counter is not None else {}
 
     async def stop(self) -> None:
         # Let a dump in its worker thread finish before the socket closes under it.
@@ -367,6 +369,7 @@ class ServerCollector:
             self.duration = time.perf_counter() - started
 
     async def _refresh_connz(self, varz: dict) -> None:
+        assert self.connz is not None
         try:
             self.connz_samples = await self.connz.refresh(varz)
         except ScrapeError as exc:

@@ -7,14 +7,15 @@ does; the seed counters that lack the suffix therefore gain it through this path
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 from prometheus_client.metrics_core import Metric as ClientMetric
 
 from .metrics import COUNTER, Metric
 
 Sample = tuple[tuple[str, ...], "int | float"]
-Family = tuple[Metric, tuple[str, ...], Sequence[Sample]]
+# A list, not any sequence: the compiled writer (_writer.pxi) accepts nothing else.
+Family = tuple[Metric, tuple[str, ...], list[Sample]]
 
 
 def client_metrics(families: Iterable[Family], *, keep_empty: bool = False) -> Iterator[ClientMetric]:

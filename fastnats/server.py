@@ -231,7 +231,7 @@ class HttpServer:
         self.stats = HttpStats()
         self.shutting_down = False
         self._route_failure_logged = False
-        self._listener: asyncio.AbstractServer | None = None
+        self._listener: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
         self._all_closed: asyncio.Future[None] | None = None
         self._date_second = -1
@@ -445,7 +445,8 @@ class _Connection(asyncio.Protocol):
                       and not server.shutting_down)
         method = parser.get_method()
         head_only = method == b"HEAD"
-        route = self._routes.get(self._path())
+        path = self._path()
+        route = None if path is None else self._routes.get(path)
         if route is None:
             self._respond(_STATUS_404, _NOT_FOUND, head_only, keep_alive)
             return

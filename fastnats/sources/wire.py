@@ -26,6 +26,7 @@ import socket
 import struct
 import sys
 from collections.abc import Mapping
+from typing import Literal
 
 from ..errors import WireProtocolError
 
@@ -215,7 +216,8 @@ class SockDiag:
                 if destroy_events:
                     self.close()
                     raise type(exc)(exc.errno, self.destroy_events_error) from None
-        self.mode = "poll" if self._events is None else "destroy_events"
+        self.mode: Literal["poll", "destroy_events"] = (
+            "poll" if self._events is None else "destroy_events")
 
     @staticmethod
     def available() -> tuple[bool, str]:
@@ -354,6 +356,7 @@ class SockDiag:
 
     def _drain_events(self, out: list[bytes]) -> None:
         sock = self._events
+        assert sock is not None
         while True:
             try:
                 out.append(sock.recv(_RECV_SIZE))
