@@ -15,6 +15,9 @@
 # remembered for CZ_ABSENT_GRACE refreshes, so that it is not counted twice if it was only
 # skipped. A closed cid above every cid read before opened and closed between two refreshes and
 # counts once. A cid listed again with another start time is another connection (a restart).
+# /connz lists a connection before its CONNECT is read, without name, lang or version: such a
+# connection moves to the group of the labels its CONNECT gives once they show. What it counted
+# before stays in the old group (folded there), and the new group counts from then on (``base``).
 
 from fastnats.errors import ConnzDecodeError
 from fastnats.metrics import (
@@ -558,6 +561,7 @@ cdef enum:
     CZ_REC_NEW = 8         # not the connection the aggregator holds under this cid: read its labels
     CZ_REC_DUP = 16        # the cid was already read from an earlier page of this update
     CZ_REC_RATE = 32
+    CZ_REC_REGROUP = 64    # the connection this cid holds now shows the labels its CONNECT gave
 
 cdef enum:
     CZ_F_OTHER = 0
@@ -1124,6 +1128,7 @@ cdef struct CzConn:
     uint64_t cid
     uint64_t start_hash
     uint64_t ctr[4]       # as last seen
+    uint64_t base[4]      # ctr when it joined its group; the group counts ctr - base
     double seen_at        # when it was last seen open
     int32_t group
     int32_t name          # interned ids of the labels that identify the connection
@@ -1132,6 +1137,7 @@ cdef struct CzConn:
     uint32_t epoch        # the update that last saw it open
     int32_t absent        # -1 if that was the last update; else updates since, with ctr folded
     int32_t used
+    int32_t unnamed       # listed before its CONNECT was read: no name, lang or version yet
 
 cdef struct CzGroup:
     int32_t key[6]        # interned label ids, in group_by order
@@ -1208,6 +1214,13 @@ cdef int cz_cmp_cid(const void *a, const void *b) noexcept nogil:
 
 cdef int64_t cz_seconds_ns(double s):
     return <int64_t>(s * 1e9 + 0.5)
+
+
+cdef inline bint cz_rec_named(const CzRec *r) noexcept nogil:
+    # Whether the server had read the connection's CONNECT: it gives name, lang or version.
+    return ((r.span[CZ_L_NAME].flags & CZ_SPAN_SET and r.span[CZ_L_NAME].len > 0)
+            or (r.span[CZ_L_LANG].flags & CZ_SPAN_SET and r.span[CZ_L_LANG].len > 0)
+            or (r.span[CZ_L_VERSION].flags & CZ_SPAN_SET and r.span[CZ_L_VERSION].len > 0))
 
 
 cdef class ConnzAggregator:
@@ -1453,6 +1466,11 @@ cdef class ConnzAggregator:
                     if r.ctr[c] < self.conns[st].ctr[c]:
                         break
                 else:
+                    if not (self.conns[st].unnamed and cz_rec_named(r)):
+                        continue
+                    r.flags |= CZ_REC_REGROUP
+                    self.where_page = r.page
+                    self.intern_rec(pages, r, True)
                     continue
             r.flags |= CZ_REC_NEW
             self.where_page = r.page
@@ -1469,11 +1487,13 @@ cdef class ConnzAggregator:
     # -- allocations the commit needs, made while failing still changes nothing ----------------
 
     cdef int reserve(self) except -1 nogil:
-        cdef Py_ssize_t new_conns = 0, new_groups, k
+        cdef Py_ssize_t new_conns = 0, regroups = 0, new_groups, k
         cdef int32_t *gindex
         for k in range(self.open_recs.n):
             if self.open_recs.v[k].flags & CZ_REC_NEW:
                 new_conns += 1
+            elif self.open_recs.v[k].flags & CZ_REC_REGROUP:
+                regroups += 1
         cz_map_reserve(&self.cids, new_conns)
         cz_reserve(<void **>&self.conns, &self.conns_cap, self.nconns_slots + new_conns,
                    sizeof(CzConn))
@@ -1481,7 +1501,7 @@ cdef class ConnzAggregator:
                    self.nconns_slots + new_conns + 1, sizeof(int32_t))
         cz_map_clear(&self.closed_seen)
         cz_map_reserve(&self.closed_seen, self.closed_recs.n)
-        new_groups = new_conns + self.closed_recs.n + 1
+        new_groups = new_conns + regroups + self.closed_recs.n + 1
         if new_groups > self.max_groups + 1:
             new_groups = self.max_groups + 1
         cz_reserve(<void **>&self.groups, &self.groups_cap, self.ngroup_slots + new_groups,
@@ -1586,13 +1606,39 @@ cdef class ConnzAggregator:
             g.closed[k] = cz_sat_add(g.closed[k], ctr[k])
         g.last_active = now
 
-    cdef void forget(self, int32_t st) noexcept nogil:
-        # Drops a cid whose counters are already in its group's closed total.
+    cdef void fold_open(self, int32_t st, double now) noexcept nogil:
+        # What an open connection counts in its group now joins the group's closed total.
+        cdef CzConn *c = &self.conns[st]
+        cdef uint64_t part[4]
+        cdef int k
+        for k in range(CZ_NCTR):
+            part[k] = c.ctr[k] - c.base[k]
+        self.fold(st, part, now)
+
+    cdef void set_labels(self, int32_t st, const CzRec *r, double now) noexcept nogil:
+        # Joins the connection to the group of the record's labels and takes its own labels.
+        cdef CzConn *c = &self.conns[st]
+        c.group = self.group_of(r.ids, now)
+        self.groups[c.group].members += 1
+        c.name = r.ids[CZ_L_NAME]
+        c.account = r.ids[CZ_L_ACCOUNT]
+        c.ip = r.ids[CZ_L_IP]
+        self.strs.ents[c.name].refs += 1
+        self.strs.ents[c.account].refs += 1
+        self.strs.ents[c.ip].refs += 1
+        c.unnamed = not cz_rec_named(r)
+
+    cdef void drop_labels(self, int32_t st) noexcept nogil:
         cdef CzConn *c = &self.conns[st]
         self.groups[c.group].members -= 1
         self.strs.ents[c.name].refs -= 1
         self.strs.ents[c.account].refs -= 1
         self.strs.ents[c.ip].refs -= 1
+
+    cdef void forget(self, int32_t st) noexcept nogil:
+        # Drops a cid whose counters are already in its group's closed total.
+        cdef CzConn *c = &self.conns[st]
+        self.drop_labels(st)
         cz_map_del(&self.cids, c.cid)
         c.used = 0
         self.conns_free[self.nconns_free] = st
@@ -1611,16 +1657,10 @@ cdef class ConnzAggregator:
         c.cid = r.cid
         c.start_hash = r.start_hash
         memcpy(c.ctr, r.ctr, sizeof(c.ctr))
+        memset(c.base, 0, sizeof(c.base))
         c.seen_at = now
         c.absent = -1
-        c.group = self.group_of(r.ids, now)
-        self.groups[c.group].members += 1
-        c.name = r.ids[CZ_L_NAME]
-        c.account = r.ids[CZ_L_ACCOUNT]
-        c.ip = r.ids[CZ_L_IP]
-        self.strs.ents[c.name].refs += 1
-        self.strs.ents[c.account].refs += 1
-        self.strs.ents[c.ip].refs += 1
+        self.set_labels(st, r, now)
         c.used = 1
         cz_map_put(&self.cids, r.cid, st)
         return st
@@ -1678,7 +1718,7 @@ cdef class ConnzAggregator:
             if st >= 0 and r.flags & CZ_REC_NEW:
                 # The same cid on another connection (the server restarted): the old one is gone.
                 if self.conns[st].absent < 0:
-                    self.fold(st, self.conns[st].ctr, now)
+                    self.fold_open(st, now)
                 self.forget(st)
                 st = -1
             if st < 0:
@@ -1690,8 +1730,13 @@ cdef class ConnzAggregator:
                     # folded, it counts as open again.
                     g = &self.groups[c.group]
                     for q in range(CZ_NCTR):
-                        g.closed[q] = cz_sat_sub(g.closed[q], c.ctr[q])
+                        g.closed[q] = cz_sat_sub(g.closed[q], c.ctr[q] - c.base[q])
                     c.absent = -1
+                if r.flags & CZ_REC_REGROUP:
+                    self.fold_open(st, now)
+                    self.drop_labels(st)
+                    self.set_labels(st, r, now)
+                    memcpy(c.base, c.ctr, sizeof(c.base))
                 dt = now - c.seen_at
                 if dt > 0:
                     r.rate[0] = <double>(r.ctr[CZ_CTR_IN_MSGS] - c.ctr[CZ_CTR_IN_MSGS]) / dt
@@ -1708,7 +1753,7 @@ cdef class ConnzAggregator:
             g.subs = cz_sat_add(g.subs, r.subs)
             g.pending = cz_sat_add(g.pending, r.pending)
             for q in range(CZ_NCTR):
-                g.open_ctr[q] = cz_sat_add(g.open_ctr[q], r.ctr[q])
+                g.open_ctr[q] = cz_sat_add(g.open_ctr[q], r.ctr[q] - c.base[q])
             g.last_active = now
             if r.flags & CZ_REC_RTT:
                 cz_dist_add(&self.dist[0], r.rtt_ns)
@@ -1748,9 +1793,9 @@ cdef class ConnzAggregator:
                 # What the closed body adds to the counters already counted for this cid: the
                 # last-seen ones while it was open, nothing more once it was folded as absent.
                 for q in range(CZ_NCTR):
-                    final[q] = c.ctr[q] if c.absent < 0 else 0
+                    final[q] = c.ctr[q] - c.base[q] if c.absent < 0 else 0
                     if c.start_hash == r.start_hash and r.ctr[q] > c.ctr[q]:
-                        final[q] = r.ctr[q] - (0 if c.absent < 0 else c.ctr[q])
+                        final[q] = r.ctr[q] - (c.base[q] if c.absent < 0 else c.ctr[q])
                 self.fold(st, final, now)
                 self.forget(st)
             elif r.flags & CZ_REC_NEW and cz_map_get(&self.closed_seen, r.cid) < 0:
@@ -1768,7 +1813,7 @@ cdef class ConnzAggregator:
             c = &self.conns[j]
             if c.used and c.epoch != self.epoch:
                 if c.absent < 0:
-                    self.fold(<int32_t>j, c.ctr, now)
+                    self.fold_open(<int32_t>j, now)
                     c.absent = 0
                 else:
                     c.absent += 1

@@ -322,8 +322,8 @@ def parse_go_duration(text: str) -> int:
 class _Rec:
     """One connection of a body, checked and typed."""
 
-    __slots__ = ("cid", "start", "ctr", "pending", "subs", "rtt", "idle", "labels", "new",
-                 "rate", "conn")
+    __slots__ = ("cid", "start", "ctr", "pending", "subs", "rtt", "idle", "labels", "named",
+                 "new", "regroup", "rate", "conn")
 
     def __init__(self, raw: object) -> None:
         if not isinstance(raw, dict):
@@ -343,7 +343,10 @@ class _Rec:
         if _text(raw, "type"):
             labels["kind"] = _text(raw, "type")
         self.labels = labels
+        # Listed before the server read its CONNECT, a connection has none of these.
+        self.named = any(labels[f] for f in ("name", "lang", "version"))
         self.new = False
+        self.regroup = False
         self.rate: tuple[float, float] | None = None
         self.conn: _Conn | None = None
 
@@ -412,10 +415,14 @@ def _unsat(total: int, part: int) -> int:
 
 class _Conn:
     # absent: None while seen in the last update, else updates since, its ctr folded already.
-    __slots__ = ("cid", "start", "ctr", "group", "labels", "epoch", "seen_at", "absent")
+    # base: ctr when it joined its group, which counts ctr - base.
+    __slots__ = ("cid", "start", "ctr", "base", "group", "labels", "named", "epoch", "seen_at",
+                 "absent")
     cid: int
     start: str
     ctr: tuple[int, ...]
+    base: tuple[int, ...]
+    named: bool
     group: _Group
     labels: tuple[str, ...]
     epoch: int
@@ -536,6 +543,7 @@ class ConnzAggregator:
             st = self._conns.get(r.cid)
             r.new = st is None or st.start != r.start or any(
                 a < b for a, b in zip(r.ctr, st.ctr))
+            r.regroup = not r.new and st is not None and not st.named and r.named
         for r in closed_recs:
             r.new = r.cid > self._watermark and r.cid not in self._conns
         self._commit(open_recs, closed_recs, now)
@@ -560,6 +568,15 @@ class ConnzAggregator:
         group = conn.group
         group.closed = [_sat(a, b) for a, b in zip(group.closed, ctr)]
         group.last_active = now
+
+    @classmethod
+    def _fold_open(cls, conn: _Conn, now: float) -> None:
+        cls._fold(conn, [a - b for a, b in zip(conn.ctr, conn.base)], now)
+
+    def _set_labels(self, conn: _Conn, r: _Rec, now: float) -> None:
+        conn.group = self._group_of(r.labels, now)
+        conn.labels = (str(r.cid), r.labels["name"], r.labels["account"], r.labels["ip"])
+        conn.named = r.named
 
     def _commit(self, open_recs: list[_Rec], closed_recs: list[_Rec], now: float) -> None:
         self._epoch += 1
@@ -588,22 +605,27 @@ class ConnzAggregator:
             if conn is not None and r.new:
                 # The same cid on another connection (the server restarted).
                 if conn.absent is None:
-                    self._fold(conn, conn.ctr, now)
+                    self._fold_open(conn, now)
                 del self._conns[conn.cid]
                 conn = None
             if conn is None:
                 conn = _Conn()
                 conn.cid, conn.start, conn.absent = r.cid, r.start, None
-                conn.group = self._group_of(r.labels, now)
-                conn.labels = (str(r.cid), r.labels["name"], r.labels["account"],
-                               r.labels["ip"])
+                conn.base = (0, 0, 0, 0)
+                self._set_labels(conn, r, now)
                 self._conns[r.cid] = conn
             else:
                 if conn.absent is not None:
                     # Missing from an earlier open body without closing: take back the fold.
                     g = conn.group
-                    g.closed = [_unsat(a, b) for a, b in zip(g.closed, conn.ctr)]
+                    g.closed = [_unsat(a, b - c)
+                                for a, b, c in zip(g.closed, conn.ctr, conn.base)]
                     conn.absent = None
+                if r.regroup:
+                    # Its CONNECT was read since: what it counted stays in the old group.
+                    self._fold_open(conn, now)
+                    self._set_labels(conn, r, now)
+                    conn.base = conn.ctr
                 dt = now - conn.seen_at
                 if dt > 0:
                     r.rate = ((r.ctr[0] - conn.ctr[0]) / dt, (r.ctr[1] - conn.ctr[1]) / dt)
@@ -616,7 +638,7 @@ class ConnzAggregator:
             g.conns += 1
             g.subs = _sat(g.subs, r.subs)
             g.pending = _sat(g.pending, r.pending)
-            g.open = [_sat(a, b) for a, b in zip(g.open, r.ctr)]
+            g.open = [_sat(a, b - c) for a, b, c in zip(g.open, r.ctr, conn.base)]
             g.last_active = now
             if r.rtt is not None:
                 self._dists[0].add(r.rtt)
@@ -634,9 +656,9 @@ class ConnzAggregator:
                     continue    # still open in this update; folded once it leaves
                 final = r.ctr if conn.start == r.start else conn.ctr
                 final = tuple(max(a, b) for a, b in zip(conn.ctr, final))
-                if conn.absent is not None:
-                    # Its last-seen counters were folded when it went missing.
-                    final = tuple(a - b for a, b in zip(final, conn.ctr))
+                # Its group holds ctr - base already: open, or folded when it went missing.
+                counted = conn.ctr if conn.absent is not None else conn.base
+                final = tuple(a - b for a, b in zip(final, counted))
                 self._fold(conn, final, now)
                 del self._conns[conn.cid]
             elif r.new and r.cid not in folded:
@@ -648,7 +670,7 @@ class ConnzAggregator:
 
         for conn in [c for c in self._conns.values() if c.epoch != epoch]:
             if conn.absent is None:
-                self._fold(conn, conn.ctr, now)
+                self._fold_open(conn, now)
                 conn.absent = 0
             else:
                 conn.absent += 1

@@ -90,14 +90,20 @@ class Server:
     """A simulated nats-server whose /connz bodies follow the real one's rules.
 
     ``odd`` mixes in escapes, non-ASCII, nulls, unknown nested fields and counters near 2**64-1;
-    ``accounts`` adds the fields that ``auth=1`` shows.
+    ``accounts`` adds the fields that ``auth=1`` shows. ``unconnected`` is the share of new
+    connections listed before the server read their CONNECT: no name, lang, version or account
+    until a later step gives them (some carry traffic before, as a server without auth allows).
     """
 
+    LABEL_FIELDS = ("name", "lang", "version", "authorized_user", "account", "name_tag")
+
     def __init__(self, seed: int, *, odd: bool = False, accounts: bool = True,
-                 closed_max: int = 10_000, names: int = 40) -> None:
+                 closed_max: int = 10_000, names: int = 40, unconnected: float = 0.0) -> None:
         self.rng = random.Random(seed)
         self.odd = odd
         self.accounts = accounts
+        self.unconnected = unconnected
+        self.awaiting_connect: dict[int, dict] = {}
         self.next_cid = 1
         self.clock_ns = 1_764_057_282_000_000_000 % (86400 * 10**9)
         self.open: dict[int, dict] = {}
@@ -151,7 +157,17 @@ class Server:
                 conn["lang"] = None
             elif roll < 0.20:
                 conn["subscriptions_list"] = [f"sub.{k}" for k in range(3)]
+        if self.unconnected and rng.random() < self.unconnected:
+            self.awaiting_connect[cid] = {
+                key: conn.pop(key) for key in self.LABEL_FIELDS if key in conn}
         return conn
+
+    def _read_connects(self) -> None:
+        for cid in sorted(self.awaiting_connect):
+            if cid not in self.open:
+                del self.awaiting_connect[cid]
+            elif self.rng.random() < 0.6:
+                self.open[cid].update(self.awaiting_connect.pop(cid))
 
     def _traffic(self, conn: dict, seconds: float) -> None:
         rng = self.rng
@@ -176,6 +192,8 @@ class Server:
         self.clock_ns += int(seconds * 1e9)
         for conn in self.open.values():
             self._traffic(conn, seconds)
+        if self.awaiting_connect:
+            self._read_connects()
         for cid in rng.sample(sorted(self.open), min(closes, len(self.open))):
             self._close(self.open.pop(cid))
         for _ in range(opens):
@@ -197,6 +215,7 @@ class Server:
         """Restart the server: cids count from 1 again and the closed ring is empty."""
         self.open.clear()
         self.closed.clear()
+        self.awaiting_connect.clear()
         self.next_cid = 1
         self.clock_ns += 10**9
 

@@ -52,7 +52,8 @@ def scenario(seed: int):
                   max_groups=rng.choice([1, 3, 10, 1000]),
                   group_ttl=rng.choice([0.0, 20.0, 3600.0]), top_k=rng.choice([0, 1, 3, 10]),
                   per_connection=rng.random() < 0.5, per_connection_max=rng.choice([0, 5, 1000]))
-    server = connzgen.Server(seed, odd=rng.random() < 0.6, closed_max=rng.choice([5, 50, 10_000]))
+    server = connzgen.Server(seed, odd=rng.random() < 0.6, closed_max=rng.choice([5, 50, 10_000]),
+                             unconnected=rng.choice([0.0, 0.0, 0.3]))
 
     def refreshes():
         for _ in range(14):

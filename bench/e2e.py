@@ -1,0 +1,571 @@
+"""End-to-end cost of one exporter refresh at N connections: fetch, scan, render and peak RSS.
+
+    python bench/e2e.py --json                                  # the defaults below
+    python bench/e2e.py --connections 10000 --json              # one size
+    python bench/e2e.py --sizes 10000,19000 --synthetic 50000,100000 --runs 5 --json
+
+prints one JSON object. For each size in ``--sizes`` (default 10k and 19k) a real nats-server runs
+on random loopback ports with N client connections held open by helper processes (each holds at
+most ``--per-helper`` sockets and binds its own 127.0.0.x source address: every process here is
+capped at 20,000 open files, nats-server included, which holds one per connection). Each client
+sends CONNECT with one of N/50 names, a quarter of them subscribe, a fifth publish once, and all
+answer the server's PINGs while they wait.
+
+Against that server, each measured refresh runs in a fresh process (``--runs`` of them) that uses
+the exporter's own objects: ``ServerCollector`` with a ``MonitorClient`` and ``ConnzReader``
+(default ``ConnzOptions``, wire counter off), then ``NatsCollector.families()`` and the
+exposition's text writer and gzip. A process refreshes twice; the second refresh is the steady
+state of a running exporter (every cid already known) and is the one reported, the first is kept
+as ``first_refresh``. The refresh splits into:
+
+- ``fetch``: the /varz GET plus the /connz GET(s), with the limit and fields ConnzReader asks for;
+- ``scan_aggregate``: ``ConnzAggregator.update`` on the body (in its worker thread);
+- ``snapshot``: ``ConnzAggregator.families()`` (in the synthetic runs, also the release of the
+  previous snapshot, which the real runs count in ``refresh_other``);
+- ``render``: ``NatsCollector.families()``, ``render_text`` and gzip, what the cache does after a
+  refresh; ``total`` is ``ServerCollector.refresh`` (fetch, scan, snapshot and the thread hop)
+  plus ``render``.
+
+``peak_rss_mb`` is the process's VmHWM after both refreshes. ``getrusage().ru_maxrss`` is reported
+too (``ru_maxrss_mb``) but is not the figure to judge: Linux carries the parent's peak into a
+child across fork and exec. The target is ``2 × body + 40 MB``. ``server_connz_seconds`` times the
+same /connz request made with http.client from this process, i.e. how long nats-server needs to
+build and send the body; ``server_connz_page1024_seconds`` is the default first page (1,024
+connections), all that the official exporter reads.
+
+For each size in ``--synthetic`` (default 50k and 100k) there is no server: the body is the
+recorded tests/data/connz_open.json with its connections cloned to N (``connzgen.scale_recorded``,
+seeded; ``--generator simulated`` uses ``connzgen.synthetic_body`` instead), read from a file by a
+fresh process that runs the same aggregator and render; there is no fetch. Unless ``--no-served``,
+the same body is then also served by a loopback replay server (recorded /varz, this /connz) to
+the same worker as in the real runs, so ``served`` gives the peak RSS with the exporter's own
+fetch (its fetch time is only the transfer: nothing builds the body).
+
+Everything is bounded: ``--deadline`` seconds in all, and each helper, worker and request has its
+own timeout; helpers and nats-server are stopped in ``finally`` blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import http.server
+import json
+import os
+import resource
+import selectors
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from fastnats import exposition, launcher  # noqa: E402
+from fastnats.collector import (  # noqa: E402
+    ConnzOptions, ConnzReader, NatsCollector, ServerCollector, Target, varz_samples)
+from fastnats.sources.monitor import MonitorClient, new_session  # noqa: E402
+
+FILE_CAP = 20_000
+# nats-server also needs fds for its listeners, the monitor requests and its own files.
+REAL_MAX = FILE_CAP - 500
+RECORDED = ROOT / "tests" / "data" / "connz_open.json"
+RECORDED_VARZ = ROOT / "tests" / "data" / "varz.json"
+LANGS = ("go", "python3", "rust", "nats.js", "java")
+IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h; lets connect() pick the port per 4-tuple
+
+
+# --- helper process: the client ends of the connections ------------------------------------------
+
+def hold(port: int, first: int, count: int, names: int, source: str) -> None:
+    """Open ``count`` NATS connections, print ``ready`` once all are registered, then answer
+    PINGs until stdin closes (nats-server drops a client that leaves two PINGs unanswered)."""
+    socks = []
+    for j in range(first, first + count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((source, 0))
+        sock.settimeout(30)
+        sock.connect(("127.0.0.1", port))
+        connect = {"verbose": False, "pedantic": False, "protocol": 1,
+                   "name": f"svc-{j % names}", "lang": LANGS[j % len(LANGS)], "version": "1.0"}
+        out = [b"CONNECT " + json.dumps(connect).encode() + b"\r\n"]
+        if j % 4 == 0:
+            out += [f"SUB bench.{j}.{k} {k}\r\n".encode() for k in range(1 + j % 3)]
+        if j % 5 == 0:
+            out.append(b"PUB bench.sink 16\r\n0123456789abcdef\r\n")
+        out.append(b"PING\r\n")
+        sock.sendall(b"".join(out))
+        socks.append(sock)
+    for sock in socks:
+        data = b""
+        while b"PONG\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("nats-server closed a benchmark connection")
+            data += chunk
+    print("ready", flush=True)
+
+    selector = selectors.DefaultSelector()
+    selector.register(sys.stdin, selectors.EVENT_READ, None)
+    for sock in socks:
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ, sock)
+    while True:
+        for key, _ in selector.select():
+            sock = key.data
+            if sock is None:
+                if not sys.stdin.readline():
+                    return
+                continue
+            try:
+                data = sock.recv(65536)
+            except BlockingIOError:
+                continue
+            if not data:
+                selector.unregister(sock)
+            elif b"PING\r\n" in data:
+                sock.sendall(b"PONG\r\n")
+
+
+class Clients:
+    """``n`` client connections to ``port``, spread over helper processes."""
+
+    def __init__(self, port: int, n: int, per_helper: int, timeout: float) -> None:
+        self.helpers: list[subprocess.Popen[str]] = []
+        names = max(40, n // 50)
+        try:
+            for index, first in enumerate(range(0, n, per_helper)):
+                count = min(per_helper, n - first)
+                self.helpers.append(subprocess.Popen(
+                    [sys.executable, __file__, "--hold", str(count), "--port", str(port),
+                     "--first", str(first), "--names", str(names),
+                     "--source", f"127.0.0.{2 + index}"],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
+            selector = selectors.DefaultSelector()
+            for helper in self.helpers:
+                assert helper.stdout is not None
+                selector.register(helper.stdout, selectors.EVENT_READ, helper)
+            waiting = set(self.helpers)
+            deadline = time.monotonic() + timeout
+            while waiting:
+                events = selector.select(max(0.0, deadline - time.monotonic()))
+                if not events:
+                    raise TimeoutError(f"client helpers not ready within {timeout:g}s")
+                for key, _ in events:
+                    if key.data.stdout.readline().strip() != "ready":
+                        raise RuntimeError("a client helper failed; see its stderr")
+                    selector.unregister(key.fileobj)
+                    waiting.discard(key.data)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for helper in self.helpers:
+            if helper.stdin and not helper.stdin.closed:
+                helper.stdin.close()
+        for helper in self.helpers:
+            try:
+                helper.wait(15)
+            except subprocess.TimeoutExpired:
+                helper.kill()
+                helper.wait()
+
+
+# --- worker process: one exporter, two refreshes -------------------------------------------------
+
+def memory() -> dict:
+    hwm = None
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    return {"peak_rss_mb": hwm, "ru_maxrss_mb": resource.getrusage(
+        resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+class TimedClient(MonitorClient):
+    """The exporter's monitor client, noting the time and size of each GET."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.gets: list[tuple[str, str, float, int]] = []
+
+    async def get(self, endpoint, params=None):
+        start = time.perf_counter()
+        body = await super().get(endpoint, params)
+        self.gets.append((endpoint, (params or {}).get("state", ""),
+                          time.perf_counter() - start, len(body)))
+        return body
+
+
+class TimedAggregator:
+    """Stands in for ConnzReader's aggregator and times its update and families calls."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.update_seconds = 0.0
+        self.families_seconds = 0.0
+
+    def update(self, *args):
+        start = time.perf_counter()
+        try:
+            return self.inner.update(*args)
+        finally:
+            self.update_seconds += time.perf_counter() - start
+
+    def families(self):
+        start = time.perf_counter()
+        try:
+            return self.inner.families()
+        finally:
+            self.families_seconds += time.perf_counter() - start
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def render_split(collector: NatsCollector) -> dict:
+    start = time.perf_counter()
+    families = collector.families()
+    listed = time.perf_counter()
+    text = exposition.render_text(families)
+    rendered = time.perf_counter()
+    gz = exposition.gzip_bytes(text)
+    done = time.perf_counter()
+    return {"render_families": listed - start, "render_text": rendered - listed,
+            "gzip": done - rendered, "render": done - start,
+            "text_bytes": len(text), "gzip_bytes": len(gz)}
+
+
+def connections_seen(server: ServerCollector) -> int:
+    return int(sum([v for _, v in server.connz_samples.get("nats_client_connections", ())]))
+
+
+async def real_refreshes(url: str, refreshes: int, timeout: float) -> list[dict]:
+    async with new_session() as session:
+        client = TimedClient(url, session, timeout)
+        server = ServerCollector(Target("bench", url), client, connz=ConnzOptions(), wire=False)
+        assert server.connz is not None
+        collector = NatsCollector([server])
+        out = []
+        for _ in range(refreshes):
+            client.gets.clear()
+            timed = TimedAggregator(server.connz.aggregator)
+            server.connz.aggregator = timed  # type: ignore[assignment]
+            await server.refresh()
+            if not server.up or server.errors:
+                raise RuntimeError(f"refresh failed: {dict(server.errors)}")
+            connz = [g for g in client.gets if g[0] == "connz"]
+            result = {
+                "fetch_varz": sum(g[2] for g in client.gets if g[0] == "varz"),
+                "fetch_connz": sum(g[2] for g in connz),
+                "connz_requests": len(connz),
+                "body_bytes": sum(g[3] for g in connz if g[1] == "open"),
+                "closed_body_bytes": sum(g[3] for g in connz if g[1] == "closed"),
+                "scan_aggregate": timed.update_seconds,
+                "snapshot": timed.families_seconds,
+                "refresh": server.duration,
+            }
+            result["fetch"] = result["fetch_varz"] + result["fetch_connz"]
+            # The thread hop, the /varz decode and the event loop's own work.
+            result["refresh_other"] = (result["refresh"] - result["fetch"]
+                                       - result["scan_aggregate"] - result["snapshot"])
+            result.update(render_split(collector))
+            result["total"] = result["refresh"] + result["render"]
+            result["connections_seen"] = connections_seen(server)
+            server.connz.aggregator = timed.inner
+            out.append(result)
+        return out
+
+
+def synthetic_refreshes(body_path: Path, refreshes: int) -> list[dict]:
+    body = body_path.read_bytes()
+    varz = json.loads(RECORDED_VARZ.read_text())
+    # No I/O here: the collector's client is never called; the samples are set as refresh() would.
+    server = ServerCollector(Target("bench", "http://127.0.0.1:8222"),
+                             None,  # type: ignore[arg-type]
+                             connz=ConnzOptions(), wire=False)
+    reader: ConnzReader = server.connz  # type: ignore[assignment]
+    server.samples = varz_samples(varz)
+    server.up = True
+    collector = NatsCollector([server])
+    out = []
+    for _ in range(refreshes):
+        start = time.perf_counter()
+        reader.aggregator.update(body, None, time.time())
+        scanned = time.perf_counter()
+        server.connz_samples = reader.aggregator.families()
+        done = time.perf_counter()
+        result = {"body_bytes": len(body), "scan_aggregate": scanned - start,
+                  "snapshot": done - scanned}
+        result.update(render_split(collector))
+        result["total"] = result["scan_aggregate"] + result["snapshot"] + result["render"]
+        result["connections_seen"] = connections_seen(server)
+        out.append(result)
+    return out
+
+
+def worker(args: argparse.Namespace) -> None:
+    if args.worker == "real":
+        refreshes = asyncio.run(real_refreshes(args.url, args.refreshes, args.timeout))
+    else:
+        refreshes = synthetic_refreshes(Path(args.body), args.refreshes)
+    print(json.dumps({"refreshes": refreshes, **memory()}))
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def left(self, cap: float) -> float:
+        left = self.end - time.monotonic()
+        if left <= 1:
+            raise TimeoutError("bench/e2e.py ran past --deadline")
+        return min(left, cap)
+
+
+def run_worker(args: list[str], deadline: Deadline) -> dict:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         timeout=deadline.left(300))
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {args} failed:\n{out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Medians over the fresh processes of the steady (last) refresh, and their peak RSS."""
+    steady = [r["refreshes"][-1] for r in runs]
+    first = [r["refreshes"][0] for r in runs]
+    time_keys = [k for k in steady[0] if k not in (
+        "connz_requests", "body_bytes", "closed_body_bytes", "text_bytes", "gzip_bytes",
+        "connections_seen")]
+    peak = [r["peak_rss_mb"] for r in runs]
+    body_bytes = steady[0]["body_bytes"]
+    target = 2 * body_bytes / 2**20 + 40
+    return {
+        "body_bytes": body_bytes,
+        "text_bytes": steady[0]["text_bytes"],
+        "gzip_bytes": steady[0]["gzip_bytes"],
+        "connections_seen": steady[0]["connections_seen"],
+        "processes": len(runs),
+        "median_seconds": {k: statistics.median(r[k] for r in steady) for k in time_keys},
+        "first_refresh_median_seconds": {k: statistics.median(r[k] for r in first)
+                                         for k in time_keys},
+        "peak_rss_mb": round(statistics.median(peak), 1),
+        "peak_rss_mb_max": round(max(peak), 1),
+        "ru_maxrss_mb": round(statistics.median(r["ru_maxrss_mb"] for r in runs), 1),
+        "rss_target_mb": round(target, 1),
+        "rss_ok": max(peak) <= target,
+    }
+
+
+def connz_params(n: int) -> dict[str, str | int]:
+    """The open-connections request ConnzReader makes at ``n`` connections."""
+    return {"state": "open", "limit": ConnzReader._margin(n), "auth": "true", "subs": "false"}
+
+
+def timed_get(port: int, path: str, timeout: float) -> tuple[float, bytes]:
+    """Seconds to GET ``path`` from 127.0.0.1:``port`` on a new connection, and the body."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        start = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        seconds = time.perf_counter() - start
+        if response.status != 200:
+            raise RuntimeError(f"GET {path}: HTTP {response.status}")
+        return seconds, body
+    finally:
+        conn.close()
+
+
+def measure_real(n: int, args: argparse.Namespace, deadline: Deadline) -> dict:
+    server = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"])
+    try:
+        http_port = server.ports["http"]
+        clients = Clients(server.client_port, n, args.per_helper, deadline.left(300))
+        try:
+            varz = json.loads(timed_get(http_port, "/varz", deadline.left(30))[1])
+            if varz["connections"] != n:
+                raise RuntimeError(f"nats-server reports {varz['connections']} connections, "
+                                   f"expected {n}")
+            path = "/connz?" + urlencode(connz_params(n))
+            # The first answers after the clients connect are slow and erratic (the Go heap
+            # grows); the exporter sees the warm server, so the timing does too.
+            for _ in range(args.server_warmup):
+                timed_get(http_port, path, deadline.left(60))
+            server_times = [timed_get(http_port, path, deadline.left(60))[0]
+                            for _ in range(args.server_runs)]
+            page_times = [timed_get(http_port, "/connz", deadline.left(60))[0]
+                          for _ in range(args.server_runs)]
+            load = os.getloadavg()[0]
+            runs = [run_worker(["--worker", "real", "--url", server.monitor_url,
+                                "--refreshes", str(args.refreshes),
+                                "--timeout", str(args.timeout)], deadline)
+                    for _ in range(args.runs)]
+        finally:
+            clients.close()
+    finally:
+        server.stop()
+    result = {"connections": n, "mode": "real nats-server",
+              **summarize(runs),
+              "server_connz_seconds": statistics.median(server_times),
+              "server_connz_page1024_seconds": statistics.median(page_times),
+              "loadavg_1m": load}
+    if result["connections_seen"] != n:
+        result["warning"] = f"the aggregator counted {result['connections_seen']} of {n}"
+    return result
+
+
+class Replay:
+    """A loopback stand-in for a monitoring port that answers /varz (the recorded one, with the
+    connection counts set to ``n``) and every /connz request with ``body``."""
+
+    def __init__(self, body: bytes, n: int) -> None:
+        varz = json.loads(RECORDED_VARZ.read_text())
+        varz.update(connections=n, total_connections=n)
+        pages = {"/varz": json.dumps(varz).encode(), "/connz": body}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # Headers and body go in two writes; without this, delayed ACK adds 40 ms to each.
+            disable_nagle_algorithm = True
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+                page = pages.get(self.path.partition("?")[0])
+                if page is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def measure_synthetic(n: int, args: argparse.Namespace, deadline: Deadline) -> dict:
+    import connzgen
+
+    if args.generator == "recorded":
+        body = connzgen.scale_recorded(args.recorded.read_bytes(), n, args.seed)
+        source = f"connzgen.scale_recorded({args.recorded.relative_to(ROOT)})"
+    else:
+        body = connzgen.synthetic_body(n, args.seed)
+        source = "connzgen.synthetic_body"
+    load = os.getloadavg()[0]
+    with tempfile.NamedTemporaryFile(suffix=".json") as f:
+        f.write(body)
+        f.flush()
+        runs = [run_worker(["--worker", "synthetic", "--body", f.name,
+                            "--refreshes", str(args.refreshes)], deadline)
+                for _ in range(args.runs)]
+    result = {"connections": n, "mode": "synthetic", "source": source, "seed": args.seed,
+              **summarize(runs), "loadavg_1m": load}
+    if args.served:
+        replay = Replay(body, n)
+        try:
+            served = summarize([run_worker(["--worker", "real", "--url", replay.url,
+                                            "--refreshes", str(args.refreshes),
+                                            "--timeout", str(args.timeout)], deadline)
+                                for _ in range(args.runs)])
+        finally:
+            replay.close()
+        result["served"] = {k: served[k] for k in (
+            "median_seconds", "peak_rss_mb", "peak_rss_mb_max", "rss_target_mb", "rss_ok")}
+    return result
+
+
+def sizes(text: str) -> list[int]:
+    out = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
+    if any(n < 1 for n in out):
+        raise argparse.ArgumentTypeError("sizes must be positive")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int,
+                        help=f"one size: real up to {REAL_MAX}, synthetic above")
+    parser.add_argument("--sizes", type=sizes, default=None, help="real sizes (10000,19000)")
+    parser.add_argument("--synthetic", type=sizes, default=None,
+                        help="synthetic sizes (50000,100000); '' for none")
+    parser.add_argument("--generator", choices=("recorded", "simulated"), default="recorded")
+    parser.add_argument("--recorded", type=Path, default=RECORDED)
+    parser.add_argument("--no-served", dest="served", action="store_false",
+                        help="skip the synthetic bodies' fetch from a loopback replay server")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=5, help="fresh processes per size")
+    parser.add_argument("--refreshes", type=int, default=2, help="refreshes per process")
+    parser.add_argument("--server-runs", type=int, default=11, help="timed /connz GETs")
+    parser.add_argument("--server-warmup", type=int, default=5, help="untimed /connz GETs first")
+    parser.add_argument("--per-helper", type=int, default=5000, help="sockets per helper")
+    parser.add_argument("--timeout", type=float, default=30.0, help="per monitoring request")
+    parser.add_argument("--deadline", type=float, default=1200.0, help="seconds in all")
+    parser.add_argument("--json", action="store_true", help="print one compact JSON object")
+    for hidden in ("--worker", "--url", "--body", "--source"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    for hidden in ("--hold", "--port", "--first", "--names"):
+        parser.add_argument(hidden, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.hold is not None:
+        hold(args.port, args.first, args.hold, args.names, args.source)
+        return 0
+    if args.worker:
+        worker(args)
+        return 0
+
+    real, synthetic = args.sizes, args.synthetic
+    if args.connections is not None:
+        one = [args.connections]
+        real = real if real is not None else (one if args.connections <= REAL_MAX else [])
+        synthetic = synthetic if synthetic is not None else (
+            [] if args.connections <= REAL_MAX else one)
+    real = [10_000, 19_000] if real is None else real
+    synthetic = [50_000, 100_000] if synthetic is None else synthetic
+    if any(n > REAL_MAX for n in real):
+        parser.error(f"real sizes must stay at or below {REAL_MAX}: nats-server holds one fd "
+                     f"per connection and the cap is {FILE_CAP}")
+    if args.runs < 1 or args.refreshes < 1 or args.server_runs < 1:
+        parser.error("--runs, --refreshes and --server-runs must be at least 1")
+    if not 1 <= args.per_helper <= FILE_CAP - 1000:
+        parser.error(f"--per-helper must be between 1 and {FILE_CAP - 1000}")
+    if len(range(0, max(real, default=0), args.per_helper)) > 250:
+        parser.error("too many helper processes; raise --per-helper")
+
+    deadline = Deadline(args.deadline)
+    report = {"runs": args.runs, "refreshes_per_process": args.refreshes,
+              "nproc": os.cpu_count(), "results": []}
+    for n in real:
+        report["results"].append(measure_real(n, args, deadline))
+    for n in synthetic:
+        report["results"].append(measure_synthetic(n, args, deadline))
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.pop("FASTNATS_NO_EXTENSIONS", None)
+    sys.exit(main())
