@@ -10,6 +10,8 @@ prints one JSON object with the median seconds (and the peak RSS) of:
 - ``reference``: ``_reference.ConnzAggregator.update``, orjson and the same aggregate in Python;
 - ``msgspec``: a typed msgspec Struct decode and a Python group sum (no per-cid state, no
   durations, no top-K: less work than the other two, a floor for a Python aggregate);
+- ``orjson``: ``orjson.loads`` and the same group sum over the dicts (the same floor, for the
+  decoder the reference uses);
 - ``scan``: ``body.count(b'"cid"')``, the cost of one pass over the bytes;
 
 and the ratios ``reference / core`` and ``core / scan``. Each contender runs in its own fresh
@@ -37,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import msgspec  # noqa: E402
+import orjson  # noqa: E402
 
 import connzgen  # noqa: E402
 from fastnats import _core, _reference  # noqa: E402
@@ -79,6 +82,25 @@ def _msgspec(body: bytes) -> Callable[[], object]:
     return run
 
 
+def _orjson(body: bytes) -> Callable[[], object]:
+    def run() -> dict:
+        groups: dict[tuple[str, str], list[int]] = {}
+        for c in orjson.loads(body)["connections"] or ():
+            key = (c.get("account", ""), c.get("name", ""))
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = [0] * 7
+            g[0] += 1
+            g[1] += c["subscriptions"]
+            g[2] += c["pending_bytes"]
+            g[3] += c["in_msgs"]
+            g[4] += c["out_msgs"]
+            g[5] += c["in_bytes"]
+            g[6] += c["out_bytes"]
+        return groups
+    return run
+
+
 def _aggregator(cls) -> Callable[[bytes], Callable[[], object]]:
     def setup(body: bytes) -> Callable[[], object]:
         agg = cls()
@@ -96,6 +118,7 @@ CONTENDERS: dict[str, Callable[[bytes], Callable[[], object]]] = {
     "core": _aggregator(_core.ConnzAggregator),
     "reference": _aggregator(_reference.ConnzAggregator),
     "msgspec": _msgspec,
+    "orjson": _orjson,
     "scan": lambda body: lambda: body.count(b'"cid"'),
 }
 
@@ -181,8 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         ratios = {}
         if "reference" in median:
             ratios["reference/core"] = round(median["reference"] / median["core"], 2)
-        if "msgspec" in median:
-            ratios["msgspec/core"] = round(median["msgspec"] / median["core"], 2)
+        for floor in ("msgspec", "orjson"):
+            if floor in median:
+                ratios[f"{floor}/core"] = round(median[floor] / median["core"], 2)
         if "scan" in median:
             ratios["core/scan"] = round(median["core"] / median["scan"], 2)
         report["ratios"] = ratios

@@ -69,6 +69,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fastnats import exposition, launcher  # noqa: E402
+from fastnats.cli import return_freed_memory  # noqa: E402
 from fastnats.collector import (  # noqa: E402
     ConnzOptions, ConnzReader, NatsCollector, ServerCollector, Target, varz_samples)
 from fastnats.sources.monitor import MonitorClient, new_session  # noqa: E402
@@ -314,6 +315,7 @@ def synthetic_refreshes(body_path: Path, refreshes: int) -> list[dict]:
 
 
 def worker(args: argparse.Namespace) -> None:
+    return_freed_memory()   # as fastnats-exporter does at startup
     if args.worker == "real":
         refreshes = asyncio.run(real_refreshes(args.url, args.refreshes, args.timeout))
     else:

@@ -18,7 +18,7 @@ import render
 
 RECORDED = Path(__file__).resolve().parents[1] / "tests" / "data" / "connz_open.json"
 # Rounds per contender: the reference is about 25 times slower than the others.
-ROUNDS = {"core": 20, "scan": 20, "msgspec": 10, "reference": 3}
+ROUNDS = {"core": 20, "scan": 20, "msgspec": 10, "orjson": 10, "reference": 3}
 
 
 @pytest.fixture(scope="module", params=[1000, 10_000, 50_000, 100_000, "recorded-50000"],

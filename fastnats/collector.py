@@ -16,11 +16,10 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import urlsplit
 
 import orjson
-from prometheus_client.metrics_core import Metric as ClientMetric
 
 from . import metrics as m
 from ._impl import IMPLEMENTATION, impl
@@ -29,6 +28,9 @@ from .errors import ConnzDecodeError, ScrapeError, WireProtocolError
 from .interop import Family, Sample, client_metrics
 from .sources.monitor import MonitorClient
 from .sources.wire import SockDiag, listener_ports
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric as ClientMetric
 
 log = logging.getLogger("fastnats.scrape")
 
@@ -102,7 +104,7 @@ def varz_samples(varz: dict) -> Samples:
     return out
 
 
-def decode_json(endpoint: str, body: bytes) -> dict:
+def decode_json(endpoint: str, body: bytes | bytearray) -> dict:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -131,7 +133,7 @@ class ConnzOptions:
 _CONNZ_HEAD = re.compile(rb'"total"\s*:\s*(\d+)')
 
 
-def connz_total(body: bytes) -> int | None:
+def connz_total(body: bytes | bytearray) -> int | None:
     match = _CONNZ_HEAD.search(body, 0, 4096)
     return int(match[1]) if match else None
 

@@ -8,10 +8,12 @@ does; the seed counters that lack the suffix therefore gain it through this path
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-
-from prometheus_client.metrics_core import Metric as ClientMetric
+from typing import TYPE_CHECKING
 
 from .metrics import COUNTER, Metric
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric as ClientMetric
 
 Sample = tuple[tuple[str, ...], "int | float"]
 # A list, not any sequence: the compiled writer (_writer.pxi) accepts nothing else.
@@ -20,6 +22,10 @@ Family = tuple[Metric, tuple[str, ...], list[Sample]]
 
 def client_metrics(families: Iterable[Family], *, keep_empty: bool = False) -> Iterator[ClientMetric]:
     """One prometheus_client metric per family; empty families only with ``keep_empty``."""
+    # Imported here: the exporter renders its own text, and prometheus_client adds 3 MB to
+    # its resident memory.
+    from prometheus_client.metrics_core import Metric as ClientMetric
+
     for metric, label_names, samples in families:
         if not samples and not keep_empty:
             continue
