@@ -242,6 +242,9 @@ class WirePoller:
         self._ports: dict[int, str] | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        # The background polls and those after /varz share one netlink socket: one dump at a
+        # time, or their replies interleave.
+        self._polling = asyncio.Lock()
         self._said_why = False
 
     async def follow(self, varz: dict) -> None:
@@ -296,13 +299,15 @@ class WirePoller:
         return None
 
     async def _poll(self) -> None:
-        assert self._diag is not None and self.counter is not None
-        try:
-            buffers = await asyncio.to_thread(self._diag.dump)
-            self.counter.update(buffers)
-        except (OSError, WireProtocolError) as exc:
-            self.errors[("wire", "netlink")] += 1
-            log.warning("wire byte counter poll failed for %s: %s", self.server, exc)
+        async with self._polling:
+            if self._diag is None or self.counter is None:
+                return      # stopped while this poll waited for the one before
+            try:
+                buffers = await asyncio.to_thread(self._diag.dump)
+                self.counter.update(buffers)
+            except (OSError, WireProtocolError) as exc:
+                self.errors[("wire", "netlink")] += 1
+                log.warning("wire byte counter poll failed for %s: %s", self.server, exc)
 
     async def _run(self) -> None:
         while True:
@@ -323,11 +328,12 @@ class WirePoller:
             self._stopping.set()
             await self._task
             self._task = None
-        if self._diag is not None:
-            self._diag.close()
-            self._diag = None
-        self.counter = None
-        self._ports = None
+        async with self._polling:
+            if self._diag is not None:
+                self._diag.close()
+                self._diag = None
+            self.counter = None
+            self._ports = None
 
 
 class ServerCollector:

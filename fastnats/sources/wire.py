@@ -125,6 +125,7 @@ _BC_OP = struct.Struct("=BBH")
 # Dump datagrams are capped by the kernel at 32 KiB; a bigger buffer means a full one can only
 # be a truncated one.
 _RECV_SIZE = 65536
+_DUMP_TIMEOUT = 10.0
 
 
 def _port_bytecode(ports: list[int]) -> bytes:
@@ -295,6 +296,8 @@ class SockDiag:
         except OSError:
             sock.close()
             raise
+        # The kernel answers a dump at once; a reply that never comes is an error, not a hang.
+        sock.settimeout(_DUMP_TIMEOUT)
         self._dump_sock = sock
         self._portid = sock.getsockname()[0]
 

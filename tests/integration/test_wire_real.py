@@ -392,3 +392,52 @@ def test_counters_stay_monotonic_and_exact_through_churn(nats_server):
           f"(moved after the last poll: {unseen_sent})")
     poll_diag.close()
     event_diag.close()
+
+
+def test_background_and_refresh_polls_never_dump_at_once(nats_server):
+    """A --wire.poll-interval shorter than the refresh interval adds background polls beside
+    the poll after each /varz; they share one netlink socket, so their dumps must not overlap."""
+    import asyncio
+    import threading
+    from collections import Counter
+
+    from fastnats.collector import WirePoller
+
+    varz = json.loads(http_get(f"{nats_server.monitor_url}/varz"))
+    peers = [Peer(nats_server.client_port, verbose=False) for _ in range(20)]
+    active = 0
+    overlaps = dumps = 0
+    guard = threading.Lock()
+
+    async def run() -> Counter:
+        nonlocal active, overlaps, dumps
+        errors: Counter = Counter()
+        poller = WirePoller("local", "127.0.0.1", 0.001, 1.0, True, errors)
+        await poller.follow(varz)
+        assert poller.counter is not None and poller._diag is not None
+        real_dump = poller._diag.dump
+
+        def watched_dump():
+            nonlocal active, overlaps, dumps
+            with guard:
+                active += 1
+                overlaps += active > 1
+                dumps += 1
+            try:
+                return real_dump()
+            finally:
+                with guard:
+                    active -= 1
+
+        poller._diag.dump = watched_dump  # type: ignore[method-assign]
+        for _ in range(30):
+            await asyncio.gather(poller.follow(varz), poller.follow(varz))
+        await poller.stop()
+        return errors
+
+    try:
+        errors = asyncio.run(run())
+    finally:
+        for peer in peers:
+            peer.sock.close()
+    assert dumps >= 60 and overlaps == 0 and not errors
