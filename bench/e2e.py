@@ -73,6 +73,7 @@ from fastnats.cli import return_freed_memory  # noqa: E402
 from fastnats.collector import (  # noqa: E402
     ConnzOptions, ConnzReader, NatsCollector, ServerCollector, Target, varz_samples)
 from fastnats.sources.monitor import MonitorClient, new_session  # noqa: E402
+from wire import await_pongs  # noqa: E402
 
 FILE_CAP = 20_000
 # nats-server also needs fds for its listeners, the monitor requests and its own files.
@@ -105,13 +106,7 @@ def hold(port: int, first: int, count: int, names: int, source: str) -> None:
         out.append(b"PING\r\n")
         sock.sendall(b"".join(out))
         socks.append(sock)
-    for sock in socks:
-        data = b""
-        while b"PONG\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("nats-server closed a benchmark connection")
-            data += chunk
+    await_pongs(socks)
     print("ready", flush=True)
 
     selector = selectors.DefaultSelector()

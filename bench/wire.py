@@ -44,16 +44,21 @@ def hold(port: int, count: int) -> None:
         sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         sock.sendall(HANDSHAKE)
         socks.append(sock)
+    # Every PONG back means the server has registered every connection before timing starts.
+    await_pongs(socks)
+    print("ready", flush=True)
+    sys.stdin.read()
+
+
+def await_pongs(socks: list[socket.socket]) -> None:
+    """Read each socket until the PONG that answers its PING."""
     for sock in socks:
-        # Wait for each PONG, so the server has registered every connection before timing.
         data = b""
         while b"PONG\r\n" not in data:
             chunk = sock.recv(65536)
             if not chunk:
                 raise ConnectionError("nats-server closed a benchmark connection")
             data += chunk
-    print("ready", flush=True)
-    sys.stdin.read()
 
 
 class Connections:

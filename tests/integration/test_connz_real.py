@@ -560,15 +560,19 @@ def assert_groups(series: Series, sums: dict[tuple[str, str], dict[str, int]]) -
         assert got == {key: group[field] for key, group in sums.items()}, metric
 
 
-def test_scrapes_are_answered_while_a_50k_connz_refresh_is_in_flight():
-    seed = 20261125
+def two_open_bodies(seed: int, connections: int, names: int) -> tuple[bytes, bytes]:
+    """Two successive open /connz bodies of one simulated server, traffic in between."""
     print(f"connzgen seed {seed}")
-    sim = connzgen.Server(seed, names=40)
-    sim.step(opens=50_000)
+    sim = connzgen.Server(seed, names=names)
+    sim.step(opens=connections)
     sim.step()
     first = sim.open_body()
     sim.step()
-    second = sim.open_body()
+    return first, sim.open_body()
+
+
+def test_scrapes_are_answered_while_a_50k_connz_refresh_is_in_flight():
+    first, second = two_open_bodies(20261125, 50_000, names=40)
     first_sums, second_sums = body_sums(first), body_sums(second)
     assert first_sums != second_sums
     monitor = FakeMonitor(fake_varz(50_000), first)
@@ -600,14 +604,7 @@ def test_scrapes_are_answered_while_a_50k_connz_refresh_is_in_flight():
 
 
 def test_a_truncated_connz_keeps_the_last_good_aggregates():
-    seed = 4242
-    print(f"connzgen seed {seed}")
-    sim = connzgen.Server(seed, names=20)
-    sim.step(opens=300)
-    sim.step()
-    good = sim.open_body()
-    sim.step()
-    later = sim.open_body()
+    good, later = two_open_bodies(4242, 300, names=20)
     monitor = FakeMonitor(fake_varz(300), good)
     exporter = None
     try:
