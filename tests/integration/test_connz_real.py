@@ -603,6 +603,92 @@ def test_scrapes_are_answered_while_a_50k_connz_refresh_is_in_flight():
         monitor.close()
 
 
+class WatchedAggregator:
+    """Stands in for a ConnzReader's aggregator: the same object, with events around update()."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.entered = threading.Event()
+        self.left = threading.Event()
+
+    def update(self, *args) -> None:
+        self.entered.set()
+        try:
+            self.inner.update(*args)
+        finally:
+            self.left.set()
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+
+def test_a_scrape_is_served_while_the_core_scans_a_50k_body():
+    """The exporter's own pieces in this process: while the worker thread scans a 50k-connection
+    body, the event loop still answers /metrics. The interpreter is told not to take the GIL away
+    from a thread for a minute, so a scrape answered before update() returns shows that the scan
+    let the GIL go, not that the scheduler preempted it."""
+    import asyncio
+
+    import uvloop
+
+    from fastnats.cache import MetricsCache
+    from fastnats.collector import ConnzOptions, NatsCollector, ServerCollector, Target
+    from fastnats.server import start_server
+    from fastnats.sources.monitor import MonitorClient, new_session
+
+    body, _ = two_open_bodies(99, 50_000, names=40)
+    monitor = FakeMonitor(fake_varz(50_000), body)
+    loop = uvloop.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="exporter-loop", daemon=True)
+    thread.start()
+
+    def run(coro):
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(120)
+
+    async def start():
+        session = new_session()
+        server = ServerCollector(Target("fake", monitor.url),
+                                 MonitorClient(monitor.url, session, 120.0),
+                                 connz=ConnzOptions(), wire=False)
+        cache = MetricsCache(NatsCollector([server]), 3600.0)
+        await cache.refresh()
+        http = await start_server({"/metrics": lambda: cache.payload}, "127.0.0.1", 0)
+        return session, server, cache, http
+
+    session, server, cache, http = run(start())
+    assert server.connz is not None
+    watched = WatchedAggregator(server.connz.aggregator)
+    server.connz.aggregator = watched  # type: ignore[assignment]
+    url = f"http://127.0.0.1:{http.port}/metrics"
+    answered_during_scan = 0
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(60.0)
+    try:
+        for _ in range(5):
+            watched.entered.clear()
+            watched.left.clear()
+            refresh = asyncio.run_coroutine_threadsafe(cache.refresh(), loop)
+            assert watched.entered.wait(60)
+            series = parse(http_get(url).decode())
+            answered_during_scan += not watched.left.is_set()
+            refresh.result(120)
+            assert total(series, "nats_client_connections") == 50_000
+    finally:
+        sys.setswitchinterval(old)
+
+        async def stop():
+            http.close()
+            await http.wait_closed()
+            await session.close()
+
+        run(stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        monitor.close()
+    assert answered_during_scan >= 1
+
+
 def test_a_truncated_connz_keeps_the_last_good_aggregates():
     good, later = two_open_bodies(4242, 300, names=20)
     monitor = FakeMonitor(fake_varz(300), good)
