@@ -26,7 +26,8 @@ as ``first_refresh``. The refresh splits into:
   refresh; ``total`` is ``ServerCollector.refresh`` (fetch, scan, snapshot and the thread hop)
   plus ``render``.
 
-``peak_rss_mb`` is the process's VmHWM after both refreshes. ``getrusage().ru_maxrss`` is reported
+``peak_rss_mb`` is the process's VmHWM after both refreshes; workers make the allocator setting
+fastnats-exporter makes at startup (``cli.return_freed_memory``). ``getrusage().ru_maxrss`` is reported
 too (``ru_maxrss_mb``) but is not the figure to judge: Linux carries the parent's peak into a
 child across fork and exec. The target is ``2 × body + 40 MB``. ``server_connz_seconds`` times the
 same /connz request made with http.client from this process, i.e. how long nats-server needs to
