@@ -17,7 +17,7 @@
 # counts once. A cid listed again with another start time is another connection (a restart).
 # /connz lists a connection before its CONNECT is read, without name, lang or version: such a
 # connection moves to the group of the labels its CONNECT gives once they show. What it counted
-# before stays in the old group (folded there), and the new group counts from then on (``base``).
+# before stays in the old group (folded there); the new group owes it back (``debt``).
 
 from fastnats.errors import ConnzDecodeError
 from fastnats.metrics import (
@@ -584,7 +584,7 @@ cdef enum:
     CZ_F_TYPE
 
 cdef struct CzSpan:
-    Py_ssize_t off
+    uint32_t off          # pages are at most 4 GiB (cz_body checks)
     int32_t len
     int32_t flags
 
@@ -597,7 +597,6 @@ cdef struct CzRec:
     int64_t rtt_ns
     int64_t idle_ns
     double rate[2]
-    Py_ssize_t at
     CzSpan span[7]
     int32_t ids[6]
     int32_t page
@@ -737,12 +736,12 @@ cdef Py_ssize_t cz_conn(const unsigned char *b, Py_ssize_t n, Py_ssize_t i,
     cdef CzSpan span
     cdef uint64_t *num
     cdef unsigned char c
+    cdef Py_ssize_t at = i
     memset(r, 0, sizeof(CzRec))
     r.start_hash = cz_hash(b"", 0)
-    r.at = i
     i = cz_skip_ws(b, n, i + 1)
     if i < n and b[i] == b'}':
-        return cz_fail("connection without cid", r.at)
+        return cz_fail("connection without cid", at)
     while True:
         if i >= n:
             return cz_fail("truncated body", n)
@@ -799,7 +798,7 @@ cdef Py_ssize_t cz_conn(const unsigned char *b, Py_ssize_t n, Py_ssize_t i,
         else:
             return cz_fail("expected ',' or '}' in a connection", i)
     if not (r.flags & CZ_REC_CID):
-        return cz_fail("connection without cid", r.at)
+        return cz_fail("connection without cid", at)
     return i + 1
 
 
@@ -839,6 +838,8 @@ cdef int cz_body(const unsigned char *b, Py_ssize_t n, CzRecs *out, int32_t page
     cdef bint esc, found = False
     cdef uint64_t hint
     cdef Py_ssize_t first = out.n
+    if n > <Py_ssize_t>0xFFFFFFFF:
+        cz_fail("a page larger than 4 GiB", 0)
     if i >= n:
         cz_fail("empty body", n)
     if b[i] != b'{':
@@ -1128,7 +1129,6 @@ cdef struct CzConn:
     uint64_t cid
     uint64_t start_hash
     uint64_t ctr[4]       # as last seen
-    uint64_t base[4]      # ctr when it joined its group; the group counts ctr - base
     double seen_at        # when it was last seen open
     int32_t group
     int32_t name          # interned ids of the labels that identify the connection
@@ -1144,6 +1144,7 @@ cdef struct CzGroup:
     uint64_t hash
     uint64_t closed[4]    # final counters of connections that left the group
     uint64_t open_ctr[4]  # counters of the open connections, summed at each update
+    uint64_t debt[4]      # what connections that moved in had counted before, in their old group
     uint64_t conns        # open connections in this update
     uint64_t members      # cids held in the state, open or absent
     uint64_t subs
@@ -1214,6 +1215,10 @@ cdef int cz_cmp_cid(const void *a, const void *b) noexcept nogil:
 
 cdef int64_t cz_seconds_ns(double s):
     return <int64_t>(s * 1e9 + 0.5)
+
+
+cdef inline uint64_t cz_group_total(const CzGroup *g, int q) noexcept nogil:
+    return cz_sat_sub(cz_sat_add(g.closed[q], g.open_ctr[q]), g.debt[q])
 
 
 cdef inline bint cz_rec_named(const CzRec *r) noexcept nogil:
@@ -1606,15 +1611,6 @@ cdef class ConnzAggregator:
             g.closed[k] = cz_sat_add(g.closed[k], ctr[k])
         g.last_active = now
 
-    cdef void fold_open(self, int32_t st, double now) noexcept nogil:
-        # What an open connection counts in its group now joins the group's closed total.
-        cdef CzConn *c = &self.conns[st]
-        cdef uint64_t part[4]
-        cdef int k
-        for k in range(CZ_NCTR):
-            part[k] = c.ctr[k] - c.base[k]
-        self.fold(st, part, now)
-
     cdef void set_labels(self, int32_t st, const CzRec *r, double now) noexcept nogil:
         # Joins the connection to the group of the record's labels and takes its own labels.
         cdef CzConn *c = &self.conns[st]
@@ -1657,7 +1653,6 @@ cdef class ConnzAggregator:
         c.cid = r.cid
         c.start_hash = r.start_hash
         memcpy(c.ctr, r.ctr, sizeof(c.ctr))
-        memset(c.base, 0, sizeof(c.base))
         c.seen_at = now
         c.absent = -1
         self.set_labels(st, r, now)
@@ -1718,7 +1713,7 @@ cdef class ConnzAggregator:
             if st >= 0 and r.flags & CZ_REC_NEW:
                 # The same cid on another connection (the server restarted): the old one is gone.
                 if self.conns[st].absent < 0:
-                    self.fold_open(st, now)
+                    self.fold(st, self.conns[st].ctr, now)
                 self.forget(st)
                 st = -1
             if st < 0:
@@ -1730,13 +1725,15 @@ cdef class ConnzAggregator:
                     # folded, it counts as open again.
                     g = &self.groups[c.group]
                     for q in range(CZ_NCTR):
-                        g.closed[q] = cz_sat_sub(g.closed[q], c.ctr[q] - c.base[q])
+                        g.closed[q] = cz_sat_sub(g.closed[q], c.ctr[q])
                     c.absent = -1
                 if r.flags & CZ_REC_REGROUP:
-                    self.fold_open(st, now)
+                    self.fold(st, c.ctr, now)
                     self.drop_labels(st)
                     self.set_labels(st, r, now)
-                    memcpy(c.base, c.ctr, sizeof(c.base))
+                    g = &self.groups[c.group]
+                    for q in range(CZ_NCTR):
+                        g.debt[q] = cz_sat_add(g.debt[q], c.ctr[q])
                 dt = now - c.seen_at
                 if dt > 0:
                     r.rate[0] = <double>(r.ctr[CZ_CTR_IN_MSGS] - c.ctr[CZ_CTR_IN_MSGS]) / dt
@@ -1753,7 +1750,7 @@ cdef class ConnzAggregator:
             g.subs = cz_sat_add(g.subs, r.subs)
             g.pending = cz_sat_add(g.pending, r.pending)
             for q in range(CZ_NCTR):
-                g.open_ctr[q] = cz_sat_add(g.open_ctr[q], r.ctr[q] - c.base[q])
+                g.open_ctr[q] = cz_sat_add(g.open_ctr[q], r.ctr[q])
             g.last_active = now
             if r.flags & CZ_REC_RTT:
                 cz_dist_add(&self.dist[0], r.rtt_ns)
@@ -1793,9 +1790,9 @@ cdef class ConnzAggregator:
                 # What the closed body adds to the counters already counted for this cid: the
                 # last-seen ones while it was open, nothing more once it was folded as absent.
                 for q in range(CZ_NCTR):
-                    final[q] = c.ctr[q] - c.base[q] if c.absent < 0 else 0
+                    final[q] = c.ctr[q] if c.absent < 0 else 0
                     if c.start_hash == r.start_hash and r.ctr[q] > c.ctr[q]:
-                        final[q] = r.ctr[q] - (c.base[q] if c.absent < 0 else c.ctr[q])
+                        final[q] = r.ctr[q] - (0 if c.absent < 0 else c.ctr[q])
                 self.fold(st, final, now)
                 self.forget(st)
             elif r.flags & CZ_REC_NEW and cz_map_get(&self.closed_seen, r.cid) < 0:
@@ -1813,7 +1810,7 @@ cdef class ConnzAggregator:
             c = &self.conns[j]
             if c.used and c.epoch != self.epoch:
                 if c.absent < 0:
-                    self.fold_open(<int32_t>j, now)
+                    self.fold(<int32_t>j, c.ctr, now)
                     c.absent = 0
                 else:
                     c.absent += 1
@@ -1872,14 +1869,10 @@ cdef class ConnzAggregator:
             fams["nats_client_connections"].append((labels, g.conns))
             fams["nats_client_subscriptions"].append((labels, g.subs))
             fams["nats_client_pending_bytes"].append((labels, g.pending))
-            fams["nats_client_in_messages_total"].append(
-                (labels, cz_sat_add(g.closed[0], g.open_ctr[0])))
-            fams["nats_client_out_messages_total"].append(
-                (labels, cz_sat_add(g.closed[1], g.open_ctr[1])))
-            fams["nats_client_in_bytes_total"].append(
-                (labels, cz_sat_add(g.closed[2], g.open_ctr[2])))
-            fams["nats_client_out_bytes_total"].append(
-                (labels, cz_sat_add(g.closed[3], g.open_ctr[3])))
+            fams["nats_client_in_messages_total"].append((labels, cz_group_total(g, 0)))
+            fams["nats_client_out_messages_total"].append((labels, cz_group_total(g, 1)))
+            fams["nats_client_in_bytes_total"].append((labels, cz_group_total(g, 2)))
+            fams["nats_client_out_bytes_total"].append((labels, cz_group_total(g, 3)))
         fams["nats_client_groups"].append(((), self.ngroups))
         fams["nats_client_group_overflow_total"].append(((), self.overflow))
 

@@ -415,13 +415,10 @@ def _unsat(total: int, part: int) -> int:
 
 class _Conn:
     # absent: None while seen in the last update, else updates since, its ctr folded already.
-    # base: ctr when it joined its group, which counts ctr - base.
-    __slots__ = ("cid", "start", "ctr", "base", "group", "labels", "named", "epoch", "seen_at",
-                 "absent")
+    __slots__ = ("cid", "start", "ctr", "group", "labels", "named", "epoch", "seen_at", "absent")
     cid: int
     start: str
     ctr: tuple[int, ...]
-    base: tuple[int, ...]
     named: bool
     group: _Group
     labels: tuple[str, ...]
@@ -431,13 +428,16 @@ class _Conn:
 
 
 class _Group:
-    __slots__ = ("key", "closed", "open", "conns", "subs", "pending", "last_active", "other")
+    # debt: what connections that moved in had counted before, in their old group.
+    __slots__ = ("key", "closed", "open", "debt", "conns", "subs", "pending", "last_active",
+                 "other")
 
     def __init__(self, key: tuple[str, ...], other: bool, now: float) -> None:
         self.key = key
         self.other = other
         self.closed = [0, 0, 0, 0]
         self.open = [0, 0, 0, 0]
+        self.debt = [0, 0, 0, 0]
         self.conns = self.subs = self.pending = 0
         self.last_active = now
 
@@ -569,10 +569,6 @@ class ConnzAggregator:
         group.closed = [_sat(a, b) for a, b in zip(group.closed, ctr)]
         group.last_active = now
 
-    @classmethod
-    def _fold_open(cls, conn: _Conn, now: float) -> None:
-        cls._fold(conn, [a - b for a, b in zip(conn.ctr, conn.base)], now)
-
     def _set_labels(self, conn: _Conn, r: _Rec, now: float) -> None:
         conn.group = self._group_of(r.labels, now)
         conn.labels = (str(r.cid), r.labels["name"], r.labels["account"], r.labels["ip"])
@@ -605,27 +601,26 @@ class ConnzAggregator:
             if conn is not None and r.new:
                 # The same cid on another connection (the server restarted).
                 if conn.absent is None:
-                    self._fold_open(conn, now)
+                    self._fold(conn, conn.ctr, now)
                 del self._conns[conn.cid]
                 conn = None
             if conn is None:
                 conn = _Conn()
                 conn.cid, conn.start, conn.absent = r.cid, r.start, None
-                conn.base = (0, 0, 0, 0)
                 self._set_labels(conn, r, now)
                 self._conns[r.cid] = conn
             else:
                 if conn.absent is not None:
                     # Missing from an earlier open body without closing: take back the fold.
                     g = conn.group
-                    g.closed = [_unsat(a, b - c)
-                                for a, b, c in zip(g.closed, conn.ctr, conn.base)]
+                    g.closed = [_unsat(a, b) for a, b in zip(g.closed, conn.ctr)]
                     conn.absent = None
                 if r.regroup:
                     # Its CONNECT was read since: what it counted stays in the old group.
-                    self._fold_open(conn, now)
+                    self._fold(conn, conn.ctr, now)
                     self._set_labels(conn, r, now)
-                    conn.base = conn.ctr
+                    g = conn.group
+                    g.debt = [_sat(a, b) for a, b in zip(g.debt, conn.ctr)]
                 dt = now - conn.seen_at
                 if dt > 0:
                     r.rate = ((r.ctr[0] - conn.ctr[0]) / dt, (r.ctr[1] - conn.ctr[1]) / dt)
@@ -638,7 +633,7 @@ class ConnzAggregator:
             g.conns += 1
             g.subs = _sat(g.subs, r.subs)
             g.pending = _sat(g.pending, r.pending)
-            g.open = [_sat(a, b - c) for a, b, c in zip(g.open, r.ctr, conn.base)]
+            g.open = [_sat(a, b) for a, b in zip(g.open, r.ctr)]
             g.last_active = now
             if r.rtt is not None:
                 self._dists[0].add(r.rtt)
@@ -656,9 +651,9 @@ class ConnzAggregator:
                     continue    # still open in this update; folded once it leaves
                 final = r.ctr if conn.start == r.start else conn.ctr
                 final = tuple(max(a, b) for a, b in zip(conn.ctr, final))
-                # Its group holds ctr - base already: open, or folded when it went missing.
-                counted = conn.ctr if conn.absent is not None else conn.base
-                final = tuple(a - b for a, b in zip(final, counted))
+                if conn.absent is not None:
+                    # Its last-seen counters were folded when it went missing.
+                    final = tuple(a - b for a, b in zip(final, conn.ctr))
                 self._fold(conn, final, now)
                 del self._conns[conn.cid]
             elif r.new and r.cid not in folded:
@@ -670,7 +665,7 @@ class ConnzAggregator:
 
         for conn in [c for c in self._conns.values() if c.epoch != epoch]:
             if conn.absent is None:
-                self._fold_open(conn, now)
+                self._fold(conn, conn.ctr, now)
                 conn.absent = 0
             else:
                 conn.absent += 1
@@ -689,7 +684,8 @@ class ConnzAggregator:
             fams["nats_client_subscriptions"].append((g.key, g.subs))
             fams["nats_client_pending_bytes"].append((g.key, g.pending))
             for k, name in enumerate(("in_messages", "out_messages", "in_bytes", "out_bytes")):
-                fams[f"nats_client_{name}_total"].append((g.key, _sat(g.closed[k], g.open[k])))
+                fams[f"nats_client_{name}_total"].append(
+                    (g.key, _unsat(_sat(g.closed[k], g.open[k]), g.debt[k])))
         fams["nats_client_groups"].append(((), len(self._groups)))
         fams["nats_client_group_overflow_total"].append(((), self._overflow))
 
