@@ -28,9 +28,12 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "tests")]
@@ -57,14 +60,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+WATCHED = ("fastnats_refresh_duration_seconds", "fastnats_refreshes_total",
+           "nats_client_connections")
+
+
 def scrape(url: str) -> dict[str, float]:
+    """Each watched metric summed over its series."""
     with urllib.request.urlopen(url, timeout=10) as resp:
         text = resp.read().decode()
-    out = {}
-    for name in ("fastnats_refresh_duration_seconds", "fastnats_refreshes_total",
-                 "nats_client_connections"):
-        values = re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M)
-        out[name] = sum(float(v) for v in values)
+    out = dict.fromkeys(WATCHED, 0.0)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in out:
+                out[sample.name] += sample.value
     return out
 
 
@@ -87,10 +95,11 @@ def measure(monitor_url: str, n: int, interval: float, seconds: float,
                 raise RuntimeError("the exporter did not start")
             match = LISTENING.search(line)
             url = match[1] if match else None
-        metrics_url = url
-        while scrape(metrics_url)["fastnats_refreshes_total"] < 3:
+        # Keep reading its log, or a full pipe would stall the exporter.
+        threading.Thread(target=proc.stderr.read, daemon=True).start()
+        while scrape(url)["fastnats_refreshes_total"] < 3:
             time.sleep(interval / 4)
-        seen = scrape(metrics_url)
+        seen = scrape(url)
         if seen["nats_client_connections"] != n:
             raise RuntimeError(f"the exporter counts {seen['nats_client_connections']} "
                                f"connections, expected {n}")
@@ -99,7 +108,7 @@ def measure(monitor_url: str, n: int, interval: float, seconds: float,
         last = seen["fastnats_refreshes_total"]
         while time.monotonic() - start < seconds:
             time.sleep(interval / 4)
-            now = scrape(metrics_url)
+            now = scrape(url)
             if now["fastnats_refreshes_total"] != last:
                 last = now["fastnats_refreshes_total"]
                 durations.append(now["fastnats_refresh_duration_seconds"])
