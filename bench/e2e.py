@@ -70,7 +70,9 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fastnats import exposition, launcher  # noqa: E402
+from fastnats import exposition  # noqa: E402
+
+from fastnats.nats import launcher  # noqa: E402
 from fastnats.cli import return_freed_memory  # noqa: E402
 from fastnats.collector import (  # noqa: E402
     ConnzOptions, ConnzReader, NatsCollector, ServerCollector, Target, varz_samples)

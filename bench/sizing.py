@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "tests")]
 
 from e2e import REAL_MAX, RECORDED, Clients, Replay, sizes  # noqa: E402
-from fastnats import launcher  # noqa: E402
+from fastnats.nats import launcher  # noqa: E402
 
 LISTENING = re.compile(r"serving \S+ on (http://\S+) for")
 TICK = os.sysconf("SC_CLK_TCK")

@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 
 from e2e import Clients, connz_params, render_split, timed_get
-from fastnats import launcher
+from fastnats.nats import launcher
 from fastnats.collector import ConnzOptions, NatsCollector, ServerCollector, Target
 from fastnats.sources.monitor import MonitorClient, new_session
 

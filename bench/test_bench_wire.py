@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from fastnats import _core, _reference, launcher
+from fastnats import _core, _reference
+
+from fastnats.nats import launcher
 from fastnats.sources.wire import SockDiag
 from wire import Connections
 

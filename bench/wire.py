@@ -30,7 +30,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastnats import _core, _reference, launcher  # noqa: E402
+from fastnats import _core, _reference  # noqa: E402
+
+from fastnats.nats import launcher  # noqa: E402
 from fastnats.sources.wire import SockDiag  # noqa: E402
 
 FILE_CAP = 20_000

@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import launcher, metrics, natsconf
+from . import metrics
+from .nats import launcher, natsconf
 from ._version import __version__
-from .cache import MetricsCache
+from .refresher import Refresher
 from .collector import ConnzOptions, NatsCollector, ServerCollector, Target, parse_target
 from .errors import ConfError, FastNatsError
 from .server import Payload, Route, parse_listen_address, start_server
@@ -288,7 +289,7 @@ LANDING = """<!doctype html>
 """
 
 
-def _routes(settings: Settings, cache: MetricsCache) -> dict[str, Route]:
+def _routes(settings: Settings, cache: Refresher) -> dict[str, Route]:
     landing = Payload(LANDING.format(version=__version__, path=settings.telemetry_path).encode(),
                       None, b"text/html; charset=utf-8")
     healthy = Payload(b"ok\n", None, b"text/plain; charset=utf-8")
@@ -308,7 +309,7 @@ async def _exporter(settings: Settings, until_stopped) -> int:
                         wire=settings.wire, wire_interval=settings.wire_interval,
                         refresh_interval=settings.refresh_interval)
         for t in settings.targets], settings.connz)
-    cache = MetricsCache(collector, settings.refresh_interval)
+    cache = Refresher(collector, settings.refresh_interval)
     server = None
     try:
         await cache.start()
@@ -374,7 +375,7 @@ def _launch(settings: Settings) -> int:
 
 
 async def _demo(settings: Settings) -> int:
-    from . import demo
+    from .nats import demo
 
     child = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"], binary=settings.binary,
                            keep_log=False)

@@ -10,6 +10,12 @@ from dataclasses import dataclass
 
 GAUGE = "gauge"
 COUNTER = "counter"
+#: A gauge histogram: how a quantity is spread over what exists now (the open connections), not
+#: a cumulative count of events. The text format has no such type, so it is exposed as one
+#: ``histogram`` family (``_bucket``, ``_sum``, ``_count``) and ``histogram_quantile()`` works.
+#: A sample's value is ``(cumulative bucket counts, sum)``, one count per ``buckets`` bound with
+#: +Inf last; ``_count`` is the +Inf bucket.
+DISTRIBUTION = "distribution"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +30,13 @@ class Metric:
     per_server: bool = True
     #: Where the value comes from, for docs/metrics.md.
     source: str = ""
+    #: The ``le`` label values of a distribution, +Inf last.
+    buckets: tuple[str, ...] = ()
+
+    @property
+    def exposed_type(self) -> str:
+        """The type in ``# TYPE`` lines."""
+        return "histogram" if self.type == DISTRIBUTION else self.type
 
 
 # The thirteen seed metrics; names, help texts and types are byte-exact with
@@ -173,30 +186,19 @@ NATS_CLIENT_GROUP_OVERFLOW_TOTAL = Metric(
     source="/connz aggregator")
 
 
-def _distribution(base: str, what: str, unit_src: str) -> tuple[Metric, Metric, Metric]:
-    src = f"/connz {unit_src} of every open connection, as a cumulative gauge histogram"
-    return (
-        Metric(base + "_bucket", GAUGE, f"Open client connections whose {what} is at most le",
-               ("le",), source=src),
-        Metric(base + "_sum", GAUGE, f"Sum of the {what} over the open client connections",
-               source=src),
-        Metric(base + "_count", GAUGE, f"Open client connections that report their {what}",
-               source=src),
-    )
+def _distribution(name: str, what: str, field: str, buckets: tuple[str, ...]) -> Metric:
+    return Metric(name, DISTRIBUTION, f"Open client connections by {what}", buckets=buckets,
+                  source=f"/connz {field} of every open connection, as a gauge histogram")
 
 
-(NATS_CLIENT_CONNECTION_RTT_SECONDS_BUCKET, NATS_CLIENT_CONNECTION_RTT_SECONDS_SUM,
- NATS_CLIENT_CONNECTION_RTT_SECONDS_COUNT) = _distribution(
-    "nats_client_connection_rtt_seconds", "round-trip time in seconds", "rtt")
-(NATS_CLIENT_CONNECTION_PENDING_BYTES_BUCKET, NATS_CLIENT_CONNECTION_PENDING_BYTES_SUM,
- NATS_CLIENT_CONNECTION_PENDING_BYTES_COUNT) = _distribution(
-    "nats_client_connection_pending_bytes", "pending bytes", "pending_bytes")
-(NATS_CLIENT_CONNECTION_IDLE_SECONDS_BUCKET, NATS_CLIENT_CONNECTION_IDLE_SECONDS_SUM,
- NATS_CLIENT_CONNECTION_IDLE_SECONDS_COUNT) = _distribution(
-    "nats_client_connection_idle_seconds", "idle time in seconds", "idle")
-(NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_BUCKET, NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_SUM,
- NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_COUNT) = _distribution(
-    "nats_client_connection_subscriptions", "subscription count", "subscriptions")
+NATS_CLIENT_CONNECTION_RTT_SECONDS = _distribution(
+    "nats_client_connection_rtt_seconds", "round-trip time in seconds", "rtt", CONNZ_RTT_LE)
+NATS_CLIENT_CONNECTION_PENDING_BYTES = _distribution(
+    "nats_client_connection_pending_bytes", "pending bytes", "pending_bytes", CONNZ_PENDING_LE)
+NATS_CLIENT_CONNECTION_IDLE_SECONDS = _distribution(
+    "nats_client_connection_idle_seconds", "idle time in seconds", "idle", CONNZ_IDLE_LE)
+NATS_CLIENT_CONNECTION_SUBSCRIPTIONS = _distribution(
+    "nats_client_connection_subscriptions", "subscription count", "subscriptions", CONNZ_SUBS_LE)
 
 NATS_CLIENT_TOP_PENDING_BYTES = Metric(
     "nats_client_top_pending_bytes", GAUGE,
@@ -254,18 +256,10 @@ CONNZ: tuple[Metric, ...] = (
     NATS_CLIENT_OUT_BYTES_TOTAL,
     NATS_CLIENT_GROUPS,
     NATS_CLIENT_GROUP_OVERFLOW_TOTAL,
-    NATS_CLIENT_CONNECTION_RTT_SECONDS_BUCKET,
-    NATS_CLIENT_CONNECTION_RTT_SECONDS_SUM,
-    NATS_CLIENT_CONNECTION_RTT_SECONDS_COUNT,
-    NATS_CLIENT_CONNECTION_PENDING_BYTES_BUCKET,
-    NATS_CLIENT_CONNECTION_PENDING_BYTES_SUM,
-    NATS_CLIENT_CONNECTION_PENDING_BYTES_COUNT,
-    NATS_CLIENT_CONNECTION_IDLE_SECONDS_BUCKET,
-    NATS_CLIENT_CONNECTION_IDLE_SECONDS_SUM,
-    NATS_CLIENT_CONNECTION_IDLE_SECONDS_COUNT,
-    NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_BUCKET,
-    NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_SUM,
-    NATS_CLIENT_CONNECTION_SUBSCRIPTIONS_COUNT,
+    NATS_CLIENT_CONNECTION_RTT_SECONDS,
+    NATS_CLIENT_CONNECTION_PENDING_BYTES,
+    NATS_CLIENT_CONNECTION_IDLE_SECONDS,
+    NATS_CLIENT_CONNECTION_SUBSCRIPTIONS,
     NATS_CLIENT_TOP_PENDING_BYTES,
     NATS_CLIENT_TOP_IN_MESSAGES_PER_SECOND,
     NATS_CLIENT_TOP_OUT_MESSAGES_PER_SECOND,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from fastnats import launcher
+from fastnats.nats import launcher
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

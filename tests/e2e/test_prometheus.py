@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from fastnats import launcher, metrics
+from fastnats import metrics
+
+from fastnats.nats import launcher
 from tests.conftest import Exporter, require_tool, start_exporter, wait_until
 from tests.e2e.conftest import Prometheus
 from tests.e2e.support import (

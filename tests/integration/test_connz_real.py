@@ -24,7 +24,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastnats import launcher
+from fastnats.nats import launcher
 from tests import connzgen
 from tests.conftest import http_get, require_tool, start_exporter, wait_until
 from tests.crowd import Crowd, connect_line, pub
@@ -631,7 +631,7 @@ def test_a_scrape_is_served_while_the_core_scans_a_50k_body():
 
     import uvloop
 
-    from fastnats.cache import MetricsCache
+    from fastnats.refresher import Refresher
     from fastnats.collector import ConnzOptions, NatsCollector, ServerCollector, Target
     from fastnats.server import start_server
     from fastnats.sources.monitor import MonitorClient, new_session
@@ -650,7 +650,7 @@ def test_a_scrape_is_served_while_the_core_scans_a_50k_body():
         server = ServerCollector(Target("fake", monitor.url),
                                  MonitorClient(monitor.url, session, 120.0),
                                  connz=ConnzOptions(), wire=False)
-        cache = MetricsCache(NatsCollector([server]), 3600.0)
+        cache = Refresher(NatsCollector([server]), 3600.0)
         await cache.refresh()
         http = await start_server({"/metrics": lambda: cache.payload}, "127.0.0.1", 0)
         return session, server, cache, http

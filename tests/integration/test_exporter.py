@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fastnats import launcher
+from fastnats.nats import launcher
 from tests.conftest import http_get, require_tool, start_exporter, wait_until
 from tests.natsclient import RawClient
 

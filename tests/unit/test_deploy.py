@@ -9,7 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from fastnats import launcher, metrics
+from fastnats import metrics
+
+from fastnats.nats import launcher
 from tests.conftest import require_tool, start_exporter, wait_until
 from tests.e2e import support
 from tests.e2e.support import (

