@@ -13,7 +13,7 @@ import pytest
 from fastnats import _core, _reference
 
 from fastnats.nats import launcher
-from fastnats.sources.wire import SockDiag
+from fastnats.sources.sockdiag import SockDiag
 from wire import Connections
 
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fastnats import _core, _reference  # noqa: E402
 
 from fastnats.nats import launcher  # noqa: E402
-from fastnats.sources.wire import SockDiag  # noqa: E402
+from fastnats.sources.sockdiag import SockDiag  # noqa: E402
 
 FILE_CAP = 20_000
 HANDSHAKE = b'CONNECT {"verbose":false,"pedantic":false,"protocol":1}\r\nPING\r\n'

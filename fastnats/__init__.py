@@ -5,8 +5,10 @@ The command line is ``fastnats-exporter`` (``fastnats.cli``). For use inside ano
 """
 
 from ._version import __version__
-from .collector import ConnzOptions, NatsCollector, ServerCollector, Target, parse_target
+from .collector import NatsCollector, ServerCollector
+from .collectors import ConnzOptions, WireOptions
 from .errors import ConfError, ConnzDecodeError, FastNatsError, ScrapeError, WireProtocolError
+from .target import Target, parse_target
 
 __all__ = [
     "ConfError",
@@ -17,6 +19,7 @@ __all__ = [
     "ScrapeError",
     "ServerCollector",
     "Target",
+    "WireOptions",
     "WireProtocolError",
     "__version__",
     "parse_target",

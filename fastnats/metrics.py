@@ -32,6 +32,8 @@ class Metric:
     source: str = ""
     #: The ``le`` label values of a distribution, +Inf last.
     buckets: tuple[str, ...] = ()
+    #: A plausible value, for the samples in docs/metrics.md.
+    example: int | float | tuple[tuple[int, ...], int | float] = 1
 
     @property
     def exposed_type(self) -> str:
@@ -46,45 +48,46 @@ NATS_SERVER_VERSION = Metric(
     source="/varz version, as label `version`; value 1")
 NATS_SERVER_UPTIME_SECONDS = Metric(
     "nats_server_uptime_seconds", GAUGE, "Uptime of the NATS server in seconds",
-    source="/varz now - start, in seconds")
+    source="/varz now - start, in seconds", example=86400.5)
 NATS_SERVER_CLIENTS = Metric(
     "nats_server_clients", GAUGE, "The number of connected clients", varz="connections",
-    source="/varz connections")
+    source="/varz connections", example=1532)
 NATS_SERVER_TOTAL_CONNECTIONS = Metric(
     "nats_server_total_connections", COUNTER, "The total number of connections accepted",
-    varz="total_connections", source="/varz total_connections")
+    varz="total_connections", source="/varz total_connections", example=20417)
 NATS_SERVER_TOTAL_BYTES_SENT = Metric(
     "nats_server_total_bytes_sent", COUNTER, "The total number of bytes sent by the server",
     source="kernel socket counters (tcp_info bytes_acked) over the server's NATS listeners; "
-           "protocol overhead included")
+           "protocol overhead included", example=918273645)
 NATS_SERVER_TOTAL_BYTES_RECEIVED = Metric(
     "nats_server_total_bytes_received", COUNTER,
     "The total number of bytes received by the server",
     source="kernel socket counters (tcp_info bytes_received) over the server's NATS listeners; "
-           "protocol overhead included")
+           "protocol overhead included", example=512384096)
 NATS_SERVER_TOTAL_MESSAGES_SENT = Metric(
     "nats_server_total_messages_sent", COUNTER, "The total number of messages sent by the server",
-    varz="out_msgs", source="/varz out_msgs")
+    varz="out_msgs", source="/varz out_msgs", example=4410233)
 NATS_SERVER_TOTAL_MESSAGES_RECEIVED = Metric(
     "nats_server_total_messages_received", COUNTER,
-    "The total number of messages received by the server", varz="in_msgs", source="/varz in_msgs")
+    "The total number of messages received by the server", varz="in_msgs", source="/varz in_msgs",
+    example=2205116)
 NATS_SERVER_TOTAL_PAYLOAD_BYTES_SENT = Metric(
     "nats_server_total_payload_bytes_sent", COUNTER,
     "The total number of payload bytes sent by the server", varz="out_bytes",
-    source="/varz out_bytes (message headers + payload)")
+    source="/varz out_bytes (message headers + payload)", example=705521280)
 NATS_SERVER_TOTAL_PAYLOAD_BYTES_RECEIVED = Metric(
     "nats_server_total_payload_bytes_received", COUNTER,
     "The total number of payload bytes received by the server", varz="in_bytes",
-    source="/varz in_bytes (message headers + payload)")
+    source="/varz in_bytes (message headers + payload)", example=352760640)
 NATS_SERVER_SLOW_CONSUMERS = Metric(
     "nats_server_slow_consumers", COUNTER, "The number of slow consumers detected",
-    varz="slow_consumers", source="/varz slow_consumers")
+    varz="slow_consumers", source="/varz slow_consumers", example=3)
 NATS_SERVER_MEMORY_BYTES = Metric(
     "nats_server_memory_bytes", GAUGE, "Current memory usage in bytes", varz="mem",
-    source="/varz mem")
+    source="/varz mem", example=73138176)
 NATS_SERVER_CPU_CORES = Metric(
     "nats_server_cpu_cores", GAUGE, "The number of CPU cores available to the NATS server process",
-    varz="cores", source="/varz cores")
+    varz="cores", source="/varz cores", example=8)
 
 SEED = (
     NATS_SERVER_VERSION,
@@ -152,99 +155,113 @@ _GROUP_SRC = "/connz of every open connection, plus the final counters of closed
              "--connz.group-by"
 NATS_CLIENT_CONNECTIONS = Metric(
     "nats_client_connections", GAUGE, "Open client connections", (GROUP_LABELS,),
-    source="/connz: open connections in the group")
+    source="/connz: open connections in the group", example=12)
 NATS_CLIENT_SUBSCRIPTIONS = Metric(
     "nats_client_subscriptions", GAUGE, "Subscriptions held by the open client connections",
-    (GROUP_LABELS,), source="/connz subscriptions, summed over the group's open connections")
+    (GROUP_LABELS,), source="/connz subscriptions, summed over the group's open connections",
+    example=48)
 NATS_CLIENT_PENDING_BYTES = Metric(
     "nats_client_pending_bytes", GAUGE,
     "Bytes the server has queued for delivery to the open client connections", (GROUP_LABELS,),
-    source="/connz pending_bytes, summed over the group's open connections")
+    source="/connz pending_bytes, summed over the group's open connections", example=4096)
 NATS_CLIENT_IN_MESSAGES_TOTAL = Metric(
     "nats_client_in_messages_total", COUNTER,
     "Messages received by the server from the clients (what they published), closed "
-    "connections included", (GROUP_LABELS,), source=_GROUP_SRC + "; /connz in_msgs")
+    "connections included", (GROUP_LABELS,), source=_GROUP_SRC + "; /connz in_msgs",
+    example=1830255)
 NATS_CLIENT_OUT_MESSAGES_TOTAL = Metric(
     "nats_client_out_messages_total", COUNTER,
     "Messages sent by the server to the clients (what they received), closed connections "
-    "included", (GROUP_LABELS,), source=_GROUP_SRC + "; /connz out_msgs")
+    "included", (GROUP_LABELS,), source=_GROUP_SRC + "; /connz out_msgs", example=3660510)
 NATS_CLIENT_IN_BYTES_TOTAL = Metric(
     "nats_client_in_bytes_total", COUNTER,
     "Message bytes received by the server from the clients, closed connections included",
-    (GROUP_LABELS,), source=_GROUP_SRC + "; /connz in_bytes (headers + payload)")
+    (GROUP_LABELS,), source=_GROUP_SRC + "; /connz in_bytes (headers + payload)",
+    example=146420400)
 NATS_CLIENT_OUT_BYTES_TOTAL = Metric(
     "nats_client_out_bytes_total", COUNTER,
     "Message bytes sent by the server to the clients, closed connections included",
-    (GROUP_LABELS,), source=_GROUP_SRC + "; /connz out_bytes (headers + payload)")
+    (GROUP_LABELS,), source=_GROUP_SRC + "; /connz out_bytes (headers + payload)",
+    example=292840800)
 NATS_CLIENT_GROUPS = Metric(
     "nats_client_groups", GAUGE,
     "Client groups tracked, the _other group excluded; at most --connz.max-groups",
-    source="/connz aggregator")
+    source="/connz aggregator", example=37)
 NATS_CLIENT_GROUP_OVERFLOW_TOTAL = Metric(
     "nats_client_group_overflow_total", COUNTER,
     "Connections counted in the _other group because --connz.max-groups groups already existed",
-    source="/connz aggregator")
+    source="/connz aggregator", example=0)
 
 
-def _distribution(name: str, what: str, field: str, buckets: tuple[str, ...]) -> Metric:
+def _distribution(name: str, what: str, field: str, buckets: tuple[str, ...],
+                  example_sum: int | float) -> Metric:
+    # The example puts 12 connections in the upper half of the buckets.
+    half = len(buckets) // 2
+    example = (tuple(0 if k < half else 12 for k in range(len(buckets))), example_sum)
     return Metric(name, DISTRIBUTION, f"Open client connections by {what}", buckets=buckets,
-                  source=f"/connz {field} of every open connection, as a gauge histogram")
+                  source=f"/connz {field} of every open connection, as a gauge histogram",
+                  example=example)
 
 
 NATS_CLIENT_CONNECTION_RTT_SECONDS = _distribution(
-    "nats_client_connection_rtt_seconds", "round-trip time in seconds", "rtt", CONNZ_RTT_LE)
+    "nats_client_connection_rtt_seconds", "round-trip time in seconds", "rtt", CONNZ_RTT_LE,
+    0.0094)
 NATS_CLIENT_CONNECTION_PENDING_BYTES = _distribution(
-    "nats_client_connection_pending_bytes", "pending bytes", "pending_bytes", CONNZ_PENDING_LE)
+    "nats_client_connection_pending_bytes", "pending bytes", "pending_bytes", CONNZ_PENDING_LE,
+    4096)
 NATS_CLIENT_CONNECTION_IDLE_SECONDS = _distribution(
-    "nats_client_connection_idle_seconds", "idle time in seconds", "idle", CONNZ_IDLE_LE)
+    "nats_client_connection_idle_seconds", "idle time in seconds", "idle", CONNZ_IDLE_LE, 95.5)
 NATS_CLIENT_CONNECTION_SUBSCRIPTIONS = _distribution(
-    "nats_client_connection_subscriptions", "subscription count", "subscriptions", CONNZ_SUBS_LE)
+    "nats_client_connection_subscriptions", "subscription count", "subscriptions", CONNZ_SUBS_LE,
+    48)
 
 NATS_CLIENT_TOP_PENDING_BYTES = Metric(
     "nats_client_top_pending_bytes", GAUGE,
     "Pending bytes of the --connz.top-k connections with the most", CONNECTION_LABELS,
-    source="/connz pending_bytes; connections with none are left out")
+    source="/connz pending_bytes; connections with none are left out", example=4096)
 NATS_CLIENT_TOP_IN_MESSAGES_PER_SECOND = Metric(
     "nats_client_top_in_messages_per_second", GAUGE,
     "Messages per second received from the --connz.top-k busiest publishing connections, "
     "between the last two refreshes", CONNECTION_LABELS,
-    source="/connz in_msgs of one refresh minus the previous, over the time between them")
+    source="/connz in_msgs of one refresh minus the previous, over the time between them",
+    example=850.5)
 NATS_CLIENT_TOP_OUT_MESSAGES_PER_SECOND = Metric(
     "nats_client_top_out_messages_per_second", GAUGE,
     "Messages per second sent to the --connz.top-k busiest receiving connections, between the "
     "last two refreshes", CONNECTION_LABELS,
-    source="/connz out_msgs of one refresh minus the previous, over the time between them")
+    source="/connz out_msgs of one refresh minus the previous, over the time between them",
+    example=1701.0)
 
 _PER_CONN_SRC = "/connz, one series per open connection (--connz.per-connection); "
 NATS_CONNECTION_PENDING_BYTES = Metric(
     "nats_connection_pending_bytes", GAUGE,
     "Bytes the server has queued for delivery to the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "pending_bytes")
+    source=_PER_CONN_SRC + "pending_bytes", example=4096)
 NATS_CONNECTION_SUBSCRIPTIONS = Metric(
     "nats_connection_subscriptions", GAUGE, "Subscriptions of the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "subscriptions")
+    source=_PER_CONN_SRC + "subscriptions", example=4)
 NATS_CONNECTION_RTT_SECONDS = Metric(
     "nats_connection_rtt_seconds", GAUGE, "Round-trip time of the connection in seconds",
-    CONNECTION_LABELS, source=_PER_CONN_SRC + "rtt")
+    CONNECTION_LABELS, source=_PER_CONN_SRC + "rtt", example=0.00078)
 NATS_CONNECTION_IN_MESSAGES_TOTAL = Metric(
     "nats_connection_in_messages_total", COUNTER,
     "Messages received by the server from the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "in_msgs")
+    source=_PER_CONN_SRC + "in_msgs", example=152521)
 NATS_CONNECTION_OUT_MESSAGES_TOTAL = Metric(
     "nats_connection_out_messages_total", COUNTER, "Messages sent by the server to the connection",
-    CONNECTION_LABELS, source=_PER_CONN_SRC + "out_msgs")
+    CONNECTION_LABELS, source=_PER_CONN_SRC + "out_msgs", example=305042)
 NATS_CONNECTION_IN_BYTES_TOTAL = Metric(
     "nats_connection_in_bytes_total", COUNTER,
     "Message bytes received by the server from the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "in_bytes")
+    source=_PER_CONN_SRC + "in_bytes", example=12201680)
 NATS_CONNECTION_OUT_BYTES_TOTAL = Metric(
     "nats_connection_out_bytes_total", COUNTER,
     "Message bytes sent by the server to the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "out_bytes")
+    source=_PER_CONN_SRC + "out_bytes", example=24403360)
 NATS_CONNECTION_SERIES_OMITTED = Metric(
     "nats_connection_series_omitted", GAUGE,
     "Open connections left without per-connection series by --connz.per-connection-max",
-    source="/connz aggregator")
+    source="/connz aggregator", example=0)
 
 CONNZ: tuple[Metric, ...] = (
     NATS_CLIENT_CONNECTIONS,
@@ -279,15 +296,16 @@ _WIRE_SOURCE = ("kernel socket counters (NETLINK_SOCK_DIAG tcp_info) of the conn
 NATS_WIRE_SENT_BYTES_TOTAL = Metric(
     "nats_wire_sent_bytes_total", COUNTER,
     "Bytes the server sent and the peer acknowledged on the listener's connections, protocol "
-    "overhead included", ("listener",), source=_WIRE_SOURCE + ", tcp_info bytes_acked")
+    "overhead included", ("listener",), source=_WIRE_SOURCE + ", tcp_info bytes_acked",
+    example=918273645)
 NATS_WIRE_RECEIVED_BYTES_TOTAL = Metric(
     "nats_wire_received_bytes_total", COUNTER,
     "Bytes the server received on the listener's connections, protocol overhead included",
-    ("listener",), source=_WIRE_SOURCE + ", tcp_info bytes_received")
+    ("listener",), source=_WIRE_SOURCE + ", tcp_info bytes_received", example=512384096)
 NATS_WIRE_CONNECTIONS = Metric(
     "nats_wire_connections", GAUGE,
     "Open TCP connections accepted on the listener, as the kernel saw them at the last poll",
-    ("listener",), source=_WIRE_SOURCE)
+    ("listener",), source=_WIRE_SOURCE, example=1534)
 NATS_WIRE_MODE_INFO = Metric(
     "nats_wire_mode_info", GAUGE,
     "How closed connections are counted: destroy_events (exact final counts) or poll (counts "
@@ -310,16 +328,18 @@ FASTNATS_BUILD_INFO = Metric(
 FASTNATS_REFRESH_DURATION_SECONDS = Metric(
     "fastnats_refresh_duration_seconds", GAUGE,
     "Wall time of the last refresh of the server's metrics, fetch and parse included",
-    source="refresher")
+    source="refresher", example=0.0421)
 FASTNATS_REFRESHES_TOTAL = Metric(
-    "fastnats_refreshes_total", COUNTER, "Refreshes attempted for the server", source="refresher")
+    "fastnats_refreshes_total", COUNTER, "Refreshes attempted for the server", source="refresher",
+    example=17280)
 FASTNATS_REFRESH_ERRORS_TOTAL = Metric(
     "fastnats_refresh_errors_total", COUNTER,
     "Failed reads of a monitoring endpoint, by endpoint and reason",
-    ("endpoint", "reason"), source="refresher")
+    ("endpoint", "reason"), source="refresher", example=2)
 FASTNATS_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS = Metric(
     "fastnats_last_refresh_success_timestamp_seconds", GAUGE,
-    "Unix time of the last refresh that read the server successfully", source="refresher")
+    "Unix time of the last refresh that read the server successfully", source="refresher",
+    example=1767225600.25)
 
 SELF = (
     FASTNATS_BUILD_INFO,

@@ -1,7 +1,9 @@
-"""The refresh loop: refreshes the collector every interval and keeps the last rendered payload.
+"""The one refresh loop: refreshes the collector every interval, renders once, keeps the result.
 
 Scrapes read ``Refresher.payload``, an immutable object swapped in one assignment after each
-refresh, so a scrape never waits for a refresh and never sees half of one.
+refresh, so a scrape never waits for a refresh and never sees half of one. Collectors that read
+more often than the refresh interval (the wire counter's ``--wire.poll-interval``) are polled
+by the same loop between refreshes.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ class Refresher:
             raise ValueError("the refresh interval must be positive")
         self.collector = collector
         self.interval = interval
+        poll = collector.poll_interval
+        self.poll_interval = poll if poll is not None and poll < interval else None
         self.payload: Payload | None = None
         self.refreshed_at: float | None = None  # monotonic time of the last completed refresh
         self._task: asyncio.Task[None] | None = None
 
     async def refresh(self) -> None:
-        """One refresh: poll every server, render once, publish the result."""
+        """One refresh: read every server, render once, publish the result."""
         try:
             await self.collector.refresh()
         except Exception:
@@ -40,6 +44,12 @@ class Refresher:
         self.payload = Payload(text, gz, CONTENT_TYPE)
         self.refreshed_at = time.monotonic()
 
+    async def poll(self) -> None:
+        try:
+            await self.collector.poll()
+        except Exception:
+            log.exception("poll between refreshes failed")
+
     async def start(self) -> None:
         """Refresh once, so the first scrape has data, then keep refreshing in the background."""
         await self.refresh()
@@ -47,15 +57,17 @@ class Refresher:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        next_refresh = next_poll = loop.time()
         while True:
-            # Fixed-rate ticks; a refresh slower than the interval skips ticks instead of
-            # queueing them.
-            next_at += self.interval
-            now = loop.time()
-            if next_at < now:
-                next_at = now + self.interval - (now - next_at) % self.interval
-            await asyncio.sleep(next_at - now)
+            # Fixed-rate ticks; work slower than its interval skips ticks instead of queueing.
+            next_refresh = _next_tick(next_refresh, self.interval, loop.time())
+            if self.poll_interval is not None:
+                next_poll = _next_tick(next_poll, self.poll_interval, loop.time())
+                while next_poll < next_refresh - self.poll_interval / 2:
+                    await asyncio.sleep(max(next_poll - loop.time(), 0))
+                    await self.poll()
+                    next_poll = _next_tick(next_poll, self.poll_interval, loop.time())
+            await asyncio.sleep(max(next_refresh - loop.time(), 0))
             await self.refresh()
 
     async def stop(self) -> None:
@@ -71,3 +83,11 @@ class Refresher:
         """True while refreshes keep completing; stale after three missed intervals."""
         return (self.refreshed_at is not None
                 and time.monotonic() - self.refreshed_at < 3 * self.interval + 1)
+
+
+def _next_tick(last: float, interval: float, now: float) -> float:
+    """The first tick of the grid ``last + k * interval`` after ``now``, k >= 1."""
+    tick = last + interval
+    if tick < now:
+        tick = now + interval - (now - tick) % interval
+    return tick

@@ -35,19 +35,20 @@ HELP_COLUMNS = "80"
 
 #: (title, catalogue section, what the section is about); the catalogue's order within each.
 SECTIONS = (
-    ("Server metrics (seed)", "SEED",
+    ("Server metrics (seed)", m.SEED,
      "The thirteen metrics the seed article names, with its exact names, help texts and types. "
      "Their counters predate the `_total` convention and keep their names."),
-    ("Server health", "HEALTH", "Whether each monitored server could be read, and what it is."),
-    ("Clients (/connz)", "CONNZ",
+    ("Server health", m.HEALTH, "Whether each monitored server could be read, and what it is."),
+    ("Clients (/connz)", m.CONNZ,
      "Aggregates over every client connection, read from `/connz` in full at each refresh: "
-     "per-group totals, distributions (as `_bucket`/`_sum`/`_count` gauge families, cumulative "
-     "in `le` like a histogram), top-K connections, and optional per-connection series."),
-    ("Wire bytes (kernel socket counters)", "WIRE",
+     "per-group totals, distributions (gauge histograms of the open connections now, exposed as "
+     "`histogram` families so `histogram_quantile()` works), top-K connections, and optional "
+     "per-connection series."),
+    ("Wire bytes (kernel socket counters)", m.WIRE,
      "Bytes on the wire per NATS listener, protocol overhead included, from the kernel's TCP "
      "counters of the server's accepted sockets. The exporter must run in the server's network "
      "namespace (same host, or same pod) to see them."),
-    ("Exporter", "SELF", "The exporter's own health."),
+    ("Exporter", m.SELF, "The exporter's own health."),
 )
 
 # Label values and sample values for the example lines; examples only, not defaults.
@@ -71,68 +72,6 @@ EXAMPLE_LABELS = {
 EXAMPLE_LABELS_BY_METRIC = {
     "fastnats_build_info": {"version": "0.1.0"},
 }
-EXAMPLE_VALUES = {
-    "nats_server_uptime_seconds": 86400.5,
-    "nats_server_clients": 1532,
-    "nats_server_total_connections": 20417,
-    "nats_server_total_bytes_sent": 918273645,
-    "nats_server_total_bytes_received": 512384096,
-    "nats_server_total_messages_sent": 4410233,
-    "nats_server_total_messages_received": 2205116,
-    "nats_server_total_payload_bytes_sent": 705521280,
-    "nats_server_total_payload_bytes_received": 352760640,
-    "nats_server_slow_consumers": 3,
-    "nats_server_memory_bytes": 73138176,
-    "nats_server_cpu_cores": 8,
-    "nats_client_connections": 12,
-    "nats_client_subscriptions": 48,
-    "nats_client_pending_bytes": 4096,
-    "nats_client_in_messages_total": 1830255,
-    "nats_client_out_messages_total": 3660510,
-    "nats_client_in_bytes_total": 146420400,
-    "nats_client_out_bytes_total": 292840800,
-    "nats_client_groups": 37,
-    "nats_client_group_overflow_total": 0,
-    "nats_client_connection_rtt_seconds_bucket": 12,
-    "nats_client_connection_rtt_seconds_sum": 0.0094,
-    "nats_client_connection_rtt_seconds_count": 12,
-    "nats_client_connection_pending_bytes_bucket": 12,
-    "nats_client_connection_pending_bytes_sum": 4096,
-    "nats_client_connection_pending_bytes_count": 12,
-    "nats_client_connection_idle_seconds_bucket": 12,
-    "nats_client_connection_idle_seconds_sum": 95.5,
-    "nats_client_connection_idle_seconds_count": 12,
-    "nats_client_connection_subscriptions_bucket": 12,
-    "nats_client_connection_subscriptions_sum": 48,
-    "nats_client_connection_subscriptions_count": 12,
-    "nats_client_top_pending_bytes": 4096,
-    "nats_client_top_in_messages_per_second": 850.5,
-    "nats_client_top_out_messages_per_second": 1701.0,
-    "nats_connection_pending_bytes": 4096,
-    "nats_connection_subscriptions": 4,
-    "nats_connection_rtt_seconds": 0.00078,
-    "nats_connection_in_messages_total": 152521,
-    "nats_connection_out_messages_total": 305042,
-    "nats_connection_in_bytes_total": 12201680,
-    "nats_connection_out_bytes_total": 24403360,
-    "nats_connection_series_omitted": 0,
-    "nats_wire_sent_bytes_total": 918273645,
-    "nats_wire_received_bytes_total": 512384096,
-    "nats_wire_connections": 1534,
-    "fastnats_refresh_duration_seconds": 0.0421,
-    "fastnats_refreshes_total": 17280,
-    "fastnats_refresh_errors_total": 2,
-    "fastnats_last_refresh_success_timestamp_seconds": 1767225600.25,
-}
-# The bucket bounds of each distribution, to show a real `le`.
-BUCKET_BOUNDS = {
-    "nats_client_connection_rtt_seconds_bucket": "CONNZ_RTT_LE",
-    "nats_client_connection_pending_bytes_bucket": "CONNZ_PENDING_LE",
-    "nats_client_connection_idle_seconds_bucket": "CONNZ_IDLE_LE",
-    "nats_client_connection_subscriptions_bucket": "CONNZ_SUBS_LE",
-}
-
-
 def _label_names(metric: m.Metric) -> list[str]:
     names: list[str] = []
     for label in metric.labels:
@@ -151,27 +90,19 @@ def _label_cell(metric: m.Metric) -> str:
     return ", ".join(parts) or "none"
 
 
-def _example_value(metric: m.Metric) -> int | float:
-    if metric.name in EXAMPLE_VALUES:
-        return EXAMPLE_VALUES[metric.name]
-    # Families added to the catalogue since the examples were written still get a sample.
-    if metric.name.endswith("_info") or metric is m.NATS_SERVER_VERSION:
-        return 1
-    return 1024 if metric.type == m.COUNTER else 16
-
-
 def example_family(metric: m.Metric) -> Family:
     """One sample of ``metric`` as the exporter would hold it for a single server."""
     names = tuple(_label_names(metric))
     overrides = EXAMPLE_LABELS_BY_METRIC.get(metric.name, {})
-    values = []
-    for name in names:
-        if name == "le":
-            bounds = getattr(m, BUCKET_BOUNDS.get(metric.name, ""), ("+Inf",))
-            values.append(bounds[len(bounds) // 2])
-        else:
-            values.append(overrides.get(name, EXAMPLE_LABELS.get(name, "example")))
-    return metric, names, [(tuple(values), _example_value(metric))]
+    values = tuple(overrides.get(name, EXAMPLE_LABELS.get(name, "example")) for name in names)
+    return metric, names, [(values, metric.example)]
+
+
+def _type_cell(metric: m.Metric) -> str:
+    if metric.type == m.DISTRIBUTION:
+        return "histogram (gauge histogram: `le` buckets of " + ", ".join(
+            f"`{b}`" for b in metric.buckets) + ")"
+    return metric.type
 
 
 def _cell(text: str) -> str:
@@ -196,7 +127,7 @@ def metrics_markdown() -> str:
         "",
     ]
     listed: set[str] = set()
-    sections = [(title, getattr(m, attr), about) for title, attr, about in SECTIONS]
+    sections = list(SECTIONS)
     rest = tuple(x for x in m.CATALOGUE if not any(x in s for _, s, _ in sections))
     if rest:
         sections.append(("Other", rest, "Families outside the sections above."))
@@ -205,7 +136,7 @@ def metrics_markdown() -> str:
                 "| Name | Type | Labels | Help | Source |", "| --- | --- | --- | --- | --- |"]
         for metric in family:
             listed.add(metric.name)
-            out.append(f"| `{metric.name}` | {metric.type} | {_label_cell(metric)} | "
+            out.append(f"| `{metric.name}` | {_type_cell(metric)} | {_label_cell(metric)} | "
                        f"{_cell(metric.help)} | {_cell(metric.source) or '-'} |")
         # Rendered by the exporter's own text writer, so the sample is what a scrape returns.
         sample = render([example_family(metric) for metric in family])[0].decode()

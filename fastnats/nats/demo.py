@@ -8,10 +8,14 @@ and a few of them reconnect now and then, so every metric has something to show.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+from collections.abc import AsyncIterator
 
 import orjson
+
+from . import launcher
 
 log = logging.getLogger("fastnats.demo")
 
@@ -71,3 +75,39 @@ async def client(host: str, port: int, index: int, stop: asyncio.Event) -> None:
 async def run_clients(host: str, port: int, count: int, stop: asyncio.Event) -> None:
     """Run ``count`` clients until ``stop`` is set."""
     await asyncio.gather(*(client(host, port, i, stop) for i in range(count)))
+
+
+@contextlib.asynccontextmanager
+async def running(binary: str | None, clients: int) -> AsyncIterator[launcher.NatsServer]:
+    """A nats-server on free loopback ports with ``clients`` synthetic clients, for the block."""
+    child = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"], binary=binary,
+                           keep_log=False)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_clients("127.0.0.1", child.client_port, clients, stop))
+    try:
+        yield child
+    finally:
+        stop.set()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        child.stop()
+
+
+def banner(child: launcher.NatsServer, clients: int, metrics_url: str) -> str:
+    """What the demo prints once it serves: where to look, and a scrape config to copy."""
+    return f"""
+fastnats demo: nats-server on nats://127.0.0.1:{child.client_port} (monitoring {child.monitor_url})
+with {clients} synthetic clients.
+
+Metrics: {metrics_url}
+
+Prometheus scrape config:
+  scrape_configs:
+    - job_name: nats
+      scrape_interval: 15s
+      static_configs:
+        - targets: ["{metrics_url.split('/')[2]}"]
+
+Press Ctrl-C to stop.
+"""

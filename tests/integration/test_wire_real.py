@@ -16,7 +16,8 @@ import struct
 import pytest
 
 from fastnats import _core
-from fastnats.sources.wire import SockDiag, listener_ports
+from fastnats.collectors.varz import listener_ports
+from fastnats.sources.sockdiag import SockDiag
 from tests.conftest import CI, http_get, wait_until
 
 pytestmark = pytest.mark.integration

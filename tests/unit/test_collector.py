@@ -1,4 +1,5 @@
-"""Collector logic without a network: /varz mapping, targets, labels, prometheus_client interop."""
+"""Collector logic without a network: /varz mapping, targets, labels, self metrics, catalogue
+ownership, prometheus_client interop."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats import metrics as m
-from fastnats.collector import (
-    NatsCollector, ServerCollector, Target, decode_json, is_local_host, parse_rfc3339_ns,
-    parse_target, varz_samples)
+from fastnats.collector import NatsCollector, ServerCollector, default_options
+from fastnats.collectors import ALL, OPTIONAL, WireOptions
+from fastnats.collectors.decode import decode_json, parse_rfc3339_ns
+from fastnats.collectors.varz import varz_samples
 from fastnats.errors import ScrapeError
+from fastnats.sources.sockdiag import is_local_host
+from fastnats.target import Target, parse_target
 
 VARZ = orjson.loads((Path(__file__).parents[1] / "data" / "varz.json").read_bytes())
 
@@ -104,7 +108,7 @@ def run(coro):
 
 def test_single_server_has_no_labels_and_drops_stale_series_when_down():
     client = FakeClient({"varz": orjson.dumps(VARZ)})
-    server = ServerCollector(Target("a", "http://a:8222"), client)
+    server = ServerCollector(Target("a", "http://a:8222"), client, {})
     collector = NatsCollector([server])
     run(collector.refresh())
     families = {metric.name: (labels, samples) for metric, labels, samples in collector.families()}
@@ -117,16 +121,18 @@ def test_single_server_has_no_labels_and_drops_stale_series_when_down():
     families = {metric.name: samples for metric, _, samples in collector.families()}
     assert families["nats_up"] == [((), 0)]
     for metric in m.SEED + (m.NATS_SERVER_INFO,):
-        assert families[metric.name] == [], metric.name
-    assert families["fastnats_refresh_errors_total"] == [(("varz", "timeout"), 1)]
+        assert families.get(metric.name, []) == [], metric.name
+    assert families["fastnats_refresh_errors_total"] == [
+        (("varz", "connect"), 0), (("varz", "decode"), 0), (("varz", "http_status"), 0),
+        (("varz", "timeout"), 1)]
     assert families["fastnats_refreshes_total"] == [((), 2)]
     assert families["fastnats_last_refresh_success_timestamp_seconds"]
 
 
 def test_several_servers_carry_the_server_label():
-    up = ServerCollector(Target("east", "http://e"), FakeClient({"varz": orjson.dumps(VARZ)}))
+    up = ServerCollector(Target("east", "http://e"), FakeClient({"varz": orjson.dumps(VARZ)}), {})
     down = ServerCollector(Target("west", "http://w"),
-                           FakeClient({"varz": ScrapeError("varz", "connect", "refused")}))
+                           FakeClient({"varz": ScrapeError("varz", "connect", "refused")}), {})
     collector = NatsCollector([up, down])
     run(collector.refresh())
     families = {metric.name: (labels, samples) for metric, labels, samples in collector.families()}
@@ -143,7 +149,8 @@ def test_duplicate_server_names_are_rejected():
 
 
 def test_registers_in_a_prometheus_client_registry():
-    server = ServerCollector(Target("a", "http://a"), FakeClient({"varz": orjson.dumps(VARZ)}))
+    server = ServerCollector(Target("a", "http://a"), FakeClient({"varz": orjson.dumps(VARZ)}),
+                             {"wire": WireOptions(force=False)})
     collector = NatsCollector([server])
     run(collector.refresh())
     registry = CollectorRegistry()
@@ -168,7 +175,7 @@ def test_is_local_host(host, local):
 
 def test_wire_counter_off_for_a_remote_server_says_why_once(caplog):
     server = ServerCollector(Target("far", "http://198.51.100.7:8222"),
-                             FakeClient({"varz": orjson.dumps(VARZ)}))
+                             FakeClient({"varz": orjson.dumps(VARZ)}), {"wire": None})
     caplog.set_level("INFO", logger="fastnats.scrape")
     run(server.refresh())
     run(server.refresh())
@@ -181,7 +188,41 @@ def test_wire_counter_off_for_a_remote_server_says_why_once(caplog):
 
 def test_wire_counter_can_be_switched_off():
     server = ServerCollector(Target("a", "http://127.0.0.1:1"),
-                             FakeClient({"varz": orjson.dumps(VARZ)}), wire=False)
+                             FakeClient({"varz": orjson.dumps(VARZ)}), {})
     run(server.refresh())
-    assert server.wire.counter is None
+    assert server.collector("wire") is None
     assert "nats_server_total_bytes_sent" not in server.nats_samples()
+    names = {metric.name for metric, _, _ in NatsCollector([server]).families()}
+    assert "nats_server_total_bytes_sent" not in names
+    assert "nats_client_connections" not in names
+
+
+def test_every_known_error_is_exported_at_zero_on_a_healthy_server():
+    connz = (Path(__file__).parents[1] / "data" / "connz_open.json").read_bytes()
+    server = ServerCollector(Target("a", "http://a"),
+                             FakeClient({"varz": orjson.dumps(VARZ), "connz": connz}))
+    assert {c.name for c in server.collectors} == {"connz", "wire"}
+    run(server.refresh())
+    errors = dict(server.self_samples()["fastnats_refresh_errors_total"])
+    assert errors == {
+        **{(endpoint, reason): 0 for endpoint in ("varz", "connz")
+           for reason in ("connect", "decode", "http_status", "timeout")},
+        ("wire", "netlink"): 0, ("wire", "events_lost"): 0}
+
+
+def test_every_catalogue_family_has_exactly_one_owner():
+    owners: dict[str, list[str]] = {}
+    for collector in ALL:
+        for metric in collector.families:
+            owners.setdefault(metric.name, []).append(collector.__name__)
+    own = {m.NATS_UP.name, *(metric.name for metric in m.SELF)}
+    for metric in m.CATALOGUE:
+        assert len(owners.get(metric.name, [])) + (metric.name in own) == 1, metric.name
+
+
+def test_collectors_have_unique_names_and_defaults():
+    names = [c.name for c in OPTIONAL]
+    assert len(set(names)) == len(names)
+    assert set(default_options()) == {c.name for c in OPTIONAL if c.default is not False}
+    with pytest.raises(ValueError, match="no such collector: nope"):
+        ServerCollector(Target("a", "http://a"), FakeClient({}), {"nope": None})

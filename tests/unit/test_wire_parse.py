@@ -16,12 +16,12 @@ import struct
 import pytest
 
 from fastnats import _core, _reference
+from fastnats.collectors.varz import listener_ports
 from fastnats.errors import WireProtocolError
-from fastnats.sources.wire import (
+from fastnats.sources.sockdiag import (
     CONNECTED_STATES,
     _destroy_filter,
     _port_bytecode,
-    listener_ports,
 )
 
 CLIENT, ROUTE, LEAF = 4222, 6222, 7422

@@ -30,56 +30,7 @@ from typing import Literal
 
 from ..errors import WireProtocolError
 
-__all__ = ["LISTENERS", "SockDiag", "listener_ports"]
-
-#: Listener names, in /varz order.
-LISTENERS = ("client", "cluster", "gateway", "leafnode", "websocket", "mqtt")
-
-# Where /varz puts each listener's port. nats-server 2.15 reports the route listener as
-# cluster.cluster_port; older servers used cluster.port, so both are read.
-_VARZ_PORT_KEYS = (
-    ("client", None, ("port",)),
-    ("cluster", "cluster", ("cluster_port", "port")),
-    ("gateway", "gateway", ("port",)),
-    ("leafnode", "leaf", ("port",)),
-    ("websocket", "websocket", ("port",)),
-    ("mqtt", "mqtt", ("port",)),
-)
-
-
-def listener_ports(varz: Mapping[str, object]) -> dict[int, str]:
-    """Map each NATS listening port of a /varz document to its listener name.
-
-    Listeners that are not configured (no section, port 0 or a negative placeholder) are left
-    out. The monitoring port (``http_port``/``https_port``) is never included: its HTTP traffic
-    is not NATS traffic.
-    """
-    if not isinstance(varz, Mapping):
-        raise TypeError(f"varz must be a mapping, not {type(varz).__name__}")
-    ports: dict[int, str] = {}
-    for name, section, keys in _VARZ_PORT_KEYS:
-        where = varz if section is None else varz.get(section)
-        if where is None:
-            continue
-        if not isinstance(where, Mapping):
-            raise ValueError(f"/varz {section!r} is a {type(where).__name__}, not an object")
-        for key in keys:
-            if key not in where:
-                continue
-            port = where[key]
-            path = key if section is None else f"{section}.{key}"
-            if isinstance(port, bool) or not isinstance(port, int):
-                raise ValueError(f"/varz {path} is {port!r}, not a port number")
-            if port > 65535:
-                raise ValueError(f"/varz {path} is {port}, beyond 65535")
-            if port > 0:
-                if port in ports:
-                    raise ValueError(f"/varz {path} is port {port}, already the "
-                                     f"{ports[port]} listener")
-                ports[port] = name
-            break
-    return ports
-
+__all__ = ["SockDiag", "is_local_host"]
 
 # Netlink and inet_diag constants (linux/netlink.h, sock_diag.h, inet_diag.h, tcp_states.h).
 _NETLINK_SOCK_DIAG = 4
@@ -398,3 +349,19 @@ def _end_of_dump(datagram: bytes, seq: int, portid: int) -> int | None:
         if kind == _NLMSG_DONE and length == 20 and msg_seq == seq and msg_port == portid:
             return err
     return None
+
+
+def is_local_host(host: str) -> bool:
+    """True when ``host`` resolves to an address of this machine (so its sockets are visible)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)
+    except OSError:
+        return False
+    for family, _, _, _, addr in infos:
+        try:
+            with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                probe.bind((addr[0], 0))  # only an address of a local interface binds
+            return True
+        except OSError:
+            continue
+    return False

@@ -1,0 +1,29 @@
+"""One collector per monitoring endpoint, behind the interface in ``base``.
+
+``ALL`` lists them in the order they run at each refresh: /varz first, because the others read
+the ``ServerInfo`` it gives, then the wire counter, so that wire and payload bytes describe the
+same moment. A new endpoint is one module here, one entry in ``ALL`` and its catalogue entries.
+"""
+
+from .base import Collector, ServerContext, ServerInfo, Source
+from .connz import ConnzCollector, ConnzOptions
+from .sockdiag import SockdiagCollector, WireOptions
+from .varz import VarzCollector
+
+ALL: tuple[type[Collector], ...] = (VarzCollector, SockdiagCollector, ConnzCollector)
+#: The collectors that ``--collector.<name>`` switches; /varz always runs.
+OPTIONAL: tuple[type[Collector], ...] = tuple(c for c in ALL if c.name)
+
+__all__ = [
+    "ALL",
+    "OPTIONAL",
+    "Collector",
+    "ConnzCollector",
+    "ConnzOptions",
+    "ServerContext",
+    "ServerInfo",
+    "SockdiagCollector",
+    "Source",
+    "VarzCollector",
+    "WireOptions",
+]

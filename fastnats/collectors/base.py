@@ -1,0 +1,118 @@
+"""The interface every collector implements, and the facts about a server that they share.
+
+A collector owns one monitoring endpoint: it says what it requests, turns the reply bytes into
+samples of the catalogue families it owns, and keeps whatever state it needs across refreshes.
+It gets its bytes from a ``Source`` and never knows whether they came over HTTP or otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from ..errors import ScrapeError
+from ..interop import Sample
+from ..metrics import Metric
+
+Samples = dict[str, list[Sample]]
+
+#: Why a request to a source can fail; the ``reason`` label of fastnats_refresh_errors_total.
+FETCH_REASONS = ("timeout", "connect", "http_status")
+#: Why a reply can be unusable.
+DECODE = "decode"
+
+
+class Source(Protocol):
+    """Where the bytes of one server's monitoring endpoints come from."""
+
+    async def get(self, endpoint: str,
+                  params: Mapping[str, str | int] | None = None) -> bytearray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    """What the other collectors need of a server, read from its /varz at this refresh."""
+
+    server_id: str
+    #: The server's start time as it reports it; with ``server_id`` it tells a restart.
+    start: str
+    connections: int
+    total_connections: int
+    #: Each NATS listening port, mapped to its listener name (client, cluster, ...).
+    listeners: Mapping[int, str]
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return self.server_id, self.start
+
+
+@dataclass(frozen=True, slots=True)
+class ServerContext:
+    """Who a collector works for: the server's ``server`` label value and its host, and the
+    server's error counts, where a collector counts what it loses without failing."""
+
+    name: str
+    host: str
+    errors: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+class Collector:
+    """One monitoring endpoint of one server.
+
+    Subclasses set the class attributes and implement ``refresh``. ``refresh`` raises
+    ``ScrapeError`` when the endpoint cannot be read; the server's collector counts it, logs it
+    and calls ``failed``.
+    """
+
+    #: ``--collector.<name>``; empty for a collector that cannot be switched off.
+    name: ClassVar[str] = ""
+    #: The ``endpoint`` label of its errors.
+    endpoint: ClassVar[str]
+    #: Help of its ``--collector.<name>`` flag.
+    help: ClassVar[str] = ""
+    #: On without a flag: True, False, or None for "when it can work here".
+    default: ClassVar[bool | None] = True
+    #: The catalogue families it owns, in catalogue order.
+    families: ClassVar[tuple[Metric, ...]]
+    #: Every ``reason`` its errors can carry; each is exported at 0 from the start.
+    reasons: ClassVar[tuple[str, ...]] = (*FETCH_REASONS, DECODE)
+    #: Seconds between extra ``poll`` calls between refreshes, or None.
+    poll_interval: float | None = None
+
+    def __init__(self, server: ServerContext, options: Any = None) -> None:
+        self.server = server
+        self.options = options
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        """Add the flags of this collector's own options, if it has any."""
+
+    @classmethod
+    def configure(cls, args: argparse.Namespace, refresh_interval: float) -> Any:
+        """The options object of this collector from parsed flags."""
+        return None
+
+    def label_names(self, metric: Metric) -> tuple[str, ...]:
+        return metric.labels
+
+    async def refresh(self, source: Source, info: ServerInfo) -> None:
+        raise NotImplementedError
+
+    async def poll(self) -> None:
+        """An extra read between refreshes; only collectors with a ``poll_interval``."""
+
+    def samples(self) -> Samples:
+        """The samples to export now, keyed by family name."""
+        return {}
+
+    def failed(self, error: ScrapeError) -> None:
+        """This collector's endpoint failed while the server is up."""
+
+    async def server_down(self) -> None:
+        """The server could not be read at all this refresh."""
+
+    async def close(self) -> None:
+        """Release what the collector holds; the exporter is stopping."""
