@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import errno
 import logging
 import signal
 import sys
@@ -19,7 +20,7 @@ from ._version import __version__
 from .collector import NatsCollector, ServerCollector
 from .collectors import OPTIONAL
 from .errors import ConfError, FastNatsError
-from .flags import non_negative_int, positive_float
+from .flags import non_negative_int, positive_seconds
 from .nats import launcher, natsconf
 from .refresher import Refresher
 from .server import Payload, Route, parse_listen_address, start_server
@@ -35,6 +36,10 @@ DEFAULT_LISTEN = ":7777"
 
 class UsageError(FastNatsError):
     """A bad flag value; reported as one line, exit status 2."""
+
+
+class ListenError(FastNatsError):
+    """The metrics address cannot be listened on; reported as one line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,13 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"address to serve metrics on (default: {DEFAULT_LISTEN}, or `metrics.port` "
              f"in --config)")
     web.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics",
-                     metavar="PATH", help="path of the metrics (default: %(default)s)")
+                     type=_telemetry_path, metavar="PATH",
+                     help="path of the metrics; a missing leading / is added (default: "
+                          "%(default)s)")
 
     refresh = parser.add_argument_group("refresh")
-    refresh.add_argument("--refresh-interval", type=positive_float, default=5.0,
-                         metavar="SECONDS", help="seconds between refreshes (default: %(default)s)")
-    refresh.add_argument("--timeout", type=positive_float, default=3.0, metavar="SECONDS",
-                         help="timeout of each monitoring request (default: %(default)s)")
+    refresh.add_argument(
+        "--refresh-interval", type=positive_seconds, default=5.0, metavar="DURATION",
+        help="time between refreshes, in seconds or as 500ms, 5s, 1m (default: 5s)")
+    refresh.add_argument(
+        "--timeout", type=positive_seconds, default=3.0, metavar="DURATION",
+        help="timeout of each monitoring request, body included (default: 3s)")
 
     collectors = parser.add_argument_group("collectors")
     for collector in sorted(OPTIONAL, key=lambda c: c.name):
@@ -104,6 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _telemetry_path(text: str) -> str:
+    # The official exporter adds the leading slash too.
+    return text if text.startswith("/") else "/" + text
+
+
 @dataclass
 class Settings:
     targets: list[Target]
@@ -128,9 +142,19 @@ def resolve(args: argparse.Namespace) -> Settings:
     if args.demo and (args.launch or args.config or args.urls):
         raise UsageError("--demo starts its own nats-server; it takes no URL, --config or "
                          "--nats.launch")
-    if not args.telemetry_path.startswith("/") or args.telemetry_path in ("/", "/healthz"):
-        raise UsageError(f"--web.telemetry-path must be a path other than / and /healthz: "
-                         f"{args.telemetry_path!r}")
+    if args.telemetry_path in ("/", "/healthz"):
+        raise UsageError(f"--web.telemetry-path {args.telemetry_path!r} is taken by the exporter "
+                         f"(/ is its landing page, /healthz its health check); choose another "
+                         f"path, such as /metrics")
+
+    if conf is not None and not args.launch:
+        foreign = natsconf.foreign_settings(conf)
+        for line in foreign:
+            log.warning("%s", line)
+        if foreign:
+            log.warning("%s: nats-server -c would refuse this file; run it under the exporter "
+                        "with --nats.launch, which translates it, or give nats-server a real conf "
+                        "and the exporter --web.listen-address", args.config)
 
     listen = args.listen_address
     if listen is None and conf is not None and conf.metrics_port is not None:
@@ -177,13 +201,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     try:
         return _run(settings)
-    except launcher.NatsServerError as exc:
+    except (launcher.NatsServerError, ListenError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:
-        # Typically the listen address is taken.
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
+
+
+def _listen_error(settings: Settings, exc: OSError) -> str:
+    host = settings.host or "*"
+    address = f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
+    if exc.errno == errno.EADDRINUSE:
+        why = "the address is already in use (another exporter?)"
+    elif exc.errno == errno.EACCES:
+        why = "permission denied (ports below 1024 need privileges)"
+    else:
+        why = exc.strerror or str(exc)
+    return f"cannot serve metrics on {address}: {why}; choose another with --web.listen-address"
 
 
 def return_freed_memory() -> None:
@@ -210,7 +242,7 @@ def _run(settings: Settings) -> int:
     if settings.launch:
         assert settings.conf is not None
         with launcher.launch_conf(settings.conf, settings.binary) as child:
-            settings.targets = [Target(settings.targets[0].name, child.monitor_url)]
+            settings.targets = [parse_target(child.monitor_url)]
             return uvloop.run(_exporter(
                 settings, lambda server: launcher.forward_signals_until_exit(child)))
     return uvloop.run(_exporter(settings, _stop_on_signals))
@@ -247,7 +279,11 @@ async def _exporter(settings: Settings, until_stopped) -> int:
     server = None
     try:
         await refresher.start()
-        server = await start_server(_routes(settings, refresher), settings.host, settings.port)
+        try:
+            server = await start_server(_routes(settings, refresher), settings.host,
+                                        settings.port)
+        except OSError as exc:
+            raise ListenError(_listen_error(settings, exc)) from None
         log.info("serving %s on %s for %s", settings.telemetry_path, _listen_url(settings, server),
                  ", ".join(f"{t.name} ({t.url})" for t in settings.targets))
         return await until_stopped(server)
@@ -282,7 +318,7 @@ async def _demo(settings: Settings) -> int:
 
     clients = settings.demo_clients or 0
     async with demo.running(settings.binary, clients) as child:
-        settings.targets = [Target(f"127.0.0.1:{child.ports['http']}", child.monitor_url)]
+        settings.targets = [parse_target(child.monitor_url)]
 
         async def until_interrupted(server) -> int:
             print(demo.banner(child, clients, _listen_url(settings, server)), flush=True)

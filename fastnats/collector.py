@@ -80,6 +80,9 @@ class ServerCollector:
         except ScrapeError as exc:
             await self._down(exc)
         else:
+            if not self.up:
+                log.info("server %s is %s", self.target.name,
+                         "up" if self.refreshes == 1 else "up again")
             self.up = True
             self.last_success = time.time()
             for collector in self.collectors:

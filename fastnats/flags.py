@@ -6,6 +6,8 @@ import argparse
 from collections.abc import Callable
 from typing import TypeVar
 
+from ._impl import impl
+
 T = TypeVar("T", int, float)
 
 
@@ -23,8 +25,22 @@ def number(convert: Callable[[str], T], what: str, is_allowed: Callable[[T], boo
     return parse
 
 
-positive_float = number(float, "number", lambda v: v > 0, "must be a positive number of seconds")
-non_negative_float = number(float, "number", lambda v: v >= 0,
-                            "must be a non-negative number of seconds")
+def seconds(text: str) -> float:
+    """Plain seconds ("2.5") or a Go duration ("500ms", "1m30s"), as Prometheus and the Go
+    exporters take them."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return impl.parse_go_duration(text) / 1e9
+    except ValueError:
+        raise ValueError(text) from None
+
+
+positive_seconds = number(seconds, "duration (seconds, or Go style: 500ms, 5s, 1m)",
+                          lambda v: v > 0, "must be a positive duration")
+non_negative_seconds = number(seconds, "duration (seconds, or Go style: 500ms, 5s, 1m)",
+                              lambda v: v >= 0, "must not be a negative duration")
 non_negative_int = number(int, "whole number", lambda v: v >= 0, "must not be negative")
 positive_int = number(int, "whole number", lambda v: v >= 1, "must be at least 1")

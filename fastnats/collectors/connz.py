@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .. import metrics as m
 from .._impl import impl
 from ..errors import ConnzDecodeError, ScrapeError
-from ..flags import non_negative_float, non_negative_int, positive_int
+from ..flags import non_negative_seconds, non_negative_int, positive_int
 from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
 
 
@@ -86,9 +86,9 @@ class ConnzCollector(Collector):
             metavar="N", help="most client groups exported; the rest go into one group "
                               "labelled _other (default: %(default)s)")
         group.add_argument(
-            "--connz.group-ttl", dest="group_ttl", type=non_negative_float, default=3600.0,
-            metavar="SECONDS", help="how long a group with no open connection keeps its "
-                                    "counters (default: %(default)s)")
+            "--connz.group-ttl", dest="group_ttl", type=non_negative_seconds, default=3600.0,
+            metavar="DURATION", help="how long a group with no open connection keeps its "
+                                    "counters (default: 1h)")
         group.add_argument(
             "--connz.top-k", dest="top_k", type=non_negative_int, default=10, metavar="K",
             help="connections listed with the most pending bytes and the highest message "

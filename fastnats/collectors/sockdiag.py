@@ -14,7 +14,7 @@ from typing import cast
 from .. import metrics as m
 from .._impl import impl
 from ..errors import ScrapeError, WireProtocolError
-from ..flags import positive_float
+from ..flags import positive_seconds
 from ..sources.sockdiag import SockDiag, is_local_host
 from .base import Collector, Samples, ServerContext, ServerInfo, Source
 
@@ -71,8 +71,8 @@ class SockdiagCollector(Collector):
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
         group.add_argument(
-            "--wire.poll-interval", dest="wire_interval", type=positive_float,
-            metavar="SECONDS", help="seconds between wire counter polls (default: the refresh "
+            "--wire.poll-interval", dest="wire_interval", type=positive_seconds,
+            metavar="DURATION", help="time between wire counter polls (default: the refresh "
                                     "interval)")
 
     @classmethod

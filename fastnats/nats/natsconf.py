@@ -545,6 +545,27 @@ def _derive(path: Path, tree: Section) -> Conf:
     return Conf(path, tree, article, monitor, metrics_host, metrics_port)
 
 
+def foreign_settings(conf: Conf) -> list[str]:
+    """``file:line: ...`` for each setting nats-server itself would refuse in ``conf``: the
+    article dialect's ``server { }`` wrapper, ``metrics { }`` block and ``http { }`` block."""
+    found = []
+    wrapper = conf.tree.entry("server")
+    if wrapper is not None and isinstance(wrapper.value, Section):
+        found.append(f"{wrapper.where}: `server {{ }}` is fastnats's dialect; nats-server refuses "
+                     f"it (unknown field \"server\")")
+    settings = _unwrapped(conf.tree)
+    for name in ("http", "https"):
+        block = settings.entry(name)
+        if block is not None and isinstance(block.value, Section):
+            found.append(f"{block.where}: `{block.key} {{ }}` is fastnats's dialect; nats-server "
+                         f"takes {block.key}: \"host:port\"")
+    metrics = settings.entry("metrics")
+    if metrics is not None:
+        found.append(f"{metrics.where}: `metrics {{ }}` is read by fastnats only; nats-server "
+                     f"refuses it (unknown field \"metrics\")")
+    return found
+
+
 def _unwrapped(tree: Section) -> Section:
     """The top-level settings, with the article's ``server { }`` wrapper opened in place."""
     if not isinstance(tree.get("server"), Section):

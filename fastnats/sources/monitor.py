@@ -10,6 +10,10 @@ import aiohttp
 from ..errors import ScrapeError
 
 
+# What a NATS client port says first, where an HTTP server would send a status line.
+_NATS_GREETING = "INFO {"
+
+
 class MonitorClient:
     """Reads monitoring endpoints of one server; every request is bounded by ``timeout``."""
 
@@ -36,6 +40,10 @@ class MonitorClient:
             raise ScrapeError(endpoint, "timeout", f"no answer from {url} within "
                                                    f"{self._timeout.total:g}s") from None
         except aiohttp.ClientError as exc:
+            if _NATS_GREETING in str(exc):
+                raise ScrapeError(endpoint, "connect", f"{self.base_url} is the NATS client port, "
+                                  f"not the monitoring port; point fastnats at the monitoring "
+                                  f"port (nats-server -m PORT, or http: PORT in the conf)") from None
             raise ScrapeError(endpoint, "connect", f"{url}: {exc}") from None
 
 

@@ -111,30 +111,14 @@ def stall_a_consumer(port: int, megabytes: int = 48) -> tuple[RawClient, RawClie
 
 # -- expositions
 
-# The one place that lists what `promtool check metrics` may report about fastnats's output.
-# 1. The seed's counters keep the names (and HELP texts and types) that operators' dashboards and
-#    alerts already use, byte for byte, so they cannot gain the `_total` suffix the linter asks of
-#    counters.
-# 2. The connection distributions are snapshots, not counters: the classic format has no
-#    gauge-histogram type, so they are gauge families named `_bucket` (with `le`), `_sum` and
-#    `_count`, which is what histogram_quantile() needs and what the linter reserves for
-#    histograms.
-# Nothing else may produce a finding.
+# The one place that lists what `promtool check metrics` may report about fastnats's output:
+# the seed's counters keep the names (and HELP texts and types) that operators' dashboards and
+# alerts already use, byte for byte, so they cannot gain the `_total` suffix the linter asks of
+# counters. Nothing else may produce a finding.
 SEED_COUNTERS_WITHOUT_TOTAL = frozenset(
     m.name for m in metrics.SEED if m.type == metrics.COUNTER and not m.name.endswith("_total"))
-_DISTRIBUTION_FINDINGS = {
-    "_bucket": ('non-histogram metrics should not have "_bucket" suffix',
-                'non-histogram metrics should not have "le" label'),
-    "_sum": ('non-histogram and non-summary metrics should not have "_sum" suffix',),
-    "_count": ('non-histogram and non-summary metrics should not have "_count" suffix',),
-}
 ALLOWED_LINT = frozenset(
-    f'{name} counter metrics should have "_total" suffix' for name in SEED_COUNTERS_WITHOUT_TOTAL
-) | frozenset(
-    f"{m.name} {finding}"
-    for m in metrics.CONNZ if m.type == metrics.GAUGE
-    for suffix, findings in _DISTRIBUTION_FINDINGS.items() if m.name.endswith(suffix)
-    for finding in findings)
+    f'{name} counter metrics should have "_total" suffix' for name in SEED_COUNTERS_WITHOUT_TOTAL)
 
 
 def promtool_lint(text: str) -> set[str]:
@@ -161,7 +145,7 @@ def catalogue_series_names() -> set[str]:
     names = set()
     for metric in metrics.CATALOGUE:
         names.add(metric.name)
-        if metric.type in ("histogram", "gaugehistogram"):
+        if metric.exposed_type == "histogram":
             names.update(metric.name + s for s in ("_bucket", "_sum", "_count", "_gsum",
                                                    "_gcount"))
         elif metric.type == "summary":

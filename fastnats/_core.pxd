@@ -1,0 +1,343 @@
+# Declarations of fastnats._core: the C layouts its parts share and the state of its two classes.
+# Cython reads this file before _core.pyx; the code lives in the include parts under _core/.
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+
+# --- Text writer (_core/text.pxi) -----------------------------------------------------------
+
+cdef struct Buf:
+    char *data
+    Py_ssize_t len
+    Py_ssize_t cap
+
+
+# --- /connz: limits, label slots and record flags -------------------------------------------
+
+cdef enum:
+    # Refreshes a cid missing from the open body is remembered for, in case it was only skipped
+    # (paging while connections close shifts the pages), before it counts as closed for good.
+    CZ_ABSENT_GRACE = 3
+    CZ_MAX_DEPTH = 512      # levels of nesting, the body object included; bounds C recursion
+    CZ_EMPTY = -1
+    CZ_DELETED = -2
+    CZ_MAX_BOUNDS = 15      # distribution buckets besides +Inf
+
+cdef enum:
+    # Group-by label slots, in metrics.GROUP_BY_FIELDS order.
+    CZ_L_ACCOUNT = 0
+    CZ_L_NAME = 1
+    CZ_L_LANG = 2
+    CZ_L_VERSION = 3
+    CZ_L_KIND = 4
+    CZ_L_IP = 5
+    CZ_NLABELS = 6
+    CZ_S_TYPE = 6      # 'type' refines 'kind', which /connz always reports as Client
+    CZ_NSPANS = 7
+
+cdef enum:
+    CZ_CTR_IN_MSGS = 0
+    CZ_CTR_OUT_MSGS = 1
+    CZ_CTR_IN_BYTES = 2
+    CZ_CTR_OUT_BYTES = 3
+    CZ_NCTR = 4
+
+cdef enum:
+    CZ_SPAN_SET = 1
+    CZ_SPAN_ESC = 2
+
+cdef enum:
+    CZ_REC_CID = 1
+    CZ_REC_RTT = 2
+    CZ_REC_IDLE = 4
+    CZ_REC_NEW = 8         # not the connection the aggregator holds under this cid: read its labels
+    CZ_REC_DUP = 16        # the cid was already read from an earlier page of this update
+    CZ_REC_RATE = 32
+    CZ_REC_REGROUP = 64    # the connection this cid holds now shows the labels its CONNECT gave
+
+cdef enum:
+    # The fields of a connection object the scan reads; the rest it skips.
+    CZ_F_OTHER = 0
+    CZ_F_CID
+    CZ_F_PENDING
+    CZ_F_SUBS
+    CZ_F_IN_MSGS
+    CZ_F_OUT_MSGS
+    CZ_F_IN_BYTES
+    CZ_F_OUT_BYTES
+    CZ_F_START
+    CZ_F_RTT
+    CZ_F_IDLE
+    CZ_F_ACCOUNT
+    CZ_F_NAME
+    CZ_F_LANG
+    CZ_F_VERSION
+    CZ_F_KIND
+    CZ_F_IP
+    CZ_F_TYPE
+
+cdef enum:
+    # The distributions, in the order of ConnzAggregator.dist.
+    CZ_D_RTT = 0
+    CZ_D_PENDING = 1
+    CZ_D_IDLE = 2
+    CZ_D_SUBS = 3
+    CZ_NDIST = 4
+
+cdef enum:
+    # The top-K rankings, in the order of ConnzAggregator.top.
+    CZ_T_PENDING = 0
+    CZ_T_IN_RATE = 1
+    CZ_T_OUT_RATE = 2
+    CZ_NTOP = 3
+
+
+# --- /connz: one connection as read from a body ---------------------------------------------
+# Numbers parsed, label values left as spans of the body (_core/connz_scan.pxi).
+
+cdef struct CzSpan:
+    uint32_t off          # pages are at most 4 GiB (cz_body checks)
+    int32_t len
+    int32_t flags
+
+cdef struct CzRec:
+    uint64_t cid
+    uint64_t start_hash
+    uint64_t ctr[4]
+    uint64_t pending
+    uint64_t subs
+    int64_t rtt_ns
+    int64_t idle_ns
+    double rate[2]
+    CzSpan span[7]
+    int32_t ids[6]
+    int32_t page
+    int32_t state
+    uint32_t flags
+
+cdef struct CzRecs:
+    CzRec *v
+    Py_ssize_t n
+    Py_ssize_t cap
+
+cdef struct CzPage:
+    const unsigned char *buf
+    Py_ssize_t len
+
+
+# --- /connz: interned label values and the cid map (_core/tables.pxi) -----------------------
+
+cdef struct CzStr:
+    char *data
+    Py_ssize_t len
+    uint64_t hash
+    int32_t refs
+    int32_t live
+
+cdef struct CzStrTab:
+    CzStr *ents
+    Py_ssize_t n          # ids in use or freed; ents[0:n] are valid structs
+    Py_ssize_t cap
+    int32_t *free_ids
+    Py_ssize_t nfree
+    Py_ssize_t free_cap
+    int32_t *index        # open addressing over ids; -1 empty, -2 deleted
+    Py_ssize_t icap       # a power of two
+    Py_ssize_t used
+    Py_ssize_t deleted
+    int32_t *fresh        # ids made since the last publish, which still need their Python str
+    Py_ssize_t nfresh
+    Py_ssize_t fresh_cap
+
+cdef struct CzSlot:
+    uint64_t key
+    int32_t val          # -1 empty, -2 deleted
+
+cdef struct CzMap:
+    CzSlot *slots
+    Py_ssize_t cap       # a power of two
+    Py_ssize_t used
+    Py_ssize_t deleted
+
+
+# --- /connz: aggregation state (_core/connz_aggregate.pxi) ----------------------------------
+
+cdef struct CzConn:
+    uint64_t cid
+    uint64_t start_hash
+    uint64_t ctr[4]       # as last seen
+    double seen_at        # when it was last seen open
+    int32_t group
+    int32_t name          # interned ids of the labels that identify the connection
+    int32_t account
+    int32_t ip
+    uint32_t epoch        # the update that last saw it open
+    int32_t absent        # -1 if that was the last update; else updates since, with ctr folded
+    int32_t used
+    int32_t unnamed       # listed before its CONNECT was read: no name, lang or version yet
+
+cdef struct CzGroup:
+    int32_t key[6]        # interned label ids, in group_by order
+    uint64_t hash
+    uint64_t closed[4]    # final counters of connections that left the group
+    uint64_t open_ctr[4]  # counters of the open connections, summed at each update
+    uint64_t debt[4]      # what connections that moved in had counted before, in their old group
+    uint64_t conns        # open connections in this update
+    uint64_t members      # cids held in the state, open or absent
+    uint64_t subs
+    uint64_t pending
+    double last_active
+    int32_t live
+    int32_t other
+
+cdef struct CzDist:
+    uint64_t counts[16]   # per bucket (not cumulative); the last is +Inf
+    int64_t bounds[15]
+    int32_t nb
+    uint64_t isum         # saturating sum, for integer distributions
+    double fsum           # sum in seconds, for duration distributions
+
+cdef struct CzTop:
+    int32_t *idx          # record indices, best first
+    int32_t n
+
+
+cdef class ConnzAggregator:
+    cdef readonly tuple group_by
+    cdef readonly Py_ssize_t max_groups
+    cdef readonly double group_ttl
+    cdef readonly Py_ssize_t top_k
+    cdef readonly bint per_connection
+    cdef readonly Py_ssize_t per_connection_max
+    cdef readonly uint64_t total
+    cdef uint64_t scanned_total
+    cdef readonly Py_ssize_t count
+
+    cdef int32_t fields[6]        # label slot of each group_by field
+    cdef int32_t nfields
+    cdef bint ready               # __init__ has run
+    cdef bint busy
+    cdef int32_t where_page
+    cdef int where_closed
+
+    cdef CzRecs open_recs
+    cdef CzRecs closed_recs
+    cdef CzStrTab strs
+    cdef list py_strs             # id -> str, for the ids in strs that are live
+    cdef CzMap cids
+    cdef CzConn *conns
+    cdef Py_ssize_t nconns_slots
+    cdef Py_ssize_t conns_cap
+    cdef int32_t *conns_free
+    cdef Py_ssize_t nconns_free
+    cdef Py_ssize_t conns_free_cap
+    cdef CzMap closed_seen        # cids folded from the closed body during this update
+    cdef CzGroup *groups
+    cdef Py_ssize_t ngroup_slots
+    cdef Py_ssize_t groups_cap
+    cdef Py_ssize_t ngroups       # live groups, _other excluded
+    cdef int32_t other
+    cdef int32_t *gindex          # open addressing over group slots by key; -1 empty
+    cdef Py_ssize_t gicap
+    cdef uint64_t overflow
+    cdef uint64_t watermark       # highest cid any earlier update read, open or closed
+    cdef uint32_t epoch
+    cdef CzDist dist[4]           # by CZ_D_*
+    cdef CzTop top[3]             # by CZ_T_*
+    cdef uint64_t *per_conn       # (cid, record index) pairs, for the per-connection series
+    cdef Py_ssize_t per_conn_cap
+    cdef Py_ssize_t nper_conn
+    cdef unsigned char *scratch   # decoded escaped label values
+    cdef Py_ssize_t scratch_cap
+    cdef dict snapshot
+
+
+# --- Wire byte counter (_core/sockdiag.pxi) -------------------------------------------------
+
+# Layouts from linux/netlink.h, inet_diag.h and tcp.h; netlink is host byte order, ports are
+# network order.
+cdef enum:
+    NL_HDRLEN = 16
+    NL_NOOP = 1
+    NL_ERROR = 2
+    NL_DONE = 3
+    NL_OVERRUN = 4
+    NL_F_MULTI = 2
+    NL_SOCK_DIAG_BY_FAMILY = 20
+    NL_ERRNO_AT = 16                 # the int after the header of NLMSG_ERROR and NLMSG_DONE
+    DIAG_FAMILY_AT = 16              # inet_diag_msg, right after the netlink header
+    DIAG_STATE_AT = 17
+    DIAG_SPORT_AT = 20
+    DIAG_COOKIE_AT = 60
+    DIAG_ATTRS_AT = 88               # header 16 + inet_diag_msg 72, both 4-aligned
+    DIAG_ATTR_INFO = 2               # INET_DIAG_INFO: struct tcp_info
+    NLA_TYPE_MASK = 0x3fff
+    TCPI_BYTES_ACKED_AT = 120
+    TCPI_BYTES_RECEIVED_AT = 128
+    TCPI_NEEDED = 136                # both fields arrived together in Linux 4.1
+    WIRE_AF_INET = 2
+    WIRE_AF_INET6 = 10
+    WIRE_TCP_LISTEN = 10
+
+# Per-socket states; 0 marks an empty slot.
+cdef enum:
+    WS_LIVE = 1         # in the latest dump
+    WS_GRAVE = 2        # missing from the latest dump; its counts were folded into closed
+    WS_DESTROYED = 3    # a destroy event gave its final counts, already in closed
+
+# Updates a vanished socket is remembered for. A dump is not a snapshot: a socket moved inside
+# the kernel's hash while the dump runs can be skipped once. If it comes back within this many
+# updates its folded counts are taken back out of the closed total, so it is not counted twice;
+# a late destroy event for it is matched the same way.
+cdef enum:
+    WIRE_GRACE_UPDATES = 3
+    WIRE_MAX_LISTENERS = 255
+
+cdef struct WireSock:
+    uint64_t cookie
+    uint64_t sent
+    uint64_t received
+    uint8_t state
+    uint8_t listener     # 1-based index into WireCounter._listeners
+    uint8_t age          # updates since a WS_GRAVE socket vanished
+    uint8_t carried      # set on a previous-update entry matched by the current one
+
+# Open addressing with linear probing, keyed by the inet_diag socket cookie; a table is rebuilt
+# by every update, so it never deletes.
+cdef struct WireTable:
+    WireSock *slots
+    Py_ssize_t mask
+    Py_ssize_t count
+
+
+cdef class WireCounter:
+    cdef WireTable _prev
+    cdef WireTable _cur
+    cdef uint8_t *_listener_of       # per local port: 1-based listener index, 0 if not ours
+    cdef tuple _listeners
+    cdef Py_ssize_t _n
+    cdef uint64_t *_closed_sent
+    cdef uint64_t *_closed_received
+    cdef uint64_t *_live_sent
+    cdef uint64_t *_live_received
+    cdef uint64_t *_live_sockets
+    cdef readonly str mode
+    cdef dict _ports
+    cdef bint _ready
+    # Decoding state of one update().
+    cdef uint8_t *_carry             # a message split across buffers, gathered whole
+    cdef Py_ssize_t _carry_len
+    cdef Py_ssize_t _carry_cap
+    cdef Py_ssize_t _carry_at
+    cdef Py_ssize_t _stream_at
+    cdef Py_ssize_t _dones
+    cdef bint _in_multi
+
+    cdef int _feed(self, const uint8_t *data, Py_ssize_t n) except -1
+    cdef int _carry_append(self, const uint8_t *data, Py_ssize_t n, Py_ssize_t at) except -1
+    cdef Py_ssize_t _complete_carry(self, const uint8_t *data, Py_ssize_t n) except -1
+    cdef int _finish(self) except -1
+    cdef int _message(self, const uint8_t *m, uint32_t mlen, Py_ssize_t at) except -1
+    cdef int _socket(self, const uint8_t *m, uint32_t mlen, Py_ssize_t at,
+                     uint16_t flags) except -1
+    cdef int _commit(self) except -1
