@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from . import check
 from ._version import __version__
 from .collector import NatsCollector, ServerCollector
 from .collectors import OPTIONAL
@@ -106,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--demo.clients", dest="demo_clients", type=non_negative_int,
                       default=200, metavar="N", help="synthetic clients (default: %(default)s)")
 
+    check = parser.add_argument_group("check")
+    check.add_argument(
+        "--check", action="store_true",
+        help="read every endpoint of each server once, print what each collector would export "
+             "and any problem, and exit 0 if everything was read, else 1")
+
     logs = parser.add_argument_group("logging")
     logs.add_argument("--log.level", dest="log_level", default="info",
                       choices=("debug", "info", "warning", "error"),
@@ -130,6 +137,7 @@ class Settings:
     launch: bool = False
     binary: str | None = None
     demo_clients: int | None = None
+    check: bool = False
     #: The optional collectors to run, by name, with their options.
     collectors: Mapping[str, object] = field(default_factory=dict)
 
@@ -139,6 +147,9 @@ def resolve(args: argparse.Namespace) -> Settings:
     conf = natsconf.load(args.config) if args.config else None
     if args.launch and conf is None:
         raise UsageError("--nats.launch needs --config FILE")
+    if args.check and (args.demo or args.launch):
+        raise UsageError("--check reads servers that run already; it takes no --demo or "
+                         "--nats.launch")
     if args.demo and (args.launch or args.config or args.urls):
         raise UsageError("--demo starts its own nats-server; it takes no URL, --config or "
                          "--nats.launch")
@@ -185,7 +196,7 @@ def resolve(args: argparse.Namespace) -> Settings:
         targets=targets, host=host, port=port, telemetry_path=args.telemetry_path,
         refresh_interval=args.refresh_interval, timeout=args.timeout, conf=conf,
         launch=args.launch, binary=args.binary,
-        demo_clients=args.demo_clients if args.demo else None,
+        demo_clients=args.demo_clients if args.demo else None, check=args.check,
         collectors={c.name: c.configure(args, args.refresh_interval) for c in OPTIONAL
                     if getattr(args, f"collector_{c.name}") is not False})
 
@@ -237,6 +248,8 @@ def _run(settings: Settings) -> int:
     import uvloop
 
     return_freed_memory()
+    if settings.check:
+        return uvloop.run(_check(settings))
     if settings.demo_clients is not None:
         return uvloop.run(_demo(settings))
     if settings.launch:
@@ -269,12 +282,29 @@ def _routes(settings: Settings, refresher: Refresher) -> dict[str, Route]:
     }
 
 
+def _collector(settings: Settings, session) -> NatsCollector:
+    return NatsCollector([
+        ServerCollector(t, MonitorClient(t.url, session, settings.timeout), settings.collectors)
+        for t in settings.targets])
+
+
+async def _check(settings: Settings) -> int:
+    session = new_session()
+    collector = _collector(settings, session)
+    try:
+        await collector.refresh()
+    finally:
+        await collector.close()
+        await session.close()
+    text, ok = check.report(collector)
+    sys.stdout.write(text)
+    return 0 if ok else 1
+
+
 async def _exporter(settings: Settings, until_stopped) -> int:
     """Serve metrics until ``until_stopped()`` returns; its result is the exit status."""
     session = new_session()
-    collector = NatsCollector([
-        ServerCollector(t, MonitorClient(t.url, session, settings.timeout), settings.collectors)
-        for t in settings.targets])
+    collector = _collector(settings, session)
     refresher = Refresher(collector, settings.refresh_interval)
     server = None
     try:

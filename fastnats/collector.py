@@ -60,6 +60,8 @@ class ServerCollector:
         self.refreshes = 0
         self.last_success: float | None = None
         self.duration = 0.0
+        #: The errors of the last refresh, as logged.
+        self.problems: list[ScrapeError] = []
         # Every known (endpoint, reason) is exported from the start, at 0 until it happens.
         for collector in (self.varz, *self.collectors):
             for reason in collector.reasons:
@@ -75,6 +77,7 @@ class ServerCollector:
     async def refresh(self) -> None:
         started = time.perf_counter()
         self.refreshes += 1
+        self.problems = []
         try:
             info = await self.varz.read(self.source)
         except ScrapeError as exc:
@@ -104,6 +107,7 @@ class ServerCollector:
 
     def _failed(self, collector: Collector, exc: ScrapeError) -> None:
         self.errors[(exc.endpoint, exc.reason)] += 1
+        self.problems.append(exc)
         log.warning("server %s: %s", self.target.name, exc)
         collector.failed(exc)
 
@@ -111,6 +115,7 @@ class ServerCollector:
         if self.up or self.refreshes == 1:
             log.warning("server %s is down: %s", self.target.name, exc)
         self.errors[(exc.endpoint, exc.reason)] += 1
+        self.problems.append(exc)
         self.up = False
         for collector in (self.varz, *self.collectors):
             await collector.server_down()
