@@ -1,4 +1,8 @@
-"""Builds the compiled core; all metadata lives in pyproject.toml."""
+"""Builds the compiled core; all metadata lives in pyproject.toml.
+
+FASTNATS_DEBUG=1 builds it with -O0 -g and writes Cython's annotated HTML beside the .pyx;
+FASTNATS_CYTHON_ALWAYS=1 regenerates the C even when Cython thinks it is current.
+"""
 
 import os
 
@@ -12,7 +16,6 @@ extensions = [
         "fastnats._core",
         ["fastnats/_core.pyx"],
         extra_compile_args=["-O0", "-g"] if DEBUG else ["-O3"],
-        define_macros=[("FASTNATS_DEBUG", "1" if DEBUG else "0")],
     )
 ]
 

@@ -1,47 +1,32 @@
-"""Typed surface of the compiled core, fastnats._core (kept in step with _core.pyx)."""
+"""Typed surface of the compiled core, fastnats._core (kept in step with _core.pyx and _core/)."""
 
 from __future__ import annotations
 
-# --- Text writer (_writer.pxi) ---
-
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal, TypeAlias
 
 from typing_extensions import disjoint_base
 
-from .interop import Family
+from .interop import Family, Sample
 
 IMPLEMENTATION: str
 
+# --- Text writer (_core/text.pxi) ---
+
 def render_text(families: Iterable[Family]) -> bytes: ...
 
-# --- Wire byte counter (_wire.pxi) ---
+# --- Go durations (_core/durations.pxi) ---
 
-from collections.abc import Mapping, Sequence
-from typing import Literal, TypeAlias
+def parse_go_duration(s: str | bytes) -> int: ...
 
-@disjoint_base
-class WireCounter:
-    """Wire bytes per NATS listener from sock_diag dumps and destroy events; see _wire.pxi."""
-
-    def __init__(
-        self, ports: Mapping[int, str], mode: Literal["poll", "destroy_events"] = "poll"
-    ) -> None: ...
-    @property
-    def mode(self) -> Literal["poll", "destroy_events"]: ...
-    @property
-    def ports(self) -> dict[int, str]: ...
-    @property
-    def sockets(self) -> int: ...
-    def update(self, buffers: Sequence[bytes | bytearray | memoryview]) -> None: ...
-    def families(self) -> dict[str, list[tuple[tuple[str, ...], int]]]: ...
-
-# --- /connz scanner and aggregator (_connz.pxi) ---
+# --- /connz scanner and aggregator (_core/connz_*.pxi) ---
 
 _Body: TypeAlias = bytes | bytearray | memoryview
 
 @disjoint_base
 class ConnzAggregator:
-    """Per-group client aggregates, distributions and top-K from /connz; see _connz.pxi."""
+    """Per-group client aggregates, distributions and top-K from /connz; see
+    _core/connz_aggregate.pxi."""
 
     def __init__(
         self,
@@ -68,11 +53,27 @@ class ConnzAggregator:
     def total(self) -> int: ...
     @property
     def count(self) -> int: ...
-    def label_names(self, name: str) -> tuple[str, ...]: ...
     def update(
         self, open_body: _Body | Sequence[_Body], closed_body: _Body | Sequence[_Body] | None,
         now: float,
     ) -> None: ...
-    def families(self) -> dict[str, list[tuple[tuple[str, ...], int | float]]]: ...
+    def families(self) -> dict[str, list[Sample]]: ...
 
-def parse_go_duration(s: str | bytes) -> int: ...
+# --- Wire byte counter (_core/sockdiag.pxi) ---
+
+@disjoint_base
+class WireCounter:
+    """Wire bytes per NATS listener from sock_diag dumps and destroy events; see
+    _core/sockdiag.pxi."""
+
+    def __init__(
+        self, ports: Mapping[int, str], mode: Literal["poll", "destroy_events"] = "poll"
+    ) -> None: ...
+    @property
+    def mode(self) -> Literal["poll", "destroy_events"]: ...
+    @property
+    def ports(self) -> dict[int, str]: ...
+    @property
+    def sockets(self) -> int: ...
+    def update(self, buffers: Sequence[bytes | bytearray | memoryview]) -> None: ...
+    def families(self) -> dict[str, list[tuple[tuple[str, ...], int]]]: ...

@@ -6,6 +6,9 @@
 # can see, so a ConnzDecodeError or MemoryError from here leaves the aggregator as it was.
 
 
+# ---------------------------------------------------------------------------------------------
+# A body: its top-level object, the connections array, one connection object and its fields.
+
 cdef inline int cz_field(const unsigned char *k, Py_ssize_t n) noexcept nogil:
     if n == 2:
         return CZ_F_IP if k[0] == b'i' and k[1] == b'p' else CZ_F_OTHER
@@ -342,7 +345,8 @@ cdef int cz_intern_rec(ConnzAggregator agg, const CzPage *pages, CzRec *r,
         if not (want & (1u << slot)):
             continue
         span = &r.span[slot]
-        if slot == CZ_L_KIND and (r.span[CZ_S_TYPE].flags & CZ_SPAN_SET) and r.span[CZ_S_TYPE].len > 0:
+        if (slot == CZ_L_KIND and (r.span[CZ_S_TYPE].flags & CZ_SPAN_SET)
+                and r.span[CZ_S_TYPE].len > 0):
             span = &r.span[CZ_S_TYPE]
         if not (span.flags & CZ_SPAN_SET):
             r.ids[slot] = cz_intern(&agg.strs, b"", 0, 0, False)

@@ -259,6 +259,10 @@ cdef Py_ssize_t cz_uint(const unsigned char *b, Py_ssize_t n, Py_ssize_t i,
     return i
 
 
+# ---------------------------------------------------------------------------------------------
+# String content the scan keeps (label values, escaped keys): escapes decoded to UTF-8, and the
+# check that what it keeps is UTF-8.
+
 cdef Py_ssize_t cz_put_utf8(unsigned char *out, uint32_t cp) noexcept nogil:
     if cp < 0x80:
         out[0] = cp

@@ -1,7 +1,7 @@
 """Unit tests of ConnzAggregator: the compiled one, and the reference where both must agree.
 
 Bodies are written by hand here, so each test shows the case it checks; the seeded generator
-(tests/connzgen.py) drives the churn tests and the differential suite.
+(tests/support/connzgen.py) drives the churn tests and the differential suite.
 """
 
 from __future__ import annotations
@@ -17,16 +17,20 @@ import pytest
 from fastnats import _core, _reference
 from fastnats.errors import ConnzDecodeError
 from fastnats.metrics import (
-    BY_NAME,
-    CONNECTION_LABELS,
     CONNZ,
+    CONNZ_IDLE_LE,
+    CONNZ_PENDING_LE,
     CONNZ_RTT_LE,
+    CONNZ_SUBS_LE,
+    DISTRIBUTION,
     GROUP_LABELS,
+    NATS_CLIENT_CONNECTION_IDLE_SECONDS,
+    NATS_CLIENT_CONNECTION_PENDING_BYTES,
+    NATS_CLIENT_CONNECTION_RTT_SECONDS,
+    NATS_CLIENT_CONNECTION_SUBSCRIPTIONS,
     OTHER_GROUP,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import connzgen  # noqa: E402
+from tests.support import connzgen
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 U64_MAX = 2**64 - 1
@@ -54,6 +58,13 @@ def samples(agg, name: str) -> dict[tuple[str, ...], int | float]:
     return dict(agg.families()[name])
 
 
+def distribution(agg, metric) -> tuple[tuple[int, ...], int | float]:
+    """The one sample of a distribution: cumulative bucket counts (+Inf last) and the sum."""
+    [(labels, value)] = agg.families()[metric.name]
+    assert labels == ()
+    return value
+
+
 def test_the_core_is_the_compiled_extension():
     assert _core.__file__.endswith(".so"), _core.__file__
     assert _core.IMPLEMENTATION == "cython"
@@ -62,28 +73,49 @@ def test_the_core_is_the_compiled_extension():
 # -- catalogue --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("impl", IMPLS)
-def test_families_and_label_names_follow_the_catalogue(impl):
-    agg = impl(group_by=("lang", "account"))
+def test_families_follow_the_catalogue(impl):
+    agg = impl(group_by=("lang", "account"), per_connection=True)
     assert set(agg.families()) == {m.name for m in CONNZ}
-    agg.update(body(conn(1)), None, 1.0)
+    agg.update(body(conn(1, pending_bytes=5)), None, 1.0)
+    agg.update(body(conn(1, pending_bytes=5, in_msgs=3, out_msgs=2)), None, 2.0)
     for metric in CONNZ:
-        names = agg.label_names(metric.name)
-        expected = ("lang", "account") if metric.labels == (GROUP_LABELS,) else metric.labels
-        assert names == expected
+        names = ("lang", "account") if metric.labels == (GROUP_LABELS,) else metric.labels
+        assert agg.families()[metric.name], metric.name
         for values, _ in agg.families()[metric.name]:
             assert len(values) == len(names), metric.name
-    assert agg.label_names("nats_client_top_pending_bytes") == CONNECTION_LABELS
-    assert agg.label_names("nats_client_connection_rtt_seconds_bucket") == ("le",)
+    assert agg.families()["nats_client_top_pending_bytes"][0][0] == ("1", "svc", "A", "10.0.0.1")
 
 
-def test_catalogue_distributions_are_gauge_triples_and_names_unique():
+DISTRIBUTIONS = [(NATS_CLIENT_CONNECTION_RTT_SECONDS, CONNZ_RTT_LE),
+                 (NATS_CLIENT_CONNECTION_PENDING_BYTES, CONNZ_PENDING_LE),
+                 (NATS_CLIENT_CONNECTION_IDLE_SECONDS, CONNZ_IDLE_LE),
+                 (NATS_CLIENT_CONNECTION_SUBSCRIPTIONS, CONNZ_SUBS_LE)]
+
+
+def test_catalogue_distributions_are_histograms_and_names_unique():
     names = [m.name for m in CONNZ]
     assert len(set(names)) == len(names)
-    for m in CONNZ:
-        if m.name.endswith("_bucket"):
-            base = m.name.removesuffix("_bucket")
-            assert {m.type, BY_NAME[base + "_sum"].type, BY_NAME[base + "_count"].type} == {"gauge"}
-            assert m.labels == ("le",)
+    assert [m for m in CONNZ if m.type == DISTRIBUTION] == [m for m, _ in DISTRIBUTIONS]
+    for metric, les in DISTRIBUTIONS:
+        assert metric.buckets == les
+        assert les[-1] == "+Inf"
+        assert metric.exposed_type == "histogram"
+        assert metric.labels == ()
+        assert not metric.name.endswith(("_bucket", "_sum", "_count"))
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_distribution_samples_have_the_catalogue_shape(impl):
+    agg = impl()
+    assert all(agg.families()[m.name] == [] for m, _ in DISTRIBUTIONS)
+    agg.update(body(conn(1), conn(2, rtt="", idle="3s", subscriptions=4)), None, 1.0)
+    for metric, les in DISTRIBUTIONS:
+        counts, total = distribution(agg, metric)
+        assert type(counts) is tuple and len(counts) == len(les)
+        assert list(counts) == sorted(counts)
+        assert counts[-1] == (1 if metric is NATS_CLIENT_CONNECTION_RTT_SECONDS else 2)
+        assert type(total) is (int if metric.name.endswith(("_bytes", "_subscriptions"))
+                               else float)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -152,8 +184,8 @@ def test_recorded_body_sums_match_connz_and_varz(impl):
     assert conns[("B", "")] == 1        # no name given
     assert conns[("A", "batch-job")] == 0   # closed, still counted in the totals
     assert samples(by_account, "nats_client_in_messages_total")[("A", "batch-job")] == 1
-    rtt = samples(by_account, "nats_client_connection_rtt_seconds_count")[()]
-    assert rtt == 4
+    rtt_counts, _ = distribution(by_account, NATS_CLIENT_CONNECTION_RTT_SECONDS)
+    assert rtt_counts[-1] == 4
 
 
 # -- strings, numbers and layout ----------------------------------------------------------------
@@ -167,7 +199,7 @@ def test_escapes_unicode_and_compact_layout(impl):
     agg.update(raw, None, 1.0)
     key = ('café 😀 "q" \\ / \b\f\n\r\t', "ü中😀", "Client")
     assert samples(agg, "nats_client_in_messages_total") == {key: 3}
-    assert samples(agg, "nats_client_connection_rtt_seconds_sum") == {(): 1e-06}
+    assert distribution(agg, NATS_CLIENT_CONNECTION_RTT_SECONDS)[1] == 1e-06
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -198,7 +230,7 @@ def test_no_connections(impl, connections):
     agg.update(b'{"total": 0, "connections": ' + connections + b"}", None, 1.0)
     assert (agg.total, agg.count) == (0, 0)
     assert agg.families()["nats_client_connections"] == []
-    assert samples(agg, "nats_client_connection_pending_bytes_count") == {(): 0}
+    assert distribution(agg, NATS_CLIENT_CONNECTION_PENDING_BYTES) == ((0,) * 11, 0)
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -532,7 +564,6 @@ def test_per_connection_series_are_capped(impl):
                                                ("5", "c5", "A", "10.0.0.1")]
     assert samples(agg, "nats_connection_series_omitted") == {(): 2}
     assert samples(agg, "nats_connection_rtt_seconds")[("1", "c1", "A", "10.0.0.1")] == 0.001
-    assert agg.label_names("nats_connection_in_messages_total") == CONNECTION_LABELS
 
 
 @pytest.mark.parametrize("impl", IMPLS)
@@ -543,17 +574,17 @@ def test_distributions_are_cumulative(impl):
     del conns[2]["rtt"]
     agg = impl()
     agg.update(body(*conns), None, 1.0)
-    rtt = samples(agg, "nats_client_connection_rtt_seconds_bucket")
-    assert [rtt[(le,)] for le in CONNZ_RTT_LE] == [1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2]
-    assert samples(agg, "nats_client_connection_rtt_seconds_count") == {(): 2}
-    assert samples(agg, "nats_client_connection_rtt_seconds_sum") == {(): 50e-6 + 3e-3}
-    assert samples(agg, "nats_client_connection_idle_seconds_sum") == {(): 121.0 + 31536000.0}
-    subs = samples(agg, "nats_client_connection_subscriptions_bucket")
-    assert (subs[("0",)], subs[("5",)], subs[("10",)], subs[("10000",)], subs[("+Inf",)]) == \
-        (1, 1, 2, 2, 3)
-    assert samples(agg, "nats_client_connection_subscriptions_sum") == {(): 20007}
-    pending = samples(agg, "nats_client_connection_pending_bytes_bucket")
-    assert (pending[("0",)], pending[("1024",)], pending[("4096",)]) == (2, 2, 3)
+    rtt_counts, rtt_sum = distribution(agg, NATS_CLIENT_CONNECTION_RTT_SECONDS)
+    assert rtt_counts == (1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2)
+    assert rtt_sum == 50e-6 + 3e-3
+    assert distribution(agg, NATS_CLIENT_CONNECTION_IDLE_SECONDS)[1] == 121.0 + 31536000.0
+    subs, subs_sum = distribution(agg, NATS_CLIENT_CONNECTION_SUBSCRIPTIONS)
+    by_le = dict(zip(CONNZ_SUBS_LE, subs))
+    assert (by_le["0"], by_le["5"], by_le["10"], by_le["10000"], by_le["+Inf"]) == (1, 1, 2, 2, 3)
+    assert subs_sum == 20007
+    pending_counts, _ = distribution(agg, NATS_CLIENT_CONNECTION_PENDING_BYTES)
+    pending = dict(zip(CONNZ_PENDING_LE, pending_counts))
+    assert (pending["0"], pending["1024"], pending["4096"]) == (2, 2, 3)
 
 
 # -- threads -------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """The wire counter's netlink parse and per-socket state, on synthesized sock_diag buffers.
 
-Every behaviour runs against the compiled ``_core.WireCounter`` and the ``_reference`` oracle;
-a seeded generator then drives both through long poll sequences and corrupted streams and
-compares them sample for sample, error for error.
+Every behaviour runs against the compiled ``_core.WireCounter`` (``_core/sockdiag.pxi``) and the
+``_reference.WireCounter`` oracle (``_reference/wire.py``); a seeded generator then drives both
+through long poll sequences and corrupted streams and compares them sample for sample, error for
+error, and their renderings byte for byte.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from fastnats import _core, _reference
 from fastnats.collectors.varz import listener_ports
 from fastnats.errors import WireProtocolError
+from fastnats.metrics import BY_NAME
 from fastnats.sources.sockdiag import (
     CONNECTED_STATES,
     _destroy_filter,
@@ -501,6 +503,11 @@ def corrupt(rng: random.Random, buffers: list[bytes]) -> list[bytes]:
     return [bytes(stream)]
 
 
+def rendered(counter, render) -> bytes:
+    return render([(BY_NAME[name], BY_NAME[name].labels, samples)
+                   for name, samples in counter.families().items()])
+
+
 def outcome(counter, buffers):
     try:
         counter.update(buffers)
@@ -525,6 +532,7 @@ def test_core_matches_reference_over_random_polls(seed):
         buffers = split_randomly(rng, buffers)
         got, want = outcome(core, buffers), outcome(reference, buffers)
         assert got == want, f"seed={seed} step={step}"
+        assert rendered(core, _core.render_text) == rendered(reference, _reference.render_text)
         families = core.families()
         assert core.sockets == reference.sockets
         for name in (SENT, RECEIVED, TOTAL_SENT, TOTAL_RECEIVED):

@@ -1,5 +1,6 @@
 # Wire byte counter: parses NETLINK_SOCK_DIAG inet_diag replies (dumps and destroy events) and
-# keeps per-socket counters across polls. Included by _core.pyx.
+# keeps per-socket counters across polls. Included by _core.pyx; the layouts and states it reads
+# are declared in _core.pxd.
 
 from fastnats.errors import WireProtocolError
 from fastnats.metrics import (
@@ -10,63 +11,6 @@ from fastnats.metrics import (
     NATS_WIRE_RECEIVED_BYTES_TOTAL,
     NATS_WIRE_SENT_BYTES_TOTAL,
 )
-
-# Layouts from linux/netlink.h, inet_diag.h and tcp.h; netlink is host byte order, ports are
-# network order.
-cdef enum:
-    NL_HDRLEN = 16
-    NL_NOOP = 1
-    NL_ERROR = 2
-    NL_DONE = 3
-    NL_OVERRUN = 4
-    NL_F_MULTI = 2
-    NL_SOCK_DIAG_BY_FAMILY = 20
-    NL_ERRNO_AT = 16                 # the int after the header of NLMSG_ERROR and NLMSG_DONE
-    DIAG_FAMILY_AT = 16              # inet_diag_msg, right after the netlink header
-    DIAG_STATE_AT = 17
-    DIAG_SPORT_AT = 20
-    DIAG_COOKIE_AT = 60
-    DIAG_ATTRS_AT = 88               # header 16 + inet_diag_msg 72, both 4-aligned
-    DIAG_ATTR_INFO = 2               # INET_DIAG_INFO: struct tcp_info
-    NLA_TYPE_MASK = 0x3fff
-    TCPI_BYTES_ACKED_AT = 120
-    TCPI_BYTES_RECEIVED_AT = 128
-    TCPI_NEEDED = 136                # both fields arrived together in Linux 4.1
-    WIRE_AF_INET = 2
-    WIRE_AF_INET6 = 10
-    WIRE_TCP_LISTEN = 10
-
-# Per-socket states; 0 marks an empty slot.
-cdef enum:
-    WS_LIVE = 1         # in the latest dump
-    WS_GRAVE = 2        # missing from the latest dump; its counts were folded into closed
-    WS_DESTROYED = 3    # a destroy event gave its final counts, already in closed
-
-# Updates a vanished socket is remembered for. A dump is not a snapshot: a socket moved inside
-# the kernel's hash while the dump runs can be skipped once. If it comes back within this many
-# updates its folded counts are taken back out of the closed total, so it is not counted twice;
-# a late destroy event for it is matched the same way.
-cdef enum:
-    WIRE_GRACE_UPDATES = 3
-    WIRE_MAX_LISTENERS = 255
-
-
-cdef struct WireSock:
-    uint64_t cookie
-    uint64_t sent
-    uint64_t received
-    uint8_t state
-    uint8_t listener     # 1-based index into WireCounter._listeners
-    uint8_t age          # updates since a WS_GRAVE socket vanished
-    uint8_t carried      # set on a previous-update entry matched by the current one
-
-
-# Open addressing with linear probing, keyed by the inet_diag socket cookie; a table is rebuilt
-# by every update, so it never deletes.
-cdef struct WireTable:
-    WireSock *slots
-    Py_ssize_t mask
-    Py_ssize_t count
 
 
 cdef inline uint16_t wire_u16(const uint8_t *p) noexcept nogil:
@@ -178,13 +122,13 @@ cdef class WireCounter:
     """Wire bytes per NATS listener from the kernel's TCP counters, monotonic across churn.
 
     ``ports`` maps each listening port of the server to its listener name (see
-    ``fastnats.sources.wire.listener_ports``). ``update(buffers)`` takes the raw datagrams of
-    ``SockDiag.dump()``: inet_diag dumps (NLM_F_MULTI messages ended by NLMSG_DONE) and destroy
-    events (the same message without NLM_F_MULTI). Only sockets whose local port is a listener
-    port count, the server's side of its accepted connections. An update is all or nothing: a
-    malformed, truncated or kernel-refused stream raises ``WireProtocolError`` (with the byte
-    offset in the concatenated buffers, and the errno when the kernel sent one) and leaves the
-    counts as they were. The buffers may split messages anywhere.
+    ``fastnats.collectors.varz.listener_ports``). ``update(buffers)`` takes the raw datagrams of
+    ``fastnats.sources.sockdiag.SockDiag.dump()``: inet_diag dumps (NLM_F_MULTI messages ended by
+    NLMSG_DONE) and destroy events (the same message without NLM_F_MULTI). Only sockets whose local
+    port is a listener port count, the server's side of its accepted connections. An update is all
+    or nothing: a malformed, truncated or kernel-refused stream raises ``WireProtocolError`` (with
+    the byte offset in the concatenated buffers, and the errno when the kernel sent one) and leaves
+    the counts as they were. The buffers may split messages anywhere.
 
     Counts come from tcp_info: sent is ``bytes_acked`` (delivered, retransmissions excluded),
     received is ``bytes_received``. Each socket is tracked by its inet_diag cookie; when it
@@ -199,28 +143,6 @@ cdef class WireCounter:
     ``nats_wire_mode_info``; destroy events are applied whenever the buffers hold some. Create a
     new counter when the server restarts or its ports change.
     """
-
-    cdef WireTable _prev
-    cdef WireTable _cur
-    cdef uint8_t *_listener_of       # per local port: 1-based listener index, 0 if not ours
-    cdef tuple _listeners
-    cdef Py_ssize_t _n
-    cdef uint64_t *_closed_sent
-    cdef uint64_t *_closed_received
-    cdef uint64_t *_live_sent
-    cdef uint64_t *_live_received
-    cdef uint64_t *_live_sockets
-    cdef readonly str mode
-    cdef dict _ports
-    cdef bint _ready
-    # Decoding state of one update().
-    cdef uint8_t *_carry             # a message split across buffers, gathered whole
-    cdef Py_ssize_t _carry_len
-    cdef Py_ssize_t _carry_cap
-    cdef Py_ssize_t _carry_at
-    cdef Py_ssize_t _stream_at
-    cdef Py_ssize_t _dones
-    cdef bint _in_multi
 
     def __cinit__(self):
         self._listener_of = <uint8_t *>PyMem_Malloc(65536)

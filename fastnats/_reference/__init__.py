@@ -1,0 +1,23 @@
+"""Plain, slow, obviously correct twin of ``fastnats._core``, module for part.
+
+It is the oracle of the differential tests, and the fallback that runs only when
+``FASTNATS_NO_EXTENSIONS=1`` asks for it. It imports neither ``_core`` nor prometheus_client, and
+writes the same bytes as the compiled core:
+
+- ``writer``: ``render_text`` (``_core/text.pxi``);
+- ``durations``: ``parse_go_duration`` (``_core/durations.pxi``);
+- ``connz``: ``ConnzAggregator`` (``_core/json.pxi``, ``connz_*.pxi``), with orjson for the JSON;
+- ``wire``: ``WireCounter`` and ``wire_parse`` (``_core/sockdiag.pxi``).
+"""
+
+from __future__ import annotations
+
+from .connz import ConnzAggregator
+from .durations import parse_go_duration
+from .wire import WireCounter, wire_parse
+from .writer import render_text
+
+IMPLEMENTATION = "reference"
+
+__all__ = ["IMPLEMENTATION", "ConnzAggregator", "WireCounter", "parse_go_duration",
+           "render_text", "wire_parse"]

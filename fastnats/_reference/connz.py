@@ -1,0 +1,488 @@
+"""The /connz aggregator, with orjson, dicts and ints: the oracle of ``_core/connz_*.pxi``.
+
+It reads the same bodies, keeps the same state and follows the same counting rules (see the top
+of ``_core/connz_aggregate.pxi``), written for clarity over speed.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+from ..errors import ConnzDecodeError
+from ..metrics import (
+    CONNZ,
+    CONNZ_IDLE_BUCKETS,
+    CONNZ_PENDING_BUCKETS,
+    CONNZ_RTT_BUCKETS,
+    CONNZ_SUBS_BUCKETS,
+    DEFAULT_GROUP_BY,
+    GROUP_BY_FIELDS,
+    NATS_CLIENT_CONNECTION_IDLE_SECONDS,
+    NATS_CLIENT_CONNECTION_PENDING_BYTES,
+    NATS_CLIENT_CONNECTION_RTT_SECONDS,
+    NATS_CLIENT_CONNECTION_SUBSCRIPTIONS,
+    NATS_CLIENT_CONNECTIONS,
+    NATS_CLIENT_GROUP_OVERFLOW_TOTAL,
+    NATS_CLIENT_GROUPS,
+    NATS_CLIENT_IN_BYTES_TOTAL,
+    NATS_CLIENT_IN_MESSAGES_TOTAL,
+    NATS_CLIENT_OUT_BYTES_TOTAL,
+    NATS_CLIENT_OUT_MESSAGES_TOTAL,
+    NATS_CLIENT_PENDING_BYTES,
+    NATS_CLIENT_SUBSCRIPTIONS,
+    NATS_CLIENT_TOP_IN_MESSAGES_PER_SECOND,
+    NATS_CLIENT_TOP_OUT_MESSAGES_PER_SECOND,
+    NATS_CLIENT_TOP_PENDING_BYTES,
+    NATS_CONNECTION_IN_BYTES_TOTAL,
+    NATS_CONNECTION_IN_MESSAGES_TOTAL,
+    NATS_CONNECTION_OUT_BYTES_TOTAL,
+    NATS_CONNECTION_OUT_MESSAGES_TOTAL,
+    NATS_CONNECTION_PENDING_BYTES,
+    NATS_CONNECTION_RTT_SECONDS,
+    NATS_CONNECTION_SERIES_OMITTED,
+    NATS_CONNECTION_SUBSCRIPTIONS,
+    OTHER_GROUP,
+    Metric,
+)
+from .durations import parse_go_duration
+
+_U64_MAX = 2**64 - 1
+_COUNTERS = ("in_msgs", "out_msgs", "in_bytes", "out_bytes")
+# The per-group and per-connection counter families, in _COUNTERS order.
+_GROUP_COUNTERS = (NATS_CLIENT_IN_MESSAGES_TOTAL, NATS_CLIENT_OUT_MESSAGES_TOTAL,
+                   NATS_CLIENT_IN_BYTES_TOTAL, NATS_CLIENT_OUT_BYTES_TOTAL)
+_CONNECTION_COUNTERS = (NATS_CONNECTION_IN_MESSAGES_TOTAL, NATS_CONNECTION_OUT_MESSAGES_TOTAL,
+                        NATS_CONNECTION_IN_BYTES_TOTAL, NATS_CONNECTION_OUT_BYTES_TOTAL)
+# Refreshes a cid missing from the open body is remembered for, in case it was only skipped
+# (paging while connections close shifts the pages), before it counts as closed for good.
+_ABSENT_GRACE = 3
+
+
+class _Rec:
+    """One connection of a body, checked and typed."""
+
+    __slots__ = ("cid", "start", "ctr", "pending", "subs", "rtt", "idle", "labels", "named",
+                 "new", "regroup", "rate", "conn")
+
+    def __init__(self, raw: object) -> None:
+        if not isinstance(raw, dict):
+            raise ConnzDecodeError("a connection is not an object", 0)
+        if raw.get("cid") is None:
+            raise ConnzDecodeError("connection without cid", 0)
+        self.cid = _uint(raw, "cid")
+        self.start = _text(raw, "start")
+        self.ctr = tuple(_uint(raw, key) for key in _COUNTERS)
+        self.pending = _uint(raw, "pending_bytes")
+        self.subs = _uint(raw, "subscriptions")
+        self.rtt = _duration(raw, "rtt")
+        self.idle = _duration(raw, "idle")
+        labels = {field: _text(raw, field) for field in GROUP_BY_FIELDS}
+        # /connz calls every connection kind "Client"; its type (nats, websocket, mqtt) is the
+        # useful part.
+        if _text(raw, "type"):
+            labels["kind"] = _text(raw, "type")
+        self.labels = labels
+        # Listed before the server read its CONNECT, a connection has none of these.
+        self.named = any(labels[f] for f in ("name", "lang", "version"))
+        self.new = False
+        self.regroup = False
+        self.rate: tuple[float, float] | None = None
+        self.conn: _Conn | None = None
+
+
+def _uint(raw: dict, key: str) -> int:
+    value = raw.get(key)
+    if value is None:
+        return 0
+    if type(value) is not int or not 0 <= value <= _U64_MAX:
+        raise ConnzDecodeError(f"{key} is not an integer in 0..2**64-1", 0)
+    return value
+
+
+def _text(raw: dict, key: str) -> str:
+    value = raw.get(key)
+    if value is None:
+        return ""
+    if type(value) is not str:
+        raise ConnzDecodeError(f"{key} is not a string", 0)
+    return value
+
+
+def _duration(raw: dict, key: str) -> int | None:
+    value = _text(raw, key)
+    if not value:
+        return None
+    try:
+        return parse_go_duration(value)
+    except ValueError as e:
+        raise ConnzDecodeError(str(e), 0) from None
+
+
+def _read_body(body: bytes | bytearray | memoryview) -> tuple[list[_Rec], int]:
+    """The connections and the ``total`` of one body. orjson locates syntax errors; the checks
+    made here on decoded values report offset 0."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise ConnzDecodeError(e.msg, e.pos) from None
+    if type(doc) is not dict:
+        raise ConnzDecodeError("body is not a JSON object", 0)
+    if "connections" not in doc:
+        raise ConnzDecodeError("body has no connections array", 0)
+    conns = doc["connections"]
+    if conns is None:
+        conns = []
+    if type(conns) is not list:
+        raise ConnzDecodeError("connections is not an array", 0)
+    _uint(doc, "num_connections")
+    return [_Rec(raw) for raw in conns], _uint(doc, "total")
+
+
+def _sat(a: int, b: int) -> int:
+    return min(a + b, _U64_MAX)
+
+
+def _unsat(total: int, part: int) -> int:
+    """Take back a part added with _sat; a saturated sum stays saturated."""
+    return total if total == _U64_MAX else total - part
+
+
+class _Conn:
+    # absent: None while seen in the last update, else updates since, its ctr folded already.
+    __slots__ = ("cid", "start", "ctr", "group", "labels", "named", "epoch", "seen_at", "absent")
+    cid: int
+    start: str
+    ctr: tuple[int, ...]
+    named: bool
+    group: _Group
+    labels: tuple[str, ...]
+    epoch: int
+    seen_at: float
+    absent: int | None
+
+
+class _Group:
+    # debt: what connections that moved in had counted before, in their old group.
+    __slots__ = ("key", "closed", "open", "debt", "conns", "subs", "pending", "last_active",
+                 "other")
+
+    def __init__(self, key: tuple[str, ...], other: bool, now: float) -> None:
+        self.key = key
+        self.other = other
+        self.closed = [0, 0, 0, 0]
+        self.open = [0, 0, 0, 0]
+        self.debt = [0, 0, 0, 0]
+        self.conns = self.subs = self.pending = 0
+        self.last_active = now
+
+
+class _Dist:
+    """A distribution over the open connections; durations are kept in nanoseconds."""
+
+    def __init__(self, metric: Metric, bounds: tuple, seconds: bool) -> None:
+        if len(metric.buckets) != len(bounds) + 1:
+            raise ValueError(f"{metric.name}: {len(bounds)} bounds for le values "
+                             f"{metric.buckets!r}")
+        self.metric = metric
+        self.bounds = [int(b * 1e9 + 0.5) for b in bounds] if seconds else list(bounds)
+        self.seconds = seconds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum: int | float = 0.0 if seconds else 0
+
+    def add(self, value: int) -> None:
+        k = 0
+        while k < len(self.bounds) and value > self.bounds[k]:
+            k += 1
+        self.counts[k] += 1
+        if self.seconds:
+            self.sum += value / 1e9
+        else:
+            assert isinstance(self.sum, int)
+            self.sum = _sat(self.sum, value)
+
+    def sample(self) -> tuple[tuple[()], tuple[tuple[int, ...], int | float]]:
+        cumulative: list[int] = []
+        for n in self.counts:
+            cumulative.append(n + (cumulative[-1] if cumulative else 0))
+        return (), (tuple(cumulative), self.sum)
+
+
+def _dists() -> list[_Dist]:
+    return [_Dist(NATS_CLIENT_CONNECTION_RTT_SECONDS, CONNZ_RTT_BUCKETS, True),
+            _Dist(NATS_CLIENT_CONNECTION_PENDING_BYTES, CONNZ_PENDING_BUCKETS, False),
+            _Dist(NATS_CLIENT_CONNECTION_IDLE_SECONDS, CONNZ_IDLE_BUCKETS, True),
+            _Dist(NATS_CLIENT_CONNECTION_SUBSCRIPTIONS, CONNZ_SUBS_BUCKETS, False)]
+
+
+def _pages(body: object, what: str) -> list:
+    pages = list(body) if isinstance(body, (list, tuple)) else [body]
+    if not pages:
+        raise ValueError(f"{what} is an empty list of pages")
+    for page in pages:
+        if not isinstance(page, (bytes, bytearray, memoryview)):
+            raise TypeError(f"{what} must be bytes-like, not {type(page).__name__}")
+    return pages
+
+
+class ConnzAggregator:
+    """Same contract and counting rules as ``fastnats._core.ConnzAggregator``."""
+
+    def __init__(self, group_by=DEFAULT_GROUP_BY, max_groups: int = 1000,
+                 group_ttl: float = 3600.0, top_k: int = 10, per_connection: bool = False,
+                 per_connection_max: int = 1000) -> None:
+        group_by = tuple(group_by)
+        for f in group_by:
+            if f not in GROUP_BY_FIELDS:
+                raise ValueError(f"cannot group connections by {f!r}; choose from "
+                                 f"{', '.join(GROUP_BY_FIELDS)}")
+        if len(set(group_by)) != len(group_by):
+            raise ValueError(f"group_by lists a field twice: {group_by!r}")
+        if max_groups < 1:
+            raise ValueError("max_groups must be at least 1")
+        if not group_ttl >= 0:
+            raise ValueError("group_ttl must be a non-negative number of seconds")
+        if not 0 <= top_k <= 10_000:
+            raise ValueError("top_k must be from 0 to 10000")
+        if per_connection_max < 0:
+            raise ValueError("per_connection_max must not be negative")
+        self.group_by = group_by
+        self.max_groups = max_groups
+        self.group_ttl = float(group_ttl)
+        self.top_k = top_k
+        self.per_connection = bool(per_connection)
+        self.per_connection_max = per_connection_max
+        self.total = 0
+        self.count = 0
+        self._conns: dict[int, _Conn] = {}
+        self._groups: dict[tuple[str, ...], _Group] = {}
+        self._other: _Group | None = None
+        self._overflow = 0
+        self._watermark = 0
+        self._epoch = 0
+        self._dists = _dists()
+        self._read: list[_Rec] = []
+        self._snapshot: dict[str, list] = {m.name: [] for m in CONNZ}
+
+    def families(self) -> dict[str, list]:
+        return self._snapshot
+
+    def update(self, open_body, closed_body, now: float) -> None:
+        opens = _pages(open_body, "open_body")
+        closeds = [] if closed_body is None else _pages(closed_body, "closed_body")
+        open_recs: list[_Rec] = []
+        closed_recs: list[_Rec] = []
+        total = 0
+        for k, page in enumerate(opens + closeds):
+            is_closed = k >= len(opens)
+            try:
+                recs, page_total = _read_body(page)
+            except ConnzDecodeError as e:
+                where = "closed body" if is_closed else "open body"
+                if len(closeds if is_closed else opens) > 1:
+                    where += f" page {k - (len(opens) if is_closed else 0) + 1}"
+                msg = str(e).removesuffix(f" (byte {e.offset})")
+                raise ConnzDecodeError(f"{where}: {msg}", e.offset) from None
+            (closed_recs if is_closed else open_recs).extend(recs)
+            if not is_closed:
+                total = max(total, page_total)
+        # Which records are connections the state does not hold, judged before any change.
+        for r in open_recs:
+            st = self._conns.get(r.cid)
+            r.new = st is None or st.start != r.start or any(
+                a < b for a, b in zip(r.ctr, st.ctr))
+            r.regroup = not r.new and st is not None and not st.named and r.named
+        for r in closed_recs:
+            r.new = r.cid > self._watermark and r.cid not in self._conns
+        self._commit(open_recs, closed_recs, now)
+        self.total = total
+        self._snapshot = self._publish()
+
+    # -- groups and held connections -------------------------------------------------------------
+
+    def _group_of(self, labels: dict[str, str], now: float) -> _Group:
+        key = tuple(labels[f] for f in self.group_by)
+        group = self._groups.get(key)
+        if group is not None:
+            return group
+        if len(self._groups) < self.max_groups:
+            group = self._groups[key] = _Group(key, False, now)
+            return group
+        self._overflow += 1
+        if self._other is None:
+            self._other = _Group((OTHER_GROUP,) * len(self.group_by), True, now)
+        return self._other
+
+    def _all_groups(self) -> list[_Group]:
+        return list(self._groups.values()) + ([self._other] if self._other else [])
+
+    @staticmethod
+    def _fold(conn: _Conn, ctr, now: float) -> None:
+        group = conn.group
+        group.closed = [_sat(a, b) for a, b in zip(group.closed, ctr)]
+        group.last_active = now
+
+    def _set_labels(self, conn: _Conn, r: _Rec, now: float) -> None:
+        conn.group = self._group_of(r.labels, now)
+        conn.labels = (str(r.cid), r.labels["name"], r.labels["account"], r.labels["ip"])
+        conn.named = r.named
+
+    # -- the commit, in the order its steps run --------------------------------------------------
+
+    def _commit(self, open_recs: list[_Rec], closed_recs: list[_Rec], now: float) -> None:
+        self._epoch += 1
+        # Expire first, so that the room an expired group leaves is there for new connections.
+        self._expire_groups(now)
+        for g in self._all_groups():
+            g.open = [0, 0, 0, 0]
+            g.conns = g.subs = g.pending = 0
+        self._dists = _dists()
+        self._read = []
+        top_cid = max([self._watermark] + [r.cid for r in open_recs + closed_recs])
+        for r in open_recs:
+            self._commit_open(r, now)
+        self._commit_closed(closed_recs, now)
+        self._age_absent(now)
+        self._watermark = top_cid
+        self.count = len(self._read)
+
+    def _expire_groups(self, now: float) -> None:
+        held = {id(c.group) for c in self._conns.values()}
+        for key, g in list(self._groups.items()):
+            if id(g) not in held and now - g.last_active > self.group_ttl:
+                del self._groups[key]
+        if self._other and id(self._other) not in held and \
+                now - self._other.last_active > self.group_ttl:
+            self._other = None
+
+    def _commit_open(self, r: _Rec, now: float) -> None:
+        conn = self._conns.get(r.cid)
+        if conn is not None and conn.epoch == self._epoch:
+            return      # read from an earlier page already
+        if conn is not None and r.new:
+            # The same cid on another connection (the server restarted).
+            if conn.absent is None:
+                self._fold(conn, conn.ctr, now)
+            del self._conns[conn.cid]
+            conn = None
+        if conn is None:
+            conn = _Conn()
+            conn.cid, conn.start, conn.absent = r.cid, r.start, None
+            self._set_labels(conn, r, now)
+            self._conns[r.cid] = conn
+        else:
+            if conn.absent is not None:
+                # Missing from an earlier open body without closing: take back the fold.
+                g = conn.group
+                g.closed = [_unsat(a, b) for a, b in zip(g.closed, conn.ctr)]
+                conn.absent = None
+            if r.regroup:
+                # Its CONNECT was read since: what it counted stays in the old group.
+                self._fold(conn, conn.ctr, now)
+                self._set_labels(conn, r, now)
+                g = conn.group
+                g.debt = [_sat(a, b) for a, b in zip(g.debt, conn.ctr)]
+            dt = now - conn.seen_at
+            if dt > 0:
+                r.rate = ((r.ctr[0] - conn.ctr[0]) / dt, (r.ctr[1] - conn.ctr[1]) / dt)
+        conn.ctr = r.ctr
+        conn.seen_at = now
+        conn.epoch = self._epoch
+        r.conn = conn
+        self._read.append(r)
+        g = conn.group
+        g.conns += 1
+        g.subs = _sat(g.subs, r.subs)
+        g.pending = _sat(g.pending, r.pending)
+        g.open = [_sat(a, b) for a, b in zip(g.open, r.ctr)]
+        g.last_active = now
+        rtt, pending, idle, subs = self._dists
+        if r.rtt is not None:
+            rtt.add(r.rtt)
+        pending.add(r.pending)
+        if r.idle is not None:
+            idle.add(r.idle)
+        subs.add(r.subs)
+
+    def _commit_closed(self, closed_recs: list[_Rec], now: float) -> None:
+        folded: set[int] = set()
+        for r in closed_recs:
+            conn = self._conns.get(r.cid)
+            if conn is not None:
+                if conn.epoch == self._epoch:
+                    continue    # still open in this update; folded once it leaves
+                final = r.ctr if conn.start == r.start else conn.ctr
+                final = tuple(max(a, b) for a, b in zip(conn.ctr, final))
+                if conn.absent is not None:
+                    # Its last-seen counters were folded when it went missing.
+                    final = tuple(a - b for a, b in zip(final, conn.ctr))
+                self._fold(conn, final, now)
+                del self._conns[conn.cid]
+            elif r.new and r.cid not in folded:
+                # Opened and closed between two refreshes.
+                folded.add(r.cid)
+                g = self._group_of(r.labels, now)
+                g.closed = [_sat(a, b) for a, b in zip(g.closed, r.ctr)]
+                g.last_active = now
+
+    def _age_absent(self, now: float) -> None:
+        for conn in [c for c in self._conns.values() if c.epoch != self._epoch]:
+            if conn.absent is None:
+                self._fold(conn, conn.ctr, now)
+                conn.absent = 0
+            else:
+                conn.absent += 1
+                if conn.absent >= _ABSENT_GRACE:
+                    del self._conns[conn.cid]
+
+    # -- the snapshot ----------------------------------------------------------------------------
+
+    def _publish(self) -> dict[str, list]:
+        fams: dict[str, list] = {m.name: [] for m in CONNZ}
+        self._publish_groups(fams)
+        for dist in self._dists:
+            fams[dist.metric.name].append(dist.sample())
+        if self.top_k:
+            self._publish_tops(fams)
+        if self.per_connection:
+            self._publish_per_connection(fams)
+        return fams
+
+    def _publish_groups(self, fams: dict[str, list]) -> None:
+        for g in sorted(self._all_groups(), key=lambda g: g.key):
+            fams[NATS_CLIENT_CONNECTIONS.name].append((g.key, g.conns))
+            fams[NATS_CLIENT_SUBSCRIPTIONS.name].append((g.key, g.subs))
+            fams[NATS_CLIENT_PENDING_BYTES.name].append((g.key, g.pending))
+            for k, metric in enumerate(_GROUP_COUNTERS):
+                fams[metric.name].append(
+                    (g.key, _unsat(_sat(g.closed[k], g.open[k]), g.debt[k])))
+        fams[NATS_CLIENT_GROUPS.name].append(((), len(self._groups)))
+        fams[NATS_CLIENT_GROUP_OVERFLOW_TOTAL.name].append(((), self._overflow))
+
+    def _publish_tops(self, fams: dict[str, list]) -> None:
+        read = self._read
+        ranked = sorted((r for r in read if r.pending > 0), key=lambda r: (-r.pending, r.cid))
+        fams[NATS_CLIENT_TOP_PENDING_BYTES.name] = [
+            (_series(r), r.pending) for r in ranked[:self.top_k]]
+        for k, metric in enumerate((NATS_CLIENT_TOP_IN_MESSAGES_PER_SECOND,
+                                    NATS_CLIENT_TOP_OUT_MESSAGES_PER_SECOND)):
+            rated = sorted(((r.rate[k], r) for r in read if r.rate and r.rate[k] > 0),
+                           key=lambda p: (-p[0], p[1].cid))
+            fams[metric.name] = [(_series(r), rate) for rate, r in rated[:self.top_k]]
+
+    def _publish_per_connection(self, fams: dict[str, list]) -> None:
+        chosen = sorted(self._read, key=lambda r: r.cid)[:self.per_connection_max]
+        for r in chosen:
+            labels = _series(r)
+            fams[NATS_CONNECTION_PENDING_BYTES.name].append((labels, r.pending))
+            fams[NATS_CONNECTION_SUBSCRIPTIONS.name].append((labels, r.subs))
+            if r.rtt is not None:
+                fams[NATS_CONNECTION_RTT_SECONDS.name].append((labels, r.rtt / 1e9))
+            for k, metric in enumerate(_CONNECTION_COUNTERS):
+                fams[metric.name].append((labels, r.ctr[k]))
+        fams[NATS_CONNECTION_SERIES_OMITTED.name].append(((), len(self._read) - len(chosen)))
+
+
+def _series(r: _Rec) -> tuple[str, ...]:
+    """Values of metrics.CONNECTION_LABELS for a record the commit gave its connection."""
+    assert r.conn is not None
+    return r.conn.labels
