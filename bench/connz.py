@@ -21,8 +21,9 @@ skews one process of each, not one contender. The aggregators are fed the body o
 timing, so the figures are for a steady refresh (every cid already known), which is what a
 running exporter sees.
 
-Bodies come from tests/connzgen.py, seeded: a simulated server (the default), or the connections
-of a recorded body cloned to N (``--from-recorded``), or a given body file (``--body``).
+Bodies come from tests.support.connzgen, seeded: a simulated server (the default), or the
+connections of a recorded body cloned to N (``--from-recorded``), or a given body file
+(``--body``).
 """
 
 from __future__ import annotations
@@ -38,14 +39,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+import checkout  # noqa: F401
+import msgspec
+import orjson
 
-import msgspec  # noqa: E402
-import orjson  # noqa: E402
-
-import connzgen  # noqa: E402
-from fastnats import _core, _reference  # noqa: E402
+from fastnats import _core, _reference
+from tests.support import connzgen
 
 
 class _Conn(msgspec.Struct):

@@ -27,11 +27,11 @@ as ``first_refresh``. The refresh splits into:
   plus ``render``.
 
 ``peak_rss_mb`` is the process's VmHWM after both refreshes; workers make the allocator setting
-fastnats-exporter makes at startup (``cli.return_freed_memory``). ``getrusage().ru_maxrss`` is reported
-too (``ru_maxrss_mb``) but is not the figure to judge: Linux carries the parent's peak into a
-child across fork and exec. The target is ``2 × body + 40 MB``. ``server_connz_seconds`` times the
-same /connz request made with http.client from this process, i.e. how long nats-server needs to
-build and send the body; ``server_connz_page1024_seconds`` is the default first page (1,024
+fastnats-exporter makes at startup (``cli.return_freed_memory``). ``getrusage().ru_maxrss`` is
+reported too (``ru_maxrss_mb``) but is not the figure to judge: Linux carries the parent's peak
+into a child across fork and exec. The target is ``2 × body + 40 MB``. ``server_connz_seconds``
+times the same /connz request made with http.client from this process, i.e. how long nats-server
+needs to build and send the body; ``server_connz_page1024_seconds`` is the default first page (1,024
 connections), all that the official exporter reads.
 
 For each size in ``--synthetic`` (default 50k and 100k) there is no server: the body is the
@@ -52,132 +52,48 @@ import argparse
 import asyncio
 import compileall
 import http.client
-import http.server
 import json
 import os
 import resource
-import selectors
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+from checkout import ROOT
 
-from fastnats import exposition  # noqa: E402
-
-from fastnats.nats import launcher  # noqa: E402
-from fastnats.cli import return_freed_memory  # noqa: E402
-from fastnats.collector import (  # noqa: E402
-    ConnzOptions, ConnzReader, NatsCollector, ServerCollector, Target, varz_samples)
-from fastnats.sources.monitor import MonitorClient, new_session  # noqa: E402
-from wire import await_pongs  # noqa: E402
+import fastnats
+from fastnats import exposition
+from fastnats.cli import return_freed_memory
+from fastnats.collector import (
+    ConnzOptions,
+    ConnzReader,
+    NatsCollector,
+    ServerCollector,
+    Target,
+    varz_samples,
+)
+from fastnats.sources.monitor import MonitorClient, new_session
+from tests.support import connzgen
+from tests.support.crowd import HeldCrowd
+from tests.support.monitor import FakeMonitor
+from tests.support.process import start_nats
 
 FILE_CAP = 20_000
 # nats-server also needs fds for its listeners, the monitor requests and its own files.
 REAL_MAX = FILE_CAP - 500
 RECORDED = ROOT / "tests" / "data" / "connz_open.json"
 RECORDED_VARZ = ROOT / "tests" / "data" / "varz.json"
-LANGS = ("go", "python3", "rust", "nats.js", "java")
-IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h; lets connect() pick the port per 4-tuple
 
 
-# --- helper process: the client ends of the connections ------------------------------------------
-
-def hold(port: int, first: int, count: int, names: int, source: str) -> None:
-    """Open ``count`` NATS connections, print ``ready`` once all are registered, then answer
-    PINGs until stdin closes (nats-server drops a client that leaves two PINGs unanswered)."""
-    socks = []
-    for j in range(first, first + count):
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
-        sock.bind((source, 0))
-        sock.settimeout(30)
-        sock.connect(("127.0.0.1", port))
-        connect = {"verbose": False, "pedantic": False, "protocol": 1,
-                   "name": f"svc-{j % names}", "lang": LANGS[j % len(LANGS)], "version": "1.0"}
-        out = [b"CONNECT " + json.dumps(connect).encode() + b"\r\n"]
-        if j % 4 == 0:
-            out += [f"SUB bench.{j}.{k} {k}\r\n".encode() for k in range(1 + j % 3)]
-        if j % 5 == 0:
-            out.append(b"PUB bench.sink 16\r\n0123456789abcdef\r\n")
-        out.append(b"PING\r\n")
-        sock.sendall(b"".join(out))
-        socks.append(sock)
-    await_pongs(socks)
-    print("ready", flush=True)
-
-    selector = selectors.DefaultSelector()
-    selector.register(sys.stdin, selectors.EVENT_READ, None)
-    for sock in socks:
-        sock.setblocking(False)
-        selector.register(sock, selectors.EVENT_READ, sock)
-    while True:
-        for key, _ in selector.select():
-            sock = key.data
-            if sock is None:
-                if not sys.stdin.readline():
-                    return
-                continue
-            try:
-                data = sock.recv(65536)
-            except BlockingIOError:
-                continue
-            if not data:
-                selector.unregister(sock)
-            elif b"PING\r\n" in data:
-                sock.sendall(b"PONG\r\n")
-
-
-class Clients:
-    """``n`` client connections to ``port``, spread over helper processes."""
-
-    def __init__(self, port: int, n: int, per_helper: int, timeout: float) -> None:
-        self.helpers: list[subprocess.Popen[str]] = []
-        names = max(40, n // 50)
-        try:
-            for index, first in enumerate(range(0, n, per_helper)):
-                count = min(per_helper, n - first)
-                self.helpers.append(subprocess.Popen(
-                    [sys.executable, __file__, "--hold", str(count), "--port", str(port),
-                     "--first", str(first), "--names", str(names),
-                     "--source", f"127.0.0.{2 + index}"],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
-            selector = selectors.DefaultSelector()
-            for helper in self.helpers:
-                assert helper.stdout is not None
-                selector.register(helper.stdout, selectors.EVENT_READ, helper)
-            waiting = set(self.helpers)
-            deadline = time.monotonic() + timeout
-            while waiting:
-                events = selector.select(max(0.0, deadline - time.monotonic()))
-                if not events:
-                    raise TimeoutError(f"client helpers not ready within {timeout:g}s")
-                for key, _ in events:
-                    if key.data.stdout.readline().strip() != "ready":
-                        raise RuntimeError("a client helper failed; see its stderr")
-                    selector.unregister(key.fileobj)
-                    waiting.discard(key.data)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        for helper in self.helpers:
-            if helper.stdin and not helper.stdin.closed:
-                helper.stdin.close()
-        for helper in self.helpers:
-            try:
-                helper.wait(15)
-            except subprocess.TimeoutExpired:
-                helper.kill()
-                helper.wait()
+def hold_clients(port: int, n: int, per_helper: int, timeout: float) -> HeldCrowd:
+    """``n`` client connections to ``port`` as the module docstring describes, spread over
+    helper processes that each bind their own source address."""
+    return HeldCrowd(port, n, "svc", groups=max(40, n // 50), varied=True,
+                     per_helper=per_helper, own_sources=True, timeout=timeout)
 
 
 # --- worker process: one exporter, two refreshes -------------------------------------------------
@@ -392,10 +308,10 @@ def timed_get(port: int, path: str, timeout: float) -> tuple[float, bytes]:
 
 
 def measure_real(n: int, args: argparse.Namespace, deadline: Deadline) -> dict:
-    server = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"])
+    server = start_nats()
     try:
         http_port = server.ports["http"]
-        clients = Clients(server.client_port, n, args.per_helper, deadline.left(300))
+        clients = hold_clients(server.client_port, n, args.per_helper, deadline.left(300))
         try:
             varz = json.loads(timed_get(http_port, "/varz", deadline.left(30))[1])
             if varz["connections"] != n:
@@ -429,47 +345,15 @@ def measure_real(n: int, args: argparse.Namespace, deadline: Deadline) -> dict:
     return result
 
 
-class Replay:
+def replay_monitor(body: bytes, n: int) -> FakeMonitor:
     """A loopback stand-in for a monitoring port that answers /varz (the recorded one, with the
     connection counts set to ``n``) and every /connz request with ``body``."""
-
-    def __init__(self, body: bytes, n: int) -> None:
-        varz = json.loads(RECORDED_VARZ.read_text())
-        varz.update(connections=n, total_connections=n)
-        pages = {"/varz": json.dumps(varz).encode(), "/connz": body}
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go in two writes; without this, delayed ACK adds 40 ms to each.
-            disable_nagle_algorithm = True
-
-            def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-                page = pages.get(self.path.partition("?")[0])
-                if page is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(page)))
-                self.end_headers()
-                self.wfile.write(page)
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+    varz = json.loads(RECORDED_VARZ.read_text())
+    varz.update(connections=n, total_connections=n)
+    return FakeMonitor(varz, body, closed_body=body)
 
 
 def measure_synthetic(n: int, args: argparse.Namespace, deadline: Deadline) -> dict:
-    import connzgen
-
     if args.generator == "recorded":
         body = connzgen.scale_recorded(args.recorded.read_bytes(), n, args.seed)
         source = f"connzgen.scale_recorded({args.recorded.relative_to(ROOT)})"
@@ -486,7 +370,7 @@ def measure_synthetic(n: int, args: argparse.Namespace, deadline: Deadline) -> d
     result = {"connections": n, "mode": "synthetic", "source": source, "seed": args.seed,
               **summarize(runs), "loadavg_1m": load}
     if args.served:
-        replay = Replay(body, n)
+        replay = replay_monitor(body, n)
         try:
             served = summarize([run_worker(["--worker", "real", "--url", replay.url,
                                             "--refreshes", str(args.refreshes),
@@ -526,14 +410,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="per monitoring request")
     parser.add_argument("--deadline", type=float, default=1200.0, help="seconds in all")
     parser.add_argument("--json", action="store_true", help="print one compact JSON object")
-    for hidden in ("--worker", "--url", "--body", "--source"):
+    for hidden in ("--worker", "--url", "--body"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
-    for hidden in ("--hold", "--port", "--first", "--names"):
-        parser.add_argument(hidden, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.hold is not None:
-        hold(args.port, args.first, args.hold, args.names, args.source)
-        return 0
     if args.worker:
         worker(args)
         return 0
@@ -559,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     # Measure the exporter as pip installs it, with its bytecode compiled: from a checkout run
     # under PYTHONDONTWRITEBYTECODE, every worker would compile the sources and count the
     # compiler's memory (1.4 MB) in its peak RSS.
-    compileall.compile_dir(ROOT / "fastnats", quiet=1)
+    compileall.compile_dir(Path(fastnats.__file__).parent, quiet=1)
     deadline = Deadline(args.deadline)
     report = {"runs": args.runs, "refreshes_per_process": args.refreshes,
               "nproc": os.cpu_count(), "results": []}

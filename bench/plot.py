@@ -68,8 +68,8 @@ def plot_refresh(e2e: dict, out: Path) -> None:
     # A synthetic body's figures are those of its replay over HTTP, fetch included, when run.
     rows = [{**r, **r.get("served", {})} for r in e2e["results"]]
     rows.sort(key=lambda r: r["connections"])
-    labels = [f"{r['connections'] // 1000}k\n{'real' if r['mode'].startswith('real') else 'replayed'}"
-              for r in rows]
+    labels = [f"{r['connections'] // 1000}k\n"
+              f"{'real' if r['mode'].startswith('real') else 'replayed'}" for r in rows]
     parts = ("fetch", "scan_aggregate", "snapshot", "render")
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     bottom = [0.0] * len(rows)

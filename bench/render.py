@@ -26,17 +26,13 @@ import socket
 import statistics
 import sys
 import threading
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
+from connz import isolated, peak_rss_mb, time_runs
+from prometheus_client import CollectorRegistry, generate_latest
 
-from prometheus_client import CollectorRegistry, generate_latest  # noqa: E402
-
-from connz import isolated, peak_rss_mb, time_runs  # noqa: E402
-from fastnats import _core, metrics  # noqa: E402
-from fastnats.interop import client_metrics  # noqa: E402
-from fastnats.server import Payload, start_server  # noqa: E402
+from fastnats import _core, metrics
+from fastnats.interop import client_metrics
+from fastnats.server import Payload, start_server
 
 GROUP_FAMILIES = [m for m in metrics.CONNZ if m.labels == (metrics.GROUP_LABELS,)]
 LABELS = ("account", "name")

@@ -5,10 +5,10 @@
 
 prints one JSON object. For each size the exporter runs as its own process (the installed
 ``fastnats-exporter``, default flags but a free listen port and ``--refresh-interval``) against a
-real nats-server with N client connections held by helper processes (bench/e2e.py's ``Clients``),
-or, above what one machine's file cap allows, against bench/e2e.py's loopback ``Replay`` of a
-body cloned from the recorded one. After a warm-up of three refreshes, it samples the process's
-CPU time (utime + stime from /proc) over ``--seconds`` and reports:
+real nats-server with N client connections held by helper processes (bench/e2e.py's
+``hold_clients``), or, above what one machine's file cap allows, against bench/e2e.py's loopback
+``replay_monitor`` of a body cloned from the recorded one. After a warm-up of three refreshes,
+it samples the process's CPU time (utime + stime from /proc) over ``--seconds`` and reports:
 
 - ``cpu_share``: CPU seconds per wall second (0.01 is 1% of one core);
 - ``rss_mb``, ``peak_rss_mb``: VmRSS at the end, VmHWM over the whole run;
@@ -33,13 +33,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import checkout  # noqa: F401
+from e2e import REAL_MAX, RECORDED, hold_clients, replay_monitor, sizes
 from prometheus_client.parser import text_string_to_metric_families
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent), str(HERE.parent / "tests")]
-
-from e2e import REAL_MAX, RECORDED, Clients, Replay, sizes  # noqa: E402
-from fastnats.nats import launcher  # noqa: E402
+from tests.support import connzgen
+from tests.support.process import start_nats
 
 LISTENING = re.compile(r"serving \S+ on (http://\S+) for")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -139,9 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"real sizes must stay at or below {REAL_MAX}")
     results = []
     for n in args.real:
-        server = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"])
+        server = start_nats()
         try:
-            clients = Clients(server.client_port, n, 5000, 300)
+            clients = hold_clients(server.client_port, n, 5000, 300)
             try:
                 result = measure(server.monitor_url, n, args.refresh_interval, args.seconds,
                                  args.exporter_arg)
@@ -150,10 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.stop()
         results.append({"mode": "real nats-server", **result})
-    import connzgen
-
     for n in args.replayed:
-        replay = Replay(connzgen.scale_recorded(RECORDED.read_bytes(), n, 1), n)
+        replay = replay_monitor(connzgen.scale_recorded(RECORDED.read_bytes(), n, 1), n)
         try:
             result = measure(replay.url, n, args.refresh_interval, args.seconds, args.exporter_arg)
         finally:

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import connz
+import pytest
 import render
 
 RECORDED = Path(__file__).resolve().parents[1] / "tests" / "data" / "connz_open.json"

@@ -14,22 +14,22 @@ import time
 from urllib.parse import urlencode
 
 import pytest
+from e2e import connz_params, hold_clients, render_split, timed_get
 
-from e2e import Clients, connz_params, render_split, timed_get
-from fastnats.nats import launcher
 from fastnats.collector import ConnzOptions, NatsCollector, ServerCollector, Target
 from fastnats.sources.monitor import MonitorClient, new_session
+from tests.support.process import start_nats
 
 
 @pytest.fixture(scope="module", params=[10_000, 19_000], ids=lambda n: f"connections={n}")
 def exporter(request):
     n = request.param
-    server = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"])
+    server = start_nats()
     clients = None
     loop = asyncio.new_event_loop()
     session = None
     try:
-        clients = Clients(server.client_port, n, 5000, 300)
+        clients = hold_clients(server.client_port, n, 5000, 300)
         session = loop.run_until_complete(_session())
         collector = ServerCollector(Target("bench", server.monitor_url),
                                     MonitorClient(server.monitor_url, session, 30.0),

@@ -9,18 +9,17 @@ nats-server (see bench/wire.py for the standalone script and its ratios).
 from __future__ import annotations
 
 import pytest
+from wire import hold_connections
 
 from fastnats import _core, _reference
-
-from fastnats.nats import launcher
 from fastnats.sources.sockdiag import SockDiag
-from wire import Connections
+from tests.support.process import start_nats
 
 
 @pytest.fixture(scope="module", params=[1000, 10000], ids=lambda n: f"sockets={n}")
 def loaded(request):
-    server = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"])
-    conns = Connections(server.client_port, request.param)
+    server = start_nats()
+    conns = hold_connections(server.client_port, request.param)
     ports = {server.client_port: "client"}
     diag = SockDiag(ports, destroy_events=False)
     captured = diag.dump()

@@ -21,77 +21,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import checkout  # noqa: F401
 
-from fastnats import _core, _reference  # noqa: E402
-
-from fastnats.nats import launcher  # noqa: E402
-from fastnats.sources.sockdiag import SockDiag  # noqa: E402
+from fastnats import _core, _reference
+from fastnats.sources.sockdiag import SockDiag
+from tests.support.crowd import HeldCrowd
+from tests.support.process import start_nats
 
 FILE_CAP = 20_000
-HANDSHAKE = b'CONNECT {"verbose":false,"pedantic":false,"protocol":1}\r\nPING\r\n'
 
 
-def hold(port: int, count: int) -> None:
-    """Helper process: open ``count`` NATS connections, say so, keep them until stdin closes."""
-    socks = []
-    for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-        sock.sendall(HANDSHAKE)
-        socks.append(sock)
-    # Every PONG back means the server has registered every connection before timing starts.
-    await_pongs(socks)
-    print("ready", flush=True)
-    sys.stdin.read()
-
-
-def await_pongs(socks: list[socket.socket]) -> None:
-    """Read each socket until the PONG that answers its PING."""
-    for sock in socks:
-        data = b""
-        while b"PONG\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("nats-server closed a benchmark connection")
-            data += chunk
-
-
-class Connections:
+def hold_connections(port: int, n: int, per_helper: int = 8000) -> HeldCrowd:
     """``n`` loopback connections to ``port``, their client ends spread over helper processes."""
-
-    def __init__(self, port: int, n: int, per_helper: int = 8000) -> None:
-        if n >= FILE_CAP - 100:
-            raise ValueError(f"{n} sockets: nats-server needs one fd each, cap {FILE_CAP}")
-        self.helpers: list[subprocess.Popen[str]] = []
-        try:
-            left = n
-            while left > 0:
-                count = min(per_helper, left)
-                self.helpers.append(subprocess.Popen(
-                    [sys.executable, __file__, "--hold", str(count), "--port", str(port)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
-                left -= count
-            for helper in self.helpers:
-                assert helper.stdout is not None
-                if helper.stdout.readline().strip() != "ready":
-                    raise RuntimeError("a connection helper failed; see its stderr")
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        for helper in self.helpers:
-            if helper.stdin:
-                helper.stdin.close()
-        for helper in self.helpers:
-            helper.wait(60)
+    if n >= FILE_CAP - 100:
+        raise ValueError(f"{n} sockets: nats-server needs one fd each, cap {FILE_CAP}")
+    return HeldCrowd(port, n, per_helper=per_helper)
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -104,10 +52,10 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def measure(n: int, repeats: int, per_helper: int) -> dict:
-    server = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"])
+    server = start_nats()
     try:
         ports = {server.client_port: "client"}
-        conns = Connections(server.client_port, n, per_helper)
+        conns = hold_connections(server.client_port, n, per_helper)
         try:
             diag = SockDiag(ports, destroy_events=False)
             counter = _core.WireCounter(ports)
@@ -158,12 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-helper", type=int, default=8000,
                         help="client sockets per helper process")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--hold", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.hold is not None:
-        hold(args.port, args.hold)
-        return 0
     if args.sockets < 1:
         parser.error("--sockets must be at least 1")
     result = measure(args.sockets, args.repeats, args.per_helper)

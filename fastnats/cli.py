@@ -293,10 +293,10 @@ async def _check(settings: Settings) -> int:
     collector = _collector(settings, session)
     try:
         await collector.refresh()
+        text, ok = check.report(collector)
     finally:
         await collector.close()
         await session.close()
-    text, ok = check.report(collector)
     sys.stdout.write(text)
     return 0 if ok else 1
 

@@ -120,8 +120,8 @@ HEALTH = (NATS_UP, NATS_SERVER_INFO)
 # Per-client aggregates, distributions and top-K from /connz (see the connz section of docs).
 #
 # The labels of the group families depend on --connz.group-by, so the catalogue lists them as the
-# single marker GROUP_LABELS; ``ConnzAggregator.label_names(name)`` expands it to the configured
-# fields, in the configured order.
+# single marker GROUP_LABELS; ``ConnzCollector.label_names`` expands it to the configured fields,
+# in the configured order.
 GROUP_LABELS = "<group_by>"
 #: The /connz fields a deployment may group clients by; ``kind`` is the connection type (nats,
 #: websocket, mqtt), because /connz reports every connection's ``kind`` as ``Client``.
@@ -232,32 +232,33 @@ NATS_CLIENT_TOP_OUT_MESSAGES_PER_SECOND = Metric(
     source="/connz out_msgs of one refresh minus the previous, over the time between them",
     example=1701.0)
 
-_PER_CONN_SRC = "/connz, one series per open connection (--connz.per-connection); "
-NATS_CONNECTION_PENDING_BYTES = Metric(
+def _per_connection(name: str, kind: str, help: str, field: str,
+                    example: int | float) -> Metric:
+    return Metric(name, kind, help, CONNECTION_LABELS, example=example,
+                  source=f"/connz, one series per open connection (--connz.per-connection); "
+                         f"{field}")
+
+
+NATS_CONNECTION_PENDING_BYTES = _per_connection(
     "nats_connection_pending_bytes", GAUGE,
-    "Bytes the server has queued for delivery to the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "pending_bytes", example=4096)
-NATS_CONNECTION_SUBSCRIPTIONS = Metric(
-    "nats_connection_subscriptions", GAUGE, "Subscriptions of the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "subscriptions", example=4)
-NATS_CONNECTION_RTT_SECONDS = Metric(
-    "nats_connection_rtt_seconds", GAUGE, "Round-trip time of the connection in seconds",
-    CONNECTION_LABELS, source=_PER_CONN_SRC + "rtt", example=0.00078)
-NATS_CONNECTION_IN_MESSAGES_TOTAL = Metric(
+    "Bytes the server has queued for delivery to the connection", "pending_bytes", 4096)
+NATS_CONNECTION_SUBSCRIPTIONS = _per_connection(
+    "nats_connection_subscriptions", GAUGE, "Subscriptions of the connection", "subscriptions", 4)
+NATS_CONNECTION_RTT_SECONDS = _per_connection(
+    "nats_connection_rtt_seconds", GAUGE, "Round-trip time of the connection in seconds", "rtt",
+    0.00078)
+NATS_CONNECTION_IN_MESSAGES_TOTAL = _per_connection(
     "nats_connection_in_messages_total", COUNTER,
-    "Messages received by the server from the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "in_msgs", example=152521)
-NATS_CONNECTION_OUT_MESSAGES_TOTAL = Metric(
+    "Messages received by the server from the connection", "in_msgs", 152521)
+NATS_CONNECTION_OUT_MESSAGES_TOTAL = _per_connection(
     "nats_connection_out_messages_total", COUNTER, "Messages sent by the server to the connection",
-    CONNECTION_LABELS, source=_PER_CONN_SRC + "out_msgs", example=305042)
-NATS_CONNECTION_IN_BYTES_TOTAL = Metric(
+    "out_msgs", 305042)
+NATS_CONNECTION_IN_BYTES_TOTAL = _per_connection(
     "nats_connection_in_bytes_total", COUNTER,
-    "Message bytes received by the server from the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "in_bytes", example=12201680)
-NATS_CONNECTION_OUT_BYTES_TOTAL = Metric(
+    "Message bytes received by the server from the connection", "in_bytes", 12201680)
+NATS_CONNECTION_OUT_BYTES_TOTAL = _per_connection(
     "nats_connection_out_bytes_total", COUNTER,
-    "Message bytes sent by the server to the connection", CONNECTION_LABELS,
-    source=_PER_CONN_SRC + "out_bytes", example=24403360)
+    "Message bytes sent by the server to the connection", "out_bytes", 24403360)
 NATS_CONNECTION_SERIES_OMITTED = Metric(
     "nats_connection_series_omitted", GAUGE,
     "Open connections left without per-connection series by --connz.per-connection-max",

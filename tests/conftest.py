@@ -1,116 +1,39 @@
-"""Shared fixtures: real nats-server processes on random ports, and the exporter as a process."""
+"""Fixtures shared by the suites; the helpers behind them are in tests.support."""
 
 from __future__ import annotations
 
-import os
-import re
-import shutil
-import subprocess
-import sys
-import threading
-import time
-import urllib.request
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
-from fastnats.nats import launcher
-
-CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def require_tool(name: str) -> str:
-    """Path of ``name``; in CI a missing tool fails the test instead of skipping it."""
-    path = shutil.which(name)
-    if path is None and name == "nats-server":
-        try:
-            path = launcher.find_binary()
-        except launcher.NatsServerError:
-            path = None
-    if path is None:
-        message = f"{name} is not installed (see .ci/run)"
-        if CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+from fastnats.nats.launcher import NatsServer
+from tests.support.process import running_nats
 
 
 @pytest.fixture
-def nats_server() -> Iterator[launcher.NatsServer]:
-    require_tool("nats-server")
-    server = launcher.start(["-p", "-1", "-m", "-1", "-a", "127.0.0.1"])
-    yield server
-    server.stop()
+def nats_server() -> Iterator[NatsServer]:
+    """A nats-server of the test's own, on random loopback ports."""
+    with running_nats() as server:
+        yield server
 
 
-def http_get(url: str, timeout: float = 10.0) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:
-        return resp.read()
+@pytest.fixture(scope="module")
+def shared_nats_server() -> Iterator[NatsServer]:
+    """One nats-server for the tests of a module that only read it: none stops it, and none
+    compares the server's totals with counts of its own."""
+    with running_nats() as server:
+        yield server
 
 
-_SERVING = re.compile(r"serving \S+ on (http://\S+)")
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[..., Path]:
+    """Write text to a file under tmp_path and return its path."""
 
+    def write(text: str, name: str = "nats.conf") -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
 
-@dataclass
-class Exporter:
-    """A ``fastnats-exporter`` process; ``url`` is its metrics URL, read from its log."""
-
-    process: subprocess.Popen[str]
-    url: str = ""
-    log: list[str] = field(default_factory=list)
-
-    def scrape(self) -> str:
-        return http_get(self.url).decode()
-
-    def stop(self) -> int:
-        return stop_process(self.process)
-
-
-def stop_process(process: subprocess.Popen) -> int:
-    """Terminate ``process`` and reap it; kill it if it does not exit in time."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-    return process.wait()
-
-
-def start_exporter(*args: str, env: dict[str, str] | None = None,
-                   timeout: float = 30.0) -> Exporter:
-    """Run the exporter with ``args`` and wait until its log says where it serves."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fastnats", *args], stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, **(env or {})})
-    exporter = Exporter(process)
-    found = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            exporter.log.append(line)
-            if not found.is_set() and (match := _SERVING.search(line)):
-                exporter.url = match[1]
-                found.set()
-        found.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not found.wait(timeout) or not exporter.url:
-        exporter.stop()
-        raise AssertionError("exporter did not start:\n" + "".join(exporter.log))
-    return exporter
-
-
-def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
-    """Poll ``predicate`` until it returns a truthy value; fail with the last value otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
-        time.sleep(interval)
+    return write

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -13,13 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool, stop_process, wait_until
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.process import free_port, require_tool, stop_process, wait_until
 
 
 class Prometheus:

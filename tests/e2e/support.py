@@ -1,22 +1,27 @@
-"""Helpers shared by the end-to-end tests and the checks of deploy/ (rules and dashboard).
+"""Helpers shared by the end-to-end tests and the checks of deploy/ and the docs.
 
-Traffic against a real nats-server, exposition parsing, and readers for the Prometheus rule files
-and the Grafana dashboard, including a small extractor of the metric names a PromQL expression
-reads (Prometheus 2.42 has no API that parses a query without running it).
+Exposition parsing and linting, readers for the Prometheus rule files, the Grafana dashboard and
+the docs' examples, and a small extractor of the metric names a PromQL expression reads
+(Prometheus 2.42 has no API that parses a query without running it). Traffic against a real
+nats-server comes from tests.support.natsclient.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib.util
 import json
 import re
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
-from fastnats import metrics
-from tests.conftest import require_tool
-from tests.natsclient import RawClient
+import pytest
+
+from fastnats import cli, metrics
+from tests.support.process import require_tool
 
 ROOT = Path(__file__).parents[2]
 RULES_DIR = ROOT / "deploy" / "prometheus"
@@ -25,88 +30,13 @@ RECORDING = RULES_DIR / "recording.yml"
 RULE_FILES = (ALERTS, RECORDING)
 RULE_TESTS = sorted((RULES_DIR / "tests").glob("*.yml"))
 DASHBOARD = ROOT / "deploy" / "grafana" / "fastnats.json"
+DOCS = ROOT / "docs"
+DEPLOY_MD = DOCS / "deploy.md"
 
 #: The scrape job name the alert rules and the README's scrape config use.
 JOB = "nats"
 #: Series Prometheus adds to every scrape; the rules and the dashboard may query them.
 PROMETHEUS_SERIES = frozenset({"up"})
-
-
-class PongClient(RawClient):
-    """A RawClient that answers the server's PINGs whenever it reads, as a real client does,
-    so the server keeps the connection and keeps measuring its rtt."""
-
-    def _line(self) -> bytes:
-        while True:
-            line = super()._line()
-            if line != b"PING":
-                return line
-            self.sock.sendall(b"PONG\r\n")
-
-
-class Traffic:
-    """Publishes to a subject its own connection subscribes to, in a background thread.
-
-    Bounded twice, so a test that forgets to stop it cannot hang or flood: at most ``limit``
-    messages and ``seconds`` of publishing. Each batch ends with a PING round trip, which reads
-    the echoed messages back and paces the publisher to what the server delivers.
-    """
-
-    def __init__(self, port: int, *, limit: int = 100_000, seconds: float = 60.0,
-                 batch: int = 20, pause: float = 0.01) -> None:
-        self.client = PongClient(port, name="traffic")
-        self.client.sub("traffic.>", 1)
-        self.client.flush()
-        self.limit, self.seconds, self.batch, self.pause = limit, seconds, batch, pause
-        self.published = 0
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
-
-    def start(self) -> Traffic:
-        self._thread.start()
-        return self
-
-    def _run(self) -> None:
-        deadline = threading.Timer(self.seconds, self._stop.set)
-        deadline.daemon = True
-        deadline.start()
-        try:
-            while not self._stop.is_set() and self.published < self.limit:
-                for i in range(self.batch):
-                    self.client.pub(f"traffic.{i % 4}", b"m" * (16 + i))
-                self.client.flush()
-                self.published += self.batch
-                # A pause between batches, not a synchronisation: the stop event ends it early.
-                self._stop.wait(self.pause)
-        except OSError as exc:
-            # The server going away ends the traffic; the test that stopped it expects that.
-            self.error = exc
-        finally:
-            deadline.cancel()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self.client.close()
-
-
-def stall_a_consumer(port: int, megabytes: int = 48) -> tuple[RawClient, RawClient]:
-    """Make the server queue ``megabytes`` for a subscriber that never reads.
-
-    The kernel's socket buffers take a few MiB (up to a few tens on hosts tuned for throughput);
-    the rest stays in the server's pending bytes, below its 64 MiB max_pending, until its write
-    deadline cuts the subscriber off as a slow consumer.
-    """
-    stalled = RawClient(port, name="stalled")
-    stalled.sub("stall", 1)
-    stalled.flush()
-    publisher = RawClient(port, name="stall-publisher")
-    chunk = b"s" * (256 * 1024)
-    for _ in range(megabytes * 4):
-        publisher.pub("stall", chunk)
-    publisher.flush()
-    return stalled, publisher
 
 
 # -- expositions
@@ -212,6 +142,15 @@ def dashboard_queries(dashboard: dict) -> list[tuple[str, str]]:
     return out
 
 
+def dashboard_metric_names() -> set[str]:
+    names = set()
+    for where, expr in dashboard_queries(load_dashboard()):
+        found = metric_names(expr)
+        assert found, f"{where}: no metric in {expr!r}"
+        names |= found
+    return names
+
+
 # Grafana's variables as Prometheus sees them once Grafana has expanded them: every job and
 # server ("All"), and a rate window that spans several 1 s scrapes.
 _GRAFANA_VARIABLES = {
@@ -251,3 +190,36 @@ def metric_names(expr: str) -> set[str]:
         text = pattern.sub(" ", text)
     return {name for name, call in _IDENTIFIER.findall(text)
             if not call and name.lower() not in _KEYWORDS}
+
+
+# -- the docs
+
+
+@functools.cache
+def load_metrics_doc_generator() -> ModuleType:
+    """tools/gen_metrics_doc.py, which writes docs/metrics.md and the --help blocks."""
+    spec = importlib.util.spec_from_file_location("gen_metrics_doc",
+                                                  ROOT / "tools" / "gen_metrics_doc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def code_blocks(path: Path, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```$", path.read_text(), re.M | re.S)
+
+
+def exporter_settings(argv: list[str]) -> cli.Settings:
+    """What the exporter makes of ``argv``: its own parser and checks, as at startup."""
+    return cli.resolve(cli.build_parser().parse_args(argv))
+
+
+def assert_current(path: Path, expected: str) -> None:
+    """Fail with a diff and the command that regenerates ``path`` unless it holds ``expected``."""
+    actual = path.read_text(encoding="utf-8") if path.exists() else ""
+    if actual != expected:
+        diff = "".join(list(difflib.unified_diff(
+            actual.splitlines(keepends=True), expected.splitlines(keepends=True),
+            f"{path.name} (in the tree)", f"{path.name} (generated)", n=1))[:40])
+        pytest.fail(f"{path.relative_to(ROOT)} is stale; regenerate it with: "
+                    f"{load_metrics_doc_generator().COMMAND}\n{diff}", pytrace=False)

@@ -15,14 +15,20 @@ from dataclasses import dataclass
 import pytest
 
 from fastnats import metrics
-
 from fastnats.nats import launcher
-from tests.conftest import Exporter, require_tool, start_exporter, wait_until
 from tests.e2e.conftest import Prometheus
 from tests.e2e.support import (
-    JOB, RULE_FILES, Traffic, alert_names, dashboard_queries, expand_variables,
-    load_dashboard, recorded_names, sample_names, stall_a_consumer)
-from tests.natsclient import RawClient
+    JOB,
+    RULE_FILES,
+    alert_names,
+    dashboard_queries,
+    expand_variables,
+    load_dashboard,
+    recorded_names,
+    sample_names,
+)
+from tests.support.natsclient import Traffic, stall_a_consumer
+from tests.support.process import Exporter, exporter_under_traffic, running_nats, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -45,30 +51,15 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(start_prometheus, tmp_path_factory) -> Iterator[Stack]:
-    require_tool("nats-server")
     conf = tmp_path_factory.mktemp("nats") / "nats-server.conf"
     # A short write deadline turns a stalled subscriber into a slow consumer in a second
     # instead of the default ten.
     conf.write_text('write_deadline: "1s"\n')
-    nats = launcher.start(["-c", str(conf), "-p", "-1", "-m", "-1", "-a", "127.0.0.1"])
-    idle: list[RawClient] = []
-    traffic = exporter = None
-    try:
-        idle = [RawClient(nats.client_port, name=f"idle-{i}") for i in range(IDLE_CLIENTS)]
-        traffic = Traffic(nats.client_port, seconds=50).start()
-        exporter = start_exporter(nats.monitor_url, "--web.listen-address", "127.0.0.1:0",
-                                  "--refresh-interval", "0.5")
+    with running_nats("-c", str(conf)) as nats, exporter_under_traffic(
+            nats, idle=IDLE_CLIENTS, seconds=50, refresh_interval="0.5") as (exporter, traffic):
         target = urllib.parse.urlsplit(exporter.url).netloc
         prometheus = start_prometheus(JOB, [target], RULE_FILES)
         yield Stack(nats, exporter, prometheus, traffic)
-    finally:
-        if traffic is not None:
-            traffic.stop()
-        if exporter is not None:
-            exporter.stop()
-        for client in idle:
-            client.close()
-        nats.stop()
 
 
 def eventually(prometheus: Prometheus, expr: str, check, timeout: float = 15.0) -> float:

@@ -1,34 +1,30 @@
 """The /connz collector end to end: the exporter process against real and fake monitoring ports.
 
-Against a real nats-server, raw clients (tests/crowd.py) make known traffic in named groups, and
-the exporter's group totals must equal the test's own count, the sums over /connz and /varz, also
-through churn and with 10,000 connections held by helper processes. Against a fake monitoring
-port that serves generated bodies (tests/connzgen.py), a 50k-connection /connz held half sent
+Against a real nats-server, raw clients (tests.support.crowd) make known traffic in named groups,
+and the exporter's group totals must equal the test's own count, the sums over /connz and /varz,
+also through churn and with 10,000 connections held by helper processes. Against a fake monitoring
+port that serves generated bodies (tests.support.connzgen), a 50k-connection /connz held half sent
 shows that scrapes never wait for a refresh, and a truncated one that a bad body keeps the last
 good aggregates.
 """
 
 from __future__ import annotations
 
-import socket
-import subprocess
 import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastnats.nats import launcher
-from tests import connzgen
-from tests.conftest import http_get, require_tool, start_exporter, wait_until
-from tests.crowd import Crowd, connect_line, pub
-from tests.natsclient import RawClient
+from tests.support import connzgen
+from tests.support.crowd import Crowd, HeldCrowd
+from tests.support.monitor import FakeMonitor
+from tests.support.natsclient import RawClient, connect_line, pub
+from tests.support.process import http_get, running_nats, start_exporter, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +40,6 @@ DISTRIBUTION_COUNTS = tuple(f"nats_client_connection_{d}_count"
                             for d in ("rtt_seconds", "pending_bytes", "idle_seconds",
                                       "subscriptions"))
 VARZ_TEMPLATE = orjson.loads((Path(__file__).parents[1] / "data" / "varz.json").read_bytes())
-CROWD_SCRIPT = Path(__file__).parents[1] / "crowd.py"
 
 Series = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -127,27 +122,18 @@ def two_refreshes_later(exporter) -> None:
 def patient_server(tmp_path):
     """A nats-server that keeps a consumer that never reads for minutes instead of 10 s, so the
     pending bytes of a stalled consumer stay put while a test looks at them."""
-    require_tool("nats-server")
     conf = tmp_path / "patient.conf"
     conf.write_text('listen: "127.0.0.1:-1"\nhttp: "127.0.0.1:-1"\nwrite_deadline: "5m"\n')
-    server = launcher.start(["-c", str(conf)])
-    yield server
-    server.stop()
+    with running_nats("-c", str(conf)) as server:
+        yield server
 
 
-def stalled_consumer(port: int, subject: str) -> socket.socket:
+def stalled_consumer(port: int, subject: str) -> RawClient:
     """A subscriber to ``subject`` that never reads after its PONG."""
-    stalled = socket.socket()
     # A small receive window leaves most of what it is sent in the server's pending bytes.
-    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stalled.settimeout(10)
-    stalled.connect(("127.0.0.1", port))
-    stalled.sendall(connect_line("stalled") + f"SUB {subject} 1\r\nPING\r\n".encode())
-    seen = b""
-    while b"PONG\r\n" not in seen:
-        chunk = stalled.recv(4096)
-        assert chunk, "the server closed the stalled consumer"
-        seen += chunk
+    stalled = RawClient(port, name="stalled", rcvbuf=4096)
+    stalled.sub(subject, 1)
+    stalled.flush()
     return stalled
 
 
@@ -156,7 +142,7 @@ def test_group_totals_equal_known_traffic_connz_and_varz(patient_server):
     exporter = None
     crowds: list[Crowd] = []
     clients: list[RawClient] = []
-    stalled: list[socket.socket] = []
+    stalled: list[RawClient] = []
     try:
         def crowd(count: int, name: str, commands: bytes = b"") -> Crowd:
             crowds.append(Crowd(port, count, name, commands=commands))
@@ -212,7 +198,7 @@ def test_group_totals_equal_known_traffic_connz_and_varz(patient_server):
         exporter = start_exporter(monitor, *FAST, "--connz.top-k", "2")
         conns = open_connz(monitor)
         cid = cids_by_port(conns)
-        stalled_cids = [cid[sock.getsockname()[1]] for sock in stalled]
+        stalled_cids = [cid[c.sock.getsockname()[1]] for c in stalled]
         fast_cid, rate_sink_cid = (cid[c.sock.getsockname()[1]] for c in (fast, rate_sink))
         slow_cids = {cid[c.sock.getsockname()[1]] for c in slow}
 
@@ -391,11 +377,13 @@ def test_counters_stay_monotonic_through_churn_and_keep_closed_connections(nats_
         assert by_name(series, "nats_client_in_bytes_total")["oneshot"] == 37 * 11
         assert by_name(series, "nats_client_connections")["oneshot"] == 0
     finally:
-        watcher.stop()
-        exporter.stop()
-        for crowd in [steady, *live]:
-            crowd.close()
-        sink.close()
+        try:
+            watcher.stop()    # raises what the watcher hit: the rest must still stop
+        finally:
+            exporter.stop()
+            for crowd in [steady, *live]:
+                crowd.close()
+            sink.close()
     assert not watcher.problems, watcher.problems[:20]
     # The watcher saw the refreshes between the rounds (two per round at least).
     assert len(watcher.refreshes) >= 2 * rounds
@@ -405,13 +393,9 @@ def test_ten_thousand_connections_are_all_counted(nats_server):
     port, monitor = nats_server.client_port, nats_server.monitor_url
     shares = {"crowd-0": 3334, "crowd-1": 3333, "crowd-2": 3333}
     # Each process may hold 20,000 open files: the connections live in helper processes.
-    helpers = [subprocess.Popen([sys.executable, str(CROWD_SCRIPT), str(port), str(n), name],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-               for name, n in shares.items()]
+    helpers = HeldCrowd(port, sum(shares.values()), "crowd", groups=len(shares))
     exporter = None
     try:
-        for helper, n in zip(helpers, shares.values()):
-            assert helper.stdout.readline() == f"ready {n}\n"
         # Started once every connection has sent its CONNECT (see test_a_connection_listed_...).
         exporter = start_exporter(monitor, "--web.listen-address", "127.0.0.1:0",
                                   "--refresh-interval", "0.5", "--timeout", "10")
@@ -429,32 +413,19 @@ def test_ten_thousand_connections_are_all_counted(nats_server):
     finally:
         if exporter is not None:
             exporter.stop()
-        for helper in helpers:
-            helper.stdin.close()
-        for helper in helpers:
-            try:
-                helper.wait(15)
-            except subprocess.TimeoutExpired:
-                helper.kill()
-                helper.wait()
+        helpers.close()
 
 
 def test_a_connection_listed_before_its_connect_joins_its_group_once_named(nats_server):
     port, monitor = nats_server.client_port, nats_server.monitor_url
     exporter = start_exporter(monitor, *FAST)
-    socks = []
+    late = None
     try:
-        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(5)]
+        late = Crowd(port, 5, "late", connect=False)
         wait_until(lambda: len(open_connz(monitor)) == 5)
         two_refreshes_later(exporter)
         assert by_name(parse(exporter.scrape()), "nats_client_connections") == {"": 5}
-        for sock in socks:
-            sock.sendall(connect_line("late") + pub("late", b"x" * 10) + b"PING\r\n")
-            seen = b""
-            while b"PONG\r\n" not in seen:
-                chunk = sock.recv(4096)
-                assert chunk, "the server closed the connection"
-                seen += chunk
+        late.round_trip(dict.fromkeys(late.socks, connect_line("late") + pub("late", b"x" * 10)))
         assert {conn.get("name") for conn in open_connz(monitor)} == {"late"}
         two_refreshes_later(exporter)
         series = parse(exporter.scrape())
@@ -462,81 +433,8 @@ def test_a_connection_listed_before_its_connect_joins_its_group_once_named(nats_
         assert by_name(series, "nats_client_in_messages_total") == {"": 0, "late": 5}
     finally:
         exporter.stop()
-        for sock in socks:
-            sock.close()
-
-
-class FakeMonitor:
-    """A monitoring port serving bodies the test sets: /varz, and /connz by ``state``.
-
-    After ``hold_next_open()``, the next open /connz answer sends its headers and half its body,
-    sets ``holding`` and sends the rest only once ``release`` is set.
-    """
-
-    def __init__(self, varz: dict, open_body: bytes) -> None:
-        self.varz = orjson.dumps(varz)
-        self.open_body = open_body
-        self.closed_body = connzgen.render_body([])
-        self.served: Counter[str] = Counter()
-        self.holding = threading.Event()
-        self.release = threading.Event()
-        self._hold = False
-        self._lock = threading.Lock()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, name="fake-monitor",
-                         daemon=True).start()
-
-    def hold_next_open(self) -> None:
-        with self._lock:
-            self._hold = True
-
-    def _answer(self, path: str) -> tuple[str, bytes, bool]:
-        url = urlsplit(path)
-        if url.path == "/varz":
-            return "varz", self.varz, False
-        if url.path == "/connz":
-            state = parse_qs(url.query).get("state", ["open"])[0]
-            if state == "closed":
-                return "connz-closed", self.closed_body, False
-            with self._lock:
-                hold, self._hold = self._hold, False
-            return "connz-open", self.open_body, hold
-        return "", b"", False
-
-    def _handler(self):
-        monitor = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                what, body, hold = monitor._answer(self.path)
-                if not what:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if hold:
-                    self.wfile.write(body[:len(body) // 2])
-                    monitor.holding.set()
-                    monitor.release.wait(120)
-                    self.wfile.write(body[len(body) // 2:])
-                else:
-                    self.wfile.write(body)
-                with monitor._lock:
-                    monitor.served[what] += 1
-
-            def log_message(self, format: str, *args) -> None:
-                pass
-
-        return Handler
-
-    def close(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if late is not None:
+            late.close()
 
 
 def fake_varz(connections: int) -> dict:
@@ -631,8 +529,8 @@ def test_a_scrape_is_served_while_the_core_scans_a_50k_body():
 
     import uvloop
 
-    from fastnats.refresher import Refresher
     from fastnats.collector import ConnzOptions, NatsCollector, ServerCollector, Target
+    from fastnats.refresher import Refresher
     from fastnats.server import start_server
     from fastnats.sources.monitor import MonitorClient, new_session
 
@@ -706,7 +604,7 @@ def test_a_truncated_connz_keeps_the_last_good_aggregates():
 
         for at_least in (1, 3):
             series = wait_until(lambda: (s := parse(exporter.scrape())) and
-                                errors(s) >= at_least and s)
+                                errors(s) >= at_least and s)  # noqa: B023 (waited on here)
             assert single(series, "nats_up") == 1
             assert_groups(series, body_sums(good))
             # Only /connz failed, and only to decode.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_tool, start_exporter, wait_until
+from tests.support.process import require_tool, start_exporter, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -6,15 +6,14 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from fastnats.nats import launcher
-from tests.conftest import http_get, require_tool, start_exporter, wait_until
-from tests.natsclient import RawClient
+from tests.support.natsclient import RawClient
+from tests.support.process import free_port, http_get, require_tool, start_exporter, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +36,6 @@ def samples(text: str) -> dict[str, float]:
 def header_block(text: str, name: str) -> str:
     match = re.search(rf"^# HELP {name} .*\n# TYPE {name} \S+\n", text, re.M)
     return match[0] if match else ""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def traffic(port: int, clients: int = 5, messages: int = 50) -> list[RawClient]:

@@ -8,8 +8,8 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import start_exporter, wait_until
-from tests.faults import FaultServer
+from tests.support.monitor import FakeMonitor
+from tests.support.process import start_exporter, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -17,9 +17,9 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("mode, reason", [
     ("hang", "timeout"), ("garbage", "decode"), ("status", "http_status"), ("cut", "connect"),
 ])
-def test_broken_server_is_reported_down_with_its_reason(mode, reason, nats_server):
-    fault = FaultServer(mode)
-    exporter = start_exporter(f"broken={fault.url}", f"good={nats_server.monitor_url}",
+def test_broken_server_is_reported_down_with_its_reason(mode, reason, shared_nats_server):
+    fault = FakeMonitor(mode=mode)
+    exporter = start_exporter(f"broken={fault.url}", f"good={shared_nats_server.monitor_url}",
                               "--web.listen-address", "127.0.0.1:0",
                               "--refresh-interval", "0.2", "--timeout", "0.5")
     try:
@@ -48,9 +48,9 @@ def refreshes(text: str, server: str) -> int:
     return int(re.search(rf'^fastnats_refreshes_total{{server="{server}"}} (\d+)$', text, re.M)[1])
 
 
-def test_scrapes_are_answered_while_a_refresh_hangs(nats_server):
-    fault = FaultServer("status")
-    exporter = start_exporter(f"broken={fault.url}", f"good={nats_server.monitor_url}",
+def test_scrapes_are_answered_while_a_refresh_hangs(shared_nats_server):
+    fault = FakeMonitor(mode="status")
+    exporter = start_exporter(f"broken={fault.url}", f"good={shared_nats_server.monitor_url}",
                               "--web.listen-address", "127.0.0.1:0",
                               "--refresh-interval", "0.2", "--timeout", "60")
     try:

@@ -18,7 +18,8 @@ import pytest
 from fastnats import _core
 from fastnats.collectors.varz import listener_ports
 from fastnats.sources.sockdiag import SockDiag
-from tests.conftest import CI, http_get, wait_until
+from tests.support.natsclient import RawClient
+from tests.support.process import CI, http_get, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,28 +27,24 @@ SENT, RECEIVED = "nats_server_total_bytes_sent", "nats_server_total_bytes_receiv
 HEADERS = b"NATS/1.0\r\nX-Trace: 1\r\nX-Origin: wire-test\r\n\r\n"
 
 
-class Peer:
-    """A NATS client on a raw socket that counts every byte and checks each line it gets."""
+class Peer(RawClient):
+    """A RawClient that checks each line it gets against a model of the protocol."""
+
+    #: What the protocol says the client sends and the server sends it, built up as traffic
+    #: goes (from the first send, which the RawClient makes while it connects).
+    expected_out = 0
+    expected_in = 0
 
     def __init__(self, port: int, *, verbose: bool) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        super().__init__(port, verbose=verbose, flush=False)
         self.verbose = verbose
-        self.sent = 0
-        self.received = 0
-        self.buffer = b""
-        info = self.line()
-        assert info.startswith(b"INFO {")
-        #: What the protocol says the server sends this client, built up as traffic goes.
-        self.expected_in = len(info) + 2
+        self.expected_in += len(self.info) + 2
         self.infos = 1
-        self.expected_out = 0
-        connect = json.dumps({"verbose": verbose, "pedantic": False, "headers": True,
-                              "protocol": 1, "lang": "raw", "version": "0"})
-        self.command(f"CONNECT {connect}\r\n".encode())
+        if verbose:
+            self.expected_in += len(b"+OK\r\n")    # for the CONNECT
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-        self.sent += len(data)
+        super().send(data)
         self.expected_out += len(data)
 
     def command(self, data: bytes) -> None:
@@ -55,33 +52,6 @@ class Peer:
         self.send(data)
         if self.verbose:
             self.expected_in += len(b"+OK\r\n")
-
-    def fill(self, block: bool) -> bool:
-        """Read what the socket has; with ``block``, wait for at least one chunk."""
-        self.sock.setblocking(block)
-        try:
-            chunk = self.sock.recv(65536)
-        except BlockingIOError:
-            return False
-        finally:
-            self.sock.settimeout(10)
-        if not chunk:
-            raise ConnectionError("server closed the connection")
-        self.received += len(chunk)
-        self.buffer += chunk
-        return True
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            self.fill(block=True)
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
-
-    def body(self, size: int) -> bytes:
-        while len(self.buffer) < size + 2:
-            self.fill(block=True)
-        data, self.buffer = self.buffer[:size], self.buffer[size + 2:]
-        return data
 
     def handle(self, line: bytes, messages: list) -> bool:
         """Account one server line; True for PONG."""

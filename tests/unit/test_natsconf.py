@@ -1,14 +1,13 @@
 """The nats-server.conf reader: syntax, includes, variables, errors, derived settings, translation.
 
 Where nats-server's own behaviour is the question (does it accept the translated conf, does a
--1 port really give a free port), the real nats-server answers it.
+-1 port really give a free port), the real nats-server answers it in
+tests/integration/test_natsconf.py.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastnats.nats import launcher, natsconf
 from fastnats.errors import ConfError
-from tests.conftest import http_get, require_tool
+from fastnats.nats import natsconf
 
 SEED = Path(__file__).parent / "conf" / "seed.conf"
 
@@ -40,19 +38,6 @@ port: 9100
 
 
 @pytest.fixture
-def write(tmp_path: Path):
-    """Write conf text to a file under tmp_path and return its path."""
-
-    def write(text: str, name: str = "nats.conf") -> Path:
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        return path
-
-    return write
-
-
-@pytest.fixture
 def parse(write):
     """Parse conf text and return its tree."""
     return lambda text: natsconf.load(write(text)).tree
@@ -61,18 +46,6 @@ def parse(write):
 def conf_error(path: Path, line: int, fragment: str) -> str:
     """A pytest.raises ``match`` for ``path:line: ...fragment...``."""
     return "^" + re.escape(f"{path}:{line}: ") + ".*" + re.escape(fragment)
-
-
-def nats_check(path: Path) -> subprocess.CompletedProcess[str]:
-    exe = require_tool("nats-server")
-    return subprocess.run([exe, "-t", "-c", str(path)], capture_output=True, text=True,
-                          timeout=60)
-
-
-def assert_nats_accepts(path: Path) -> None:
-    result = nats_check(path)
-    assert result.returncode == 0, result.stdout + result.stderr + path.read_text()
-    assert "is valid" in result.stdout + result.stderr
 
 
 # -- the article's conf
@@ -94,46 +67,6 @@ def test_article_conf_parses():
     assert conf.monitor == natsconf.MonitorAddr("http", "", 8222, f"{SEED}:3")
     assert conf.metrics_port == 9100
     assert conf.metrics_host is None
-
-
-def test_nats_server_rejects_article_conf_as_is():
-    result = nats_check(SEED)
-    assert result.returncode != 0
-    assert 'unknown field "server"' in result.stdout + result.stderr
-
-
-def test_translated_article_conf_passes_nats_server(tmp_path: Path):
-    translated = natsconf.translate(natsconf.load(SEED), tmp_path / "out")
-    assert translated.path == tmp_path / "out" / "nats-server.conf"
-    assert translated.warnings == (
-        f"{SEED}:5: dropped http.debug: nats-server has no such monitoring setting",
-        f"{SEED}:6: dropped http.pprof: nats-server has no such monitoring setting",
-    )
-    assert_nats_accepts(translated.path)
-    again = natsconf.load(translated.path)
-    assert again.tree == {"listen": ":4222", "http": ":8222"}
-    assert not again.is_article_dialect
-    assert again.monitor_url == "http://127.0.0.1:8222"
-    assert again.metrics_port is None
-
-
-def test_port_overrides_start_a_real_server_on_free_ports(tmp_path: Path):
-    require_tool("nats-server")
-    conf = natsconf.load(SEED)
-    translated = natsconf.translate(conf, tmp_path, listen="127.0.0.1:-1",
-                                    monitor="127.0.0.1:-1")
-    assert natsconf.load(translated.path).tree == {"listen": "127.0.0.1:-1",
-                                                   "http": "127.0.0.1:-1"}
-    server = launcher.start(["-c", str(translated.path)])
-    try:
-        assert server.ports["client"] not in (0, 4222)
-        assert server.ports["http"] not in (0, 8222)
-        varz = json.loads(http_get(f"http://127.0.0.1:{server.ports['http']}/varz"))
-        # /varz reports the real client port (but http_port stays -1, as configured).
-        assert varz["port"] == server.ports["client"]
-        assert varz["host"] == "127.0.0.1"
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("value", ["127.0.0.1:0", "127.0.0.1", ":70000", "host:x", ""])
@@ -536,21 +469,6 @@ def test_monitor_url_of_real_confs(write, text: str, url: str | None):
     assert conf.is_article_dialect == text.startswith("http {")
 
 
-@pytest.mark.parametrize("text", [
-    "port: 4222", "listen: 127.0.0.1:4222", "http: 8222", 'http: "localhost:8222"',
-    "http_port: 8222", "https_port: 8443", "monitor_port: 8222", "http_port: -1",
-    'http: "[::1]:8222"', "http: 8222\nhost: 127.0.0.1\nport: -1",
-])
-def test_real_confs_pass_nats_server_before_and_after_translation(write, tmp_path: Path,
-                                                                  text: str):
-    original = write(text + "\n")
-    assert_nats_accepts(original)
-    translated = natsconf.translate(natsconf.load(original), tmp_path / "out")
-    assert translated.warnings == ()
-    assert_nats_accepts(translated.path)
-    assert natsconf.load(translated.path).tree == natsconf.load(original).tree
-
-
 def test_random_monitor_port_has_no_url(write):
     path = write("port: 4222\nhttp_port: -1\n")
     conf = natsconf.load(path)
@@ -616,84 +534,6 @@ def test_bad_metrics_block(write, block: str, fragment: str):
 def test_no_metrics_block(write):
     conf = natsconf.load(write("port: 4222\n"))
     assert (conf.metrics_host, conf.metrics_port, conf.is_article_dialect) == (None, None, False)
-
-
-# -- translation
-
-
-def test_translation_inlines_includes_and_resolves_variables(write, tmp_path: Path,
-                                                             monkeypatch):
-    monkeypatch.setenv("FASTNATS_TEST_NAME", "from-env")
-    # An included file is parsed alone, so it includes the password variable itself.
-    write("include pass.conf\nMONITOR = 8222\n"
-          "accounts {\n  A { users = [ {user: a, password: $PASS} ] }\n}\n",
-          "sub/accounts.conf")
-    write("PASS: secret\n", "sub/pass.conf")
-    main = write("""\
-server {
-  CLIENT_PORT = 4222
-  port: $CLIENT_PORT
-  server_name: $FASTNATS_TEST_NAME
-  include ./sub/accounts.conf
-  http { port: $MONITOR, pprof: on }
-  max_payload: 2MB
-  ping_interval: "2m"
-  server_tags: ["a:b", 'c d']
-}
-metrics { port: 9100 }
-""")
-    conf = natsconf.load(main)
-    assert conf.monitor_url == "http://127.0.0.1:8222"
-    translated = natsconf.translate(conf, tmp_path / "out")
-    assert translated.warnings == (
-        f"{main}:6: dropped http.pprof: nats-server has no such monitoring setting",)
-    assert_nats_accepts(translated.path)
-    text = translated.path.read_text()
-    assert "$" not in text and "include" not in text
-    assert natsconf.load(translated.path).tree == {
-        "port": 4222,
-        "server_name": "from-env",
-        "accounts": {"A": {"users": [{"user": "a", "password": "secret"}]}},
-        "http": ":8222",
-        "max_payload": 2 * 1024**2,
-        "ping_interval": "2m",
-        "server_tags": ["a:b", "c d"],
-    }
-
-
-def test_realistic_conf_survives_translation(tmp_path: Path):
-    original = Path(__file__).parent / "conf" / "realistic" / "nats-server.conf"
-    assert_nats_accepts(original)
-    conf = natsconf.load(original)
-    assert conf.monitor_url == "http://127.0.0.1:8222"
-    assert conf.tree["accounts"]["SYS"]["users"][0]["password"] == "pw"
-    assert conf.tree["jetstream"]["max_file_store"] == 10 * 1024**3
-    assert conf.tree["max_connections"] == 64_000
-    assert conf.tree["ping_interval"] == "2m0s"
-    translated = natsconf.translate(conf, tmp_path)
-    assert_nats_accepts(translated.path)
-    # Only the variable definition is gone; everything else means the same.
-    expected = {key: value for key, value in conf.tree.items() if key != "SYS_PASS"}
-    assert natsconf.load(translated.path).tree == expected
-
-
-def test_unused_variable_definitions_are_kept(write, tmp_path: Path):
-    # nats-server rejects an unreferenced non-option key; translation must not hide that.
-    conf = natsconf.load(write("port: 4222\nUNUSED = 5\n"))
-    translated = natsconf.translate(conf, tmp_path / "out")
-    assert natsconf.load(translated.path).tree == {"port": 4222, "UNUSED": 5}
-    result = nats_check(translated.path)
-    assert result.returncode != 0
-    assert 'unknown field "UNUSED"' in result.stdout + result.stderr
-
-
-def test_listen_override_replaces_every_client_address_key(write, tmp_path: Path):
-    conf = natsconf.load(write("host: 0.0.0.0\nnet: 0.0.0.0\nport: 4222\nlisten: :4222\n"
-                               "http_port: 8222\nserver_name: n\n"))
-    translated = natsconf.translate(conf, tmp_path / "out", listen="127.0.0.1:-1")
-    assert natsconf.load(translated.path).tree == {"http_port": 8222, "server_name": "n",
-                                                   "listen": "127.0.0.1:-1"}
-    assert_nats_accepts(translated.path)
 
 
 # -- writing

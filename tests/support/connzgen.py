@@ -8,7 +8,7 @@ offset/limit pages; ``synthetic_body(n, seed)`` and ``scale_recorded(body, n)`` 
 connections for the benchmarks, simulated or cloned from a recorded one.
 
 Every random choice comes from ``random.Random(seed)``; callers print the seed so that a failure
-replays. The module lives in tests/ and bench/ imports it from there.
+replays. The tests and bench/ import it as tests.support.connzgen.
 """
 
 from __future__ import annotations

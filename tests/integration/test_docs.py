@@ -1,0 +1,105 @@
+"""The docs against the real programs: the --help blocks are what the command prints, and the
+examples in docs/deploy.md and docs/metrics.md pass `nats-server -t` and promtool."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fastnats import cli
+from fastnats.nats import natsconf
+from tests.e2e.support import (
+    DEPLOY_MD,
+    JOB,
+    RULE_FILES,
+    assert_current,
+    code_blocks,
+    exporter_settings,
+    load_metrics_doc_generator,
+    promtool_lint,
+    sample_names,
+)
+from tests.support.process import require_tool
+
+pytestmark = pytest.mark.integration
+
+gen = load_metrics_doc_generator()
+
+
+@pytest.mark.parametrize("page", gen.HELP_PAGES, ids=lambda page: page.name)
+def test_pages_show_the_live_help(page):
+    current = page.read_text(encoding="utf-8")
+    assert_current(page, gen.with_live_help(current))
+    block = current.split(gen.HELP_BEGIN)[1].split(gen.HELP_END)[0]
+    for action in cli.build_parser()._actions:
+        for flag in action.option_strings:
+            assert flag in block, flag
+
+
+def test_metrics_md_samples_are_a_valid_exposition_of_every_family():
+    samples = "".join(code_blocks(gen.METRICS_MD, ""))
+    assert sample_names(samples) == {m.name for m in gen.m.CATALOGUE}
+    # Parsing is the point here (promtool_lint fails on a parse error); which lint findings
+    # are acceptable is decided once, on a real exposition, in test_deploy.py.
+    promtool_lint(samples)
+
+
+def kubernetes_objects() -> dict[str, dict]:
+    objects = [doc for block in code_blocks(DEPLOY_MD, "yaml")
+               for doc in yaml.safe_load_all(block) if doc and "kind" in doc]
+    return {obj["kind"]: obj for obj in objects}
+
+
+def test_kubernetes_sidecar_shares_the_pod_and_matches_its_annotations(tmp_path, monkeypatch):
+    objects = kubernetes_objects()
+    conf_text = objects["ConfigMap"]["data"]["nats-server.conf"]
+    pod = objects["Deployment"]["spec"]["template"]
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    assert set(containers) == {"nats", "fastnats"}, "both containers in one pod"
+
+    # nats-server accepts the conf, with the environment the pod gives it.
+    conf = tmp_path / "nats-server.conf"
+    conf.write_text(conf_text)
+    monkeypatch.setenv("POD_NAME", "nats-0")
+    check = subprocess.run([require_tool("nats-server"), "-t", "-c", str(conf)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    nats = containers["nats"]
+    mount = nats["volumeMounts"][0]["mountPath"]
+    assert nats["args"] == ["-c", f"{mount}/nats-server.conf"]
+
+    # The exporter reads the monitoring port the conf opens, over the pod's loopback.
+    settings = exporter_settings(containers["fastnats"]["args"])
+    assert [t.url for t in settings.targets] == [natsconf.load(conf).monitor_url]
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == settings.port
+    assert annotations["prometheus.io/path"] == settings.telemetry_path
+    ports = {p["name"]: p["containerPort"] for p in containers["fastnats"]["ports"]}
+    assert ports["metrics"] == settings.port
+    probe = containers["fastnats"]["readinessProbe"]["httpGet"]
+    assert (probe["path"], probe["port"]) == ("/healthz", "metrics")
+
+
+def test_prometheus_configs_pass_promtool(tmp_path):
+    configs = [doc for block in code_blocks(DEPLOY_MD, "yaml")
+               for doc in yaml.safe_load_all(block) if doc and "scrape_configs" in doc]
+    assert len(configs) == 2
+    for i, config in enumerate(configs):
+        assert [job["job_name"] for job in config["scrape_configs"]] == [JOB]
+        assert [Path(p).name for p in config["rule_files"]] == [p.name for p in RULE_FILES]
+        # The documented paths are the operator's; check against the files shipped here.
+        config["rule_files"] = [str(p) for p in RULE_FILES]
+        for job in config["scrape_configs"]:
+            # Debian builds Prometheus without Kubernetes discovery, so promtool here rejects
+            # the field itself; the relabelling it feeds is still checked.
+            if job.pop("kubernetes_sd_configs", None) is not None:
+                job["static_configs"] = [{"targets": ["10.0.0.1:7777"]}]
+        path = tmp_path / f"prometheus-{i}.yml"
+        path.write_text(yaml.safe_dump(config))
+        result = subprocess.run([require_tool("promtool"), "check", "config", str(path)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr

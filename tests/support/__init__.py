@@ -1,0 +1,11 @@
+"""Helpers shared by the tests and the benchmarks in bench/, one implementation of each.
+
+- ``process``: require a tool, start nats-server and the exporter, stop a process, wait until.
+- ``natsclient``: the NATS CONNECT line, a raw blocking client, background traffic.
+- ``crowd``: many connections held in this process or in helper processes.
+- ``monitor``: a fake monitoring port that serves given bodies or fails on purpose.
+- ``connzgen``: seeded /connz bodies.
+
+Nothing here imports at package level: ``crowd`` runs as a helper process that loads only the
+standard library and ``natsclient``.
+"""
