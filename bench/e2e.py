@@ -12,13 +12,14 @@ sends CONNECT with one of N/50 names, a quarter of them subscribe, a fifth publi
 answer the server's PINGs while they wait.
 
 Against that server, each measured refresh runs in a fresh process (``--runs`` of them) that uses
-the exporter's own objects: ``ServerCollector`` with a ``MonitorClient`` and ``ConnzReader``
+the exporter's own objects: ``ServerCollector`` with a ``MonitorClient`` and ``ConnzCollector``
 (default ``ConnzOptions``, wire counter off), then ``NatsCollector.families()`` and the
 exposition's text writer and gzip. A process refreshes twice; the second refresh is the steady
 state of a running exporter (every cid already known) and is the one reported, the first is kept
 as ``first_refresh``. The refresh splits into:
 
-- ``fetch``: the /varz GET plus the /connz GET(s), with the limit and fields ConnzReader asks for;
+- ``fetch``: the /varz GET plus the /connz GET(s), with the limit and fields that
+  ConnzCollector asks for;
 - ``scan_aggregate``: ``ConnzAggregator.update`` on the body (in its worker thread);
 - ``snapshot``: ``ConnzAggregator.families()`` (in the synthetic runs, also the release of the
   previous snapshot, which the real runs count in ``refresh_other``);
@@ -68,15 +69,10 @@ from checkout import ROOT
 import fastnats
 from fastnats import exposition
 from fastnats.cli import return_freed_memory
-from fastnats.collector import (
-    ConnzOptions,
-    ConnzReader,
-    NatsCollector,
-    ServerCollector,
-    Target,
-    varz_samples,
-)
+from fastnats.collector import NatsCollector, ServerCollector
+from fastnats.collectors import ConnzCollector, ConnzOptions
 from fastnats.sources.monitor import MonitorClient, new_session
+from fastnats.target import Target
 from tests.support import connzgen
 from tests.support.crowd import HeldCrowd
 from tests.support.monitor import FakeMonitor
@@ -123,7 +119,7 @@ class TimedClient(MonitorClient):
 
 
 class TimedAggregator:
-    """Stands in for ConnzReader's aggregator and times its update and families calls."""
+    """Stands in for ConnzCollector's aggregator and times its update and families calls."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -161,24 +157,30 @@ def render_split(collector: NatsCollector) -> dict:
             "text_bytes": len(text), "gzip_bytes": len(gz)}
 
 
+def connz_of(server: ServerCollector) -> ConnzCollector:
+    connz = server.collector("connz")
+    assert isinstance(connz, ConnzCollector)
+    return connz
+
+
 def connections_seen(server: ServerCollector) -> int:
-    return int(sum([v for _, v in server.connz_samples.get("nats_client_connections", ())]))
+    return int(sum([v for _, v in connz_of(server).samples().get("nats_client_connections", ())]))
 
 
 async def real_refreshes(url: str, refreshes: int, timeout: float) -> list[dict]:
     async with new_session() as session:
         client = TimedClient(url, session, timeout)
-        server = ServerCollector(Target("bench", url), client, connz=ConnzOptions(), wire=False)
-        assert server.connz is not None
+        server = ServerCollector(Target("bench", url), client, {"connz": ConnzOptions()})
+        reader = connz_of(server)
         collector = NatsCollector([server])
         out = []
         for _ in range(refreshes):
             client.gets.clear()
-            timed = TimedAggregator(server.connz.aggregator)
-            server.connz.aggregator = timed  # type: ignore[assignment]
+            timed = TimedAggregator(reader.aggregator)
+            reader.aggregator = timed  # type: ignore[assignment]
             await server.refresh()
-            if not server.up or server.errors:
-                raise RuntimeError(f"refresh failed: {dict(server.errors)}")
+            if not server.up or server.problems:
+                raise RuntimeError(f"refresh failed: {server.problems}")
             connz = [g for g in client.gets if g[0] == "connz"]
             result = {
                 "fetch_varz": sum(g[2] for g in client.gets if g[0] == "varz"),
@@ -197,31 +199,41 @@ async def real_refreshes(url: str, refreshes: int, timeout: float) -> list[dict]
             result.update(render_split(collector))
             result["total"] = result["refresh"] + result["render"]
             result["connections_seen"] = connections_seen(server)
-            server.connz.aggregator = timed.inner
+            reader.aggregator = timed.inner
             out.append(result)
         return out
 
 
+class RecordedSource:
+    """Answers /varz and the open /connz from memory, and an empty closed listing."""
+
+    def __init__(self, varz: bytes, body: bytes) -> None:
+        self.varz, self.body, self.closed = varz, body, connzgen.render_body([])
+
+    async def get(self, endpoint: str, params=None) -> bytes:
+        if endpoint == "varz":
+            return self.varz
+        return self.closed if (params or {}).get("state") == "closed" else self.body
+
+
 def synthetic_refreshes(body_path: Path, refreshes: int) -> list[dict]:
     body = body_path.read_bytes()
-    varz = json.loads(RECORDED_VARZ.read_text())
-    # No I/O here: the collector's client is never called; the samples are set as refresh() would.
+    # No network: the collector's source answers from memory, through the refresh path.
     server = ServerCollector(Target("bench", "http://127.0.0.1:8222"),
-                             None,  # type: ignore[arg-type]
-                             connz=ConnzOptions(), wire=False)
-    reader: ConnzReader = server.connz  # type: ignore[assignment]
-    server.samples = varz_samples(varz)
-    server.up = True
+                             RecordedSource(RECORDED_VARZ.read_bytes(), body),
+                             {"connz": ConnzOptions()})
+    connz = connz_of(server)
     collector = NatsCollector([server])
     out = []
     for _ in range(refreshes):
-        start = time.perf_counter()
-        reader.aggregator.update(body, None, time.time())
-        scanned = time.perf_counter()
-        server.connz_samples = reader.aggregator.families()
-        done = time.perf_counter()
-        result = {"body_bytes": len(body), "scan_aggregate": scanned - start,
-                  "snapshot": done - scanned}
+        timed = TimedAggregator(connz.aggregator)
+        connz.aggregator = timed  # type: ignore[assignment]
+        asyncio.run(server.refresh())
+        connz.aggregator = timed.inner
+        if not server.up or server.problems:
+            raise RuntimeError(f"refresh failed: {server.problems}")
+        result = {"body_bytes": len(body), "scan_aggregate": timed.update_seconds,
+                  "snapshot": timed.families_seconds}
         result.update(render_split(collector))
         result["total"] = result["scan_aggregate"] + result["snapshot"] + result["render"]
         result["connections_seen"] = connections_seen(server)
@@ -287,8 +299,8 @@ def summarize(runs: list[dict]) -> dict:
 
 
 def connz_params(n: int) -> dict[str, str | int]:
-    """The open-connections request ConnzReader makes at ``n`` connections."""
-    return {"state": "open", "limit": ConnzReader._margin(n), "auth": "true", "subs": "false"}
+    """The open-connections request ConnzCollector makes at ``n`` connections."""
+    return {"state": "open", "limit": ConnzCollector._margin(n), "auth": "true", "subs": "false"}
 
 
 def timed_get(port: int, path: str, timeout: float) -> tuple[float, bytes]:

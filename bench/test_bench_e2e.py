@@ -16,8 +16,10 @@ from urllib.parse import urlencode
 import pytest
 from e2e import connz_params, hold_clients, render_split, timed_get
 
-from fastnats.collector import ConnzOptions, NatsCollector, ServerCollector, Target
+from fastnats.collector import NatsCollector, ServerCollector
+from fastnats.collectors import ConnzCollector, ConnzOptions
 from fastnats.sources.monitor import MonitorClient, new_session
+from fastnats.target import Target
 from tests.support.process import start_nats
 
 
@@ -33,9 +35,9 @@ def exporter(request):
         session = loop.run_until_complete(_session())
         collector = ServerCollector(Target("bench", server.monitor_url),
                                     MonitorClient(server.monitor_url, session, 30.0),
-                                    connz=ConnzOptions(), wire=False)
+                                    {"connz": ConnzOptions()})
         loop.run_until_complete(collector.refresh())
-        assert collector.up and not collector.errors
+        assert collector.up and not collector.problems
         yield n, server, loop, collector
     finally:
         if session is not None:
@@ -66,8 +68,10 @@ def test_server_connz(benchmark, exporter):
 
 def test_scan_aggregate(benchmark, exporter):
     n, _, loop, collector = exporter
-    body = loop.run_until_complete(collector.client.get("connz", connz_params(n)))
-    aggregator = collector.connz.aggregator
+    body = loop.run_until_complete(collector.source.get("connz", connz_params(n)))
+    connz = collector.collector("connz")
+    assert isinstance(connz, ConnzCollector)
+    aggregator = connz.aggregator
     benchmark.pedantic(lambda: aggregator.update(body, None, time.time()), rounds=20,
                        warmup_rounds=1)
     assert aggregator.count == n

@@ -265,7 +265,8 @@ LANDING = """<!doctype html>
 <html><head><meta charset="utf-8"><title>fastnats exporter</title></head>
 <body><h1>fastnats exporter {version}</h1>
 <p>Prometheus exporter for NATS.</p>
-<ul><li><a href="{path}">{path}</a>: metrics</li><li><a href="/healthz">/healthz</a>: health</li></ul>
+<ul><li><a href="{path}">{path}</a>: metrics</li>
+<li><a href="/healthz">/healthz</a>: health</li></ul>
 </body></html>
 """
 

@@ -127,7 +127,8 @@ GROUP_LABELS = "<group_by>"
 #: websocket, mqtt), because /connz reports every connection's ``kind`` as ``Client``.
 GROUP_BY_FIELDS = ("account", "name", "lang", "version", "kind", "ip")
 DEFAULT_GROUP_BY = ("account", "name")
-#: Label value of every group-by label on the group that collects the overflow of --connz.max-groups.
+#: Label value of every group-by label on the group that collects the overflow of
+#: --connz.max-groups.
 OTHER_GROUP = "_other"
 #: Labels that identify one connection in the top-K and per-connection families.
 CONNECTION_LABELS = ("cid", "name", "account", "ip")
@@ -151,8 +152,8 @@ CONNZ_PENDING_LE = tuple(map(_le, CONNZ_PENDING_BUCKETS)) + ("+Inf",)
 CONNZ_IDLE_LE = tuple(map(_le, CONNZ_IDLE_BUCKETS)) + ("+Inf",)
 CONNZ_SUBS_LE = tuple(map(_le, CONNZ_SUBS_BUCKETS)) + ("+Inf",)
 
-_GROUP_SRC = "/connz of every open connection, plus the final counters of closed ones; grouped by " \
-             "--connz.group-by"
+_GROUP_SRC = ("/connz of every open connection, plus the final counters of closed ones; grouped "
+              "by --connz.group-by")
 NATS_CLIENT_CONNECTIONS = Metric(
     "nats_client_connections", GAUGE, "Open client connections", (GROUP_LABELS,),
     source="/connz: open connections in the group", example=12)

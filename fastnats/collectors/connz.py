@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from .. import metrics as m
 from .._impl import impl
 from ..errors import ConnzDecodeError, ScrapeError
-from ..flags import non_negative_seconds, non_negative_int, positive_int
+from ..flags import non_negative_int, non_negative_seconds, positive_int
 from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
 
 

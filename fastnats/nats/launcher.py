@@ -13,8 +13,8 @@ import ctypes
 import logging
 import os
 import re
-import signal
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig

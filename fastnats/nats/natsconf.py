@@ -616,7 +616,8 @@ def _monitor_block(entry: Entry) -> tuple[str, int, list[str]]:
     assert isinstance(block, Section)
     addr, host, port = block.entry("addr"), block.entry("host"), block.entry("port")
     warnings = [f"{e.where}: dropped {entry.key}.{e.key}: nats-server has no such monitoring "
-                f"setting" for e in block.entries() if e.key.lower() not in ("addr", "host", "port")]
+                f"setting" for e in block.entries()
+                if e.key.lower() not in ("addr", "host", "port")]
     if addr is not None:
         if host is not None or port is not None:
             raise ConfError(f"{addr.where}: {entry.key} {{ }} takes addr or host/port, not both")

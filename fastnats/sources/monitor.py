@@ -9,7 +9,6 @@ import aiohttp
 
 from ..errors import ScrapeError
 
-
 # What a NATS client port says first, where an HTTP server would send a status line.
 _NATS_GREETING = "INFO {"
 
@@ -41,9 +40,10 @@ class MonitorClient:
                                                    f"{self._timeout.total:g}s") from None
         except aiohttp.ClientError as exc:
             if _NATS_GREETING in str(exc):
-                raise ScrapeError(endpoint, "connect", f"{self.base_url} is the NATS client port, "
-                                  f"not the monitoring port; point fastnats at the monitoring "
-                                  f"port (nats-server -m PORT, or http: PORT in the conf)") from None
+                raise ScrapeError(
+                    endpoint, "connect", f"{self.base_url} is the NATS client port, not the "
+                    f"monitoring port; point fastnats at the monitoring port (nats-server -m "
+                    f"PORT, or http: PORT in the conf)") from None
             raise ScrapeError(endpoint, "connect", f"{url}: {exc}") from None
 
 

@@ -101,9 +101,10 @@ def test_nats_up_is_1(stack):
 
 
 def test_rtt_quantile_is_a_number(stack):
-    assert RTT_BUCKET in metrics.BY_NAME, (
-        f"{RTT_BUCKET} is not in fastnats.metrics: the rtt distribution of the connz issue is "
-        f"missing (or renamed; then update RTT_BUCKET, the dashboard and this test)")
+    rtt = metrics.BY_NAME.get(RTT_BUCKET.removesuffix("_bucket"))
+    assert rtt is not None and rtt.exposed_type == "histogram", (
+        f"{RTT_BUCKET} is not a histogram of fastnats.metrics: the rtt distribution of the connz "
+        f"issue is missing (or renamed; then update RTT_BUCKET, the dashboard and this test)")
     # The exporter refreshes before it serves, so one scrape tells whether it renders the family.
     if RTT_BUCKET not in sample_names(stack.exporter.scrape()):
         pytest.fail(f"{RTT_BUCKET} is in the catalogue but the exporter does not render it: "

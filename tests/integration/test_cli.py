@@ -17,11 +17,15 @@ def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--refresh-interval", "0"], "--refresh-interval: must be a positive number"),
-    (["--timeout", "abc"], "--timeout: not a number"),
+    (["--refresh-interval", "0"], "--refresh-interval: must be a positive duration"),
+    (["--refresh-interval=-1s"], "--refresh-interval: must be a positive duration"),
+    (["--timeout", "abc"], "--timeout: not a duration (seconds, or Go style: 500ms, 5s, 1m)"),
+    (["--timeout", "5 parsecs"], "--timeout: not a duration"),
     (["--web.listen-address", "nonsense"], "--web.listen-address"),
     (["--web.listen-address", ":99999"], "--web.listen-address"),
-    (["--web.telemetry-path", "metrics"], "--web.telemetry-path"),
+    (["--web.telemetry-path", "/healthz"], "is taken by the exporter"),
+    (["--web.telemetry-path", "/"], "is taken by the exporter"),
+    (["--check", "--demo"], "--check reads servers that run already"),
     (["--nats.launch"], "--nats.launch needs --config"),
     (["--demo", "http://x:1"], "--demo starts its own nats-server"),
     (["ftp://x:1"], "not a monitoring URL"),
@@ -84,4 +88,37 @@ def test_listen_address_in_use_is_a_clear_error(nats_server):
         port = busy.getsockname()[1]
         result = run_cli(nats_server.monitor_url, "--web.listen-address", f"127.0.0.1:{port}")
     assert result.returncode == 1
-    assert "error" in result.stderr and "in use" in result.stderr.lower()
+    [line] = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert line == (f"fastnats-exporter: error: cannot serve metrics on 127.0.0.1:{port}: the "
+                    f"address is already in use (another exporter?); choose another with "
+                    f"--web.listen-address")
+
+
+def test_check_reports_each_collector_and_exits_0(nats_server):
+    result = run_cli("--check", nats_server.monitor_url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    name = f"127.0.0.1:{nats_server.ports['http']}"
+    assert lines[0] == f"server {name} ({nats_server.monitor_url}): up"
+    assert lines[1].split()[:2] == ["varz", "ok"]
+    assert {line.split()[0] for line in lines[1:-1]} == {"varz", "wire", "connz"}
+    assert lines[-1] == "OK: every endpoint was read"
+
+
+def test_check_on_the_client_port_says_which_port_to_use(nats_server):
+    result = run_cli("--check", f"http://127.0.0.1:{nats_server.client_port}")
+    assert result.returncode == 1
+    assert "is the NATS client port, not the monitoring port" in result.stdout
+    assert "nats-server -m PORT, or http: PORT in the conf" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("PROBLEMS")
+
+
+def test_check_on_a_dead_server_exits_1():
+    import socket
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    result = run_cli("--check", "--timeout", "500ms", f"http://127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert f"server 127.0.0.1:{port} (http://127.0.0.1:{port}): DOWN" in result.stdout
+    assert "varz     ERROR varz: connect:" in result.stdout

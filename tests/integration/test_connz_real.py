@@ -529,10 +529,12 @@ def test_a_scrape_is_served_while_the_core_scans_a_50k_body():
 
     import uvloop
 
-    from fastnats.collector import ConnzOptions, NatsCollector, ServerCollector, Target
+    from fastnats.collector import NatsCollector, ServerCollector
+    from fastnats.collectors import ConnzCollector, ConnzOptions
     from fastnats.refresher import Refresher
     from fastnats.server import start_server
     from fastnats.sources.monitor import MonitorClient, new_session
+    from fastnats.target import Target
 
     body, _ = two_open_bodies(99, 50_000, names=40)
     monitor = FakeMonitor(fake_varz(50_000), body)
@@ -547,16 +549,17 @@ def test_a_scrape_is_served_while_the_core_scans_a_50k_body():
         session = new_session()
         server = ServerCollector(Target("fake", monitor.url),
                                  MonitorClient(monitor.url, session, 120.0),
-                                 connz=ConnzOptions(), wire=False)
+                                 {"connz": ConnzOptions()})
         cache = Refresher(NatsCollector([server]), 3600.0)
         await cache.refresh()
         http = await start_server({"/metrics": lambda: cache.payload}, "127.0.0.1", 0)
         return session, server, cache, http
 
     session, server, cache, http = run(start())
-    assert server.connz is not None
-    watched = WatchedAggregator(server.connz.aggregator)
-    server.connz.aggregator = watched  # type: ignore[assignment]
+    connz = server.collector("connz")
+    assert isinstance(connz, ConnzCollector)
+    watched = WatchedAggregator(connz.aggregator)
+    connz.aggregator = watched  # type: ignore[assignment]
     url = f"http://127.0.0.1:{http.port}/metrics"
     answered_during_scan = 0
     old = sys.getswitchinterval()
@@ -595,7 +598,10 @@ def test_a_truncated_connz_keeps_the_last_good_aggregates():
         exporter = start_exporter(monitor.url, *FAST)
         series = parse(exporter.scrape())
         assert_groups(series, body_sums(good))
-        assert "fastnats_refresh_errors_total" not in series
+        # Every known error is there from the start, at 0.
+        assert {labels["endpoint"] for labels, _ in series["fastnats_refresh_errors_total"]} == {
+            "varz", "connz", "wire"}
+        assert all(value == 0 for _, value in series["fastnats_refresh_errors_total"])
         monitor.open_body = later[:len(later) // 2]
 
         def errors(series: Series) -> float:
@@ -608,14 +614,14 @@ def test_a_truncated_connz_keeps_the_last_good_aggregates():
             assert single(series, "nats_up") == 1
             assert_groups(series, body_sums(good))
             # Only /connz failed, and only to decode.
-            assert [labels for labels, _ in series["fastnats_refresh_errors_total"]] == [
-                {"endpoint": "connz", "reason": "decode"}]
+            assert [labels for labels, value in series["fastnats_refresh_errors_total"]
+                    if value] == [{"endpoint": "connz", "reason": "decode"}]
         # A good body again: the aggregator's state survived the bad ones.
         monitor.open_body = later
         series = eventually(lambda: assert_groups(s := parse(exporter.scrape()),
                                                   body_sums(later)) or s)
         assert single(series, "nats_up") == 1
-        assert len(series["fastnats_refresh_errors_total"]) == 1
+        assert len([value for _, value in series["fastnats_refresh_errors_total"] if value]) == 1
     finally:
         if exporter is not None:
             exporter.stop()

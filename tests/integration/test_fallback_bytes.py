@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -53,3 +56,11 @@ def test_reference_fallback_serves_the_same_bytes():
 
     assert comparable(reference) == comparable(compiled)
     assert len(comparable(compiled)) > 300
+
+
+def test_reference_runs_only_when_asked_and_says_so():
+    code = "from fastnats import _impl, collector, metrics; print(_impl.IMPLEMENTATION)"
+    for value, expected in (("1", "reference"), ("0", "cython"), ("", "cython")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**os.environ, "FASTNATS_NO_EXTENSIONS": value}, check=True)
+        assert out.stdout.strip() == expected

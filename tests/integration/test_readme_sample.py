@@ -32,7 +32,7 @@ def test_readme_sample_matches_a_demo_run():
     require_tool("nats-server")
     written = sample.readme_sample((ROOT / "README.md").read_text(encoding="utf-8"))
     fresh = sample.abridge(sample.demo_scrape())
-    assert shape(written) == shape(fresh), "README sample is stale: python tools/gen_readme_sample.py"
+    assert shape(written) == shape(fresh), "stale; run: python tools/gen_readme_sample.py"
     assert f"\nnats_server_clients {sample.DEMO_CLIENTS}\n" in "\n" + written
     assert 'implementation="cython"' in written
 

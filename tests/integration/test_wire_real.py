@@ -366,13 +366,14 @@ def test_counters_stay_monotonic_and_exact_through_churn(nats_server):
 
 
 def test_background_and_refresh_polls_never_dump_at_once(nats_server):
-    """A --wire.poll-interval shorter than the refresh interval adds background polls beside
-    the poll after each /varz; they share one netlink socket, so their dumps must not overlap."""
+    """A --wire.poll-interval shorter than the refresh interval adds polls beside the poll after
+    each /varz; they share one netlink socket, so their dumps must not overlap."""
     import asyncio
     import threading
     from collections import Counter
 
-    from fastnats.collector import WirePoller
+    from fastnats.collectors import ServerContext, SockdiagCollector, WireOptions
+    from fastnats.collectors.varz import server_info
 
     varz = json.loads(http_get(f"{nats_server.monitor_url}/varz"))
     peers = [Peer(nats_server.client_port, verbose=False) for _ in range(20)]
@@ -382,9 +383,10 @@ def test_background_and_refresh_polls_never_dump_at_once(nats_server):
 
     async def run() -> Counter:
         nonlocal active, overlaps, dumps
-        errors: Counter = Counter()
-        poller = WirePoller("local", "127.0.0.1", 0.001, 1.0, True, errors)
-        await poller.follow(varz)
+        context = ServerContext("local", "127.0.0.1")
+        poller = SockdiagCollector(context, WireOptions(True, 0.001, 1.0))
+        info = server_info(varz)
+        await poller.refresh(None, info)  # type: ignore[arg-type]  (it reads no source)
         assert poller.counter is not None and poller._diag is not None
         real_dump = poller._diag.dump
 
@@ -402,9 +404,10 @@ def test_background_and_refresh_polls_never_dump_at_once(nats_server):
 
         poller._diag.dump = watched_dump  # type: ignore[method-assign]
         for _ in range(30):
-            await asyncio.gather(poller.follow(varz), poller.follow(varz))
-        await poller.stop()
-        return errors
+            await asyncio.gather(poller.refresh(None, info),  # type: ignore[arg-type]
+                                 poller.poll())
+        await poller.close()
+        return +context.errors
 
     try:
         errors = asyncio.run(run())

@@ -3,8 +3,13 @@ statuses and messages are checked in tests/integration/test_cli.py)."""
 
 from __future__ import annotations
 
+import logging
+
+import pytest
+
 from fastnats import cli
-from fastnats.collector import Target
+from fastnats.collectors import ConnzOptions, WireOptions
+from fastnats.target import Target
 
 
 def settings(*argv: str) -> cli.Settings:
@@ -33,3 +38,59 @@ def test_config_gives_monitor_url_and_listen_port(tmp_path):
     assert (s.host, s.port) == ("", 19100)
     # An explicit flag wins over the conf.
     assert settings("--config", str(conf), "--web.listen-address", ":1234").port == 1234
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("5", 5.0), ("2.5", 2.5), ("500ms", 0.5), ("5s", 5.0), ("1m", 60.0), ("1m30s", 90.0),
+    ("1h", 3600.0), ("250us", 0.00025),
+])
+def test_every_duration_flag_takes_seconds_or_go_durations(text, seconds):
+    s = settings("--refresh-interval", text, "--timeout", text, "--connz.group-ttl", text,
+                 "--wire.poll-interval", text)
+    assert (s.refresh_interval, s.timeout) == (seconds, seconds)
+    connz, wire = s.collectors["connz"], s.collectors["wire"]
+    assert isinstance(connz, ConnzOptions) and connz.group_ttl == seconds
+    assert isinstance(wire, WireOptions) and wire.interval == seconds
+
+
+def test_telemetry_path_gains_its_leading_slash():
+    assert settings("--web.telemetry-path", "metrics").telemetry_path == "/metrics"
+    assert settings("--web.telemetry-path", "/x/y").telemetry_path == "/x/y"
+
+
+def test_collector_flags_come_from_the_collectors():
+    s = settings()
+    assert set(s.collectors) == {"connz", "wire"}
+    assert s.collectors["wire"] == WireOptions(None, 5.0, 5.0)
+    assert s.collectors["connz"] == ConnzOptions()
+    s = settings("--no-collector.connz", "--collector.wire", "--refresh-interval", "10s")
+    assert set(s.collectors) == {"wire"}
+    assert s.collectors["wire"] == WireOptions(True, 10.0, 10.0)
+    assert set(settings("--no-collector.wire").collectors) == {"connz"}
+    assert settings("--connz.group-by", "account,lang", "--connz.top-k", "3").collectors[
+        "connz"] == ConnzOptions(group_by=("account", "lang"), top_k=3)
+
+
+def test_config_in_the_article_dialect_warns_naming_each_line(tmp_path, caplog):
+    conf = tmp_path / "seed.conf"
+    conf.write_text('server {\n  http { addr: ":18222" }\n  metrics { port: 19100 }\n}\n')
+    caplog.set_level(logging.WARNING, logger="fastnats")
+    settings("--config", str(conf))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == (f"{conf}:1: `server {{ }}` is fastnats's dialect; nats-server refuses it "
+                        f"(unknown field \"server\")")
+    assert lines[1].startswith(f"{conf}:2: `http {{ }}` is fastnats's dialect")
+    assert lines[2].startswith(f"{conf}:3: `metrics {{ }}` is read by fastnats only")
+    assert "--nats.launch" in lines[3] and "--web.listen-address" in lines[3]
+    # Run under the exporter, the dialect is translated: nothing to warn about.
+    caplog.clear()
+    settings("--config", str(conf), "--nats.launch")
+    assert not caplog.records
+
+
+def test_a_real_conf_gives_no_warning(tmp_path, caplog):
+    conf = tmp_path / "nats.conf"
+    conf.write_text("port: 4222\nhttp: 8222\n")
+    caplog.set_level(logging.WARNING, logger="fastnats")
+    assert settings("--config", str(conf)).targets[0].url == "http://127.0.0.1:8222"
+    assert not caplog.records
