@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -68,7 +69,8 @@ class ServerCollector:
                 self.errors[(collector.endpoint, reason)] += 0
 
     @property
-    def errors(self):
+    def errors(self) -> Counter[tuple[str, str]]:
+        """Failed reads by (endpoint, reason), every known pair from 0."""
         return self.context.errors
 
     def collector(self, name: str) -> Collector | None:

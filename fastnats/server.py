@@ -27,7 +27,6 @@ import httptools
 
 __all__ = [
     "HttpServer",
-    "HttpStats",
     "Payload",
     "Route",
     "Routes",
@@ -86,18 +85,6 @@ class Payload:
 #: is nothing to serve yet (answered with 503).
 Route = Callable[[], Payload | None]
 Routes = Mapping[bytes, Route] | Mapping[str, Route]
-
-
-@dataclass(slots=True)
-class HttpStats:
-    """Counters for the exporter's self metrics; plain ints, read by the cache when it renders."""
-
-    responses_2xx: int = 0
-    responses_4xx: int = 0
-    responses_5xx: int = 0
-    bad_requests: int = 0  # unparseable or over the limits (400, 414, 431)
-    connections_open: int = 0
-    connections_total: int = 0
 
 
 _QVALUE = re.compile(rb"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
@@ -228,7 +215,6 @@ class HttpServer:
             self.routes[_route_key(path)] = route
         self.keepalive_timeout = keepalive_timeout
         self.linger = min(LINGER_SECONDS, keepalive_timeout)
-        self.stats = HttpStats()
         self.shutting_down = False
         self._route_failure_logged = False
         self._listener: asyncio.Server | None = None
@@ -247,6 +233,10 @@ class HttpServer:
     def port(self) -> int:
         """The port of the first listening socket."""
         return self.addresses[0][1]
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
 
     def close(self) -> None:
         """Stop listening and close every connection, after its pending response is flushed."""
@@ -285,12 +275,9 @@ class HttpServer:
 
     def _connection_opened(self, conn: _Connection) -> None:
         self._connections.add(conn)
-        self.stats.connections_open += 1
-        self.stats.connections_total += 1
 
     def _connection_closed(self, conn: _Connection) -> None:
         self._connections.discard(conn)
-        self.stats.connections_open -= 1
         if not self._connections and self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)
 
@@ -373,7 +360,6 @@ class _Connection(asyncio.Protocol):
                 rejection = _BAD_REQUEST
             log.debug("answering %s to %s: %s", rejection.status_line[9:12].decode(),
                       self._transport and self._transport.get_extra_info("peername"), exc)
-            self._server.stats.bad_requests += 1
             self._respond(rejection.status_line, rejection.page, False, False)
             return
         if self._in_head and not self._began:
@@ -381,7 +367,6 @@ class _Connection(asyncio.Protocol):
             # see, so also count reads that carried nothing but head bytes.
             self._head_chunk_bytes += len(data)
             if self._head_chunk_bytes > MAX_HEAD_BYTES:
-                self._server.stats.bad_requests += 1
                 self._respond(_HEAD_TOO_LARGE.status_line, _HEAD_TOO_LARGE.page, False, False)
 
     def pause_writing(self) -> None:
@@ -487,14 +472,6 @@ class _Connection(asyncio.Protocol):
 
     def _respond(self, status_line: bytes, payload: Payload, head_only: bool, keep_alive: bool,
                  extra: bytes = b"") -> None:
-        status = status_line[9]
-        stats = self._server.stats
-        if status == 0x32:  # b"2"
-            stats.responses_2xx += 1
-        elif status == 0x34:  # b"4"
-            stats.responses_4xx += 1
-        else:
-            stats.responses_5xx += 1
         accept_encoding = self._accept_encoding
         if (payload.gzip_body is not None and accept_encoding is not None
                 and accepts_gzip(accept_encoding)):

@@ -58,8 +58,6 @@ _QUOTED_RUN = re.compile(r'[^"\\]*')
 _VALUE_END = frozenset(" \t\r\n,;]}")
 _KEY_END = _VALUE_END | frozenset("=:{[#\"'")
 _BCRYPT_PREFIX = "2a$"
-_MONITOR_KEYS = frozenset({"http", "https", "http_port", "https_port", "monitor_port"})
-_CLIENT_KEYS = frozenset({"listen", "port", "host", "net"})
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
 
 
@@ -736,8 +734,7 @@ class Translation:
     warnings: tuple[str, ...]
 
 
-def translate(conf: Conf, dest_dir: str | os.PathLike[str], *, listen: str | None = None,
-              monitor: str | None = None) -> Translation:
+def translate(conf: Conf, dest_dir: str | os.PathLike[str]) -> Translation:
     """Write ``dest_dir/nats-server.conf``, which nats-server 2.15 accepts and which means ``conf``.
 
     The ``server { }`` wrapper is opened, the ``metrics { }`` block (fastnats's own) removed,
@@ -745,48 +742,25 @@ def translate(conf: Conf, dest_dir: str | os.PathLike[str], *, listen: str | Non
     the article's ``debug`` and ``pprof``, are dropped and reported in ``warnings``), includes
     inlined and variables resolved. Relative paths in values are left as written: nats-server
     reads them from its working directory, so start it from the caller's, not from ``dest_dir``.
-
-    ``listen`` replaces the client address (``listen``/``port``/``host``/``net``) and
-    ``monitor`` the monitoring address (``http``/``https``/``*_port``), both as ``"host:port"``.
-    Port -1 makes nats-server pick a free port and log it (``Listening for client connections
-    on HOST:PORT``, ``Starting http monitor on HOST:PORT``); that is the race-free way to get
-    free ports. Port 0 is refused: nats-server reads it as 4222 for clients and as "off" for
-    monitoring. ``monitor`` keeps the conf's scheme (https stays https).
     """
-    for flag, value in (("listen", listen), ("monitor", monitor)):
-        if value is not None:
-            _check_override(flag, value)
     settings = _unwrapped(conf.tree)
     _, warnings = _monitor(settings)
     out: dict[str, object] = {}
     for entry in settings.entries():
         name = entry.key.lower()
-        if (entry.used_as_variable or name == "metrics"
-                or monitor is not None and name in _MONITOR_KEYS
-                or listen is not None and name in _CLIENT_KEYS):
+        if entry.used_as_variable or name == "metrics":
             continue
         if name in ("http", "https") and isinstance(entry.value, Section):
             host, port, _ = _monitor_block(entry)
             out[entry.key] = _join_hostport(host, port)
         else:
             out[entry.key] = _plain(entry.value)
-    if listen is not None:
-        out["listen"] = listen
-    if monitor is not None:
-        out[conf.monitor.scheme if conf.monitor else "http"] = monitor
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "nats-server.conf"
     path.write_text(f"# Translated by fastnats from {str(conf.path)!r}.\n{dump(out)}",
                     encoding="utf-8")
     return Translation(path, tuple(warnings))
-
-
-def _check_override(flag: str, value: str) -> None:
-    _, sep, port = value.rpartition(":")
-    if not sep or not re.fullmatch(r"-1|\d+", port) or not (port == "-1" or 0 < int(port) < 65536):
-        raise ValueError(f"{flag}={value!r}: expected \"host:port\" with port -1 (nats-server "
-                         f"picks one) or 1-65535")
 
 
 def _join_hostport(host: str, port: int) -> str:

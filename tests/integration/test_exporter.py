@@ -162,6 +162,10 @@ def test_article_conf_rejected_by_nats_server_but_launched_by_fastnats(tmp_path)
     exporter = start_exporter("--config", str(conf), "--nats.launch", *FAST)
     try:
         assert exporter.url.endswith(f":{metrics_port}/metrics")
+        # The log names the monitoring address nats-server really opened.
+        monitor = f"127.0.0.1:{monitor_port}"
+        assert any(f"for {monitor} (http://{monitor})" in line for line in exporter.log), (
+            exporter.log)
         conns = traffic(client_port, clients=2)
         try:
             assert_seed_matches_varz(exporter, f"http://127.0.0.1:{monitor_port}")

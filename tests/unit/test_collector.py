@@ -226,3 +226,15 @@ def test_collectors_have_unique_names_and_defaults():
     assert set(default_options()) == {c.name for c in OPTIONAL if c.default is not False}
     with pytest.raises(ValueError, match="no such collector: nope"):
         ServerCollector(Target("a", "http://a"), FakeClient({}), {"nope": None})
+
+
+def test_a_server_going_down_and_coming_back_is_logged_once_per_change(caplog):
+    client = FakeClient({"varz": orjson.dumps(VARZ)})
+    server = ServerCollector(Target("a", "http://a"), client, {})
+    caplog.set_level("INFO", logger="fastnats.scrape")
+    states = [True, True, False, False, True, True]
+    for up in states:
+        client.bodies["varz"] = orjson.dumps(VARZ) if up else ScrapeError("varz", "timeout", "x")
+        run(server.refresh())
+    assert [r.getMessage() for r in caplog.records] == [
+        "server a is up", "server a is down: varz: timeout: x", "server a is up again"]

@@ -69,23 +69,6 @@ def test_article_conf_parses():
     assert conf.metrics_host is None
 
 
-@pytest.mark.parametrize("value", ["127.0.0.1:0", "127.0.0.1", ":70000", "host:x", ""])
-def test_port_overrides_are_checked(tmp_path: Path, value: str):
-    conf = natsconf.load(SEED)
-    with pytest.raises(ValueError, match=re.escape(f"monitor={value!r}")):
-        natsconf.translate(conf, tmp_path, monitor=value)
-    with pytest.raises(ValueError, match=re.escape(f"listen={value!r}")):
-        natsconf.translate(conf, tmp_path, listen=value)
-
-
-def test_monitor_override_keeps_https(write, tmp_path: Path):
-    conf = natsconf.load(write("https_port: 8443\nport: 4222\n"))
-    translated = natsconf.translate(conf, tmp_path / "out", monitor="127.0.0.1:-1",
-                                    listen="127.0.0.1:-1")
-    assert natsconf.load(translated.path).tree == {"https": "127.0.0.1:-1",
-                                                   "listen": "127.0.0.1:-1"}
-
-
 # -- syntax
 
 

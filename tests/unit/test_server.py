@@ -24,13 +24,13 @@ import uvloop
 
 from fastnats.server import (
     HttpServer,
-    HttpStats,
     Payload,
     Routes,
     accepts_gzip,
     parse_listen_address,
     start_server,
 )
+from tests.support.process import wait_until
 
 METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 METRICS_TEXT = b"".join(
@@ -71,10 +71,10 @@ class LiveServer:
     def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
 
-    def stats(self) -> HttpStats:
-        async def copy() -> HttpStats:
-            return dataclasses.replace(self.server.stats)
-        return self.run(copy())
+    def open_connections(self) -> int:
+        async def count() -> int:
+            return self.server.open_connections
+        return self.run(count())
 
     def shut_down(self) -> None:
         async def close() -> None:
@@ -205,7 +205,7 @@ def serve(new_loop: Callable[[], asyncio.AbstractEventLoop]) -> Iterator[Serve]:
     yield start
     for live in started:
         live.stop()
-        assert live.server.stats.connections_open == 0
+        assert live.server.open_connections == 0
 
 
 @pytest.fixture
@@ -403,7 +403,6 @@ def test_failing_route_answers_500_and_is_logged_once(
         assert response.status_line == b"HTTP/1.1 500 Internal Server Error"
     logged = [r for r in caplog.records if r.name == "fastnats.http"]
     assert len(logged) == 1 and logged[0].levelno == logging.ERROR
-    assert live.stats().responses_5xx == 3
 
 
 # --- keep-alive and pipelining ---
@@ -554,7 +553,6 @@ def test_malformed_request_gets_400_and_others_are_unaffected(
 
     other.send(b"st: t\r\n\r\n")
     assert other.read_response().body == b"ok\n"
-    assert live.stats().bad_requests == 1
 
 
 @pytest.mark.parametrize(("request_head", "status_line"), [
@@ -663,7 +661,7 @@ def test_shutdown_does_not_wait_for_a_client_that_never_reads(serve: Serve,
     stuck.send(b"GET /big HTTP/1.1\r\n\r\n" * 120)
     assert stuck.sock.recv(1) == b"H"  # the requests are in; now stop reading
     live.shut_down()
-    assert live.server.stats.connections_open == 0
+    assert live.server.open_connections == 0
     with pytest.raises(ConnectionResetError):
         while stuck.sock.recv(1 << 20):
             pass
@@ -678,19 +676,14 @@ def test_reset_by_peer_mid_response_is_harmless(live: LiveServer, connect: Conne
     assert fetch(live.port).body == METRICS_TEXT
 
 
-def test_counters(live: LiveServer, connect: Connect) -> None:
+def test_open_connections_are_tracked(live: LiveServer, connect: Connect) -> None:
     c = connect(live.port)
     c.request()
-    c.request(b"/healthz", method=b"HEAD")
-    c.request(b"/nope")
-    c.request(method=b"DELETE")
-    assert live.stats() == HttpStats(responses_2xx=2, responses_4xx=2, bad_requests=0,
-                                     connections_open=1, connections_total=1)
+    assert live.open_connections() == 1
     c.send(b"BAD\r\n\r\n")
     assert c.read_response().status == 400
     c.assert_closed()
-    stats = live.stats()
-    assert (stats.responses_4xx, stats.bad_requests, stats.connections_total) == (3, 1, 1)
+    wait_until(lambda: live.open_connections() == 0)
 
 
 def test_close_ends_idle_connections(serve: Serve, connect: Connect) -> None:
@@ -699,7 +692,7 @@ def test_close_ends_idle_connections(serve: Serve, connect: Connect) -> None:
     assert c.request().status == 200
     live.shut_down()
     c.assert_closed()
-    assert live.server.stats.connections_open == 0
+    assert live.server.open_connections == 0
     with pytest.raises(ConnectionRefusedError):
         Client(live.port)
 
