@@ -238,3 +238,22 @@ def test_a_server_going_down_and_coming_back_is_logged_once_per_change(caplog):
         run(server.refresh())
     assert [r.getMessage() for r in caplog.records] == [
         "server a is up", "server a is down: varz: timeout: x", "server a is up again"]
+
+
+def test_distributions_reach_prometheus_client_as_gauge_histograms():
+    connz = (Path(__file__).parents[1] / "data" / "connz_open.json").read_bytes()
+    server = ServerCollector(Target("a", "http://a"),
+                             FakeClient({"varz": orjson.dumps(VARZ), "connz": connz}),
+                             {"connz": None})
+    collector = NatsCollector([server])
+    run(collector.refresh())
+    registry = CollectorRegistry()
+    registry.register(collector)
+    families = {f.name: f for f in text_string_to_metric_families(
+        generate_latest(registry).decode())}
+    rtt = m.NATS_CLIENT_CONNECTION_RTT_SECONDS
+    buckets = [s for s in families[rtt.name].samples if s.name == rtt.name + "_bucket"]
+    assert [s.labels["le"] for s in buckets] == list(rtt.buckets)
+    assert buckets[-1].value == 4  # every connection of the body
+    described = {metric.name: metric.type for metric in collector.describe()}
+    assert described[rtt.name] == "gaugehistogram"
