@@ -11,14 +11,14 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import metrics as m
 from ._impl import IMPLEMENTATION
 from ._version import __version__
 from .collectors import OPTIONAL, Collector, ServerContext, Source, VarzCollector
-from .collectors.base import Samples
+from .collectors.base import DECODE, Samples
 from .errors import ScrapeError
 from .interop import Family, Sample, client_metrics
 from .target import Target
@@ -37,11 +37,18 @@ def default_options() -> dict[str, object]:
     return {c.name: None for c in OPTIONAL if c.default is not False}
 
 
+#: After this many failed refreshes in a row, a collector's last good series are dropped (its
+#: state is kept: a later good read continues its counters).
+STALE_AFTER = 3
+
+
 class ServerCollector:
     """State of one monitored server across refreshes.
 
     ``options`` maps the name of each optional collector to run to its options (None for the
     defaults); /varz always runs. Without ``options``, the collectors that are on by default run.
+    Each refresh and poll ends by publishing ``snapshot``, what the exposition shows of this
+    server, in one assignment: a render never sees half a refresh.
     """
 
     def __init__(self, target: Target, source: Source,
@@ -60,18 +67,29 @@ class ServerCollector:
         self.up = False
         self.refreshes = 0
         self.last_success: float | None = None
+        #: Monotonic time the last refresh ended, for staleness.
+        self.refreshed_at: float | None = None
         self.duration = 0.0
         #: The errors of the last refresh, as logged.
         self.problems: list[ScrapeError] = []
+        #: Failed refreshes in a row, by endpoint.
+        self.failures: dict[str, int] = {c.endpoint: 0 for c in (self.varz, *self.collectors)}
+        self.snapshot: Samples = {}
         # Every known (endpoint, reason) is exported from the start, at 0 until it happens.
         for collector in (self.varz, *self.collectors):
             for reason in collector.reasons:
                 self.errors[(collector.endpoint, reason)] += 0
+        self.publish()
 
     @property
     def errors(self) -> Counter[tuple[str, str]]:
         """Failed reads by (endpoint, reason), every known pair from 0."""
         return self.context.errors
+
+    @property
+    def poll_interval(self) -> float | None:
+        intervals = [c.poll_interval for c in self.collectors if c.poll_interval is not None]
+        return min(intervals) if intervals else None
 
     def collector(self, name: str) -> Collector | None:
         return next((c for c in self.collectors if c.name == name), None)
@@ -82,35 +100,59 @@ class ServerCollector:
         self.problems = []
         try:
             info = await self.varz.read(self.source)
-        except ScrapeError as exc:
-            await self._down(exc)
+        except Exception as exc:  # noqa: BLE001  (whatever a server sends marks only it down)
+            await self._down(self._scrape_error(self.varz, exc))
         else:
             if not self.up:
                 log.info("server %s is %s", self.target.name,
                          "up" if self.refreshes == 1 else "up again")
             self.up = True
             self.last_success = time.time()
+            self._succeeded(self.varz)
             for collector in self.collectors:
-                try:
-                    await collector.refresh(self.source, info)
-                except ScrapeError as exc:
-                    self._failed(collector, exc)
+                await self._run(collector, collector.refresh(self.source, info))
         finally:
             self.duration = time.perf_counter() - started
+            self.refreshed_at = time.monotonic()
+            self.publish()
 
     async def poll(self) -> None:
         """The extra reads between refreshes, of the collectors that have a poll interval."""
-        for collector in self.collectors:
-            if collector.poll_interval is not None:
-                try:
-                    await collector.poll()
-                except ScrapeError as exc:
-                    self._failed(collector, exc)
+        if self.up:
+            for collector in self.collectors:
+                if collector.poll_interval is not None:
+                    await self._run(collector, collector.poll(), poll=True)
+            self.publish()
+
+    async def _run(self, collector: Collector, read: Awaitable[None], *,
+                   poll: bool = False) -> None:
+        try:
+            await read
+        except Exception as exc:  # noqa: BLE001  (a bad endpoint fails only its collector)
+            self._failed(collector, self._scrape_error(collector, exc))
+        else:
+            if not poll:
+                self._succeeded(collector)
+
+    def _scrape_error(self, collector: Collector, exc: Exception) -> ScrapeError:
+        if isinstance(exc, ScrapeError):
+            return exc
+        # Content no check foresaw: that server's decode error, with the traceback once.
+        log.error("server %s: unexpected /%s content", self.target.name, collector.endpoint,
+                  exc_info=exc)
+        return ScrapeError(collector.endpoint, DECODE, f"unexpected content: {exc!r}")
+
+    def _succeeded(self, collector: Collector) -> None:
+        if self.failures[collector.endpoint] and collector is not self.varz:
+            log.info("server %s: /%s reads again", self.target.name, collector.endpoint)
+        self.failures[collector.endpoint] = 0
 
     def _failed(self, collector: Collector, exc: ScrapeError) -> None:
         self.errors[(exc.endpoint, exc.reason)] += 1
         self.problems.append(exc)
-        log.warning("server %s: %s", self.target.name, exc)
+        if not self.failures[collector.endpoint]:
+            log.warning("server %s: %s", self.target.name, exc)
+        self.failures[collector.endpoint] += 1
         collector.failed(exc)
 
     async def _down(self, exc: ScrapeError) -> None:
@@ -118,6 +160,7 @@ class ServerCollector:
             log.warning("server %s is down: %s", self.target.name, exc)
         self.errors[(exc.endpoint, exc.reason)] += 1
         self.problems.append(exc)
+        self.failures[self.varz.endpoint] += 1
         self.up = False
         for collector in (self.varz, *self.collectors):
             await collector.server_down()
@@ -126,18 +169,26 @@ class ServerCollector:
         for collector in self.collectors:
             await collector.close()
 
+    def publish(self) -> None:
+        self.snapshot = {**self.nats_samples(), **self.self_samples()}
+
     def nats_samples(self) -> Samples:
-        """The NATS-derived samples to export now; none while the server is down."""
+        """The NATS-derived samples to export now: none while the server is down, none of a
+        collector that failed ``STALE_AFTER`` refreshes in a row."""
         if not self.up:
             return {}
         out = dict(self.varz.samples())
         for collector in self.collectors:
-            out.update(collector.samples())
+            if self.failures[collector.endpoint] < STALE_AFTER:
+                out.update(collector.samples())
         return out
 
     def self_samples(self) -> Samples:
         out: Samples = {
             m.NATS_UP.name: [((), 1 if self.up else 0)],
+            m.FASTNATS_COLLECTOR_SUCCESS.name: [
+                ((collector.endpoint,), 0 if self.failures[collector.endpoint] else 1)
+                for collector in (self.varz, *self.collectors)],
             m.FASTNATS_REFRESH_DURATION_SECONDS.name: [((), self.duration)],
             m.FASTNATS_REFRESHES_TOTAL.name: [((), self.refreshes)],
             m.FASTNATS_REFRESH_ERRORS_TOTAL.name: [
@@ -171,22 +222,15 @@ class NatsCollector:
         for collector in first.collectors:
             for metric in collector.families:
                 self.label_names[metric.name] = collector.label_names(metric)
-        intervals = [c.poll_interval for c in first.collectors if c.poll_interval is not None]
-        #: Seconds between the extra polls of some collectors between refreshes, or None.
-        self.poll_interval: float | None = min(intervals) if intervals else None
 
     async def refresh(self) -> None:
         await asyncio.gather(*(server.refresh() for server in self.servers))
-
-    async def poll(self) -> None:
-        await asyncio.gather(*(server.poll() for server in self.servers))
 
     async def close(self) -> None:
         await asyncio.gather(*(server.close() for server in self.servers))
 
     def families(self) -> list[Family]:
-        per_server = [(s.target.name, {**s.nats_samples(), **s.self_samples()})
-                      for s in self.servers]
+        per_server = [(s.target.name, s.snapshot) for s in self.servers]
         out: list[Family] = []
         for metric in m.CATALOGUE:
             labels = self.label_names.get(metric.name)

@@ -327,6 +327,11 @@ FASTNATS_BUILD_INFO = Metric(
     "fastnats_build_info", GAUGE,
     "fastnats version and the implementation of its core (cython or reference); value 1",
     ("version", "implementation"), per_server=False, source="the running exporter")
+FASTNATS_COLLECTOR_SUCCESS = Metric(
+    "fastnats_collector_success", GAUGE,
+    "1 if the collector's last read of its endpoint succeeded, 0 if it failed; after "
+    "3 failures in a row the collector's series are dropped", ("collector",),
+    source="refresher, per collector (like node_exporter's node_scrape_collector_success)")
 FASTNATS_REFRESH_DURATION_SECONDS = Metric(
     "fastnats_refresh_duration_seconds", GAUGE,
     "Wall time of the last refresh of the server's metrics, fetch and parse included",
@@ -345,6 +350,7 @@ FASTNATS_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS = Metric(
 
 SELF = (
     FASTNATS_BUILD_INFO,
+    FASTNATS_COLLECTOR_SUCCESS,
     FASTNATS_REFRESH_DURATION_SECONDS,
     FASTNATS_REFRESHES_TOTAL,
     FASTNATS_REFRESH_ERRORS_TOTAL,

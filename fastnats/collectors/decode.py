@@ -34,3 +34,90 @@ def parse_rfc3339_ns(text: str) -> int:
     seconds = int(datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone)).timestamp())
     nanos = int(fraction[:9].ljust(9, "0")) if fraction else 0
     return seconds * 1_000_000_000 + nanos
+
+
+#: The largest counter nats-server can report (a Go uint64).
+U64_MAX = 2**64 - 1
+
+
+class Fields:
+    """Typed reads of one JSON object of an endpoint; every problem is that endpoint's decode
+    error, naming the field and what was expected.
+
+    One rule for every endpoint, the same as the /connz scanner's: a counter or a count is a JSON
+    integer from 0 to 2**64-1 (no sign, no fraction, no exponent, not a boolean); a gauge is a
+    finite JSON number, not negative unless asked; a text is a JSON string.
+    """
+
+    __slots__ = ("endpoint", "doc", "path")
+
+    def __init__(self, endpoint: str, doc: object, path: str = "") -> None:
+        if not isinstance(doc, dict):
+            raise self._error_for(endpoint, path or "the document", doc, "an object")
+        self.endpoint = endpoint
+        self.doc = doc
+        self.path = path
+
+    @staticmethod
+    def _error_for(endpoint: str, where: str, value: object, expected: str) -> ScrapeError:
+        shown = repr(value)
+        if len(shown) > 60:
+            shown = shown[:57] + "..."
+        return ScrapeError(endpoint, DECODE, f"/{endpoint} {where} is {shown}, not {expected}")
+
+    def _error(self, key: str, value: object, expected: str) -> ScrapeError:
+        return self._error_for(self.endpoint, self.path + key, value, expected)
+
+    def _get(self, key: str) -> object:
+        try:
+            return self.doc[key]
+        except KeyError:
+            raise ScrapeError(self.endpoint, DECODE,
+                              f"/{self.endpoint} has no {self.path + key}") from None
+
+    def has(self, key: str) -> bool:
+        return key in self.doc
+
+    def counter(self, key: str) -> int:
+        """A counter or a count: an integer from 0 to 2**64-1."""
+        value = self._get(key)
+        if type(value) is not int or not 0 <= value <= U64_MAX:
+            raise self._error(key, value, "a count from 0 to 2**64-1")
+        return value
+
+    def gauge(self, key: str, *, signed: bool = False) -> int | float:
+        """A finite number; not negative unless ``signed``."""
+        value = self._get(key)
+        if type(value) not in (int, float) or value != value or value in (_INF, -_INF) or (
+                not signed and value < 0):  # type: ignore[operator]
+            raise self._error(key, value, "a finite number" if signed
+                              else "a finite number of at least 0")
+        return value  # type: ignore[return-value]
+
+    def text(self, key: str, default: str | None = None) -> str:
+        if default is not None and key not in self.doc:
+            return default
+        value = self._get(key)
+        if not isinstance(value, str):
+            raise self._error(key, value, "a string")
+        return value
+
+    def time_ns(self, key: str) -> int:
+        """An RFC 3339 time, as Unix nanoseconds."""
+        text = self.text(key)
+        try:
+            return parse_rfc3339_ns(text)
+        except ValueError:
+            raise self._error(key, text, "an RFC 3339 time") from None
+
+    def object(self, key: str) -> Fields | None:
+        """The object at ``key``; None when it is absent or null."""
+        value = self.doc.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise self._error(key, value, "an object")
+        return Fields(self.endpoint, value, f"{self.path}{key}.")
+
+
+_INF = float("inf")

@@ -62,6 +62,7 @@ class SockdiagCollector(Collector):
         self.counter: impl.WireCounter | None = None
         self._diag: SockDiag | None = None
         self._ports: Mapping[int, str] | None = None
+        self._identity: tuple[str, str] | None = None
         self._events_lost = 0
         # A poll between refreshes and the one after /varz share one netlink socket: one dump
         # at a time, or their replies interleave.
@@ -81,12 +82,14 @@ class SockdiagCollector(Collector):
                            refresh_interval)
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
-        """Poll after each successful read of /varz; start, or restart on new ports, first."""
-        if info.listeners == self._ports:
+        """Poll after each successful read of /varz; start first, or start afresh when the
+        server restarted (its identity changed), since a new server counts from zero."""
+        if info.identity == self._identity and info.listeners == self._ports:
             if self.counter is not None:
                 await self.poll()
             return
         await self.close()
+        self._identity = info.identity
         self._ports = info.listeners
         why_not = await asyncio.to_thread(self._why_not, info.listeners)
         if why_not is not None:
@@ -150,9 +153,8 @@ class SockdiagCollector(Collector):
         # families() builds new lists each call, so widening their int samples is safe.
         return cast(Samples, self.counter.families()) if self.counter is not None else {}
 
-    async def server_down(self) -> None:
-        # A restarted server may listen on other ports and starts its counters afresh.
-        await self.close()
+    # A server that fails a refresh (hung, stopped, slow) keeps its sockets and its counts:
+    # the counter carries on when it answers again, and restarts only with a new identity.
 
     async def close(self) -> None:
         # Let a dump in its worker thread finish before the socket closes under it.
@@ -162,3 +164,4 @@ class SockdiagCollector(Collector):
                 self._diag = None
             self.counter = None
             self._ports = None
+            self._identity = None

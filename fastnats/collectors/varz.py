@@ -5,13 +5,12 @@ read is down.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Mapping
+import asyncio
 
 from .. import metrics as m
 from ..errors import ScrapeError
 from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
-from .decode import decode_json, parse_rfc3339_ns
+from .decode import Fields, decode_json
 
 # Where /varz puts each listener's port. nats-server 2.15 reports the route listener as
 # cluster.cluster_port; older servers used cluster.port, so both are read.
@@ -25,102 +24,65 @@ _VARZ_PORT_KEYS = (
 )
 
 
-def listener_ports(varz: Mapping[str, object]) -> dict[int, str]:
+def listener_ports(varz: Fields) -> dict[int, str]:
     """Map each NATS listening port of a /varz document to its listener name.
 
     Listeners that are not configured (no section, port 0 or a negative placeholder) are left
     out. The monitoring port (``http_port``/``https_port``) is never included: its HTTP traffic
     is not NATS traffic.
     """
-    if not isinstance(varz, Mapping):
-        raise TypeError(f"varz must be a mapping, not {type(varz).__name__}")
     ports: dict[int, str] = {}
     for name, section, keys in _VARZ_PORT_KEYS:
-        where = varz if section is None else varz.get(section)
+        where = varz if section is None else varz.object(section)
         if where is None:
             continue
-        if not isinstance(where, Mapping):
-            raise ValueError(f"/varz {section!r} is a {type(where).__name__}, not an object")
         for key in keys:
-            if key not in where:
+            if not where.has(key):
                 continue
-            port = where[key]
-            path = key if section is None else f"{section}.{key}"
-            if isinstance(port, bool) or not isinstance(port, int):
-                raise ValueError(f"/varz {path} is {port!r}, not a port number")
-            if port > 65535:
-                raise ValueError(f"/varz {path} is {port}, beyond 65535")
+            port = where.gauge(key, signed=True)
+            if type(port) is not int or port > 65535:
+                raise ScrapeError("varz", DECODE, f"/varz {where.path}{key} is {port!r}, not a "
+                                                  f"port number from 1 to 65535")
             if port > 0:
                 if port in ports:
-                    raise ValueError(f"/varz {path} is port {port}, already the "
-                                     f"{ports[port]} listener")
+                    raise ScrapeError("varz", DECODE, f"/varz {where.path}{key} is port {port}, "
+                                                      f"already the {ports[port]} listener")
                 ports[port] = name
             break
     return ports
 
 
-def _number(varz: Mapping[str, object], key: str) -> int | float:
-    value = varz[key]
-    if type(value) not in (int, float):
-        raise ValueError(f"/varz {key} is {value!r}, not a number")
-    return value  # type: ignore[return-value]
-
-
-def _count(varz: Mapping[str, object], key: str) -> int:
-    value = varz[key]
-    if type(value) is not int or value < 0:
-        raise ValueError(f"/varz {key} is {value!r}, not a count")
-    return value
-
-
-def _text(varz: Mapping[str, object], key: str) -> str:
-    value = varz[key]
-    if not isinstance(value, str):
-        raise ValueError(f"/varz {key} is {value!r}, not a string")
-    return value
-
-
-@contextlib.contextmanager
-def _content() -> Iterator[None]:
-    """Turns what a malformed document raises into the server's decode error."""
-    try:
-        yield
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ScrapeError("varz", DECODE, f"unexpected /varz content: {exc!r}") from None
-
-
-def varz_samples(varz: Mapping[str, object]) -> Samples:
+def varz_samples(varz: Fields) -> Samples:
     """The /varz-derived families of one server, keyed by metric name."""
-    with _content():
-        return _varz_samples(varz)
-
-
-def server_info(varz: Mapping[str, object]) -> ServerInfo:
-    """What the server's other collectors need from its /varz."""
-    with _content():
-        return ServerInfo(
-            server_id=_text(varz, "server_id"), start=_text(varz, "start"),
-            connections=_count(varz, "connections"),
-            total_connections=_count(varz, "total_connections"),
-            listeners=listener_ports(varz))
-
-
-def _varz_samples(varz: Mapping[str, object]) -> Samples:
     out: Samples = {}
     for metric in m.SEED:
         if metric.varz is not None:
-            out[metric.name] = [((), _number(varz, metric.varz))]
-    version = _text(varz, "version")
+            value = (varz.counter(metric.varz) if metric.type == m.COUNTER
+                     else varz.gauge(metric.varz))
+            out[metric.name] = [((), value)]
+    version = varz.text("version")
     out[m.NATS_SERVER_VERSION.name] = [((version,), 1)]
-    uptime_ns = parse_rfc3339_ns(_text(varz, "now")) - parse_rfc3339_ns(_text(varz, "start"))
+    uptime_ns = varz.time_ns("now") - varz.time_ns("start")
     out[m.NATS_SERVER_UPTIME_SECONDS.name] = [((), max(uptime_ns, 0) / 1e9)]
-    cluster = varz.get("cluster") or {}
-    if not isinstance(cluster, Mapping):
-        raise ValueError(f"/varz cluster is {cluster!r}, not an object")
+    cluster = varz.object("cluster")
     out[m.NATS_SERVER_INFO.name] = [(
-        (str(varz.get("server_name", "")), str(varz["server_id"]), version,
-         str(cluster.get("name", ""))), 1)]
+        (varz.text("server_name", ""), varz.text("server_id"), version,
+         cluster.text("name", "") if cluster is not None else ""), 1)]
     return out
+
+
+def server_info(varz: Fields) -> ServerInfo:
+    """What the server's other collectors need from its /varz."""
+    return ServerInfo(
+        server_id=varz.text("server_id"), start=varz.text("start"),
+        connections=varz.counter("connections"),
+        total_connections=varz.counter("total_connections"), listeners=listener_ports(varz))
+
+
+def decode(body: bytes | bytearray) -> tuple[Samples, ServerInfo]:
+    """The samples and the ``ServerInfo`` of a /varz body; any problem is a decode error."""
+    varz = Fields("varz", decode_json("varz", body))
+    return varz_samples(varz), server_info(varz)
 
 
 class VarzCollector(Collector):
@@ -137,9 +99,13 @@ class VarzCollector(Collector):
 
     async def read(self, source: Source) -> ServerInfo:
         """Read /varz; returns the ``ServerInfo`` that the other collectors of the server get."""
-        varz = decode_json(self.endpoint, await source.get(self.endpoint))
-        samples = varz_samples(varz)
-        info = server_info(varz)
+        body = await source.get(self.endpoint)
+        # Decoding a big document would hold the event loop; /varz is small, so only past
+        # a few pages does it go to a thread.
+        if len(body) > 65536:
+            samples, info = await asyncio.to_thread(decode, body)
+        else:
+            samples, info = decode(body)
         self._samples = samples
         return info
 

@@ -15,7 +15,6 @@ from fastnats import metrics as m
 from fastnats.collector import NatsCollector, ServerCollector, default_options
 from fastnats.collectors import ALL, OPTIONAL, WireOptions
 from fastnats.collectors.decode import decode_json, parse_rfc3339_ns
-from fastnats.collectors.varz import varz_samples
 from fastnats.errors import ScrapeError
 from fastnats.sources.sockdiag import is_local_host
 from fastnats.target import Target, parse_target
@@ -34,39 +33,6 @@ class FakeClient:
         if isinstance(body, Exception):
             raise body
         return body
-
-
-def test_varz_samples_copy_every_seed_value():
-    varz = dict(VARZ, connections=15, total_connections=10000, in_msgs=7, out_msgs=9,
-                in_bytes=2**64 - 1, out_bytes=11, slow_consumers=5, mem=256000000, cores=8)
-    samples = varz_samples(varz)
-    for metric in m.SEED:
-        if metric.varz:
-            assert samples[metric.name] == [((), varz[metric.varz])]
-    assert samples["nats_server_version"] == [(("2.15.1",), 1)]
-    assert samples["nats_server_info"] == [(("srv-a", VARZ["server_id"], "2.15.1", "c1"), 1)]
-    uptime = samples["nats_server_uptime_seconds"][0][1]
-    assert uptime == (parse_rfc3339_ns(VARZ["now"]) - parse_rfc3339_ns(VARZ["start"])) / 1e9
-    assert 0 < uptime < 1
-    # Wire bytes come from the kernel, never from /varz.
-    assert "nats_server_total_bytes_sent" not in samples
-    assert "nats_server_total_bytes_received" not in samples
-
-
-@pytest.mark.parametrize("broken", [
-    {"connections": "many"}, {"version": None, "server_id": None}, {"start": "yesterday"},
-])
-def test_varz_samples_reject_unexpected_content(broken):
-    with pytest.raises(ScrapeError) as info:
-        varz_samples(dict(VARZ, **broken))
-    assert (info.value.endpoint, info.value.reason) == ("varz", "decode")
-
-
-def test_varz_samples_reject_missing_keys():
-    varz = dict(VARZ)
-    del varz["mem"]
-    with pytest.raises(ScrapeError, match="mem"):
-        varz_samples(varz)
 
 
 @pytest.mark.parametrize("body", [b"{", b"[1,2]", b"", b"null", b"\xff"])

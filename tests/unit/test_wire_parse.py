@@ -17,7 +17,6 @@ import struct
 import pytest
 
 from fastnats import _core, _reference
-from fastnats.collectors.varz import listener_ports
 from fastnats.errors import WireProtocolError
 from fastnats.metrics import BY_NAME
 from fastnats.sources.sockdiag import (
@@ -118,40 +117,6 @@ def boundaries(buffers: list[bytes]) -> set[int]:
 @pytest.fixture(params=["core", "reference"])
 def counter_type(request):
     return {"core": _core.WireCounter, "reference": _reference.WireCounter}[request.param]
-
-
-# --- listener_ports ---------------------------------------------------------------------------
-
-def test_listener_ports_reads_every_nats_listener_and_never_the_monitor():
-    # The shape nats-server 2.15.1 serves: the route port is cluster.cluster_port.
-    varz = {"port": 4222, "http_port": 8222, "https_port": 0,
-            "cluster": {"name": "c1", "cluster_port": 6222},
-            "gateway": {"name": "c1", "port": 7222}, "leaf": {"port": 7422},
-            "websocket": {"port": 8080, "no_tls": True}, "mqtt": {"port": 1883}}
-    assert listener_ports(varz) == {4222: "client", 6222: "cluster", 7222: "gateway",
-                                    7422: "leafnode", 8080: "websocket", 1883: "mqtt"}
-
-
-def test_listener_ports_leaves_out_what_is_not_configured():
-    assert listener_ports({"port": 4222, "http_port": 8222, "cluster": {}, "gateway": {},
-                           "leaf": {}, "mqtt": {}, "websocket": {}}) == {4222: "client"}
-    assert listener_ports({"port": 4222, "websocket": {"port": 0}}) == {4222: "client"}
-    # Older servers name the route port cluster.port.
-    assert listener_ports({"port": 4222, "cluster": {"port": 6222}}) == {4222: "client",
-                                                                         6222: "cluster"}
-    assert listener_ports({}) == {}
-
-
-@pytest.mark.parametrize("varz, message", [
-    ({"port": "4222"}, "/varz port is '4222', not a port number"),
-    ({"port": True}, "/varz port is True"),
-    ({"port": 70000}, "beyond 65535"),
-    ({"port": 4222, "leaf": {"port": 4222}}, "already the client listener"),
-    ({"port": 4222, "cluster": [6222]}, "/varz 'cluster' is a list"),
-])
-def test_listener_ports_rejects_a_malformed_varz(varz, message):
-    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
-        listener_ports(varz)
 
 
 # --- the requests' filters --------------------------------------------------------------------
