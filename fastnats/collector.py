@@ -101,7 +101,7 @@ class ServerCollector:
         try:
             info = await self.varz.read(self.source)
         except Exception as exc:  # noqa: BLE001  (whatever a server sends marks only it down)
-            await self._down(self._scrape_error(self.varz, exc))
+            await self._down(exc)
         else:
             if not self.up:
                 log.info("server %s is %s", self.target.name,
@@ -129,37 +129,35 @@ class ServerCollector:
         try:
             await read
         except Exception as exc:  # noqa: BLE001  (a bad endpoint fails only its collector)
-            self._failed(collector, self._scrape_error(collector, exc))
+            self._failed(collector, exc)
         else:
             if not poll:
                 self._succeeded(collector)
-
-    def _scrape_error(self, collector: Collector, exc: Exception) -> ScrapeError:
-        if isinstance(exc, ScrapeError):
-            return exc
-        # Content no check foresaw: that server's decode error, with the traceback once.
-        log.error("server %s: unexpected /%s content", self.target.name, collector.endpoint,
-                  exc_info=exc)
-        return ScrapeError(collector.endpoint, DECODE, f"unexpected content: {exc!r}")
 
     def _succeeded(self, collector: Collector) -> None:
         if self.failures[collector.endpoint] and collector is not self.varz:
             log.info("server %s: /%s reads again", self.target.name, collector.endpoint)
         self.failures[collector.endpoint] = 0
 
-    def _failed(self, collector: Collector, exc: ScrapeError) -> None:
-        self.errors[(exc.endpoint, exc.reason)] += 1
-        self.problems.append(exc)
+    def _failed(self, collector: Collector, exc: Exception) -> None:
+        error = _as_scrape_error(collector, exc)
+        self.errors[(error.endpoint, error.reason)] += 1
+        self.problems.append(error)
         if not self.failures[collector.endpoint]:
-            log.warning("server %s: %s", self.target.name, exc)
+            # Once per change of state; content no check foresaw gets its traceback.
+            log.log(logging.WARNING if error is exc else logging.ERROR, "server %s: %s",
+                    self.target.name, error, exc_info=None if error is exc else exc)
         self.failures[collector.endpoint] += 1
-        collector.failed(exc)
+        collector.failed(error)
 
-    async def _down(self, exc: ScrapeError) -> None:
+    async def _down(self, exc: Exception) -> None:
+        error = _as_scrape_error(self.varz, exc)
         if self.up or self.refreshes == 1:
-            log.warning("server %s is down: %s", self.target.name, exc)
-        self.errors[(exc.endpoint, exc.reason)] += 1
-        self.problems.append(exc)
+            log.log(logging.WARNING if error is exc else logging.ERROR,
+                    "server %s is down: %s", self.target.name, error,
+                    exc_info=None if error is exc else exc)
+        self.errors[(error.endpoint, error.reason)] += 1
+        self.problems.append(error)
         self.failures[self.varz.endpoint] += 1
         self.up = False
         for collector in (self.varz, *self.collectors):
@@ -198,6 +196,13 @@ class ServerCollector:
             out[m.FASTNATS_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS.name] = [
                 ((), self.last_success)]
         return out
+
+
+def _as_scrape_error(collector: Collector, exc: Exception) -> ScrapeError:
+    """``exc`` as the collector's ScrapeError; content no check foresaw is a decode error."""
+    if isinstance(exc, ScrapeError):
+        return exc
+    return ScrapeError(collector.endpoint, DECODE, f"unexpected content: {exc!r}")
 
 
 class NatsCollector:

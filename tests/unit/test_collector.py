@@ -223,3 +223,49 @@ def test_distributions_reach_prometheus_client_as_gauge_histograms():
     assert buckets[-1].value == 4  # every connection of the body
     described = {metric.name: metric.type for metric in collector.describe()}
     assert described[rtt.name] == "gaugehistogram"
+
+
+def test_a_failing_collector_says_so_and_its_series_go_after_three_failures(caplog):
+    data = Path(__file__).parents[1] / "data"
+    good = data.joinpath("connz_open.json").read_bytes()
+    client = FakeClient({"varz": orjson.dumps(VARZ), "connz": good})
+    server = ServerCollector(Target("a", "http://a"), client, {"connz": None})
+    caplog.set_level("INFO", logger="fastnats.scrape")
+
+    def state() -> tuple[dict, bool]:
+        success = dict(server.snapshot["fastnats_collector_success"])
+        return success, "nats_client_connections" in server.snapshot
+
+    run(server.refresh())
+    assert state() == ({("varz",): 1, ("connz",): 1}, True)
+    client.bodies["connz"] = good[:len(good) // 2]
+    for failures in (1, 2):
+        run(server.refresh())
+        # A body that does not decode keeps the last good aggregates for a while.
+        assert state() == ({("varz",): 1, ("connz",): 0}, True), failures
+    run(server.refresh())
+    assert state() == ({("varz",): 1, ("connz",): 0}, False)
+    assert server.snapshot["nats_up"] == [((), 1)]
+    client.bodies["connz"] = good
+    run(server.refresh())
+    assert state() == ({("varz",): 1, ("connz",): 1}, True)
+    messages = [r.getMessage() for r in caplog.records if "connz" in r.getMessage()]
+    # One line when it starts failing, one when it reads again; not one per refresh.
+    assert len(messages) == 2 and messages[1] == "server a: /connz reads again"
+
+
+def test_an_unexpected_exception_in_a_collector_is_its_decode_error(caplog):
+    class Exploding:
+        async def get(self, endpoint, params=None):
+            if endpoint == "varz":
+                return orjson.dumps(VARZ)
+            raise RuntimeError("a collector bug")
+
+    server = ServerCollector(Target("a", "http://a"), Exploding(), {"connz": None})
+    run(server.refresh())
+    run(server.refresh())
+    assert server.up
+    assert server.errors[("connz", "decode")] == 2
+    # Logged once, with the traceback, not at every refresh.
+    [record] = [r for r in caplog.records if "unexpected" in r.getMessage()]
+    assert record.levelname == "ERROR" and record.exc_info is not None
