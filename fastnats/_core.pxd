@@ -22,6 +22,9 @@ cdef enum:
     CZ_EMPTY = -1
     CZ_DELETED = -2
     CZ_MAX_BOUNDS = 15      # distribution buckets besides +Inf
+    # Updates whose highest cid waits to become the settled floor (see cz_advance_floor).
+    CZ_HISTORY = 64
+    CZ_FLOOR_LAG = 2        # updates, at least, between reading a cid and settling below it
 
 cdef enum:
     # Group-by label slots, in metrics.GROUP_BY_FIELDS order.
@@ -54,6 +57,7 @@ cdef enum:
     CZ_REC_DUP = 16        # the cid was already read from an earlier page of this update
     CZ_REC_RATE = 32
     CZ_REC_REGROUP = 64    # the connection this cid holds now shows the labels its CONNECT gave
+                           # (open or closed record)
 
 cdef enum:
     # The fields of a connection object the scan reads; the rest it skips.
@@ -173,6 +177,7 @@ cdef struct CzConn:
     int32_t ip
     uint32_t epoch        # the update that last saw it open
     int32_t absent        # -1 if that was the last update; else updates since, with ctr folded
+    double absent_since   # when it was first missing, for closed_slack
     int32_t used
     int32_t unnamed       # listed before its CONNECT was read: no name, lang or version yet
 
@@ -186,9 +191,12 @@ cdef struct CzGroup:
     uint64_t members      # cids held in the state, open or absent
     uint64_t subs
     uint64_t pending
+    uint64_t lost         # connections that left without a closed entry to read
+    uint64_t seq          # creation order, the tie-break of evictions
     double last_active
     int32_t live
     int32_t other
+    int32_t opened        # a connection of it was seen open (it did not only live between reads)
 
 cdef struct CzDist:
     uint64_t counts[16]   # per bucket (not cumulative); the last is +Inf
@@ -201,6 +209,19 @@ cdef struct CzTop:
     int32_t *idx          # record indices, best first
     int32_t n
 
+cdef struct CzVictim:
+    # A group a full table may give up for a new one (cz_next_victim), in the order they go.
+    int32_t cls           # CZ_EVICT_*
+    double last_active
+    uint64_t seq
+    int32_t slot
+
+cdef enum:
+    # Which memberless groups a full table gives up first; the rest keep their TTL.
+    CZ_EVICT_IDLE = 0     # never carried traffic
+    CZ_EVICT_FLEETING = 1 # all its connections lived between two reads
+    CZ_EVICT_NEVER = 2
+
 
 cdef class ConnzAggregator:
     cdef readonly tuple group_by
@@ -209,7 +230,10 @@ cdef class ConnzAggregator:
     cdef readonly Py_ssize_t top_k
     cdef readonly bint per_connection
     cdef readonly Py_ssize_t per_connection_max
+    cdef readonly double closed_slack
     cdef readonly uint64_t total
+    cdef readonly uint64_t lost_known    # connections seen open that left no closed entry to read
+    cdef readonly uint64_t lost_unknown  # connections never read, open or closed (cid holes)
     cdef uint64_t scanned_total
     cdef readonly Py_ssize_t count
 
@@ -231,7 +255,7 @@ cdef class ConnzAggregator:
     cdef int32_t *conns_free
     cdef Py_ssize_t nconns_free
     cdef Py_ssize_t conns_free_cap
-    cdef CzMap closed_seen        # cids folded from the closed body during this update
+    cdef CzMap seen               # cids above the floor read open or closed; values unused
     cdef CzGroup *groups
     cdef Py_ssize_t ngroup_slots
     cdef Py_ssize_t groups_cap
@@ -240,7 +264,24 @@ cdef class ConnzAggregator:
     cdef int32_t *gindex          # open addressing over group slots by key; -1 empty
     cdef Py_ssize_t gicap
     cdef uint64_t overflow
+    cdef uint64_t evictions
+    cdef uint64_t group_seq
+    cdef uint64_t commit_seq      # group_seq when the commit began: older groups may be evicted
+    cdef CzVictim *victims
+    cdef Py_ssize_t victims_cap
+    cdef Py_ssize_t nvictims
+    cdef Py_ssize_t victim_at
+    cdef bint victims_ready       # the victims of this commit were listed
     cdef uint64_t watermark       # highest cid any earlier update read, open or closed
+    # Every cid at or below the floor is settled: read, or counted lost, or never a client's.
+    cdef uint64_t floor
+    cdef uint32_t floor_epoch     # the update whose watermark the floor is
+    cdef uint32_t overflow_epoch  # the last update whose closed read overflowed, or 0
+    cdef double hist_now[64]      # CZ_HISTORY updates not settled yet, oldest at hist_head
+    cdef uint64_t hist_watermark[64]
+    cdef uint32_t hist_epoch[64]
+    cdef int32_t hist_head
+    cdef int32_t hist_len
     cdef uint32_t epoch
     cdef CzDist dist[4]           # by CZ_D_*
     cdef CzTop top[3]             # by CZ_T_*
@@ -292,6 +333,7 @@ cdef enum:
 cdef enum:
     WIRE_GRACE_UPDATES = 3
     WIRE_MAX_LISTENERS = 255
+    WIRE_MAX_ERRNO = 4095            # MAX_ERRNO in linux/err.h
 
 cdef struct WireSock:
     uint64_t cookie

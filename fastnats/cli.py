@@ -11,6 +11,7 @@ import asyncio
 import ctypes
 import errno
 import logging
+import resource
 import signal
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,11 +22,11 @@ from ._version import __version__
 from .collector import NatsCollector, ServerCollector
 from .collectors import OPTIONAL
 from .errors import ConfError, FastNatsError
-from .flags import non_negative_int, positive_seconds
+from .flags import non_negative_int, number, positive_int, positive_seconds
 from .nats import launcher, natsconf
 from .refresher import Refresher
 from .server import Payload, Route, parse_listen_address, start_server
-from .sources.monitor import MonitorClient, new_session
+from .sources.monitor import BodyLimits, MonitorClient, new_session
 from .target import Target, parse_target
 
 log = logging.getLogger("fastnats")
@@ -70,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                      type=_telemetry_path, metavar="PATH",
                      help="path of the metrics; a missing leading / is added (default: "
                           "%(default)s)")
+    web.add_argument(
+        "--web.max-connections", dest="max_connections", type=positive_int, metavar="N",
+        help="most HTTP connections open at once; a new one beyond this closes the connection "
+             "quiet longest (default: half the open-file limit, at most 4096)")
 
     refresh = parser.add_argument_group("refresh")
     refresh.add_argument(
@@ -78,6 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument(
         "--timeout", type=positive_seconds, default=3.0, metavar="DURATION",
         help="timeout of each monitoring request, body included (default: 3s)")
+
+    limits = parser.add_argument_group("monitoring reply limits")
+    limits.add_argument(
+        "--monitor.max-body-size", dest="max_body_size", type=_positive_size,
+        default=BodyLimits().document, metavar="SIZE",
+        help="largest reply accepted from a monitoring endpoint such as /varz, counted on the "
+             "wire and again once a gzip reply is inflated; a larger reply fails with "
+             "reason=\"too_large\" (bytes, or with a unit: 512KiB, 16MiB, 1GiB; KB, MB, GB "
+             "are the same binary units) (default: 16MiB)")
+    limits.add_argument(
+        "--monitor.max-body-size-per-connection", dest="max_body_size_per_connection",
+        type=_size, default=BodyLimits().per_connection, metavar="SIZE",
+        help="how much larger a /connz reply may be for each connection it asks for: its "
+             "limit is --monitor.max-body-size plus this times the connections expected "
+             "(default: 8KiB)")
 
     collectors = parser.add_argument_group("collectors")
     for collector in sorted(OPTIONAL, key=lambda c: c.name):
@@ -125,6 +145,26 @@ def _telemetry_path(text: str) -> str:
     return text if text.startswith("/") else "/" + text
 
 
+# Binary multiples under either name, as Prometheus reads its own size flags.
+_SIZE_UNITS = {"": 1, "b": 1, **{f"{prefix}{suffix}": 1 << (10 * power)
+                                 for power, prefix in enumerate("kmg", 1)
+                                 for suffix in ("", "b", "ib")}}
+
+
+def _parse_size(text: str) -> int:
+    amount = text.rstrip("BbIiKkMmGg")
+    unit = _SIZE_UNITS.get(text[len(amount):].lower())
+    if unit is None:
+        raise ValueError(text)
+    return int(amount) * unit
+
+
+_size = number(_parse_size, "size (bytes, or 512KiB, 16MiB, 1GiB)", lambda v: v >= 0,
+               "must not be negative")
+_positive_size = number(_parse_size, "size (bytes, or 512KiB, 16MiB, 1GiB)", lambda v: v > 0,
+                        "must be at least 1 byte")
+
+
 @dataclass
 class Settings:
     targets: list[Target]
@@ -133,6 +173,7 @@ class Settings:
     telemetry_path: str
     refresh_interval: float
     timeout: float
+    #: The --config settings, without the parsed tree (translated already for --nats.launch).
     conf: natsconf.Conf | None = None
     launch: bool = False
     binary: str | None = None
@@ -140,6 +181,9 @@ class Settings:
     check: bool = False
     #: The optional collectors to run, by name, with their options.
     collectors: Mapping[str, object] = field(default_factory=dict)
+    body_limits: BodyLimits = field(default_factory=BodyLimits)
+    #: None: the server derives the cap from the open-file limit.
+    max_connections: int | None = None
 
 
 def resolve(args: argparse.Namespace) -> Settings:
@@ -192,13 +236,18 @@ def resolve(args: argparse.Namespace) -> Settings:
         raise UsageError(str(exc)) from None
     if len({t.name for t in targets}) != len(targets):
         raise UsageError(f"two servers have the same name: {', '.join(t.name for t in targets)}")
+    if conf is not None:
+        # The tree of a big conf takes many times its size; nothing past this point reads it.
+        conf = conf.without_tree(keep_translation=args.launch)
     return Settings(
         targets=targets, host=host, port=port, telemetry_path=args.telemetry_path,
         refresh_interval=args.refresh_interval, timeout=args.timeout, conf=conf,
         launch=args.launch, binary=args.binary,
         demo_clients=args.demo_clients if args.demo else None, check=args.check,
         collectors={c.name: c.configure(args, args.refresh_interval) for c in OPTIONAL
-                    if getattr(args, f"collector_{c.name}") is not False})
+                    if getattr(args, f"collector_{c.name}") is not False},
+        body_limits=BodyLimits(args.max_body_size, args.max_body_size_per_connection),
+        max_connections=args.max_connections)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,6 +255,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    raise_descriptor_limit()
+    # Before --config is read, so that the memory of a big conf's tree goes back once freed.
+    return_freed_memory()
     try:
         settings = resolve(args)
     except (UsageError, ConfError) as exc:
@@ -244,10 +296,25 @@ def return_freed_memory() -> None:
     mallopt(m_mmap_threshold, 256 * 1024)
 
 
+def raise_descriptor_limit() -> None:
+    """Raise the soft open-file limit to the hard one, as Go programs do at start.
+
+    The HTTP server's default connection cap is half of what this leaves.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (OSError, ValueError) as exc:
+        log.debug("open-file limit stays %d; raising it to %d failed: %s", soft, hard, exc)
+        return
+    log.debug("open-file limit raised from %d to %d", soft, hard)
+
+
 def _run(settings: Settings) -> int:
     import uvloop
 
-    return_freed_memory()
     if settings.check:
         return uvloop.run(_check(settings))
     if settings.demo_clients is not None:
@@ -285,7 +352,8 @@ def _routes(settings: Settings, refresher: Refresher) -> dict[str, Route]:
 
 def _collector(settings: Settings, session) -> NatsCollector:
     return NatsCollector([
-        ServerCollector(t, MonitorClient(t.url, session, settings.timeout), settings.collectors)
+        ServerCollector(t, MonitorClient(t.url, session, settings.timeout,
+                                         settings.body_limits), settings.collectors)
         for t in settings.targets])
 
 
@@ -312,7 +380,7 @@ async def _exporter(settings: Settings, until_stopped) -> int:
         await refresher.start()
         try:
             server = await start_server(_routes(settings, refresher), settings.host,
-                                        settings.port)
+                                        settings.port, max_connections=settings.max_connections)
         except OSError as exc:
             raise ListenError(_listen_error(settings, exc)) from None
         log.info("serving %s on %s for %s", settings.telemetry_path, _listen_url(settings, server),

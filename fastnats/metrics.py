@@ -130,6 +130,27 @@ DEFAULT_GROUP_BY = ("account", "name")
 #: Label value of every group-by label on the group that collects the overflow of
 #: --connz.max-groups.
 OTHER_GROUP = "_other"
+#: Label value of every group-by label on the series of lost connections that were never read,
+#: so their group is unknown (nats_client_connections_lost_total).
+UNKNOWN_GROUP = "_unknown"
+#: The label values the exporter itself gives; no client value is exported as one of them.
+MARKERS = (OTHER_GROUP, UNKNOWN_GROUP)
+
+
+def client_value(value: str) -> str:
+    """The label value a client-chosen value (name, account, lang, ...) is exported as.
+
+    A value made of one or more underscores and then ``other`` or ``unknown`` (what a marker is,
+    or what a marker escaped once is) gets one more leading underscore: ``_other`` becomes
+    ``__other``, ``__other`` becomes ``___other``. Every other value is exported as it is. The
+    rule is one-to-one, and no client value comes out as a marker, so a client cannot make its
+    series collide with the exporter's own.
+    """
+    stem = value.lstrip("_")
+    if stem != value and "_" + stem in MARKERS:
+        return "_" + value
+    return value
+
 #: Labels that identify one connection in the top-K and per-connection families.
 CONNECTION_LABELS = ("cid", "name", "account", "ip")
 
@@ -190,8 +211,23 @@ NATS_CLIENT_GROUPS = Metric(
     source="/connz aggregator", example=37)
 NATS_CLIENT_GROUP_OVERFLOW_TOTAL = Metric(
     "nats_client_group_overflow_total", COUNTER,
-    "Connections counted in the _other group because --connz.max-groups groups already existed",
+    "Connections counted in the _other group because --connz.max-groups groups already existed "
+    "and none could be evicted",
     source="/connz aggregator", example=0)
+NATS_CLIENT_GROUP_EVICTIONS_TOTAL = Metric(
+    "nats_client_group_evictions_total", COUNTER,
+    "Groups without open connections dropped to make room for a new group under "
+    "--connz.max-groups: first those that never carried traffic, then those whose connections "
+    "all lived between two refreshes",
+    source="/connz aggregator", example=0)
+NATS_CLIENT_CONNECTIONS_LOST_TOTAL = Metric(
+    "nats_client_connections_lost_total", COUNTER,
+    "Client connections whose final counters the exporter could not read: nats-server dropped "
+    "them from its list of closed connections (max_closed_clients) first. A connection seen "
+    "open counts in its group, with the counters last seen; one never seen counts in the "
+    "group labelled _unknown",
+    (GROUP_LABELS,), source="/connz: cids seen open and missing from state=closed, and cids "
+    "never listed while the closed list overflowed", example=0)
 
 
 def _distribution(name: str, what: str, field: str, buckets: tuple[str, ...],
@@ -275,6 +311,8 @@ CONNZ: tuple[Metric, ...] = (
     NATS_CLIENT_OUT_BYTES_TOTAL,
     NATS_CLIENT_GROUPS,
     NATS_CLIENT_GROUP_OVERFLOW_TOTAL,
+    NATS_CLIENT_GROUP_EVICTIONS_TOTAL,
+    NATS_CLIENT_CONNECTIONS_LOST_TOTAL,
     NATS_CLIENT_CONNECTION_RTT_SECONDS,
     NATS_CLIENT_CONNECTION_PENDING_BYTES,
     NATS_CLIENT_CONNECTION_IDLE_SECONDS,

@@ -5,6 +5,13 @@ serving a request is a dict lookup, an Accept-Encoding check and one write, howe
 the payload holds. Nothing is rendered or fetched per request, and this module knows nothing
 about NATS. It is built on httptools' parser and ``asyncio.Protocol`` and runs on whatever loop
 is running; the CLI installs uvloop.
+
+At most ``max_connections`` connections are open at once, so that idle clients cannot take the
+file descriptors the rest of the process needs. A connection beyond the cap is accepted and the
+connection that has been quiet longest (no request answered since it was, or since it opened)
+is closed to make room: an idle keep-alive connection, a client that never finished its request
+or one that stopped reading, long before a scrape in progress. A new scraper is therefore always
+served, and a flood of idle connections only shortens how long each of them stays open.
 """
 
 from __future__ import annotations
@@ -14,10 +21,11 @@ import functools
 import ipaddress
 import logging
 import re
+import resource
 import socket
 import struct
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -31,6 +39,7 @@ __all__ = [
     "Route",
     "Routes",
     "accepts_gzip",
+    "default_max_connections",
     "parse_listen_address",
     "start_server",
 ]
@@ -45,6 +54,18 @@ MAX_HEADERS = 100
 # How long a server-initiated close waits for the client to finish sending, so that unread
 # request bytes do not turn the close into a reset that destroys the response in flight.
 LINGER_SECONDS = 2.0
+# The default connection cap takes half the open-file limit, and leaves the other half to the
+# rest of the process (monitoring requests, netlink sockets, a nats-server child); a handful of
+# Prometheus servers never come near this ceiling, which bounds the memory idle clients can hold.
+MAX_CONNECTIONS_CEILING = 4096
+
+
+def default_max_connections() -> int:
+    """The connection cap for the current open-file limit: half of it, at most 4096."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS_CEILING
+    return max(1, min(soft // 2, MAX_CONNECTIONS_CEILING))
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,20 +226,27 @@ def _route_key(path: bytes | str) -> bytes:
 class HttpServer:
     """A running server: its bound addresses, counters, and shutdown."""
 
-    def __init__(self, routes: Routes, keepalive_timeout: float) -> None:
+    def __init__(self, routes: Routes, keepalive_timeout: float, max_connections: int) -> None:
         if not keepalive_timeout > 0:
             raise ValueError(f"keepalive_timeout must be positive, not {keepalive_timeout!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) \
+                or max_connections < 1:
+            raise ValueError(f"max_connections must be a positive integer, not "
+                             f"{max_connections!r}")
         self.routes: dict[bytes, Route] = {}
         for path, route in routes.items():
             if not callable(route):
                 raise TypeError(f"the route for {path!r} must be a callable returning a Payload")
             self.routes[_route_key(path)] = route
         self.keepalive_timeout = keepalive_timeout
+        self.max_connections = max_connections
         self.linger = min(LINGER_SECONDS, keepalive_timeout)
         self.shutting_down = False
         self._route_failure_logged = False
+        self._cap_logged = False
         self._listener: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
+        # Open connections, the one quiet longest first.
+        self._connections: OrderedDict[_Connection, None] = OrderedDict()
         self._all_closed: asyncio.Future[None] | None = None
         self._date_second = -1
         self._date_line = b""
@@ -274,10 +302,23 @@ class HttpServer:
         return self._date_line
 
     def _connection_opened(self, conn: _Connection) -> None:
-        self._connections.add(conn)
+        connections = self._connections
+        if len(connections) >= self.max_connections:
+            if not self._cap_logged:
+                self._cap_logged = True
+                log.warning("%d connections are open, the most allowed (--web.max-connections); "
+                            "from now on a new connection closes the one quiet longest",
+                            len(connections))
+            quietest, _ = connections.popitem(last=False)
+            quietest.evict()
+        connections[conn] = None
+
+    def _connection_active(self, conn: _Connection) -> None:
+        if conn in self._connections:
+            self._connections.move_to_end(conn)
 
     def _connection_closed(self, conn: _Connection) -> None:
-        self._connections.discard(conn)
+        self._connections.pop(conn, None)
         if not self._connections and self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)
 
@@ -295,8 +336,8 @@ class _Connection(asyncio.Protocol):
     __slots__ = (
         "_server", "_routes", "_loop", "_parser", "_transport", "_url", "_accept_encoding",
         "_headers", "_head_bytes", "_head_chunk_bytes", "_in_head", "_began", "_rejection",
-        "_pending", "_write_paused", "_closing", "_lingering", "_deadline",
-        "_timer", "_timer_when", "_stall_mark",
+        "_expects_continue", "_has_body", "_pending", "_write_paused", "_closing", "_lingering",
+        "_deadline", "_timer", "_timer_when", "_stall_mark",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -313,6 +354,8 @@ class _Connection(asyncio.Protocol):
         self._in_head = False
         self._began = False  # a request began during the current feed_data()
         self._rejection: _Rejection | None = None
+        self._expects_continue = False  # Expect: 100-continue
+        self._has_body = False  # Content-Length above 0, or Transfer-Encoding
         # Responses held back while the transport is over its high-water mark.
         self._pending: deque[_Response] = deque()
         self._write_paused = False
@@ -396,6 +439,8 @@ class _Connection(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._accept_encoding = None
+        self._expects_continue = False
+        self._has_body = False
         self._headers = 0
         self._head_bytes = 0
         self._head_chunk_bytes = 0
@@ -411,23 +456,39 @@ class _Connection(asyncio.Protocol):
         self._head_bytes += len(name) + len(value) + 4
         if self._headers > MAX_HEADERS or self._head_bytes > MAX_HEAD_BYTES:
             self._reject(_HEAD_TOO_LARGE)
-        if len(name) == 15 and name.lower() == b"accept-encoding":
+        # The length first: most headers are none of these, and are not lowercased.
+        size = len(name)
+        if size == 15 and name.lower() == b"accept-encoding":
             # Repeated fields combine into one list (RFC 9110 section 5.3).
             self._accept_encoding = (value if self._accept_encoding is None
                                      else self._accept_encoding + b"," + value)
+        elif size == 6 and name.lower() == b"expect":
+            self._expects_continue = value.strip().lower() == b"100-continue"
+        elif size == 14 and name.lower() == b"content-length":
+            self._has_body = self._has_body or value.strip() not in (b"", b"0")
+        elif size == 17 and name.lower() == b"transfer-encoding":
+            self._has_body = True
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._expects_continue and self._has_body:
+            # No route takes a body, so the answer is known now (RFC 9110 section 10.1.1);
+            # waiting for the body would leave the client waiting for a 100 Continue. The client
+            # may send the body or not, so the connection cannot carry another request.
+            self._answer(False)
 
     def on_message_complete(self) -> None:
         if self._closing:
             return
-        server = self._server
         parser = self._parser
         # Upgrade (websocket, h2c, CONNECT) is not offered; what follows such a request on the
         # wire is not HTTP/1.1, so answer it as a plain request and close.
-        keep_alive = (parser.should_keep_alive() and not parser.should_upgrade()
-                      and not server.shutting_down)
+        self._answer(parser.should_keep_alive() and not parser.should_upgrade())
+
+    def _answer(self, keep_alive: bool) -> None:
+        server = self._server
+        parser = self._parser
+        keep_alive = keep_alive and not server.shutting_down
         method = parser.get_method()
         head_only = method == b"HEAD"
         path = self._path()
@@ -490,6 +551,7 @@ class _Connection(asyncio.Protocol):
                     not keep_alive)
         if not keep_alive:
             self._closing = True
+        self._server._connection_active(self)
         self._extend_deadline(self._server.keepalive_timeout)
         if self._pending or self._write_paused:
             self._pending.append(response)
@@ -525,6 +587,13 @@ class _Connection(asyncio.Protocol):
         # make the kernel reset the connection under the response.
         transport.resume_reading()
         self._extend_deadline(self._server.linger, force=True)
+
+    def evict(self) -> None:
+        """Close at once, to make room for a new connection; unsent bytes are dropped."""
+        self._closing = True
+        self._pending.clear()
+        if self._transport is not None:
+            self._transport.abort()
 
     def shut_down(self) -> None:
         self._closing = True
@@ -576,15 +645,20 @@ class _Connection(asyncio.Protocol):
 
 
 async def start_server(routes: Routes, host: str | None, port: int, *,
-                       keepalive_timeout: float = 75.0, backlog: int = 1024) -> HttpServer:
+                       keepalive_timeout: float = 75.0, backlog: int = 1024,
+                       max_connections: int | None = None) -> HttpServer:
     """Listen on host:port and serve ``routes`` until the returned server is closed.
 
     ``host`` "" or None listens on every interface; ``port`` 0 picks a free port (see
     ``HttpServer.addresses``). Idle keep-alive connections close after ``keepalive_timeout``.
+    At most ``max_connections`` are open at once (default: :func:`default_max_connections`);
+    a new one beyond that closes the connection quiet longest.
     """
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be from 0 to 65535, not {port}")
-    server = HttpServer(routes, keepalive_timeout)
+    if max_connections is None:
+        max_connections = default_max_connections()
+    server = HttpServer(routes, keepalive_timeout, max_connections)
     loop = asyncio.get_running_loop()
     server._listener = await loop.create_server(
         lambda: _Connection(server), host or None, port, backlog=backlog, reuse_address=True)

@@ -10,12 +10,24 @@
 # Counting rules, which _reference.ConnzAggregator follows too: a connection's counters count in
 # its group while it is open. When it leaves, its final counters from the closed body (else the
 # last seen) join the group's closed total. A cid missing from an open body but not closed is
-# remembered for CZ_ABSENT_GRACE refreshes, so that it is not counted twice if it was only
-# skipped. A closed cid above every cid read before opened and closed between two refreshes and
-# counts once. A cid listed again with another start time is another connection (a restart).
+# remembered for CZ_ABSENT_GRACE refreshes and closed_slack seconds, so that it is not counted
+# twice if it was only skipped and so that a late closed entry still finds it; if none came, it
+# is lost (counted in its group's lost total, with the counters last seen). A closed cid that
+# no read showed before opened and closed between two refreshes and counts once. A cid listed
+# again with another start time is another connection (a restart); the old one is lost.
 # /connz lists a connection before its CONNECT is read, without name, lang or version: such a
-# connection moves to the group of the labels its CONNECT gives once they show. What it counted
-# before stays in the old group (folded there); the new group owes it back (``debt``).
+# connection moves to the group of the labels its CONNECT gives once they show, open or closed.
+# What it counted before stays in the old group (folded there); the new group owes it back
+# (``debt``), or, at its close, gets only what it did since.
+#
+# Lost connections nobody saw. nats-server numbers every connection (routes and its own internal
+# clients too) from one counter, and keeps only the last max_closed_clients closed ones. Every
+# cid at or below ``floor`` is settled; the cids above it that a read showed are in ``seen``.
+# The floor moves up to the highest cid of an update once CZ_FLOOR_LAG updates and closed_slack
+# seconds have passed since it, so a late open or closed listing still counts. The cids it then
+# passes that no read ever showed are holes: lost connections if a closed read overflowed (the
+# caller says so: the server's ring turned over before the read reached what was read before)
+# since the floor last moved, else cids the server gave to something that /connz never lists.
 
 from fastnats.errors import ConnzDecodeError
 from fastnats.metrics import (
@@ -55,7 +67,7 @@ cdef class ConnzAggregator:
 
     def __init__(self, group_by=_DEFAULT_GROUP_BY, Py_ssize_t max_groups=1000,
                  double group_ttl=3600.0, Py_ssize_t top_k=10, bint per_connection=False,
-                 Py_ssize_t per_connection_max=1000):
+                 Py_ssize_t per_connection_max=1000, double closed_slack=2.0):
         cdef int k
         if self.ready:
             raise TypeError("a ConnzAggregator is initialised once")
@@ -74,12 +86,15 @@ cdef class ConnzAggregator:
             raise ValueError("top_k must be from 0 to 10000")
         if per_connection_max < 0:
             raise ValueError("per_connection_max must not be negative")
+        if not 0 <= closed_slack <= 3600:
+            raise ValueError("closed_slack must be from 0 to 3600 seconds")
         self.group_by = group_by
         self.max_groups = max_groups
         self.group_ttl = group_ttl
         self.top_k = top_k
         self.per_connection = per_connection
         self.per_connection_max = per_connection_max
+        self.closed_slack = closed_slack
         self.nfields = len(group_by)
         for k in range(self.nfields):
             self.fields[k] = _GROUP_BY_FIELDS.index(group_by[k])
@@ -97,7 +112,8 @@ cdef class ConnzAggregator:
         free(self.closed_recs.v)
         cz_strtab_free(&self.strs)
         free(self.cids.slots)
-        free(self.closed_seen.slots)
+        free(self.seen.slots)
+        free(self.victims)
         free(self.conns)
         free(self.conns_free)
         free(self.groups)
@@ -116,10 +132,12 @@ cdef class ConnzAggregator:
         """
         return self.snapshot
 
-    def update(self, open_body, closed_body, double now):
+    def update(self, open_body, closed_body, double now, bint closed_overflow=False):
         """Read one refresh: ``open_body`` from ``/connz?state=open``, ``closed_body`` from
         ``state=closed`` or None. Each is a buffer (bytes, bytearray, memoryview) or a list of
         them, one per page. ``now`` is the refresh time in seconds, for TTLs and rates.
+        ``closed_overflow`` says that the closed read reached the end of the server's list
+        before the connections it had read before: some closed connections were dropped unread.
 
         Raises ConnzDecodeError, naming the body and byte offset, and then changes nothing.
         """
@@ -150,7 +168,7 @@ cdef class ConnzAggregator:
                     cz_scan(self, spans, nopen, npages)
                     cz_intern_new(self, spans)
                     cz_reserve_commit(self)
-                    cz_commit(self, now)
+                    cz_commit(self, now, closed_overflow)
             except ConnzDecodeError as e:
                 raise cz_located(self, e, nopen, npages - nopen) from None
             self.snapshot = cz_publish(self)
@@ -189,25 +207,31 @@ cdef object cz_located(ConnzAggregator agg, object error, Py_ssize_t nopen, Py_s
 # Allocations the commit needs, made while failing still changes nothing.
 
 cdef int cz_reserve_commit(ConnzAggregator agg) except -1 nogil:
-    cdef Py_ssize_t new_conns = 0, regroups = 0, new_groups, k
+    cdef Py_ssize_t new_conns = 0, regroups = 0, above = 0, new_groups, k
     for k in range(agg.open_recs.n):
         if agg.open_recs.v[k].flags & CZ_REC_NEW:
             new_conns += 1
         elif agg.open_recs.v[k].flags & CZ_REC_REGROUP:
             regroups += 1
+        if agg.open_recs.v[k].cid > agg.floor:
+            above += 1
+    for k in range(agg.closed_recs.n):
+        if agg.closed_recs.v[k].cid > agg.floor:
+            above += 1
     cz_map_reserve(&agg.cids, new_conns)
     cz_reserve(<void **>&agg.conns, &agg.conns_cap, agg.nconns_slots + new_conns,
                sizeof(CzConn))
     cz_reserve(<void **>&agg.conns_free, &agg.conns_free_cap,
                agg.nconns_slots + new_conns + 1, sizeof(int32_t))
-    cz_map_clear(&agg.closed_seen)
-    cz_map_reserve(&agg.closed_seen, agg.closed_recs.n)
+    cz_map_reserve(&agg.seen, above)
     new_groups = new_conns + regroups + agg.closed_recs.n + 1
     if new_groups > agg.max_groups + 1:
         new_groups = agg.max_groups + 1
     cz_reserve(<void **>&agg.groups, &agg.groups_cap, agg.ngroup_slots + new_groups,
                sizeof(CzGroup))
     cz_reserve_gindex(agg, agg.ngroup_slots + new_groups)
+    cz_reserve(<void **>&agg.victims, &agg.victims_cap, agg.ngroup_slots + new_groups,
+               sizeof(CzVictim))
     if agg.per_connection:
         cz_reserve(<void **>&agg.per_conn, &agg.per_conn_cap, 2 * agg.open_recs.n + 2,
                    sizeof(uint64_t))
@@ -280,9 +304,13 @@ cdef int cz_cmp_cid(const void *a, const void *b) noexcept nogil:
 # ---------------------------------------------------------------------------------------------
 # Phase 3: the commit, in the order its steps run.
 
-cdef void cz_commit(ConnzAggregator agg, double now) noexcept nogil:
+cdef void cz_commit(ConnzAggregator agg, double now, bint closed_overflow) noexcept nogil:
     cdef uint64_t top_cid = agg.watermark
     agg.epoch += 1
+    if closed_overflow:
+        agg.overflow_epoch = agg.epoch
+    agg.victims_ready = False
+    agg.commit_seq = agg.group_seq
     # Expire first, so that the room an expired group leaves is there for new connections.
     cz_expire_groups(agg, now)
     cz_clear_open_totals(agg)
@@ -291,25 +319,19 @@ cdef void cz_commit(ConnzAggregator agg, double now) noexcept nogil:
     cz_age_absent(agg, now)
     cz_sort_per_conn(agg)
     agg.watermark = top_cid
+    cz_advance_floor(agg, now)
     agg.total = agg.scanned_total
 
 
 cdef void cz_expire_groups(ConnzAggregator agg, double now) noexcept nogil:
     # A group without members that saw no activity for group_ttl goes, with its label values.
     cdef Py_ssize_t k
-    cdef int q
     cdef CzGroup *g
     cdef bint removed = False
     for k in range(agg.ngroup_slots):
         g = &agg.groups[k]
         if g.live and g.members == 0 and now - g.last_active > agg.group_ttl:
-            g.live = 0
-            if g.other:
-                agg.other = -1
-            else:
-                for q in range(agg.nfields):
-                    agg.strs.ents[g.key[q]].refs -= 1
-                agg.ngroups -= 1
+            cz_drop_group(agg, <int32_t>k)
             removed = True
     if removed:
         cz_rebuild_gindex(agg)
@@ -346,6 +368,7 @@ cdef Py_ssize_t cz_commit_open(ConnzAggregator agg, double now, uint64_t *top_ci
         if st >= 0 and agg.conns[st].epoch == agg.epoch:
             r.flags |= CZ_REC_DUP
             continue
+        cz_saw(agg, r.cid)
         st = cz_place_open(agg, r, st, now)
         cz_count_open(agg, r, <int32_t>k, st, now)
         count += 1
@@ -366,6 +389,7 @@ cdef inline int32_t cz_place_open(ConnzAggregator agg, CzRec *r, int32_t st,
         # The same cid on another connection (the server restarted): the old one is gone.
         if agg.conns[st].absent < 0:
             cz_fold(agg, st, agg.conns[st].ctr, now)
+        cz_lose(agg, st)
         cz_forget(agg, st)
         st = -1
     if st < 0:
@@ -404,6 +428,7 @@ cdef inline void cz_count_open(ConnzAggregator agg, CzRec *r, int32_t k, int32_t
     c.seen_at = now
     c.epoch = agg.epoch
     r.state = st
+    g.opened = 1
     g.conns += 1
     g.subs = cz_sat_add(g.subs, r.subs)
     g.pending = cz_sat_add(g.pending, r.pending)
@@ -446,9 +471,16 @@ cdef inline void cz_count_top(ConnzAggregator agg, const CzRec *r, int32_t k) no
             cz_top_offer(&agg.top[CZ_T_OUT_RATE], most, agg.open_recs.v, CZ_T_OUT_RATE, k)
 
 
+cdef inline void cz_saw(ConnzAggregator agg, uint64_t cid) noexcept nogil:
+    # A read showed this cid; cz_reserve_commit made room for every cid above the floor.
+    if cid > agg.floor and cz_map_get(&agg.seen, cid) < 0:
+        cz_map_put(&agg.seen, cid, 0)
+
+
 cdef void cz_commit_closed(ConnzAggregator agg, double now, uint64_t *top_cid) noexcept nogil:
     # Every closed connection: a held one folds its final counters and is forgotten; one that
-    # opened and closed between two refreshes counts once, in its group's closed total.
+    # opened and closed between two refreshes counts once, in its group's closed total. Reads
+    # overlap: a closed entry read before is skipped by its cid (``seen``, or the floor).
     cdef Py_ssize_t k
     cdef uint64_t top = top_cid[0]
     cdef CzRec *r
@@ -464,9 +496,9 @@ cdef void cz_commit_closed(ConnzAggregator agg, double now, uint64_t *top_cid) n
             # Still open in this update's open body, it is folded when it leaves that.
             if agg.conns[st].epoch != agg.epoch:
                 cz_close_held(agg, st, r, now)
-        elif r.flags & CZ_REC_NEW and cz_map_get(&agg.closed_seen, r.cid) < 0:
+        elif r.flags & CZ_REC_NEW and cz_map_get(&agg.seen, r.cid) < 0:
             # Only the closed body knows this one.
-            cz_map_put(&agg.closed_seen, r.cid, 0)
+            cz_saw(agg, r.cid)
             g = &agg.groups[cz_group_of(agg, r.ids, now)]
             for q in range(CZ_NCTR):
                 g.closed[q] = cz_sat_add(g.closed[q], r.ctr[q])
@@ -476,15 +508,28 @@ cdef void cz_commit_closed(ConnzAggregator agg, double now, uint64_t *top_cid) n
 
 cdef void cz_close_held(ConnzAggregator agg, int32_t st, const CzRec *r, double now) noexcept nogil:
     # What the closed body adds to the counters already counted for this cid: the last-seen ones
-    # while it was open, nothing more once it was folded as absent.
+    # while it was open (nothing once it was folded as absent), and what it did since, in the
+    # group its labels name if it closed named after it was seen unnamed.
     cdef CzConn *c = &agg.conns[st]
-    cdef uint64_t final[4]
+    cdef uint64_t counted[4]
+    cdef uint64_t since[4]
     cdef int q
+    cdef CzGroup *g
     for q in range(CZ_NCTR):
-        final[q] = c.ctr[q] if c.absent < 0 else 0
+        counted[q] = c.ctr[q] if c.absent < 0 else 0
+        since[q] = 0
         if c.start_hash == r.start_hash and r.ctr[q] > c.ctr[q]:
-            final[q] = r.ctr[q] - (0 if c.absent < 0 else c.ctr[q])
-    cz_fold(agg, st, final, now)
+            since[q] = r.ctr[q] - c.ctr[q]
+    if r.flags & CZ_REC_REGROUP:
+        cz_fold(agg, st, counted, now)
+        g = &agg.groups[cz_group_of(agg, r.ids, now)]
+        for q in range(CZ_NCTR):
+            g.closed[q] = cz_sat_add(g.closed[q], since[q])
+        g.last_active = now
+    else:
+        for q in range(CZ_NCTR):
+            counted[q] = cz_sat_add(counted[q], since[q])
+        cz_fold(agg, st, counted, now)
     cz_forget(agg, st)
 
 
@@ -499,10 +544,57 @@ cdef void cz_age_absent(ConnzAggregator agg, double now) noexcept nogil:
             if c.absent < 0:
                 cz_fold(agg, <int32_t>j, c.ctr, now)
                 c.absent = 0
+                c.absent_since = now
             else:
                 c.absent += 1
-                if c.absent >= CZ_ABSENT_GRACE:
+                if c.absent >= CZ_ABSENT_GRACE and now - c.absent_since >= agg.closed_slack:
+                    cz_lose(agg, <int32_t>j)
                     cz_forget(agg, <int32_t>j)
+
+
+cdef void cz_advance_floor(ConnzAggregator agg, double now) noexcept nogil:
+    # Moves the floor up to the highest cid of old enough updates (see the top of this file)
+    # and counts the holes it passes.
+    cdef uint64_t new_floor = agg.floor, lost_to = agg.floor, nseen_lost = 0, key
+    cdef uint32_t epoch = agg.floor_epoch
+    cdef Py_ssize_t k
+    cdef int32_t at
+    if agg.epoch == 1:
+        # What the first update did not show is history: nothing to count.
+        agg.floor = agg.watermark
+        agg.floor_epoch = agg.epoch
+        cz_map_drop_all(&agg.seen)
+        return
+    while agg.hist_len and agg.hist_epoch[agg.hist_head] + CZ_FLOOR_LAG <= agg.epoch and (
+            now - agg.hist_now[agg.hist_head] >= agg.closed_slack or agg.hist_len == CZ_HISTORY):
+        at = agg.hist_head
+        if agg.overflow_epoch > epoch:
+            lost_to = agg.hist_watermark[at]
+        new_floor = agg.hist_watermark[at]
+        epoch = agg.hist_epoch[at]
+        agg.hist_head = (agg.hist_head + 1) % CZ_HISTORY
+        agg.hist_len -= 1
+    at = (agg.hist_head + agg.hist_len) % CZ_HISTORY
+    agg.hist_now[at] = now
+    agg.hist_watermark[at] = agg.watermark
+    agg.hist_epoch[at] = agg.epoch
+    agg.hist_len += 1
+    agg.floor_epoch = epoch
+    if new_floor == agg.floor:
+        return
+    for k in range(agg.seen.cap):
+        if agg.seen.slots[k].val >= 0:
+            key = agg.seen.slots[k].key
+            if key <= new_floor:
+                if key <= lost_to:
+                    nseen_lost += 1
+                agg.seen.slots[k].val = CZ_DELETED
+                agg.seen.used -= 1
+                agg.seen.deleted += 1
+    agg.lost_unknown = cz_sat_add(agg.lost_unknown, lost_to - agg.floor - nseen_lost)
+    agg.floor = new_floor
+    if agg.seen.used == 0:
+        cz_map_drop_all(&agg.seen)
 
 
 cdef void cz_sort_per_conn(ConnzAggregator agg) noexcept nogil:

@@ -87,11 +87,34 @@ cdef Py_ssize_t cz_string_field(const unsigned char *b, Py_ssize_t n, Py_ssize_t
     return i
 
 
+cdef int cz_decoded(const unsigned char *s, Py_ssize_t n, Py_ssize_t at, int64_t *duration,
+                    uint64_t *hash) except -1 nogil:
+    # An escaped duration or start time is read as what it decodes to: the nanoseconds of the
+    # one, the hash of the other. Nothing but a hostile body escapes them, so this path may
+    # allocate.
+    cdef unsigned char small[64]
+    cdef unsigned char *buf = small
+    cdef Py_ssize_t length
+    if n > 64:
+        buf = <unsigned char *>malloc(n)
+        if buf == NULL:
+            with gil:
+                raise MemoryError()
+    try:
+        length = cz_unescape(s, n, buf, at)
+        if duration != NULL:
+            cz_duration(buf, length, at, duration)
+        else:
+            hash[0] = cz_hash(buf, length)
+    finally:
+        if buf != small:
+            free(buf)
+    return 0
+
+
 cdef Py_ssize_t cz_duration_field(const unsigned char *b, Py_ssize_t n, Py_ssize_t i,
                                   CzRec *r, uint32_t flag, int64_t *out) except -1 nogil:
     cdef CzSpan span
-    cdef unsigned char tmp[64]
-    cdef Py_ssize_t length
     span.off = span.len = span.flags = 0
     i = cz_string_field(b, n, i, &span)
     if span.len == 0:
@@ -99,10 +122,7 @@ cdef Py_ssize_t cz_duration_field(const unsigned char *b, Py_ssize_t n, Py_ssize
         r.flags &= ~flag
         return i
     if span.flags & CZ_SPAN_ESC:
-        if span.len > 64:
-            return cz_fail("invalid duration", span.off)
-        length = cz_unescape(b + span.off, span.len, tmp, span.off)
-        cz_duration(tmp, length, span.off, out)
+        cz_decoded(b + span.off, span.len, span.off, out, NULL)
     else:
         cz_duration(b + span.off, span.len, span.off, out)
     r.flags |= flag
@@ -142,7 +162,10 @@ cdef inline Py_ssize_t cz_conn_value(const unsigned char *b, Py_ssize_t n, Py_ss
         return cz_string_field(b, n, i, &r.span[field - CZ_F_ACCOUNT])
     if field == CZ_F_START:
         i = cz_string_field(b, n, i, &span)
-        r.start_hash = cz_hash(b + span.off, span.len)
+        if span.flags & CZ_SPAN_ESC:
+            cz_decoded(b + span.off, span.len, span.off, NULL, &r.start_hash)
+        else:
+            r.start_hash = cz_hash(b + span.off, span.len)
         return i
     if field == CZ_F_RTT:
         return cz_duration_field(b, n, i, r, CZ_REC_RTT, &r.rtt_ns)
@@ -223,10 +246,36 @@ cdef Py_ssize_t cz_conns(const unsigned char *b, Py_ssize_t n, Py_ssize_t i, CzR
             return cz_fail("expected ',' or ']' between connections", i)
 
 
+cdef enum:
+    CZ_TOP_OTHER = 0
+    CZ_TOP_CONNECTIONS
+    CZ_TOP_TOTAL
+    CZ_TOP_NUM_CONNECTIONS
+
+
+cdef int cz_top_field(const unsigned char *k, Py_ssize_t n, Py_ssize_t at,
+                      bint escaped) except -1 nogil:
+    # The top-level key the scan reads; an escaped spelling of one is still that key.
+    cdef unsigned char tmp[96]
+    if escaped:
+        if n > 96:
+            return CZ_TOP_OTHER
+        n = cz_unescape(k, n, tmp, at)
+        k = tmp
+    if n == 11 and memcmp(k, b"connections", 11) == 0:
+        return CZ_TOP_CONNECTIONS
+    if n == 5 and memcmp(k, b"total", 5) == 0:
+        return CZ_TOP_TOTAL
+    if n == 15 and memcmp(k, b"num_connections", 15) == 0:
+        return CZ_TOP_NUM_CONNECTIONS
+    return CZ_TOP_OTHER
+
+
 cdef int cz_body(const unsigned char *b, Py_ssize_t n, CzRecs *out, int32_t page,
                  uint64_t *total) except -1 nogil:
     # Reads the top-level object of one /connz body; only 'total' and 'connections' matter.
-    cdef Py_ssize_t i = cz_skip_ws(b, n, 0), ks, klen
+    cdef Py_ssize_t i = cz_skip_ws(b, n, 0), ks
+    cdef int top
     cdef bint esc, found = False
     cdef uint64_t hint
     cdef Py_ssize_t first = out.n
@@ -247,9 +296,9 @@ cdef int cz_body(const unsigned char *b, Py_ssize_t n, CzRecs *out, int32_t page
         ks = i + 1
         esc = False
         i = cz_string_end(b, n, ks, &esc)
-        klen = i - 1 - ks
+        top = cz_top_field(b + ks, i - 1 - ks, ks, esc)
         i = cz_colon(b, n, i)
-        if klen == 11 and memcmp(b + ks, b"connections", 11) == 0:
+        if top == CZ_TOP_CONNECTIONS:
             found = True
             out.n = first        # a repeated key replaces the earlier value
             if b[i] == b'n':
@@ -258,13 +307,13 @@ cdef int cz_body(const unsigned char *b, Py_ssize_t n, CzRecs *out, int32_t page
                 i = cz_conns(b, n, i, out, page)
             else:
                 cz_fail("connections is not an array", i)
-        elif klen == 5 and memcmp(b + ks, b"total", 5) == 0:
+        elif top == CZ_TOP_TOTAL:
             if b[i] == b'n':
                 i = cz_literal(b, n, i, b"null", 4)
                 total[0] = 0
             else:
                 i = cz_uint(b, n, i, total)
-        elif klen == 15 and memcmp(b + ks, b"num_connections", 15) == 0 and b[i] != b'n':
+        elif top == CZ_TOP_NUM_CONNECTIONS and b[i] != b'n':
             i = cz_uint(b, n, i, &hint)
             # A connection object takes at least 9 bytes; a bigger claim is not believed.
             if hint > <uint64_t>(n // 9):
@@ -374,9 +423,13 @@ cdef inline int32_t cz_held(ConnzAggregator agg, const CzRec *r) noexcept nogil:
 
 cdef int cz_intern_new(ConnzAggregator agg, const CzPage *pages) except -1 nogil:
     # Phase 2: marks the records of connections the state does not hold (CZ_REC_NEW) or that
-    # now show their CONNECT's labels (CZ_REC_REGROUP), and interns their labels.
+    # now show their CONNECT's labels (CZ_REC_REGROUP), and interns their labels. A closed
+    # record is new if its cid is above the settled floor and was never read before: nats-server
+    # lists closed connections late, and numbers them before it lists them open, so a cid below
+    # one already read may still be a connection nobody saw.
     cdef Py_ssize_t k
     cdef CzRec *r
+    cdef CzConn *c
     cdef int32_t st
     agg.strs.nfresh = 0
     agg.where_closed = 0
@@ -393,7 +446,15 @@ cdef int cz_intern_new(ConnzAggregator agg, const CzPage *pages) except -1 nogil
     agg.where_closed = 1
     for k in range(agg.closed_recs.n):
         r = &agg.closed_recs.v[k]
-        if r.cid > agg.watermark and cz_map_get(&agg.cids, r.cid) < 0:
+        st = cz_map_get(&agg.cids, r.cid)
+        if st >= 0:
+            c = &agg.conns[st]
+            # Seen open before its CONNECT was read, it closed named: what it did since it was
+            # last seen belongs to the group its labels name.
+            if c.unnamed and c.start_hash == r.start_hash and cz_rec_named(r):
+                r.flags |= CZ_REC_REGROUP
+                cz_intern_rec(agg, pages, r, False)
+        elif r.cid > agg.floor and cz_map_get(&agg.seen, r.cid) < 0:
             r.flags |= CZ_REC_NEW
             cz_intern_rec(agg, pages, r, False)
     return 0

@@ -2,11 +2,14 @@
 # commit, and the release of label values nothing refers to any more. Included by _core.pyx.
 #
 # Every family name comes from its catalogue entry; a label value becomes a Python str once, when
-# its interned id is first published, and is reused until the id is dropped.
+# its interned id is first published (escaped by metrics.client_value, so that no client value
+# reads as one of the exporter's markers), and is reused until the id is dropped.
 
 from fastnats.metrics import (
     CONNZ as _CONNZ,
     NATS_CLIENT_CONNECTIONS,
+    NATS_CLIENT_CONNECTIONS_LOST_TOTAL,
+    NATS_CLIENT_GROUP_EVICTIONS_TOTAL,
     NATS_CLIENT_GROUP_OVERFLOW_TOTAL,
     NATS_CLIENT_GROUPS,
     NATS_CLIENT_IN_BYTES_TOTAL,
@@ -27,6 +30,8 @@ from fastnats.metrics import (
     NATS_CONNECTION_SERIES_OMITTED,
     NATS_CONNECTION_SUBSCRIPTIONS,
     OTHER_GROUP as _OTHER_GROUP,
+    UNKNOWN_GROUP as _UNKNOWN_GROUP,
+    client_value as _client_value,
 )
 
 # The top-K families in CZ_T_* order.
@@ -56,7 +61,7 @@ cdef int cz_publish_strs(ConnzAggregator agg) except -1:
         ident = agg.strs.fresh[k]
         s = &agg.strs.ents[ident]
         if s.live and s.refs > 0:
-            agg.py_strs[ident] = PyUnicode_DecodeUTF8(s.data, s.len, NULL)
+            agg.py_strs[ident] = _client_value(PyUnicode_DecodeUTF8(s.data, s.len, NULL))
     agg.strs.nfresh = 0
     return 0
 
@@ -88,6 +93,7 @@ cdef int cz_publish_groups(ConnzAggregator agg, dict fams) except -1:
     cdef list out_msgs = fams[NATS_CLIENT_OUT_MESSAGES_TOTAL.name]
     cdef list in_bytes = fams[NATS_CLIENT_IN_BYTES_TOTAL.name]
     cdef list out_bytes = fams[NATS_CLIENT_OUT_BYTES_TOTAL.name]
+    cdef list lost = fams[NATS_CLIENT_CONNECTIONS_LOST_TOTAL.name]
     for k in range(agg.ngroup_slots):
         g = &agg.groups[k]
         if not g.live:
@@ -107,8 +113,18 @@ cdef int cz_publish_groups(ConnzAggregator agg, dict fams) except -1:
         out_msgs.append((labels, cz_group_total(g, CZ_CTR_OUT_MSGS)))
         in_bytes.append((labels, cz_group_total(g, CZ_CTR_IN_BYTES)))
         out_bytes.append((labels, cz_group_total(g, CZ_CTR_OUT_BYTES)))
+        lost.append((labels, g.lost))
+    if agg.nfields == 0:
+        # One series for everything: no group to tell the unknown ones from.
+        if lost:
+            lost[0] = ((), cz_sat_add(lost[0][1], agg.lost_unknown))
+        else:
+            lost.append(((), agg.lost_unknown))
+    else:
+        lost.append(((_UNKNOWN_GROUP,) * agg.nfields, agg.lost_unknown))
     fams[NATS_CLIENT_GROUPS.name].append(((), agg.ngroups))
     fams[NATS_CLIENT_GROUP_OVERFLOW_TOTAL.name].append(((), agg.overflow))
+    fams[NATS_CLIENT_GROUP_EVICTIONS_TOTAL.name].append(((), agg.evictions))
     return 0
 
 

@@ -1,6 +1,16 @@
 # /connz state: the groups and the connections a ConnzAggregator holds across updates, and the
 # steps the commit (connz_aggregate.pxi) changes them by. Included by _core.pyx. None of it
 # allocates: cz_reserve_commit made the room before the commit started.
+#
+# Group table policy. At most max_groups groups (and _other). When a new group finds the table
+# full, it takes the place of a group with no connection held, in this order: first the groups
+# that never carried traffic, then those whose connections all lived between two reads (never
+# seen open), least recently active first, then oldest; the groups that existed when the commit
+# began, and that are still such, are the candidates. Only if none is left does the connection
+# go to _other. A client that opens throwaway names fills the table with groups of the first two
+# kinds, which the next real client evicts; to hold a place, a group needs a connection that
+# stays open across a refresh and carries traffic. Groups the table does not need keep their
+# counters for group_ttl after their last connection left.
 
 
 cdef inline uint64_t cz_sat_add(uint64_t a, uint64_t b) noexcept nogil:
@@ -34,6 +44,105 @@ cdef void cz_rebuild_gindex(ConnzAggregator agg) noexcept nogil:
             agg.gindex[slot] = <int32_t>k
 
 
+cdef void cz_gindex_remove(ConnzAggregator agg, int32_t g) noexcept nogil:
+    # Deletion from linear probing: the entries after the hole that may not skip it move back.
+    cdef Py_ssize_t mask = agg.gicap - 1, hole, j, home
+    hole = agg.groups[g].hash & mask
+    while agg.gindex[hole] != g:
+        hole = (hole + 1) & mask
+    j = hole
+    while True:
+        j = (j + 1) & mask
+        if agg.gindex[j] < 0:
+            break
+        home = agg.groups[agg.gindex[j]].hash & mask
+        if (hole < j and hole < home <= j) or (hole > j and (home > hole or home <= j)):
+            continue
+        agg.gindex[hole] = agg.gindex[j]
+        hole = j
+    agg.gindex[hole] = -1
+
+
+cdef inline int32_t cz_evict_class(const CzGroup *g) noexcept nogil:
+    cdef int q
+    if g.lost == 0:
+        for q in range(CZ_NCTR):
+            if g.closed[q]:
+                break
+        else:
+            return CZ_EVICT_IDLE
+    return CZ_EVICT_NEVER if g.opened else CZ_EVICT_FLEETING
+
+
+cdef inline bint cz_evictable(const CzGroup *g) noexcept nogil:
+    return g.live and not g.other and g.members == 0 and cz_evict_class(g) != CZ_EVICT_NEVER
+
+
+cdef int cz_cmp_victim(const void *a, const void *b) noexcept nogil:
+    cdef const CzVictim *x = <const CzVictim *>a
+    cdef const CzVictim *y = <const CzVictim *>b
+    if x.cls != y.cls:
+        return -1 if x.cls < y.cls else 1
+    if x.last_active != y.last_active:
+        return -1 if x.last_active < y.last_active else 1
+    return (x.seq > y.seq) - (x.seq < y.seq)
+
+
+cdef void cz_map_drop_all(CzMap *m) noexcept nogil:
+    # Empties a map; a big one gives its memory back (cz_map_reserve starts again from 0).
+    if m.cap > 4096:
+        free(m.slots)
+        m.slots = NULL
+        m.cap = 0
+        m.used = m.deleted = 0
+    else:
+        cz_map_clear(m)
+
+
+cdef int32_t cz_next_victim(ConnzAggregator agg) noexcept nogil:
+    # The next group a full table gives up, or -1; the list is made once per commit, in the
+    # order of the table policy above (cz_reserve_commit made its room).
+    cdef Py_ssize_t k
+    cdef CzGroup *g
+    cdef CzVictim *v
+    if not agg.victims_ready:
+        agg.nvictims = 0
+        for k in range(agg.ngroup_slots):
+            g = &agg.groups[k]
+            if cz_evictable(g) and g.seq < agg.commit_seq:
+                v = &agg.victims[agg.nvictims]
+                v.cls = cz_evict_class(g)
+                v.last_active = g.last_active
+                v.seq = g.seq
+                v.slot = <int32_t>k
+                agg.nvictims += 1
+        qsort(agg.victims, agg.nvictims, sizeof(CzVictim), cz_cmp_victim)
+        agg.victim_at = 0
+        agg.victims_ready = True
+    while agg.victim_at < agg.nvictims:
+        v = &agg.victims[agg.victim_at]
+        agg.victim_at += 1
+        g = &agg.groups[v.slot]
+        # Since the list was made it may have taken a connection or traffic, or gone.
+        if g.seq == v.seq and cz_evictable(g) and cz_evict_class(g) == v.cls:
+            return v.slot
+    return -1
+
+
+cdef void cz_drop_group(ConnzAggregator agg, int32_t g) noexcept nogil:
+    # A group without members leaves the table, with its label values; the caller rebuilds or
+    # updates the index.
+    cdef int q
+    cdef CzGroup *grp = &agg.groups[g]
+    grp.live = 0
+    if grp.other:
+        agg.other = -1
+        return
+    for q in range(agg.nfields):
+        agg.strs.ents[grp.key[q]].refs -= 1
+    agg.ngroups -= 1
+
+
 cdef int32_t cz_new_group(ConnzAggregator agg, const int32_t *key, uint64_t h, bint other,
                           double now) noexcept nogil:
     cdef int32_t g = -1, k
@@ -53,6 +162,8 @@ cdef int32_t cz_new_group(ConnzAggregator agg, const int32_t *key, uint64_t h, b
     grp.other = other
     grp.hash = h
     grp.last_active = now
+    grp.seq = agg.group_seq
+    agg.group_seq += 1
     if other:
         agg.other = g
         return g
@@ -68,9 +179,10 @@ cdef int32_t cz_new_group(ConnzAggregator agg, const int32_t *key, uint64_t h, b
 
 
 cdef int32_t cz_group_of(ConnzAggregator agg, const int32_t *ids, double now) noexcept nogil:
-    # The group of a connection seen for the first time; overflow goes to _other.
+    # The group of a connection seen for the first time; in a full table it takes the place of
+    # a group the policy gives up, else it goes to _other.
     cdef int32_t key[6]
-    cdef int32_t k, g
+    cdef int32_t k, g, victim
     cdef uint64_t h
     cdef Py_ssize_t slot, mask = agg.gicap - 1
     for k in range(agg.nfields):
@@ -84,6 +196,12 @@ cdef int32_t cz_group_of(ConnzAggregator agg, const int32_t *ids, double now) no
             return g
         slot = (slot + 1) & mask
     if agg.ngroups < agg.max_groups:
+        return cz_new_group(agg, key, h, False, now)
+    victim = cz_next_victim(agg)
+    if victim >= 0:
+        cz_gindex_remove(agg, victim)
+        cz_drop_group(agg, victim)
+        agg.evictions += 1
         return cz_new_group(agg, key, h, False, now)
     agg.overflow += 1
     if agg.other >= 0:
@@ -120,6 +238,14 @@ cdef void cz_drop_labels(ConnzAggregator agg, int32_t st) noexcept nogil:
     agg.strs.ents[c.name].refs -= 1
     agg.strs.ents[c.account].refs -= 1
     agg.strs.ents[c.ip].refs -= 1
+
+
+cdef void cz_lose(ConnzAggregator agg, int32_t st) noexcept nogil:
+    # The connection left without a closed entry to read: what was last seen of it is counted
+    # (folded already), what it did after is lost.
+    cdef CzGroup *g = &agg.groups[agg.conns[st].group]
+    g.lost = cz_sat_add(g.lost, 1)
+    agg.lost_known = cz_sat_add(agg.lost_known, 1)
 
 
 cdef void cz_forget(ConnzAggregator agg, int32_t st) noexcept nogil:

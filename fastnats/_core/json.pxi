@@ -228,6 +228,14 @@ cdef Py_ssize_t cz_skip_value(const unsigned char *b, Py_ssize_t n, Py_ssize_t i
             return cz_fail("expected ',' or the end of a container", i)
 
 
+cdef inline bint cz_minus_zero(const unsigned char *b, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    # Whether the number at i is -0, a whole -0 and not the start of -0.5 or -0e1.
+    if i + 2 > n or b[i + 1] != b'0':
+        return False
+    return i + 2 == n or not (cz_digit(b[i + 2]) or b[i + 2] == b'.' or b[i + 2] == b'e'
+                              or b[i + 2] == b'E')
+
+
 cdef Py_ssize_t cz_uint(const unsigned char *b, Py_ssize_t n, Py_ssize_t i,
                         uint64_t *out) except -1 nogil:
     # A JSON integer in 0..2**64-1; counters are unsigned 64-bit in nats-server.
@@ -242,6 +250,10 @@ cdef Py_ssize_t cz_uint(const unsigned char *b, Py_ssize_t n, Py_ssize_t i,
     ndig = i - start
     if ndig == 0:
         if start < n and b[start] == b'-':
+            if cz_minus_zero(b, n, start):
+                # JSON readers read -0 as the integer 0, and so does the reference.
+                out[0] = 0
+                return start + 2
             return cz_fail("negative number where a count was expected", start)
         return cz_fail("expected an unsigned integer", start)
     if ndig > 1 and b[start] == b'0':

@@ -41,6 +41,14 @@ cdef int wire_fail(str msg, Py_ssize_t at, int err) except -1:
     raise WireProtocolError(msg, at, err if err else None)
 
 
+cdef int wire_check_errno(int64_t code, int32_t raw, str kind, Py_ssize_t at) except -1:
+    # The kernel's error codes are 1..MAX_ERRNO; anything else (-2**31 even negates to itself
+    # in 32 bits) is a damaged message, not an errno to report.
+    if not 0 < code <= WIRE_MAX_ERRNO:
+        wire_fail(f"{kind} with error code {raw}, which is not an errno", at, 0)
+    return 0
+
+
 cdef str wire_strerror(int err):
     return (<bytes>strerror(err)).decode("utf-8", "replace")
 
@@ -224,7 +232,7 @@ cdef class WireCounter:
     def families(self):
         """Samples by catalogue metric name; empty until the first successful update."""
         cdef Py_ssize_t i
-        cdef uint64_t sent_total = 0, received_total = 0
+        cdef uint64_t sent_total = 0, received_total = 0, listener_sent, listener_received
         if not self._ready:
             return {}
         sent = []
@@ -232,11 +240,13 @@ cdef class WireCounter:
         sockets = []
         for i in range(self._n):
             label = (self._listeners[i],)
-            sent.append((label, self._closed_sent[i] + self._live_sent[i]))
-            received.append((label, self._closed_received[i] + self._live_received[i]))
+            listener_sent = cz_sat_add(self._closed_sent[i], self._live_sent[i])
+            listener_received = cz_sat_add(self._closed_received[i], self._live_received[i])
+            sent.append((label, listener_sent))
+            received.append((label, listener_received))
             sockets.append((label, self._live_sockets[i]))
-            sent_total += self._closed_sent[i] + self._live_sent[i]
-            received_total += self._closed_received[i] + self._live_received[i]
+            sent_total = cz_sat_add(sent_total, listener_sent)
+            received_total = cz_sat_add(received_total, listener_received)
         return {
             NATS_WIRE_SENT_BYTES_TOTAL.name: sent,
             NATS_WIRE_RECEIVED_BYTES_TOTAL.name: received,
@@ -325,6 +335,7 @@ cdef class WireCounter:
     cdef int _message(self, const uint8_t *m, uint32_t mlen, Py_ssize_t at) except -1:
         cdef uint16_t kind = wire_u16(m + 4)
         cdef int32_t err
+        cdef int64_t code
         if kind == NL_SOCK_DIAG_BY_FAMILY:
             return self._socket(m, mlen, at, wire_u16(m + 6))
         if kind == NL_DONE:
@@ -333,8 +344,10 @@ cdef class WireCounter:
             if mlen >= NL_ERRNO_AT + 4:
                 err = wire_i32(m + NL_ERRNO_AT)
                 if err < 0:
-                    wire_fail(f"the kernel ended the dump with error {-err} "
-                              f"({wire_strerror(-err)})", at, -err)
+                    code = -<int64_t>err
+                    wire_check_errno(code, err, "NLMSG_DONE", at)
+                    wire_fail(f"the kernel ended the dump with error {code} "
+                              f"({wire_strerror(code)})", at, code)
             return 0
         if kind == NL_ERROR:
             if mlen < NL_ERRNO_AT + 4:
@@ -342,9 +355,9 @@ cdef class WireCounter:
             err = wire_i32(m + NL_ERRNO_AT)
             if err == 0:
                 return 0    # an acknowledgement
-            if err < 0:
-                err = -err
-            wire_fail(f"the kernel answered with error {err} ({wire_strerror(err)})", at, err)
+            code = -<int64_t>err if err < 0 else err
+            wire_check_errno(code, err, "NLMSG_ERROR", at)
+            wire_fail(f"the kernel answered with error {code} ({wire_strerror(code)})", at, code)
         if kind == NL_NOOP:
             return 0
         if kind == NL_OVERRUN:
@@ -406,6 +419,9 @@ cdef class WireCounter:
         return 0
 
     cdef int _commit(self) except -1:
+        # Sums saturate at 2**64-1 instead of wrapping, so that they never go down. What a
+        # socket seen again had folded is taken back first, so that a saturated sum comes out
+        # the same whatever the order of the sockets in the tables.
         cdef Py_ssize_t i, l
         cdef WireSock *e
         cdef WireSock *p
@@ -426,23 +442,29 @@ cdef class WireCounter:
                 if p.received > e.received:
                     e.received = p.received
                 if p.state != WS_LIVE:
-                    self._closed_sent[p.listener - 1] -= p.sent
-                    self._closed_received[p.listener - 1] -= p.received
+                    l = p.listener - 1
+                    self._closed_sent[l] = cz_sat_sub(self._closed_sent[l], p.sent)
+                    self._closed_received[l] = cz_sat_sub(self._closed_received[l], p.received)
+        for i in range(self._cur.mask + 1):
+            e = &self._cur.slots[i]
+            if e.state == 0:
+                continue
             l = e.listener - 1
             if e.state == WS_DESTROYED:
-                self._closed_sent[l] += e.sent
-                self._closed_received[l] += e.received
+                self._closed_sent[l] = cz_sat_add(self._closed_sent[l], e.sent)
+                self._closed_received[l] = cz_sat_add(self._closed_received[l], e.received)
             else:
-                self._live_sent[l] += e.sent
-                self._live_received[l] += e.received
+                self._live_sent[l] = cz_sat_add(self._live_sent[l], e.sent)
+                self._live_received[l] = cz_sat_add(self._live_received[l], e.received)
                 self._live_sockets[l] += 1
         for i in range(self._prev.mask + 1):
             p = &self._prev.slots[i]
             if p.state == 0 or p.carried:
                 continue
             if p.state == WS_LIVE:
-                self._closed_sent[p.listener - 1] += p.sent
-                self._closed_received[p.listener - 1] += p.received
+                l = p.listener - 1
+                self._closed_sent[l] = cz_sat_add(self._closed_sent[l], p.sent)
+                self._closed_received[l] = cz_sat_add(self._closed_received[l], p.received)
                 g = wt_insert(&self._cur, p.cookie)
                 g[0] = p[0]
                 g.state = WS_GRAVE

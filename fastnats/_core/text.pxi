@@ -128,9 +128,9 @@ cdef int write_header(Buf *b, str name, str help, str kind) except -1:
     return 0
 
 
-cdef tuple sample_labels(str name, tuple label_names, object sample):
+cdef tuple sample_labels(str name, tuple label_names, object label_values):
     # The label values of a sample, checked against the family's label names.
-    cdef tuple values = <tuple?>sample[0]
+    cdef tuple values = <tuple?>label_values
     if len(values) != len(label_names):
         raise ValueError(f"{name}: {len(values)} label values for labels {label_names!r}")
     return values
@@ -147,7 +147,7 @@ cdef int write_series(Buf *b, str name, const char *suffix, tuple label_names, t
         for i in range(nlabels):
             if i:
                 buf_putc(b, b',')
-            buf_put_str(b, <str>label_names[i])
+            buf_put_str(b, <str?>label_names[i])
             buf_put(b, b'="', 2)
             buf_put_escaped(b, <str?>values[i], True)
             buf_putc(b, b'"')
@@ -164,10 +164,11 @@ cdef int write_series(Buf *b, str name, const char *suffix, tuple label_names, t
 
 cdef int write_family(Buf *b, str name, tuple label_names, list samples) except -1:
     cdef tuple values
-    for sample in samples:
-        values = sample_labels(name, label_names, sample)
+    # Unpacked, so that a sample of another shape is a ValueError or a TypeError.
+    for label_values, value in samples:
+        values = sample_labels(name, label_names, label_values)
         write_series(b, name, b"", label_names, values, None)
-        buf_put_value(b, sample[1])
+        buf_put_value(b, value)
         buf_putc(b, b'\n')
     return 0
 
@@ -178,9 +179,8 @@ cdef int write_histogram(Buf *b, str name, tuple buckets, tuple label_names,
     # (+Inf last); its _count is the +Inf bucket.
     cdef tuple values, counts
     cdef Py_ssize_t i, nb = len(buckets)
-    for sample in samples:
-        values = sample_labels(name, label_names, sample)
-        value = sample[1]
+    for label_values, value in samples:
+        values = sample_labels(name, label_names, label_values)
         if type(value) is not tuple or len(<tuple>value) != 2 \
                 or type((<tuple>value)[0]) is not tuple or len((<tuple>value)[0]) != nb or nb == 0:
             raise ValueError(f"{name}: a histogram sample is (counts, sum) with one count per "

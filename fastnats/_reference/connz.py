@@ -6,6 +6,8 @@ of ``_core/connz_aggregate.pxi``), written for clarity over speed.
 
 from __future__ import annotations
 
+from collections import deque
+
 import orjson
 
 from ..errors import ConnzDecodeError
@@ -22,6 +24,8 @@ from ..metrics import (
     NATS_CLIENT_CONNECTION_RTT_SECONDS,
     NATS_CLIENT_CONNECTION_SUBSCRIPTIONS,
     NATS_CLIENT_CONNECTIONS,
+    NATS_CLIENT_CONNECTIONS_LOST_TOTAL,
+    NATS_CLIENT_GROUP_EVICTIONS_TOTAL,
     NATS_CLIENT_GROUP_OVERFLOW_TOTAL,
     NATS_CLIENT_GROUPS,
     NATS_CLIENT_IN_BYTES_TOTAL,
@@ -42,7 +46,9 @@ from ..metrics import (
     NATS_CONNECTION_SERIES_OMITTED,
     NATS_CONNECTION_SUBSCRIPTIONS,
     OTHER_GROUP,
+    UNKNOWN_GROUP,
     Metric,
+    client_value,
 )
 from .durations import parse_go_duration
 
@@ -56,6 +62,12 @@ _CONNECTION_COUNTERS = (NATS_CONNECTION_IN_MESSAGES_TOTAL, NATS_CONNECTION_OUT_M
 # Refreshes a cid missing from the open body is remembered for, in case it was only skipped
 # (paging while connections close shifts the pages), before it counts as closed for good.
 _ABSENT_GRACE = 3
+# Updates whose highest cid waits to become the settled floor, and the fewest updates between
+# reading a cid and settling below it (see the top of _core/connz_aggregate.pxi).
+_HISTORY = 64
+_FLOOR_LAG = 2
+# Which memberless groups a full table gives up first (_core/connz_state.pxi).
+_EVICT_IDLE, _EVICT_FLEETING, _EVICT_NEVER = 0, 1, 2
 
 
 class _Rec:
@@ -91,6 +103,13 @@ class _Rec:
 
 
 def _uint(raw: dict, key: str) -> int:
+    """The one rule for the numbers of /connz (every field the scan reads as a number: cid,
+    counters, counts, ``total``, ``num_connections``): a JSON integer from 0 to 2**64-1, as
+    nats-server writes its uint64s. Accepted: plain decimal digits without a leading zero, and
+    -0 (JSON readers read it as 0). Refused: any other sign, a fraction or an exponent (even
+    ``1.0`` or ``1e3``), a value above 2**64-1, strings and booleans. ``null`` or an absent
+    field reads as 0. The core's cz_uint (``_core/json.pxi``) applies the same rule to the bytes.
+    """
     value = raw.get(key)
     if value is None:
         return 0
@@ -149,7 +168,8 @@ def _unsat(total: int, part: int) -> int:
 
 class _Conn:
     # absent: None while seen in the last update, else updates since, its ctr folded already.
-    __slots__ = ("cid", "start", "ctr", "group", "labels", "named", "epoch", "seen_at", "absent")
+    __slots__ = ("cid", "start", "ctr", "group", "labels", "named", "epoch", "seen_at", "absent",
+                 "absent_since")
     cid: int
     start: str
     ctr: tuple[int, ...]
@@ -159,14 +179,16 @@ class _Conn:
     epoch: int
     seen_at: float
     absent: int | None
+    absent_since: float
 
 
 class _Group:
-    # debt: what connections that moved in had counted before, in their old group.
+    # debt: what connections that moved in had counted before, in their old group. members:
+    # connections held, open or absent. opened: one was seen open. seq: creation order.
     __slots__ = ("key", "closed", "open", "debt", "conns", "subs", "pending", "last_active",
-                 "other")
+                 "other", "lost", "members", "opened", "seq", "live")
 
-    def __init__(self, key: tuple[str, ...], other: bool, now: float) -> None:
+    def __init__(self, key: tuple[str, ...], other: bool, now: float, seq: int) -> None:
         self.key = key
         self.other = other
         self.closed = [0, 0, 0, 0]
@@ -174,6 +196,20 @@ class _Group:
         self.debt = [0, 0, 0, 0]
         self.conns = self.subs = self.pending = 0
         self.last_active = now
+        self.lost = 0
+        self.members = 0
+        self.opened = False
+        self.seq = seq
+        self.live = True
+
+    def evict_class(self) -> int:
+        if self.lost == 0 and not any(self.closed):
+            return _EVICT_IDLE
+        return _EVICT_NEVER if self.opened else _EVICT_FLEETING
+
+    def evictable(self) -> bool:
+        return (self.live and not self.other and self.members == 0
+                and self.evict_class() != _EVICT_NEVER)
 
 
 class _Dist:
@@ -229,7 +265,7 @@ class ConnzAggregator:
 
     def __init__(self, group_by=DEFAULT_GROUP_BY, max_groups: int = 1000,
                  group_ttl: float = 3600.0, top_k: int = 10, per_connection: bool = False,
-                 per_connection_max: int = 1000) -> None:
+                 per_connection_max: int = 1000, closed_slack: float = 2.0) -> None:
         group_by = tuple(group_by)
         for f in group_by:
             if f not in GROUP_BY_FIELDS:
@@ -245,19 +281,35 @@ class ConnzAggregator:
             raise ValueError("top_k must be from 0 to 10000")
         if per_connection_max < 0:
             raise ValueError("per_connection_max must not be negative")
+        if not 0 <= closed_slack <= 3600:
+            raise ValueError("closed_slack must be from 0 to 3600 seconds")
         self.group_by = group_by
         self.max_groups = max_groups
         self.group_ttl = float(group_ttl)
         self.top_k = top_k
         self.per_connection = bool(per_connection)
         self.per_connection_max = per_connection_max
+        self.closed_slack = float(closed_slack)
         self.total = 0
         self.count = 0
+        self.lost_known = 0
+        self.lost_unknown = 0
         self._conns: dict[int, _Conn] = {}
         self._groups: dict[tuple[str, ...], _Group] = {}
         self._other: _Group | None = None
         self._overflow = 0
+        self._evictions = 0
+        self._group_seq = 0
+        self._commit_seq = 0
+        self._victims: list[_Group] | None = None
         self._watermark = 0
+        # The settled floor, the cids above it that a read showed, and the updates not settled
+        # yet as (now, watermark, epoch).
+        self._floor = 0
+        self._floor_epoch = 0
+        self._overflow_epoch = 0
+        self._seen: set[int] = set()
+        self._history: deque[tuple[float, int, int]] = deque()
         self._epoch = 0
         self._dists = _dists()
         self._read: list[_Rec] = []
@@ -266,7 +318,7 @@ class ConnzAggregator:
     def families(self) -> dict[str, list]:
         return self._snapshot
 
-    def update(self, open_body, closed_body, now: float) -> None:
+    def update(self, open_body, closed_body, now: float, closed_overflow: bool = False) -> None:
         opens = _pages(open_body, "open_body")
         closeds = [] if closed_body is None else _pages(closed_body, "closed_body")
         open_recs: list[_Rec] = []
@@ -292,8 +344,10 @@ class ConnzAggregator:
                 a < b for a, b in zip(r.ctr, st.ctr))
             r.regroup = not r.new and st is not None and not st.named and r.named
         for r in closed_recs:
-            r.new = r.cid > self._watermark and r.cid not in self._conns
-        self._commit(open_recs, closed_recs, now)
+            st = self._conns.get(r.cid)
+            r.regroup = st is not None and not st.named and st.start == r.start and r.named
+            r.new = st is None and r.cid > self._floor and r.cid not in self._seen
+        self._commit(open_recs, closed_recs, now, bool(closed_overflow))
         self.total = total
         self._snapshot = self._publish()
 

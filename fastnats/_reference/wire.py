@@ -22,6 +22,8 @@ _TCPI_COUNTS = struct.Struct("=QQ")    # tcp_info bytes_acked, bytes_received at
 _COOKIE = struct.Struct("=II")         # inet_diag_sockid.idiag_cookie, at byte 60 of the message
 _SPORT = struct.Struct(">H")           # inet_diag_sockid.idiag_sport, network order, byte 20
 _GRACE_UPDATES = 3
+_U64_MAX = 2**64 - 1
+_MAX_ERRNO = 4095                      # MAX_ERRNO in linux/err.h
 _LIVE, _GRAVE, _DESTROYED = "live", "grave", "destroyed"
 
 
@@ -79,6 +81,7 @@ def wire_parse(buffers, ports) -> list[tuple[int, str, int, int, bool]]:
             if length >= 20:
                 (err,) = _I32.unpack_from(message, 16)
                 if err < 0:
+                    _check_errno(-err, err, "NLMSG_DONE", pos)
                     raise WireProtocolError(f"the kernel ended the dump with error {-err} "
                                             f"({os.strerror(-err)})", pos, -err)
         elif kind == 2:
@@ -86,9 +89,10 @@ def wire_parse(buffers, ports) -> list[tuple[int, str, int, int, bool]]:
                 raise WireProtocolError(f"NLMSG_ERROR of {length} bytes has no error code", pos)
             (err,) = _I32.unpack_from(message, 16)
             if err:
-                err = abs(err)
+                _check_errno(abs(err), err, "NLMSG_ERROR", pos)
                 raise WireProtocolError(
-                    f"the kernel answered with error {err} ({os.strerror(err)})", pos, err)
+                    f"the kernel answered with error {abs(err)} ({os.strerror(abs(err))})", pos,
+                    abs(err))
         elif kind == 4:
             raise WireProtocolError("netlink reports lost data (NLMSG_OVERRUN)", pos)
         elif kind != 1:
@@ -99,6 +103,20 @@ def wire_parse(buffers, ports) -> list[tuple[int, str, int, int, bool]]:
     if dones == 0:
         raise WireProtocolError("no complete dump: the buffers hold no NLMSG_DONE", len(stream))
     return records
+
+
+def _check_errno(code: int, raw: int, kind: str, at: int) -> None:
+    if not 0 < code <= _MAX_ERRNO:
+        raise WireProtocolError(f"{kind} with error code {raw}, which is not an errno", at)
+
+
+def _sat(a: int, b: int) -> int:
+    return min(a + b, _U64_MAX)
+
+
+def _unsat(total: int, part: int) -> int:
+    """Take back a part added with _sat; a saturated sum stays saturated."""
+    return total if total == _U64_MAX else total - part
 
 
 def _wire_socket(message: bytes, at: int, ports: dict[int, str], destroyed: bool):
@@ -165,6 +183,8 @@ class WireCounter:
                     entry[0] = _DESTROYED
             else:
                 seen[cookie] = [_DESTROYED if destroyed else _LIVE, listener, sent, received, 0]
+        # Sums saturate at 2**64-1; what a socket seen again had folded is taken back before
+        # anything is added, so a saturated sum does not depend on the order of the sockets.
         closed = self._closed
         for cookie, entry in seen.items():
             before = self._known.get(cookie)
@@ -173,17 +193,18 @@ class WireCounter:
                 entry[2] = max(entry[2], before[2])
                 entry[3] = max(entry[3], before[3])
                 if before[0] != _LIVE:
-                    closed[before[1]][0] -= before[2]
-                    closed[before[1]][1] -= before[3]
+                    sent, received = closed[before[1]]
+                    closed[before[1]] = [_unsat(sent, before[2]), _unsat(received, before[3])]
+        for entry in seen.values():
             if entry[0] == _DESTROYED:
-                closed[entry[1]][0] += entry[2]
-                closed[entry[1]][1] += entry[3]
+                sent, received = closed[entry[1]]
+                closed[entry[1]] = [_sat(sent, entry[2]), _sat(received, entry[3])]
         for cookie, before in self._known.items():
             if cookie in seen:
                 continue
             if before[0] == _LIVE:
-                closed[before[1]][0] += before[2]
-                closed[before[1]][1] += before[3]
+                sent, received = closed[before[1]]
+                closed[before[1]] = [_sat(sent, before[2]), _sat(received, before[3])]
                 seen[cookie] = [_GRAVE, before[1], before[2], before[3], 1]
             elif before[0] == _GRAVE and before[4] < _GRACE_UPDATES:
                 seen[cookie] = [_GRAVE, before[1], before[2], before[3], before[4] + 1]
@@ -196,18 +217,18 @@ class WireCounter:
         live = {name: [0, 0, 0] for name in self._listeners}
         for state, listener, sent, received, _age in self._known.values():
             if state == _LIVE:
-                live[listener][0] += sent
-                live[listener][1] += received
-                live[listener][2] += 1
-        sent = [((n,), self._closed[n][0] + live[n][0]) for n in self._listeners]
-        received = [((n,), self._closed[n][1] + live[n][1]) for n in self._listeners]
+                live_sent, live_received, count = live[listener]
+                live[listener] = [_sat(live_sent, sent), _sat(live_received, received), count + 1]
+        sent = [((n,), _sat(self._closed[n][0], live[n][0])) for n in self._listeners]
+        received = [((n,), _sat(self._closed[n][1], live[n][1])) for n in self._listeners]
         return {
             NATS_WIRE_SENT_BYTES_TOTAL.name: sent,
             NATS_WIRE_RECEIVED_BYTES_TOTAL.name: received,
             NATS_WIRE_CONNECTIONS.name: [((n,), live[n][2]) for n in self._listeners],
             NATS_WIRE_MODE_INFO.name: [((self.mode,), 1)],
-            NATS_SERVER_TOTAL_BYTES_SENT.name: [((), sum(v for _, v in sent))],
-            NATS_SERVER_TOTAL_BYTES_RECEIVED.name: [((), sum(v for _, v in received))],
+            NATS_SERVER_TOTAL_BYTES_SENT.name: [((), min(sum(v for _, v in sent), _U64_MAX))],
+            NATS_SERVER_TOTAL_BYTES_RECEIVED.name: [
+                ((), min(sum(v for _, v in received), _U64_MAX))],
         }
 
 

@@ -41,8 +41,7 @@ def escape_label_value(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _label_values(name: str, label_names: tuple[str, ...], sample: Any) -> tuple[str, ...]:
-    values = sample[0]
+def _label_values(name: str, label_names: tuple[str, ...], values: Any) -> tuple[str, ...]:
     if not isinstance(values, tuple):
         raise TypeError(f"{name}: label values must be a tuple, not {type(values).__name__}")
     if len(values) != len(label_names):
@@ -51,33 +50,45 @@ def _label_values(name: str, label_names: tuple[str, ...], sample: Any) -> tuple
 
 
 def _series(name: str, label_names: tuple[str, ...], values: tuple[str, ...],
-            le: str | None = None) -> str:
-    """``name{labels}`` and the space before the value; ``le`` comes last."""
+            le: str | None = None) -> bytes:
+    """``name{labels}`` and the space before the value; ``le`` comes last.
+
+    Each piece is checked and encoded in the order the compiled writer writes it, so that a
+    family with two faults fails on the same one in both writers.
+    """
     pairs = []
     for label, value in zip(label_names, values):
+        if not isinstance(label, str):
+            raise TypeError(f"{name}: label name {label!r} is not a str")
+        pair = label.encode() + b'="'
         if not isinstance(value, str):
             raise TypeError(f"{name}: label value {value!r} is not a str")
-        pairs.append(f'{label}="{escape_label_value(value)}"')
+        pairs.append(pair + escape_label_value(value).encode() + b'"')
     if le is not None:
-        pairs.append(f'le="{escape_label_value(le)}"')
-    return f"{name}{{{','.join(pairs)}}} " if pairs else f"{name} "
+        pairs.append(f'le="{escape_label_value(le)}"'.encode())
+    head = name.encode()
+    return head + b"{" + b",".join(pairs) + b"} " if pairs else head + b" "
 
 
-def _histogram_lines(metric: Metric, label_names: tuple[str, ...], samples: list) -> list[str]:
+def _line(series: bytes, value: Any) -> bytes:
+    return series + format_value(value).encode() + b"\n"
+
+
+def _histogram_lines(metric: Metric, label_names: tuple[str, ...], samples: list) -> list[bytes]:
     name, buckets = metric.name, metric.buckets
     lines = []
-    for sample in samples:
-        values = _label_values(name, label_names, sample)
-        value = sample[1]
+    # Unpacked, so that a sample of another shape is a ValueError or a TypeError.
+    for label_values, value in samples:
+        values = _label_values(name, label_names, label_values)
         if (type(value) is not tuple or len(value) != 2 or type(value[0]) is not tuple
                 or len(value[0]) != len(buckets) or not buckets):
             raise ValueError(f"{name}: a histogram sample is (counts, sum) with one count per "
                              f"bucket {buckets!r}, not {value!r}")
         counts, total = value
         for le, count in zip(buckets, counts):
-            lines.append(_series(name + "_bucket", label_names, values, le) + format_value(count))
-        lines.append(_series(name + "_sum", label_names, values) + format_value(total))
-        lines.append(_series(name + "_count", label_names, values) + format_value(counts[-1]))
+            lines.append(_line(_series(name + "_bucket", label_names, values, le), count))
+        lines.append(_line(_series(name + "_sum", label_names, values), total))
+        lines.append(_line(_series(name + "_count", label_names, values), counts[-1]))
     return lines
 
 
@@ -95,12 +106,12 @@ def render_text(families: Iterable[Family]) -> bytes:
             raise TypeError(f"{metric.name}: label names must be a tuple")
         if not isinstance(samples, list):
             raise TypeError(f"{metric.name}: samples must be a list")
-        lines.append(f"# HELP {metric.name} {escape_help(metric.help)}")
-        lines.append(f"# TYPE {metric.name} {metric.exposed_type}")
+        lines.append(f"# HELP {metric.name} {escape_help(metric.help)}\n".encode())
+        lines.append(f"# TYPE {metric.name} {metric.exposed_type}\n".encode())
         if metric.type == DISTRIBUTION:
             lines.extend(_histogram_lines(metric, label_names, samples))
             continue
-        for sample in samples:
-            values = _label_values(metric.name, label_names, sample)
-            lines.append(_series(metric.name, label_names, values) + format_value(sample[1]))
-    return "".join(line + "\n" for line in lines).encode()
+        for label_values, value in samples:
+            values = _label_values(metric.name, label_names, label_values)
+            lines.append(_line(_series(metric.name, label_names, values), value))
+    return b"".join(lines)

@@ -20,7 +20,9 @@ from ..metrics import Metric
 Samples = dict[str, list[Sample]]
 
 #: Why a request to a source can fail; the ``reason`` label of fastnats_refresh_errors_total.
-FETCH_REASONS = ("timeout", "connect", "http_status")
+#: ``body``: the reply broke after it began (cut short, reset, bad chunking or compression);
+#: ``too_large``: it passed its size limit (``--monitor.max-body-size``).
+FETCH_REASONS = ("timeout", "connect", "http_status", "body", "too_large")
 #: Why a reply can be unusable.
 DECODE = "decode"
 

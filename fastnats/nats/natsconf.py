@@ -5,7 +5,14 @@ parses it the way nats-server 2.x does: ``key = value``, ``key: value`` and ``ke
 ``{}`` blocks and ``[]`` arrays; ``#`` and ``//`` comments; quoted and bare strings; integers
 with size suffixes (``1K`` is 1000, ``1KB``/``1Ki``/``1KiB`` are 1024, up to ``E``); floats;
 ``true/false/yes/no/on/off``; ``( ... )`` multi-line strings; ``include FILE``; and ``$NAME``
-variables. Every problem is a :class:`~fastnats.errors.ConfError` that starts with ``file:line:``.
+variables. Every problem is a :class:`~fastnats.errors.ConfError` that starts with ``file:line:``
+and names the kind of problem only: an error never quotes the text of a file, which may be one
+that is no conf at all (``include "/proc/self/environ"``).
+
+Limits keep a mistaken or hostile conf from taking the process down: only regular files are read
+(a FIFO, a device, a directory or a socket is refused before it is opened), each file may hold
+:data:`MAX_FILE_BYTES` and a conf with its includes :data:`MAX_TOTAL_BYTES`, and blocks, arrays,
+includes and environment variables nest at most :data:`MAX_DEPTH` deep.
 
 Facts of nats-server 2.15 this module follows (checked against the real binary):
 
@@ -30,20 +37,30 @@ writes the equivalent conf it accepts.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
+import stat
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple, TypeAlias, Union
 
 from ..errors import ConfError
 
-__all__ = ["Conf", "Entry", "MonitorAddr", "Section", "Translation", "Value", "dump", "load",
-           "translate"]
+__all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_TOTAL_BYTES", "Conf", "Entry", "MonitorAddr",
+           "Section", "Translation", "Value", "dump", "load", "translate"]
+
+#: The most bytes one file may hold; real confs, thousands of users included, hold a few MB.
+MAX_FILE_BYTES = 64 * 1024 * 1024
+#: The most bytes a conf and everything it includes may hold together (an include may repeat).
+MAX_TOTAL_BYTES = 128 * 1024 * 1024
+#: How deep blocks, arrays, includes and environment variables may nest, together: far beyond
+#: any real conf, and far below what would exhaust Python's stack.
+MAX_DEPTH = 64
 
 Value: TypeAlias = Union[str, int, float, bool, "list[Value]", "Section"]
 
@@ -59,9 +76,13 @@ _VALUE_END = frozenset(" \t\r\n,;]}")
 _KEY_END = _VALUE_END | frozenset("=:{[#\"'")
 _BCRYPT_PREFIX = "2a$"
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
+_NEWLINE = re.compile("\n")
+_ENV_SOURCE = "an environment variable's value"
+_TOO_DEEP = (f"nested more than {MAX_DEPTH} deep (blocks, arrays, includes and environment "
+             f"variables count together)")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Entry:
     """One ``key: value`` of a block, with where it was written."""
 
@@ -85,7 +106,7 @@ class Section(Mapping[str, Value]):
     match ignoring case. A key written twice keeps its first position and its last value.
     """
 
-    __slots__ = ("_entries",)
+    __slots__ = ("_entries", "__weakref__")
 
     def __init__(self) -> None:
         self._entries: dict[str, Entry] = {}
@@ -127,19 +148,80 @@ class Section(Mapping[str, Value]):
 def load(path: str | os.PathLike[str]) -> Conf:
     """Parse the nats-server.conf at ``path`` and derive the settings fastnats needs."""
     path = Path(path)
-    tree = _parse_file(path, chain=(), included_from=None)
+    tree = _parse_file(path, _Budget(MAX_TOTAL_BYTES), chain=(), depth=0, included_from=None)
     return _derive(path, tree)
 
 
-def _read(path: Path, included_from: str | None) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+class _Budget:
+    """The bytes a conf and its includes may still read, shared by every file of one load()."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, left: int) -> None:
+        self.left = left
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
+               (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"))
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
+_READ_CHUNK = 1024 * 1024
+
+
+def _not_regular(mode: int) -> str:
+    for is_kind, kind in _FILE_KINDS:
+        if is_kind(mode):
+            return f"not a regular file ({kind})"
+    return "not a regular file"
+
+
+def _size_text(size: int) -> str:
+    return f"{size >> 20} MiB" if size % (1 << 20) == 0 else f"{size} bytes"
+
+
+def _read(path: Path, budget: _Budget, included_from: str | None) -> str:
+    """The text of ``path``: a regular file, read up to the limits and decoded as UTF-8."""
+
+    def refused(reason: str) -> ConfError:
         if included_from is None:
-            # The file itself is missing: there is no line to point at.
-            raise ConfError(f"{path}: cannot read: {reason}") from None
-        raise ConfError(f"{included_from}: cannot read include {str(path)!r}: {reason}") from None
+            # The conf itself: there is no line to point at.
+            return ConfError(f"{path}: cannot read: {reason}")
+        return ConfError(f"{included_from}: cannot read include {str(path)!r}: {reason}")
+
+    limit = min(MAX_FILE_BYTES, budget.left)
+    too_large = (f"larger than {_size_text(MAX_FILE_BYTES)}, the most a conf file may hold"
+                 if limit == MAX_FILE_BYTES else
+                 f"the conf and its includes hold more than {_size_text(MAX_TOTAL_BYTES)}")
+    try:
+        # stat() before open(): opening a FIFO blocks, and opening a device can do anything.
+        found = os.stat(path)
+        if not stat.S_ISREG(found.st_mode):
+            raise refused(_not_regular(found.st_mode))
+        if found.st_size > limit:
+            raise refused(too_large)
+        fd = os.open(path, _OPEN_FLAGS)
+        try:
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != (found.st_dev, found.st_ino):
+                raise refused("replaced while being opened")
+            # Files under /proc report size 0 and have more: read up to the limit, not st_size.
+            chunks: list[bytes] = []
+            size = 0
+            while size <= limit:
+                chunk = os.read(fd, min(max(found.st_size + 1, _READ_CHUNK), limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise refused(exc.strerror or type(exc).__name__) from None
+    if size > limit:
+        raise refused(too_large)
+    budget.left -= size
+    data = b"".join(chunks)
+    del chunks  # before decoding, which needs as much again
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -147,26 +229,34 @@ def _read(path: Path, included_from: str | None) -> str:
         raise ConfError(f"{path}:{line}: not valid UTF-8 (byte {exc.start})") from None
 
 
-def _parse_file(path: Path, chain: tuple[Path, ...], included_from: str | None) -> Section:
-    text = _read(path, included_from)
-    return _Parser(text, str(path), path.parent, chain + (path.resolve(),)).document()
+def _parse_file(path: Path, budget: _Budget, chain: tuple[Path, ...], depth: int,
+                included_from: str | None) -> Section:
+    text = _read(path, budget, included_from)
+    return _Parser(text, str(path), path.parent, budget, chain + (path.resolve(),),
+                   depth).document()
 
 
 class _Parser:
     """Recursive descent over the text of one file (or one environment variable's value)."""
 
-    def __init__(self, text: str, source: str, base_dir: Path, chain: tuple[Path, ...],
+    def __init__(self, text: str, source: str, base_dir: Path, budget: _Budget,
+                 chain: tuple[Path, ...], depth: int,
                  env_names: frozenset[str] = frozenset()) -> None:
         self.text = text
         self.pos = 0
         self.source = source
+        # One Path shared by the entries of the file: a big conf has millions of them.
+        self.path = Path(source)
         self.base_dir = base_dir
+        self.budget = budget
         # Resolved paths of the files being read, outermost first: an include of one is a cycle.
         self.chain = chain
+        # Blocks, arrays, includes and environment expansions open around the current position.
+        self.depth = depth
         # Environment variables being expanded, so that FOO='$FOO' fails instead of recursing.
         self.env_names = env_names
         self.scopes: list[Section] = []
-        self._newlines = [i for i, char in enumerate(text) if char == "\n"]
+        self._newlines = [match.start() for match in _NEWLINE.finditer(text)]
 
     # -- positions and errors
 
@@ -175,6 +265,12 @@ class _Parser:
 
     def error(self, message: str, pos: int) -> ConfError:
         return ConfError(f"{self.source}:{self.line_at(pos)}: {message}")
+
+    def enter(self, pos: int) -> int:
+        """The depth one level further in, from what opens at ``pos``; raises past MAX_DEPTH."""
+        if self.depth >= MAX_DEPTH:
+            raise self.error(_TOO_DEEP, pos)
+        return self.depth + 1
 
     def peek(self) -> str:
         return self.text[self.pos] if self.pos < len(self.text) else ""
@@ -213,12 +309,15 @@ class _Parser:
             self.block_body(root, opened)
             self.skip_lines()
             if self.pos < len(self.text):
-                raise self.error(f"unexpected {self.peek()!r} after the closing '}}'", self.pos)
+                raise self.error("unexpected text after the closing '}'", self.pos)
         else:
             self.block_body(root, None)
         return root
 
     def block_body(self, section: Section, opened: int | None) -> None:
+        outer = self.depth
+        if opened is not None:
+            self.depth = self.enter(opened)
         self.scopes.append(section)
         try:
             while True:
@@ -236,6 +335,7 @@ class _Parser:
                 self.statement(section)
         finally:
             self.scopes.pop()
+            self.depth = outer
 
     def statement(self, section: Section) -> None:
         key_pos = self.pos
@@ -244,15 +344,15 @@ class _Parser:
             self.skip_blanks()
             if self.peek() not in ("=", ":"):
                 self.include(section, key_pos)
-                self.end_of_statement(key)
+                self.end_of_statement()
                 return
         self.skip_blanks()
         if self.peek() in ("=", ":"):
             self.pos += 1
             self.skip_blanks()
-        value = self.value_for(key, key_pos)
-        section._add(Entry(key, value, Path(self.source), self.line_at(key_pos)))
-        self.end_of_statement(key)
+        value = self.value_for(key_pos)
+        section._add(Entry(key, value, self.path, self.line_at(key_pos)))
+        self.end_of_statement()
 
     def key(self) -> tuple[str, bool]:
         start = self.pos
@@ -267,19 +367,19 @@ class _Parser:
         while self.pos < len(self.text) and self.text[self.pos] not in _KEY_END:
             self.pos += 1
         if self.pos == start:
-            raise self.error(f"expected a key, found {self.peek()!r}", start)
+            raise self.error("expected a key", start)
         return self.text[start:self.pos], False
 
-    def end_of_statement(self, key: str) -> None:
+    def end_of_statement(self) -> None:
         self.skip_blanks()
         char = self.peek()
         if char in (";", ","):
             self.pos += 1
         elif char not in ("", "\r", "\n", "}"):
-            raise self.error(f"unexpected {char!r} after the value of {key!r} "
-                             f"(one setting per line, or separate them with ';')", self.pos)
+            raise self.error("unexpected text after a value (one setting per line, or separate "
+                             "them with ';')", self.pos)
 
-    def value_for(self, key: str, key_pos: int) -> Value:
+    def value_for(self, key_pos: int) -> Value:
         char = self.peek()
         if char in ("\r", "\n"):
             # An opening brace may go on the next line.
@@ -287,9 +387,9 @@ class _Parser:
             self.skip_lines()
             if self.peek() != "{":
                 self.pos = after_key
-                raise self.error(f"missing value for {key!r}", key_pos)
+                raise self.error("missing value after the key", key_pos)
         elif not char or char in ";,}]" or self.at_comment():
-            raise self.error(f"missing value for {key!r}", key_pos)
+            raise self.error("missing value after the key", key_pos)
         return self.value()
 
     def value(self) -> Value:
@@ -317,6 +417,8 @@ class _Parser:
 
     def array(self) -> list[Value]:
         opened = self.pos
+        outer = self.depth
+        self.depth = self.enter(opened)
         self.pos += 1
         items: list[Value] = []
         expect_item = True
@@ -327,6 +429,7 @@ class _Parser:
                 raise self.error("unterminated array: this '[' is never closed", opened)
             if char == "]":
                 self.pos += 1
+                self.depth = outer
                 return items
             if char == ",":
                 if expect_item:
@@ -335,7 +438,7 @@ class _Parser:
                 expect_item = True
                 continue
             if not expect_item:
-                raise self.error(f"expected ',' or ']' in array, found {char!r}", self.pos)
+                raise self.error("expected ',' or ']' in array", self.pos)
             if char == "}":
                 raise self.error("stray '}' inside an array", self.pos)
             items.append(self.value())
@@ -374,7 +477,7 @@ class _Parser:
             # \xHH is a byte: carry the high ones as surrogate escapes until joined() decodes.
             byte = int(digits, 16)
             return chr(byte) if byte < 0x80 else chr(0xDC00 + byte)
-        raise self.error(f"invalid escape '\\{code}' (allowed: \\t \\n \\r \\\" \\\\ \\xHH)",
+        raise self.error("invalid escape (allowed: \\t \\n \\r \\\" \\\\ \\xHH)",
                          start)
 
     def joined(self, parts: list[str], start: int) -> str:
@@ -425,12 +528,12 @@ class _Parser:
                 base = 1024 if match[3] else 1000
                 number *= base ** ("kmgtpe".index(match[2].lower()) + 1)
             if number not in _INT64:
-                raise self.error(f"integer {token} is out of range", pos)
+                raise self.error("integer out of range (64 bits)", pos)
             return number
         if _FLOAT.fullmatch(token):
             return float(token)
         if token.startswith("-"):
-            raise self.error(f"invalid number {token!r}", pos)
+            raise self.error("invalid number", pos)
         # Anything else starting with a digit (an IP address, "10s", ...) is a string.
         return token
 
@@ -445,12 +548,15 @@ class _Parser:
                 return entry.value
         if name in os.environ:
             return self.environment_value(name, os.environ[name], pos)
-        raise self.error(f"undefined variable ${name}", pos)
+        raise self.error("undefined variable (set neither earlier in the conf nor in the "
+                         "environment)", pos)
 
     def environment_value(self, name: str, raw: str, pos: int) -> Value:
         if name in self.env_names:
-            raise self.error(f"environment variable ${name} refers to itself", pos)
-        parser = _Parser(raw, f"${name}", self.base_dir, self.chain, self.env_names | {name})
+            raise self.error("an environment variable refers to itself", pos)
+        # Neither the name nor the value goes into an error: both may be secrets.
+        parser = _Parser(raw, _ENV_SOURCE, self.base_dir, self.budget, self.chain,
+                         self.enter(pos), self.env_names | {name})
         try:
             parser.skip_blanks()
             if not parser.peek():
@@ -458,10 +564,10 @@ class _Parser:
             value = parser.value()
             parser.skip_lines()
             if parser.peek():
-                raise parser.error(f"unexpected {parser.peek()!r} after the value", parser.pos)
+                raise parser.error("unexpected text after the value", parser.pos)
         except ConfError as exc:
-            # Reads as "nats.conf:3: in environment variable $X:1: unterminated string".
-            raise self.error(f"in environment variable {exc}", pos) from None
+            # Reads as "nats.conf:3: in an environment variable's value:1: unterminated string".
+            raise self.error(f"in {exc}", pos) from None
         return value
 
     def include(self, section: Section, key_pos: int) -> None:
@@ -485,7 +591,8 @@ class _Parser:
         if resolved in self.chain:
             cycle = " -> ".join(str(p) for p in (*self.chain, resolved))
             raise ConfError(f"{where}: include cycle: {cycle}")
-        for entry in _parse_file(target, self.chain, where).entries():
+        included = _parse_file(target, self.budget, self.chain, self.enter(key_pos), where)
+        for entry in included.entries():
             section._add(entry)
 
 
@@ -518,20 +625,41 @@ class MonitorAddr:
 
 @dataclass(frozen=True)
 class Conf:
-    """A parsed nats-server.conf: the tree as written, and the settings fastnats derives."""
+    """A parsed nats-server.conf: the settings fastnats derives, and the tree as written until
+    :meth:`without_tree` lets it go."""
 
     path: Path
-    tree: Section
     # True for the article's dialect (server {} wrapper, metrics {} or http {} block).
     is_article_dialect: bool
     monitor: MonitorAddr | None
     metrics_host: str | None
     metrics_port: int | None
+    _tree: Section | None = field(repr=False)
+    # What translate() writes, kept by without_tree(keep_translation=True): (text, warnings).
+    _translation: tuple[str, tuple[str, ...]] | None = field(default=None, repr=False)
+
+    @property
+    def tree(self) -> Section:
+        if self._tree is None:
+            raise ValueError(f"{self.path}: the tree of this conf was let go by without_tree()")
+        return self._tree
 
     @property
     def monitor_url(self) -> str | None:
         """``scheme://host:port`` of the monitoring API; None when the conf enables none."""
         return None if self.monitor is None else self.monitor.url
+
+    def without_tree(self, *, keep_translation: bool = False) -> Conf:
+        """This conf without its tree, which may be hundreds of MB for a big conf.
+
+        With ``keep_translation``, what :func:`translate` would write is kept (as text about the
+        size of the conf), so that ``translate()`` still works; nothing else needs the tree.
+        """
+        translation = self._translation
+        if keep_translation and translation is None:
+            translation = _translation(self)
+        return dataclasses.replace(self, _tree=None,
+                                   _translation=translation if keep_translation else None)
 
 
 def _derive(path: Path, tree: Section) -> Conf:
@@ -540,7 +668,7 @@ def _derive(path: Path, tree: Section) -> Conf:
         isinstance(settings.get(name), Section) for name in ("metrics", "http", "https"))
     monitor, _ = _monitor(settings)
     metrics_host, metrics_port = _metrics(settings)
-    return Conf(path, tree, article, monitor, metrics_host, metrics_port)
+    return Conf(path, article, monitor, metrics_host, metrics_port, tree)
 
 
 def foreign_settings(conf: Conf) -> list[str]:
@@ -594,14 +722,13 @@ def _try_split_hostport(text: str) -> tuple[str, int] | None:
 def _split_hostport(text: str, entry: Entry, what: str) -> tuple[str, int]:
     split = _try_split_hostport(text)
     if split is None:
-        raise ConfError(f"{entry.where}: {what} must be \"host:port\", not {text!r}")
+        raise ConfError(f"{entry.where}: {what} must be \"host:port\"")
     return split
 
 
 def _port(value: object, entry: Entry, what: str, lowest: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not lowest <= value <= 65535:
-        raise ConfError(f"{entry.where}: {what} must be a port number from {lowest} to 65535, "
-                        f"not {value!r}")
+        raise ConfError(f"{entry.where}: {what} must be a port number from {lowest} to 65535")
     return value
 
 
@@ -701,8 +828,8 @@ def _metrics(settings: Section) -> tuple[str | None, int | None]:
         raise ConfError(f"{entry.where}: metrics must be a block, like metrics {{ port: 9100 }}")
     for item in block.entries():
         if item.key.lower() not in ("port", "host", "addr"):
-            raise ConfError(f"{item.where}: unknown metrics setting {item.key!r} "
-                            f"(fastnats reads port, host and addr)")
+            raise ConfError(f"{item.where}: unknown metrics setting (fastnats reads port, host "
+                            f"and addr)")
     port_entry = block.entry("port")
     port = None if port_entry is None else _port(port_entry.value, port_entry, "metrics.port", 1)
     host: str | None = None
@@ -743,6 +870,16 @@ def translate(conf: Conf, dest_dir: str | os.PathLike[str]) -> Translation:
     inlined and variables resolved. Relative paths in values are left as written: nats-server
     reads them from its working directory, so start it from the caller's, not from ``dest_dir``.
     """
+    text, warnings = conf._translation or _translation(conf)
+    dest = Path(dest_dir)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / "nats-server.conf"
+    path.write_text(text, encoding="utf-8")
+    return Translation(path, warnings)
+
+
+def _translation(conf: Conf) -> tuple[str, tuple[str, ...]]:
+    """The text :func:`translate` writes for ``conf``, and its warnings."""
     settings = _unwrapped(conf.tree)
     _, warnings = _monitor(settings)
     out: dict[str, object] = {}
@@ -755,12 +892,7 @@ def translate(conf: Conf, dest_dir: str | os.PathLike[str]) -> Translation:
             out[entry.key] = _join_hostport(host, port)
         else:
             out[entry.key] = _plain(entry.value)
-    dest = Path(dest_dir)
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / "nats-server.conf"
-    path.write_text(f"# Translated by fastnats from {str(conf.path)!r}.\n{dump(out)}",
-                    encoding="utf-8")
-    return Translation(path, tuple(warnings))
+    return f"# Translated by fastnats from {str(conf.path)!r}.\n{dump(out)}", tuple(warnings)
 
 
 def _join_hostport(host: str, port: int) -> str:

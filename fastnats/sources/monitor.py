@@ -1,57 +1,305 @@
-"""HTTP client for a nats-server monitoring port (/varz, /connz, ...), returning raw bodies."""
+"""HTTP client for a nats-server monitoring port (/varz, /connz, ...), returning raw bodies.
+
+Every request is bounded. In time: ``timeout`` covers the connection, the headers, the body and
+its inflation together, so a server that drips its body cannot hold a refresh. In size: a reply
+may hold no more than its endpoint's limit (``BodyLimits``), counted on the wire and again after
+a gzip or deflate body is inflated, which this module does itself, in steps that never produce
+more than the limit, so a decompression bomb costs the limit and not what it would inflate to.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import contextlib
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.http_exceptions import BadStatusLine, HttpProcessingError
 
 from ..errors import ScrapeError
 
 # What a NATS client port says first, where an HTTP server would send a status line.
 _NATS_GREETING = "INFO {"
+# nats-server greets a connection as it accepts it; no reply comes sooner from anything else.
+_GREETING_WAIT = 0.5
+
+KiB = 1 << 10
+MiB = 1 << 20
+
+#: Endpoints whose reply lists one entry per connection, up to the ``limit`` query parameter.
+_PER_CONNECTION = frozenset({"connz"})
+
+# nats-server never compresses; a proxy in front of it may, and only in a coding we can bound.
+_ACCEPT_ENCODING = "gzip, deflate"
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+_INFLATE_STEP = 1 * MiB
+
+# The deadline is the one around the whole request (``MonitorClient.get``), not aiohttp's.
+_NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=None, sock_read=None)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """The largest reply accepted from an endpoint, on the wire and inflated.
+
+    A document such as /varz may hold ``document`` bytes. A /connz listing may hold that and
+    ``per_connection`` bytes more for each connection it asks for (``limit=N``): an entry is under
+    1 KiB, and what a client chooses (name, JWT, tags) comes from its CONNECT line, which
+    nats-server caps at 4 KiB by default (``max_control_line``).
+    """
+
+    document: int = 16 * MiB
+    per_connection: int = 8 * KiB
+
+    def __post_init__(self) -> None:
+        if self.document < 1 or self.per_connection < 0:
+            raise ValueError(f"body limits must be positive: {self}")
+
+    def for_request(self, endpoint: str, params: Mapping[str, str | int] | None) -> int:
+        """The limit of one request, from what it asks for."""
+        if endpoint in _PER_CONNECTION and params is not None and "limit" in params:
+            return self.document + self.per_connection * max(int(params["limit"]), 0)
+        return self.document
 
 
 class MonitorClient:
-    """Reads monitoring endpoints of one server; every request is bounded by ``timeout``."""
+    """Reads monitoring endpoints of one server, each request bounded by ``timeout`` (seconds,
+    body included) and by ``limits``."""
 
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, timeout: float) -> None:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, timeout: float,
+                 limits: BodyLimits | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self.timeout = timeout
+        self.limits = limits or BodyLimits()
 
-    async def get(self, endpoint: str,
-                  params: Mapping[str, str | int] | None = None) -> bytearray:
-        """GET ``/endpoint`` and return the body; any failure raises :class:`ScrapeError`."""
+    async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
+                  max_bytes: int | None = None) -> bytearray:
+        """GET ``/endpoint`` and return the body; any failure raises :class:`ScrapeError`.
+
+        ``max_bytes`` is the caller's bound on the reply, in place of the endpoint's limit.
+        """
         url = f"{self.base_url}/{endpoint}"
+        reply = _Reply(endpoint, url,
+                       self.limits.for_request(endpoint, params) if max_bytes is None
+                       else max_bytes)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
         try:
-            async with self._session.get(url, params=params, timeout=self._timeout) as resp:
-                if resp.status != 200:
-                    raise ScrapeError(endpoint, "http_status", f"HTTP {resp.status} from {url}")
-                # One growing buffer: read() joins its chunks into a second whole copy, and the
-                # /connz body of 100k connections is 60 MB.
-                body = bytearray()
-                async for chunk in resp.content.iter_any():
-                    body += chunk
-                return body
+            return await asyncio.wait_for(self._get(reply, params), self.timeout)
         except asyncio.TimeoutError:
-            raise ScrapeError(endpoint, "timeout", f"no answer from {url} within "
-                                                   f"{self._timeout.total:g}s") from None
+            raise ScrapeError(endpoint, "timeout", f"no complete answer from {url} within "
+                                                   f"{self.timeout:g}s ({reply.progress()})"
+                              ) from None
         except aiohttp.ClientError as exc:
-            if _NATS_GREETING in str(exc):
+            if _NATS_GREETING in str(exc) or (
+                    # Connected, then dropped before any reply: its greeting may have come
+                    # first and closed the connection before the request was written.
+                    isinstance(exc, aiohttp.ClientConnectionError)
+                    and not isinstance(exc, aiohttp.ClientConnectorError)
+                    and not reply.answered
+                    and await self._greets_in_nats(deadline - loop.time())):
                 raise ScrapeError(
                     endpoint, "connect", f"{self.base_url} is the NATS client port, not the "
                     f"monitoring port; point fastnats at the monitoring port (nats-server -m "
                     f"PORT, or http: PORT in the conf)") from None
-            raise ScrapeError(endpoint, "connect", f"{url}: {exc}") from None
+            if reply.answered:
+                # The server answered, and the reply broke (cut short, reset, bad chunks).
+                raise ScrapeError(endpoint, "body", f"{url}: {_describe(exc)} "
+                                                    f"({reply.progress()})") from None
+            if _body_error(exc):
+                raise ScrapeError(endpoint, "body", f"{url}: {_describe(exc)}") from None
+            raise ScrapeError(endpoint, "connect", f"{url}: {_describe(exc)}") from None
+        finally:
+            # The error's traceback keeps this frame, and so the reply, until the server's next
+            # refresh, or longer in a reference cycle: it must not keep the body too.
+            reply.body = bytearray()
+
+    async def _greets_in_nats(self, within: float) -> bool:
+        """Whether the port says ``INFO {`` unasked, as a NATS client port does."""
+        url = urlsplit(self.base_url)
+        if url.hostname is None:
+            return False
+
+        async def greeting(host: str, port: int) -> bytes:
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                return await reader.read(len(_NATS_GREETING))
+            finally:
+                writer.close()
+
+        try:
+            said = await asyncio.wait_for(greeting(url.hostname, url.port or 80),
+                                          min(within, _GREETING_WAIT))
+        except (OSError, ValueError, asyncio.TimeoutError):
+            return False
+        return said == _NATS_GREETING.encode()
+
+    async def _get(self, reply: _Reply, params: Mapping[str, str | int] | None) -> bytearray:
+        async with self._session.get(
+                reply.url, params=params, timeout=_NO_CLIENT_TIMEOUT, allow_redirects=False,
+                headers={"Accept-Encoding": _ACCEPT_ENCODING}) as resp:
+            # Leaving early, by an error or over a limit, closes the connection, not pools it.
+            reply.answered = True
+            reply.check_head(resp)
+            with _body_fails_on_close(resp):
+                # Chunks go into one growing buffer: read() would join them into a second
+                # whole copy, and the /connz body of 100k connections is 60 MB.
+                async for chunk in resp.content.iter_any():
+                    reply.feed(chunk)
+            return reply.finish()
+
+
+class _Reply:
+    """One reply as it arrives: its limit, the bytes so far on the wire and inflated."""
+
+    def __init__(self, endpoint: str, url: str, limit: int) -> None:
+        self.endpoint = endpoint
+        self.url = url
+        self.limit = limit
+        self.answered = False
+        self.wire = 0
+        self.body = bytearray()
+        self._inflate: zlib._Decompress | None = None
+
+    def progress(self) -> str:
+        if not self.answered:
+            return "no response headers"
+        inflated = f", {len(self.body)} inflated" if self._inflate is not None else ""
+        return f"{self.wire} bytes of body received{inflated}"
+
+    def check_head(self, resp: aiohttp.ClientResponse) -> None:
+        if resp.status != 200:
+            reason = f" {resp.reason}" if resp.reason else ""
+            detail = f"HTTP {resp.status}{reason} from {self.url}"
+            if 300 <= resp.status < 400:
+                location = resp.headers.get("Location", "")
+                detail += (f", redirecting to {location!r}; a nats-server monitoring port never "
+                           f"redirects: give fastnats the monitoring URL itself")
+            raise ScrapeError(self.endpoint, "http_status", detail)
+        if resp.content_length is not None and resp.content_length > self.limit:
+            raise self._too_large(f"announces {resp.content_length} bytes (Content-Length)")
+        coding = resp.headers.get("Content-Encoding", "identity").strip().lower()
+        if coding not in ("", "identity"):
+            wbits = _WBITS.get(coding)
+            if wbits is None:
+                raise ScrapeError(self.endpoint, "body",
+                                  f"{self.url}: unsupported Content-Encoding {coding!r} "
+                                  f"(fastnats asks for {_ACCEPT_ENCODING} or none)")
+            self._inflate = zlib.decompressobj(wbits)
+
+    def feed(self, chunk: bytes) -> None:
+        self.wire += len(chunk)
+        if self.wire > self.limit:
+            raise self._too_large(f"sent more than {self.limit} bytes")
+        if self._inflate is None:
+            self.body += chunk
+            return
+        # In steps, so that a chunk never inflates to more than a step past the body; one byte
+        # more than the room left tells the limit was passed, and no more is inflated.
+        data = chunk
+        while True:
+            step = min(_INFLATE_STEP, self.limit - len(self.body) + 1)
+            try:
+                out = self._inflate.decompress(data, step)
+            except zlib.error as exc:
+                raise self._bad_coding(str(exc)) from None
+            self.body += out
+            if len(self.body) > self.limit:
+                raise self._too_large(f"inflates to more than {self.limit} bytes "
+                                      f"from {self.wire} on the wire")
+            data = self._inflate.unconsumed_tail
+            if not data and len(out) < step:
+                return
+
+    def finish(self) -> bytearray:
+        if self._inflate is not None:
+            if not self._inflate.eof:
+                raise self._bad_coding("the compressed stream ends early")
+            if self._inflate.unused_data:
+                raise self._bad_coding("data after the end of the compressed stream")
+        return self.body
+
+    def _too_large(self, what: str) -> ScrapeError:
+        return ScrapeError(self.endpoint, "too_large",
+                           f"{self.url} {what}, over its limit of {self.limit} bytes; raise "
+                           f"--monitor.max-body-size (or --monitor.max-body-size-per-connection "
+                           f"for /connz) if this server is really that large")
+
+    def _bad_coding(self, what: str) -> ScrapeError:
+        return ScrapeError(self.endpoint, "body", f"{self.url}: bad compressed body: {what} "
+                                                  f"({self.progress()})")
+
+
+@contextlib.contextmanager
+def _body_fails_on_close(resp: aiohttp.ClientResponse) -> Iterator[None]:
+    """Fail the body's reader when the connection closes before the body ends.
+
+    aiohttp's compiled parser, failing on bad chunking after the headers, closes the connection
+    without a word to the body's reader: it would wait for the deadline and report a timeout,
+    or, arriving after the close, raise RuntimeError.
+    """
+    protocol = resp.connection.protocol if resp.connection is not None else None
+    closed = protocol.closed if protocol is not None else None
+    if closed is None:
+        yield
+        return
+    body = resp.content
+
+    def on_close(future: asyncio.Future[None]) -> None:
+        if not future.cancelled():
+            future.exception()      # retrieved here, so never reported as unretrieved
+        if not body.is_eof() and body.exception() is None:
+            why = protocol.exception() if protocol is not None else None
+            body.set_exception(aiohttp.ClientPayloadError(
+                "connection closed before the end of the body" +
+                (f": {_first_line(why.message)}" if isinstance(why, HttpProcessingError) else "")))
+
+    closed.add_done_callback(on_close)
+    try:
+        yield
+    finally:
+        # A pooled connection outlives this reply.
+        closed.remove_done_callback(on_close)
+
+
+def _body_error(exc: BaseException) -> bool:
+    """Whether the server answered in HTTP but broke its reply (bad headers, bad chunks).
+
+    aiohttp raises those as a response error when they come in the same read as the status
+    line; a status line that is not HTTP at all is another service, not a broken reply.
+    """
+    chain = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return (any(isinstance(e, HttpProcessingError) for e in chain)
+            and not any(isinstance(e, BadStatusLine) for e in chain))
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, aiohttp.ClientResponseError) and exc.message:
+        # Its str() repeats the URL.
+        return f"malformed HTTP reply: {_first_line(exc.message)}"
+    # Some aiohttp errors have no message of their own.
+    return str(exc) or type(exc).__name__
+
+
+def _first_line(message: str) -> str:
+    # aiohttp's parser messages go on with a multi-line pointer at the bad byte.
+    return message.strip().splitlines()[0].rstrip(":") if message.strip() else message
 
 
 def new_session() -> aiohttp.ClientSession:
     # One pooled session for all servers; nats-server serves each endpoint on a short-lived
     # request, so a small per-host limit is enough and keeps a hung server from hoarding sockets.
+    # Bodies are inflated by MonitorClient, within their limit.
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit_per_host=4, ttl_dns_cache=60),
-        auto_decompress=True,
+        auto_decompress=False,
         raise_for_status=False,
     )

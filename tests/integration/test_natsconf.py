@@ -4,7 +4,9 @@ reader reads and the translations it writes, and does a -1 port really give a fr
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +154,106 @@ def test_unused_variable_definitions_are_kept(write, tmp_path: Path):
     assert 'unknown field "UNUSED"' in result.stdout + result.stderr
 
 
+
+
+# -- confs that used to crash, hang or leak, as the command line reports them
+
+SECRET = "Zq9sEcReT"
+
+
+def run_cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fastnats", *argv], capture_output=True,
+                          text=True, timeout=30, stdin=subprocess.DEVNULL, env=env)
+
+
+def _deep_blocks(tmp_path: Path) -> Path:
+    path = tmp_path / "deep.conf"
+    path.write_text("a {\n" * 300 + "}\n" * 300)
+    return path
+
+
+def _deep_arrays(tmp_path: Path) -> Path:
+    path = tmp_path / "deep.conf"
+    path.write_text("a: " + "[" * 500 + "]" * 500 + "\n")
+    return path
+
+
+def _including(target: str):
+    def make(tmp_path: Path) -> Path:
+        path = tmp_path / "includes.conf"
+        path.write_text(f'http: 8222\ninclude "{target}"\n')
+        return path
+    return make
+
+
+def _including_a_fifo(tmp_path: Path) -> Path:
+    os.mkfifo(tmp_path / "fifo")
+    return _including(str(tmp_path / "fifo"))(tmp_path)
+
+
+@pytest.mark.parametrize(("make", "line", "message"), [
+    pytest.param(_deep_blocks, 65, "nested more than 64 deep", id="300 blocks"),
+    pytest.param(_deep_arrays, 1, "nested more than 64 deep", id="500 arrays"),
+    pytest.param(_including("/dev/zero"), 2, "not a regular file (a character device)",
+                 id="/dev/zero"),
+    pytest.param(_including_a_fifo, 2, "not a regular file (a FIFO)", id="FIFO"),
+    pytest.param(_including("/proc/self/environ"), 1, "unexpected text after a value",
+                 id="environ"),
+])
+def test_hostile_confs_exit_2_with_one_line(tmp_path: Path, make, line: int, message: str):
+    conf = make(tmp_path)
+    # First in the child's environment, so that the error lands on it.
+    env = {f"FASTNATS_TEST_{SECRET}": f"{SECRET} hunter2", **os.environ}
+    result = run_cli("--config", str(conf), env=env)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    [error] = result.stderr.splitlines()
+    assert error.startswith("fastnats-exporter: error: ")
+    assert f":{line}: " in error and message in error, error
+    assert "Traceback" not in result.stderr
+    assert SECRET not in error and "hunter2" not in error
+
+
+def _big_conf(path: Path, accounts: int) -> None:
+    with path.open("w") as out:
+        out.write('http: "127.0.0.1:8222"\naccounts {\n')
+        for a in range(accounts):
+            out.write(f"  A{a} {{\n    users: [\n")
+            out.writelines(f'      {{user: "u{a}_{u}", password: "p{a}x{u}", permissions: '
+                           f'{{publish: ["a.{u}.>"], subscribe: ["_INBOX.>"]}}}}\n'
+                           for u in range(100))
+            out.write("    ]\n  }\n")
+        out.write("}\n")
+
+
+_RSS_PROBE = """
+import gc, json, resource, sys
+from fastnats import cli
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+
+cli.return_freed_memory()  # as main() does before reading --config
+before = rss_mb()
+settings = cli.resolve(cli.build_parser().parse_args(sys.argv[1:]))
+gc.collect()
+print(json.dumps({"before": before, "after": rss_mb(),
+                  "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  "url": settings.targets[0].url}))
+"""
+
+
+def test_a_big_conf_is_freed_once_its_settings_are_taken(tmp_path: Path):
+    conf = tmp_path / "big.conf"
+    _big_conf(conf, accounts=500)  # about 5 MB
+    result = subprocess.run([sys.executable, "-c", _RSS_PROBE, "--config", str(conf)],
+                            capture_output=True, text=True, timeout=120, check=True)
+    rss = json.loads(result.stdout)
+    assert rss["url"] == "http://127.0.0.1:8222"
+    grown, held = rss["peak"] - rss["before"], rss["after"] - rss["before"]
+    # The tree took some 15 times the file at its peak; almost none of it stays.
+    assert grown > 50, rss
+    assert held < 0.1 * grown, rss

@@ -12,6 +12,7 @@ import gzip
 import logging
 import os
 import re
+import resource
 import select
 import socket
 import struct
@@ -27,6 +28,7 @@ from fastnats.server import (
     Payload,
     Routes,
     accepts_gzip,
+    default_max_connections,
     parse_listen_address,
     start_server,
 )
@@ -484,6 +486,29 @@ def test_upgrade_is_answered_plainly_then_closed(client: Client) -> None:
     client.assert_closed()
 
 
+@pytest.mark.parametrize(("method", "status"), [(b"GET", 200), (b"HEAD", 200), (b"POST", 405)])
+@pytest.mark.parametrize("framing", [b"Content-Length: 5\r\n", b"Transfer-Encoding: chunked\r\n"])
+def test_expect_100_continue_is_answered_before_the_body(client: Client, method: bytes,
+                                                         status: int, framing: bytes) -> None:
+    # No route takes a body: the final answer comes at once, instead of after the body that a
+    # curl-like client holds back (until its own timeout) while it waits for 100 Continue.
+    client.sock.settimeout(1.0)
+    client.send(b"%s /metrics HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\n%s\r\n"
+                % (method, framing))
+    response = client.read_response(head_only=method == b"HEAD")
+    assert response.status == status
+    # The client may send the body now or never: the connection cannot carry another request.
+    assert response.header(b"Connection") == b"close"
+    client.send(b"hello" if framing.startswith(b"Content") else b"5\r\nhello\r\n0\r\n\r\n")
+    client.assert_closed()
+
+
+def test_expect_100_continue_without_a_body_keeps_the_connection(client: Client) -> None:
+    response = client.request(headers=b"Expect: 100-continue\r\n")
+    assert response.status == 200 and response.header(b"Connection") is None
+    assert client.request(b"/healthz").body == b"ok\n"
+
+
 PIPELINE = (b"GET /metrics?x=1 HTTP/1.1\r\nHost: exporter:7777\r\nAccept-Encoding: gzip\r\n"
             b"User-Agent: Prometheus/3\r\n\r\n"
             b"POST /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
@@ -697,6 +722,40 @@ def test_close_ends_idle_connections(serve: Serve, connect: Connect) -> None:
         Client(live.port)
 
 
+# --- the connection cap ---
+
+def test_default_connection_cap_is_half_the_open_file_limit(live: LiveServer) -> None:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    assert live.server.max_connections == default_max_connections() == min(soft // 2, 4096)
+
+
+def test_a_new_connection_over_the_cap_closes_the_one_quiet_longest(
+        serve: Serve, connect: Connect, caplog: pytest.LogCaptureFixture) -> None:
+    live = serve(max_connections=4)
+    idle = [connect(live.port) for _ in range(4)]
+    wait_until(lambda: live.open_connections() == 4)
+    # An answered request makes a connection the most recently active.
+    assert idle[0].request().status == 200
+    newcomers = [connect(live.port) for _ in range(2)]
+    idle[1].assert_closed()
+    idle[2].assert_closed()
+    for c in (*newcomers, idle[3], idle[0]):
+        assert c.request().status == 200
+    assert live.open_connections() == 4
+    warnings = [r for r in caplog.records if r.name == "fastnats.http"]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+
+def test_idle_connections_beyond_the_cap_cannot_keep_a_scrape_out(serve: Serve,
+                                                                  connect: Connect) -> None:
+    live = serve(max_connections=8)
+    crowd = [connect(live.port) for _ in range(40)]
+    crowd[-1].send(b"GET /metrics HTTP/1.1\r\nHost: t\r\n")  # and a request never finished
+    for _ in range(3):
+        assert fetch(live.port).body == METRICS_TEXT
+    wait_until(lambda: live.open_connections() <= 8)
+
+
 # --- binding ---
 
 def test_empty_host_listens_on_every_interface(serve: Serve) -> None:
@@ -773,6 +832,7 @@ def test_payload_is_checked_and_frozen() -> None:
     ({"metrics": lambda: METRICS}, {}, ValueError),
     ({"/metrics": METRICS}, {}, TypeError),
     ({"/metrics": lambda: METRICS}, {"keepalive_timeout": 0}, ValueError),
+    ({"/metrics": lambda: METRICS}, {"max_connections": 0}, ValueError),
 ])
 def test_start_server_rejects_bad_arguments(routes: Routes, options: dict[str, Any],
                                             error: type[Exception]) -> None:

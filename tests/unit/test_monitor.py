@@ -1,0 +1,280 @@
+"""The monitoring HTTP client against a loopback server in this process that answers with exact
+bytes: body limits on the wire and inflated, the deadline, and the reason each failure gets."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import time
+import tracemalloc
+import zlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from fastnats.errors import ScrapeError
+from fastnats.sources.monitor import BodyLimits, MiB, MonitorClient, new_session
+from tests.support.faultproxy import gzip_bomb
+
+Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]
+BODY = b'{"server_id": "N1", "connections": 0}'
+
+
+def head(*headers: str, status: str = "200 OK") -> bytes:
+    return "\r\n".join([f"HTTP/1.1 {status}", *headers, "Connection: close", "", ""]).encode()
+
+
+def sends(*parts: bytes) -> Answer:
+    """An answer written part by part, each part reaching the client on its own."""
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        for part in parts:
+            writer.write(part)
+            await writer.drain()
+            await asyncio.sleep(0.01)
+    return answer
+
+
+def with_length(body: bytes, *headers: str, status: str = "200 OK") -> Answer:
+    return sends(head(f"Content-Length: {len(body)}", *headers, status=status), body)
+
+
+def chunked(body: bytes, *headers: str) -> Answer:
+    return sends(head("Transfer-Encoding: chunked", *headers),
+                 b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+
+
+def until_close(body: bytes) -> Answer:
+    return sends(head(), body)
+
+
+FRAMINGS = [with_length, chunked, until_close]
+
+
+async def fetch(answer: Answer, *, endpoint: str = "varz", params=None, timeout: float = 5.0,
+                limits: BodyLimits | None = None, max_bytes: int | None = None,
+                requests: list[bytes] | None = None, greeting: bytes = b"") -> bytearray:
+    handlers: set[asyncio.Task] = set()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handlers.add(asyncio.current_task())  # type: ignore[arg-type]
+        try:
+            if greeting:
+                writer.write(greeting)
+                await writer.drain()
+            request = await reader.readuntil(b"\r\n\r\n")
+            if requests is not None:
+                requests.append(request)
+            await answer(writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass    # the client left, or the test is over
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    session = new_session()
+    try:
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        return await MonitorClient(url, session, timeout, limits).get(
+            endpoint, params, max_bytes=max_bytes)
+    finally:
+        await session.close()
+        for handler in handlers:
+            handler.cancel()
+        await asyncio.gather(*handlers)
+        server.close()
+        await server.wait_closed()
+
+
+def get(answer: Answer, **kwargs) -> bytearray:
+    return asyncio.run(fetch(answer, **kwargs))
+
+
+def failure(answer: Answer, **kwargs) -> ScrapeError:
+    with pytest.raises(ScrapeError) as info:
+        get(answer, **kwargs)
+    assert info.value.detail.strip(), "every failure says what happened"
+    return info.value
+
+
+# Limits.
+
+def test_each_endpoint_has_its_limit_and_connz_grows_with_the_connections_asked_for():
+    limits = BodyLimits()
+    assert limits.for_request("varz", None) == 16 * MiB
+    assert limits.for_request("connz", {"state": "open"}) == 16 * MiB
+    assert limits.for_request("connz", {"limit": 1000}) == 16 * MiB + 1000 * 8 * 1024
+    assert BodyLimits(1000, 10).for_request("connz", {"limit": "5"}) == 1050
+    with pytest.raises(ValueError):
+        BodyLimits(0)
+
+
+@pytest.mark.parametrize("framing", FRAMINGS, ids=lambda f: f.__name__)
+def test_a_body_at_the_limit_passes_and_one_byte_more_is_too_large(framing):
+    limits = BodyLimits(document=len(BODY))
+    assert get(framing(BODY), limits=limits) == BODY
+    error = failure(framing(BODY + b" "), limits=limits)
+    assert error.reason == "too_large"
+    assert "--monitor.max-body-size" in error.detail
+
+
+def test_the_callers_bound_replaces_the_endpoints_limit():
+    assert get(with_length(BODY), limits=BodyLimits(1), max_bytes=len(BODY)) == BODY
+    assert failure(with_length(BODY), max_bytes=len(BODY) - 1).reason == "too_large"
+
+
+def test_connz_limit_follows_the_limit_parameter():
+    body = b"x" * 1050
+    limits = BodyLimits(1000, 10)
+    assert get(chunked(body), endpoint="connz", params={"limit": 5}, limits=limits) == body
+    assert failure(chunked(body), endpoint="connz", params={"limit": 4},
+                   limits=limits).reason == "too_large"
+
+
+def test_a_content_length_over_the_limit_fails_before_the_body_is_read():
+    sent = asyncio.Event()
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(head("Content-Length: 1073741824"))
+        await writer.drain()
+        # Nothing of the announced body ever comes: only the header can have failed it.
+        await asyncio.sleep(30)
+        sent.set()
+
+    started = time.monotonic()
+    error = failure(answer, timeout=10)
+    assert error.reason == "too_large"
+    assert "announces 1073741824 bytes" in error.detail
+    assert time.monotonic() - started < 5
+    assert not sent.is_set()
+
+
+# Compressed bodies.
+
+@pytest.mark.parametrize("coding, compress", [
+    ("gzip", gzip.compress), ("x-gzip", gzip.compress), ("deflate", zlib.compress)])
+@pytest.mark.parametrize("framing", [with_length, chunked])
+def test_compressed_bodies_are_inflated(coding, compress, framing):
+    assert get(framing(compress(BODY), f"Content-Encoding: {coding}")) == BODY
+
+
+def test_the_request_asks_only_for_codings_it_can_bound():
+    requests: list[bytes] = []
+    get(with_length(BODY), requests=requests)
+    assert b"\r\naccept-encoding: gzip, deflate\r\n" in requests[0].lower()
+
+
+def test_a_gzip_bomb_stops_at_the_limit_without_inflating_further():
+    bomb = gzip_bomb(256 * MiB)
+    limit = 1 * MiB
+    tracemalloc.start()
+    try:
+        error = failure(with_length(bomb, "Content-Encoding: gzip"), limits=BodyLimits(limit))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert error.reason == "too_large"
+    assert "inflates to more than" in error.detail
+    # The body, the last inflated step and aiohttp's buffers of the compressed bytes.
+    assert peak < 4 * limit + 2 * len(bomb), peak
+
+
+def test_compressed_bytes_count_against_the_limit_on_the_wire():
+    noise = gzip.compress(os.urandom(4000))
+    assert len(noise) > 4000
+    error = failure(chunked(noise, "Content-Encoding: gzip"), limits=BodyLimits(4000))
+    assert error.reason == "too_large"
+    assert "sent more than 4000 bytes" in error.detail
+
+
+@pytest.mark.parametrize("body, why", [
+    (gzip.compress(BODY)[:-12], "ends early"),
+    (gzip.compress(BODY) + b"junk", "after the end"),
+    (b"\x1f\x8b not gzip at all", "bad compressed body"),
+])
+def test_a_broken_compressed_body_is_a_body_error(body, why):
+    error = failure(with_length(body, "Content-Encoding: gzip"))
+    assert (error.reason, why in error.detail) == ("body", True), error
+
+
+def test_an_unasked_for_coding_is_a_body_error():
+    error = failure(with_length(BODY, "Content-Encoding: br"))
+    assert error.reason == "body"
+    assert "unsupported Content-Encoding 'br'" in error.detail
+
+
+# Time.
+
+def test_the_timeout_bounds_a_body_that_drips():
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(head("Content-Length: 1000"))
+        for _ in range(1000):
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    started = time.monotonic()
+    error = failure(answer, timeout=0.5)
+    took = time.monotonic() - started
+    assert error.reason == "timeout"
+    assert "within 0.5s" in error.detail and "bytes of body received" in error.detail
+    assert 0.5 <= took < 1.5, took
+
+
+def test_the_timeout_bounds_a_server_that_never_answers():
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    started = time.monotonic()
+    error = failure(answer, timeout=0.3)
+    assert error.reason == "timeout"
+    assert "no response headers" in error.detail
+    assert time.monotonic() - started < 1.3
+
+
+# Broken replies, and the reason of each.
+
+@pytest.mark.parametrize("answer, reason, says", [
+    pytest.param(sends(head("Content-Length: 100"), BODY), "body", "not completed",
+                 id="cut-short"),
+    pytest.param(sends(head("Transfer-Encoding: chunked"), b"5\r\nabcde\r\nzz\r\n"), "body",
+                 "chunk size", id="bad-chunk-after-headers"),
+    pytest.param(sends(head("Transfer-Encoding: chunked") + b"5\r\nabcde\r\nzz\r\n"), "body",
+                 "chunk size", id="bad-chunk-with-headers"),
+    pytest.param(sends(head("Content-Length: 10")), "body", "not completed", id="no-body"),
+    pytest.param(sends(), "connect", "disconnected", id="closed-before-answering"),
+    pytest.param(sends(b"SSH-2.0-OpenSSH_9.6\r\n"), "connect", "", id="not-http"),
+    pytest.param(with_length(b"boom", status="500 Internal Server Error"), "http_status",
+                 "HTTP 500 Internal Server Error", id="500"),
+])
+def test_each_failure_has_its_reason(answer, reason, says):
+    error = failure(answer)
+    assert error.reason == reason, error
+    assert says.lower() in error.detail.lower(), error
+
+
+INFO = b'INFO {"server_id":"N1"}\r\n'
+
+
+@pytest.mark.parametrize("greeting, answer", [
+    pytest.param(b"", sends(INFO), id="read-as-a-status-line"),
+    # The greeting comes on accept and the server hangs up on "GET": aiohttp may fail to write
+    # the request before it reads the greeting.
+    pytest.param(INFO, sends(b"-ERR 'Unknown Protocol Operation'\r\n"), id="greets-and-hangs-up"),
+    pytest.param(INFO, sends(), id="greets-and-closes"),
+])
+def test_the_nats_client_port_is_named(greeting, answer):
+    error = failure(answer, greeting=greeting)
+    assert error.reason == "connect"
+    assert "is the NATS client port, not the monitoring port" in error.detail
+
+
+@pytest.mark.parametrize("status", ["301 Moved Permanently", "302 Found", "307 Temporary Redirect"])
+def test_a_redirect_is_not_followed_and_names_its_location(status):
+    requests: list[bytes] = []
+    error = failure(with_length(b"", "Location: http://127.0.0.1:1/varz", status=status),
+                    requests=requests)
+    assert error.reason == "http_status"
+    assert f"HTTP {status}" in error.detail
+    assert "redirecting to 'http://127.0.0.1:1/varz'" in error.detail
+    assert len(requests) == 1
