@@ -4,17 +4,13 @@ raises its soft open-file limit as Go programs do. Each exporter runs under a li
 from __future__ import annotations
 
 import re
-import resource
 import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
 
-from tests.support.process import Exporter, http_get, stop_process, wait_until
+from tests.support.process import Exporter, http_get, start_exporter, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -22,31 +18,11 @@ pytestmark = pytest.mark.integration
 @contextmanager
 def exporter_with_nofile(soft: int, hard: int, *args: str) -> Iterator[Exporter]:
     """The exporter started under RLIMIT_NOFILE (soft, hard); stopped on the way out."""
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fastnats", "--web.listen-address", "127.0.0.1:0", *args],
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=limit)
-    exporter = Exporter(process)
-    found = threading.Event()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            exporter.log.append(line)
-            if match := re.search(r"serving \S+ on (http://\S+)", line):
-                exporter.url = match[1]
-                found.set()
-        found.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    exporter = start_exporter("--web.listen-address", "127.0.0.1:0", *args, nofile=(soft, hard))
     try:
-        assert found.wait(30) and exporter.url, "".join(exporter.log)
         yield exporter
     finally:
-        stop_process(process)
+        exporter.stop()
 
 
 def counter_sum(text: str, name: str) -> float:

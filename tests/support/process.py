@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import shutil
 import socket
 import subprocess
@@ -99,13 +100,18 @@ def stop_process(process: subprocess.Popen) -> int:
     return process.wait()
 
 
-def start_exporter(*args: str, env: dict[str, str] | None = None,
-                   timeout: float = 30.0) -> Exporter:
-    """Run the exporter with ``args`` and wait until its log says where it serves."""
+def start_exporter(*args: str, env: dict[str, str] | None = None, timeout: float = 30.0,
+                   nofile: tuple[int, int] | None = None) -> Exporter:
+    """Run the exporter with ``args`` and wait until its log says where it serves; with
+    ``nofile``, under that (soft, hard) RLIMIT_NOFILE."""
+    def limit() -> None:
+        if nofile is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, nofile)
+
     process = subprocess.Popen(
         [sys.executable, "-m", "fastnats", *args], stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, **(env or {})})
+        env={**os.environ, **(env or {})}, preexec_fn=limit if nofile is not None else None)
     exporter = Exporter(process)
     found = threading.Event()
 

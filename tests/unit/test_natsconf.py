@@ -604,10 +604,10 @@ def test_dump_round_trips_through_the_reader(tmp_path_factory, tree: dict[str, o
 
 def test_nesting_up_to_the_limit_is_read(parse):
     depth = natsconf.MAX_DEPTH
-    tree = parse("a: " + "{ a: " * (depth - 1) + "1" + " }" * (depth - 1) + "\n"
+    tree = parse("a: " + "{ a: " * depth + "1" + " }" * depth + "\n"
                  "b: " + "[" * depth + "]" * depth + "\n")
     inner = tree["a"]
-    for _ in range(depth - 2):
+    for _ in range(depth - 1):
         inner = inner["a"]
     assert inner == {"a": 1}
 
