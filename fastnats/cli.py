@@ -22,7 +22,7 @@ from ._version import __version__
 from .collector import NatsCollector, ServerCollector
 from .collectors import OPTIONAL
 from .errors import ConfError, FastNatsError
-from .flags import non_negative_int, number, positive_int, positive_seconds
+from .flags import non_negative_int, positive_int, positive_seconds, positive_size, size
 from .nats import launcher, natsconf
 from .refresher import Refresher
 from .server import Payload, Route, parse_listen_address, start_server
@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     limits = parser.add_argument_group("monitoring reply limits")
     limits.add_argument(
-        "--monitor.max-body-size", dest="max_body_size", type=_positive_size,
+        "--monitor.max-body-size", dest="max_body_size", type=positive_size,
         default=BodyLimits().document, metavar="SIZE",
         help="largest reply accepted from a monitoring endpoint such as /varz, counted on the "
              "wire and again once a gzip reply is inflated; a larger reply fails with "
@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
              "are the same binary units) (default: 16MiB)")
     limits.add_argument(
         "--monitor.max-body-size-per-connection", dest="max_body_size_per_connection",
-        type=_size, default=BodyLimits().per_connection, metavar="SIZE",
+        type=size, default=BodyLimits().per_connection, metavar="SIZE",
         help="how much larger a /connz reply may be for each connection it asks for: its "
              "limit is --monitor.max-body-size plus this times the connections expected "
              "(default: 8KiB)")
@@ -143,26 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _telemetry_path(text: str) -> str:
     # The official exporter adds the leading slash too.
     return text if text.startswith("/") else "/" + text
-
-
-# Binary multiples under either name, as Prometheus reads its own size flags.
-_SIZE_UNITS = {"": 1, "b": 1, **{f"{prefix}{suffix}": 1 << (10 * power)
-                                 for power, prefix in enumerate("kmg", 1)
-                                 for suffix in ("", "b", "ib")}}
-
-
-def _parse_size(text: str) -> int:
-    amount = text.rstrip("BbIiKkMmGg")
-    unit = _SIZE_UNITS.get(text[len(amount):].lower())
-    if unit is None:
-        raise ValueError(text)
-    return int(amount) * unit
-
-
-_size = number(_parse_size, "size (bytes, or 512KiB, 16MiB, 1GiB)", lambda v: v >= 0,
-               "must not be negative")
-_positive_size = number(_parse_size, "size (bytes, or 512KiB, 16MiB, 1GiB)", lambda v: v > 0,
-                        "must be at least 1 byte")
 
 
 @dataclass

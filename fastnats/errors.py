@@ -35,7 +35,8 @@ class ScrapeError(FastNatsError):
     """A monitoring endpoint could not be read.
 
     ``reason`` is a short, stable word used as a metric label: ``timeout``, ``connect``,
-    ``http_status``, ``decode``.
+    ``http_status``, ``body`` (the reply broke off or was malformed on the wire), ``too_large``
+    (over its size limit), ``decode``; the wire counter adds ``netlink`` and ``events_lost``.
     """
 
     def __init__(self, endpoint: str, reason: str, detail: str) -> None:

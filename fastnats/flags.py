@@ -44,3 +44,24 @@ non_negative_seconds = number(seconds, "duration (seconds, or Go style: 500ms, 5
                               lambda v: v >= 0, "must not be a negative duration")
 non_negative_int = number(int, "whole number", lambda v: v >= 0, "must not be negative")
 positive_int = number(int, "whole number", lambda v: v >= 1, "must be at least 1")
+
+
+# Binary multiples under either name, as Prometheus reads its own size flags.
+_SIZE_UNITS = {"": 1, "b": 1, **{f"{prefix}{suffix}": 1 << (10 * power)
+                                 for power, prefix in enumerate("kmg", 1)
+                                 for suffix in ("", "b", "ib")}}
+
+
+def bytes_size(text: str) -> int:
+    """Bytes, or a number with K/M/G (KB, KiB, ...: binary multiples, as Prometheus reads)."""
+    amount = text.rstrip("BbIiKkMmGg")
+    unit = _SIZE_UNITS.get(text[len(amount):].lower())
+    if unit is None:
+        raise ValueError(text)
+    return int(amount) * unit
+
+
+size = number(bytes_size, "size (bytes, or 512KiB, 16MiB, 1GiB)", lambda v: v >= 0,
+              "must not be negative")
+positive_size = number(bytes_size, "size (bytes, or 512KiB, 16MiB, 1GiB)", lambda v: v > 0,
+                       "must be at least 1 byte")

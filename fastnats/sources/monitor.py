@@ -95,28 +95,33 @@ class MonitorClient:
                                                    f"{self.timeout:g}s ({reply.progress()})"
                               ) from None
         except aiohttp.ClientError as exc:
-            if _NATS_GREETING in str(exc) or (
-                    # Connected, then dropped before any reply: its greeting may have come
-                    # first and closed the connection before the request was written.
-                    isinstance(exc, aiohttp.ClientConnectionError)
-                    and not isinstance(exc, aiohttp.ClientConnectorError)
-                    and not reply.answered
-                    and await self._greets_in_nats(deadline - loop.time())):
-                raise ScrapeError(
-                    endpoint, "connect", f"{self.base_url} is the NATS client port, not the "
-                    f"monitoring port; point fastnats at the monitoring port (nats-server -m "
-                    f"PORT, or http: PORT in the conf)") from None
-            if reply.answered:
-                # The server answered, and the reply broke (cut short, reset, bad chunks).
-                raise ScrapeError(endpoint, "body", f"{url}: {_describe(exc)} "
-                                                    f"({reply.progress()})") from None
-            if _body_error(exc):
-                raise ScrapeError(endpoint, "body", f"{url}: {_describe(exc)}") from None
-            raise ScrapeError(endpoint, "connect", f"{url}: {_describe(exc)}") from None
+            raise await self._failure(reply, exc, deadline - loop.time()) from None
         finally:
             # The error's traceback keeps this frame, and so the reply, until the server's next
             # refresh, or longer in a reference cycle: it must not keep the body too.
             reply.body = bytearray()
+
+    async def _failure(self, reply: _Reply, exc: aiohttp.ClientError,
+                       within: float) -> ScrapeError:
+        """What an aiohttp error means: ``connect``, or ``body`` once the server answered."""
+        endpoint, url = reply.endpoint, reply.url
+        if _NATS_GREETING in str(exc) or (
+                # Connected, then dropped before any reply: a NATS greeting may have come first
+                # and closed the connection before the request was written.
+                isinstance(exc, aiohttp.ClientConnectionError)
+                and not isinstance(exc, aiohttp.ClientConnectorError)
+                and not reply.answered and await self._greets_in_nats(within)):
+            return ScrapeError(
+                endpoint, "connect", f"{self.base_url} is the NATS client port, not the "
+                f"monitoring port; point fastnats at the monitoring port (nats-server -m "
+                f"PORT, or http: PORT in the conf)")
+        if reply.answered:
+            # The server answered, and the reply broke (cut short, reset, bad chunks).
+            return ScrapeError(endpoint, "body",
+                               f"{url}: {_describe(exc)} ({reply.progress()})")
+        if _body_error(exc):
+            return ScrapeError(endpoint, "body", f"{url}: {_describe(exc)}")
+        return ScrapeError(endpoint, "connect", f"{url}: {_describe(exc)}")
 
     async def _greets_in_nats(self, within: float) -> bool:
         """Whether the port says ``INFO {`` unasked, as a NATS client port does."""

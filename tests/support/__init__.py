@@ -4,6 +4,7 @@
 - ``natsclient``: the NATS CONNECT line, a raw blocking client, background traffic.
 - ``crowd``: many connections held in this process or in helper processes.
 - ``monitor``: a fake monitoring port that serves given bodies or fails on purpose.
+- ``faultproxy``: a TCP proxy in front of a real monitoring port that injects one fault.
 - ``connzgen``: seeded /connz bodies.
 
 Nothing here imports at package level: ``crowd`` runs as a helper process that loads only the

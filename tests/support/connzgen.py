@@ -3,7 +3,10 @@
 ``Server`` simulates one nats-server through time: connections open, carry traffic and close, and
 ``open_body()`` / ``closed_body()`` render what ``/connz?state=open|closed&auth=1`` would return,
 with the key order, indentation and value formats of the real thing (see
-tests/data/connz_open.json, recorded from nats-server 2.15.1). ``paginate`` splits a listing into
+tests/data/connz_open.json, recorded from nats-server 2.15.1). ``closed_listing()`` renders one
+page of ``state=closed&sort=stop``, the most recent first, as the exporter reads them; like
+nats-server, the simulator may file a closed connection late (``late``), after a later close,
+and keeps only the last ``closed_max``. ``paginate`` splits a listing into
 offset/limit pages; ``synthetic_body(n, seed)`` and ``scale_recorded(body, n)`` make one body of n
 connections for the benchmarks, simulated or cloned from a recorded one.
 
@@ -26,7 +29,7 @@ U64_MAX = 2**64 - 1
 # characters (surrogate pairs once \u-escaped) and the empty string.
 PLAIN_NAMES = ["orders", "billing-api", "svc", "ingest-7", "edge", "notifier"]
 ODD_NAMES = ["orders-é中", 'quote"back\\slash', "svc\nnl", "emoji-😀", "", "tab\tname",
-             "ctl-\u0001", "<html>&amp;", "\u2028sep"]
+             "ctl-\u0001", "<html>&amp;", "\u2028sep", "_other", "__unknown"]
 ACCOUNTS = ["A", "B", "$G", "SYS", "tenant-ü"]
 LANGS = ["go", "python3", "rust", "nats.js", "C", "java"]
 VERSIONS = ["1.37.0", "2.6.4", "0.1.5", "1.0"]
@@ -98,7 +101,8 @@ class Server:
     LABEL_FIELDS = ("name", "lang", "version", "authorized_user", "account", "name_tag")
 
     def __init__(self, seed: int, *, odd: bool = False, accounts: bool = True,
-                 closed_max: int = 10_000, names: int = 40, unconnected: float = 0.0) -> None:
+                 closed_max: int = 10_000, names: int = 40, unconnected: float = 0.0,
+                 late: float = 0.0) -> None:
         self.rng = random.Random(seed)
         self.odd = odd
         self.accounts = accounts
@@ -108,6 +112,12 @@ class Server:
         self.clock_ns = 1_764_057_282_000_000_000 % (86400 * 10**9)
         self.open: dict[int, dict] = {}
         self.closed: deque[dict] = deque(maxlen=closed_max)
+        #: The share of closes filed in the closed list only at the next step, as nats-server's
+        #: goroutine that files them may run after a later close and after a listing.
+        self.late = late
+        self._filing: list[dict] = []
+        self._stop_ns: dict[int, int] = {}
+        self._closes = 0
         pool = list(PLAIN_NAMES) + (ODD_NAMES if odd else [])
         self.names = pool + [f"client-{k}" for k in range(max(0, names - len(pool)))]
 
@@ -190,6 +200,8 @@ class Server:
         and close `flashes` more that no open body will ever show."""
         rng = self.rng
         self.clock_ns += int(seconds * 1e9)
+        self.closed.extend(self._filing)
+        self._filing.clear()
         for conn in self.open.values():
             self._traffic(conn, seconds)
         if self.awaiting_connect:
@@ -205,16 +217,25 @@ class Server:
             self._close(conn)
 
     def _close(self, conn: dict) -> None:
+        # Each close a nanosecond after the one before: the listing sorted by stop is one order.
+        self._closes += 1
+        stop = self.clock_ns + self._closes % 1_000_000
         final = dict(conn)
         items = list(final.items())
         at = list(final).index("last_activity") + 1
-        items[at:at] = [("stop", _timestamp(self.clock_ns)), ("reason", "Client Closed")]
-        self.closed.append(dict(items))
+        items[at:at] = [("stop", _timestamp(stop)), ("reason", "Client Closed")]
+        self._stop_ns[conn["cid"]] = stop
+        if self.late and self.rng.random() < self.late:
+            self._filing.append(dict(items))
+        else:
+            self.closed.append(dict(items))
 
     def restart(self) -> None:
         """Restart the server: cids count from 1 again and the closed ring is empty."""
         self.open.clear()
         self.closed.clear()
+        self._filing.clear()
+        self._stop_ns.clear()
         self.awaiting_connect.clear()
         self.next_cid = 1
         self.clock_ns += 10**9
@@ -224,6 +245,12 @@ class Server:
 
     def closed_body(self, **fmt) -> bytes:
         return render_body(list(self.closed), clock_ns=self.clock_ns, **fmt)
+
+    def closed_listing(self, offset: int = 0, limit: int = 1024, **fmt) -> bytes:
+        """One page of ``state=closed&sort=stop``: the most recent close first."""
+        ordered = sorted(self.closed, key=lambda c: self._stop_ns[c["cid"]], reverse=True)
+        return render_body(ordered[offset:offset + limit], clock_ns=self.clock_ns,
+                           total=len(ordered), offset=offset, limit=limit, **fmt)
 
 
 def render_body(conns: list[dict], *, clock_ns: int = 0, indent: bool = True,

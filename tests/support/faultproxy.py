@@ -184,7 +184,7 @@ class FaultProxy:
                 kind = self._faults.get(endpoint, self._faults.get(None, "pass"))
                 exchange = Exchange(path, kind)
                 self.exchanges.append(exchange)
-            getattr(self, f"_{kind}")(conn, exchange, request)
+            getattr(self, f"_answer_{kind}")(conn, exchange, request)
         except _Gone:
             if exchange is not None:
                 exchange.abandoned = True
@@ -265,15 +265,15 @@ class FaultProxy:
         extra = [f"{name.replace('_', '-')}: {value}".encode() for name, value in framing.items()]
         return b"\r\n".join([status, *headers, *extra, b"Connection: close"]) + b"\r\n\r\n"
 
-    # The faults, one method each, named after them.
+    # The answers, one method for each fault, named after it.
 
-    def _pass(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_pass(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         self._relay_to_end(request, conn, exchange)
 
-    def _close(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_close(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         pass
 
-    def _hang(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_hang(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         while True:
             self._check()
             try:
@@ -282,7 +282,7 @@ class FaultProxy:
             except TimeoutError:
                 continue
 
-    def _drip(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_drip(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         status, headers, body = self._fetch(request)
         self._send(conn, exchange, self._head(status, headers, Content_Length=len(body)))
         for i in range(len(body)):
@@ -295,7 +295,7 @@ class FaultProxy:
         self._send(conn, exchange, self._head(status, headers, Content_Length=len(body)))
         self._send(conn, exchange, body[:len(body) // 2])
 
-    def _reset(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_reset(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         self._half(conn, exchange, request)
         # A reset drops what is still in the send queue: let the client's kernel have it first.
         while _unsent(conn):
@@ -304,11 +304,11 @@ class FaultProxy:
         # Linger 0: close() sends RST instead of FIN.
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
-    def _cut(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_cut(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         self._half(conn, exchange, request)
         conn.shutdown(socket.SHUT_WR)
 
-    def _bad_chunking(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_bad_chunking(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         status, headers, body = self._fetch(request)
         half = body[:len(body) // 2]
         self._send(conn, exchange, self._head(status, headers, Transfer_Encoding="chunked") +
@@ -321,26 +321,27 @@ class FaultProxy:
             b"HTTP/1.1 " + status, [b"Content-Type: text/plain; charset=utf-8"],
             Content_Length=len(body), **headers) + body)
 
-    def _status_500(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_status_500(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         self._status(conn, exchange, b"500 Internal Server Error", b"boom\n")
 
-    def _status_404(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_status_404(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         self._status(conn, exchange, b"404 Not Found", b"404 page not found\n")
 
-    def _redirect(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_redirect(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         self._status(conn, exchange, b"302 Found", b"", Location=self.upstream_url + exchange.path)
 
-    def _redirect_loop(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_redirect_loop(self, conn: socket.socket, exchange: Exchange,
+                              request: bytes) -> None:
         self._status(conn, exchange, b"302 Found", b"", Location=self.url + exchange.path)
 
-    def _corrupt(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_corrupt(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         status, headers, body = self._fetch(request)
         # 0xff never appears in UTF-8, so no JSON reader can take the body for valid.
         middle = len(body) // 2
         body = body[:middle] + b"\xff" * 16 + body[middle + 16:]
         self._send(conn, exchange, self._head(status, headers, Content_Length=len(body)) + body)
 
-    def _gzip_bomb(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_gzip_bomb(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         bomb = gzip_bomb(self.bomb_size)
         self._send(conn, exchange, self._head(
             b"HTTP/1.1 200 OK", [b"Content-Type: application/json"], Content_Encoding="gzip",
@@ -355,12 +356,12 @@ class FaultProxy:
         if chunked:
             self._send(conn, exchange, b"0\r\n\r\n")
 
-    def _huge_chunked(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_huge_chunked(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         self._send(conn, exchange, self._head(
             b"HTTP/1.1 200 OK", [b"Content-Type: application/json"], Transfer_Encoding="chunked"))
         self._stream_spaces(conn, exchange, chunked=True)
 
-    def _huge_length(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
+    def _answer_huge_length(self, conn: socket.socket, exchange: Exchange, request: bytes) -> None:
         length = self.huge_size // _STREAM_CHUNK * _STREAM_CHUNK
         self._send(conn, exchange, self._head(
             b"HTTP/1.1 200 OK", [b"Content-Type: application/json"], Content_Length=length))

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fastnats import metrics as m
 from fastnats.collector import NatsCollector, ServerCollector, default_options
 from fastnats.collectors import ALL, OPTIONAL, WireOptions
+from fastnats.collectors.base import DECODE, FETCH_REASONS
 from fastnats.collectors.decode import decode_json, parse_rfc3339_ns
 from fastnats.errors import ScrapeError
 from fastnats.sources.sockdiag import is_local_host
@@ -22,13 +23,21 @@ from fastnats.target import Target, parse_target
 VARZ = orjson.loads((Path(__file__).parents[1] / "data" / "varz.json").read_bytes())
 
 
+#: What /connz?state=closed lists when nothing closed.
+NO_CLOSED = b'{"now": "2026-11-25T07:57:14Z", "num_connections": 0, "total": 0, "offset": 0, ' \
+            b'"limit": 1024, "connections": []}'
+
+
 class FakeClient:
-    """Serves canned bodies per endpoint, or raises the ScrapeError it was given."""
+    """Serves canned bodies per endpoint (closed /connz listings empty), or raises the
+    ScrapeError it was given."""
 
     def __init__(self, bodies):
         self.bodies = bodies
 
     async def get(self, endpoint, params=None):
+        if endpoint == "connz" and (params or {}).get("state") == "closed":
+            return NO_CLOSED
         body = self.bodies[endpoint]
         if isinstance(body, Exception):
             raise body
@@ -89,8 +98,8 @@ def test_single_server_has_no_labels_and_drops_stale_series_when_down():
     for metric in m.SEED + (m.NATS_SERVER_INFO,):
         assert families.get(metric.name, []) == [], metric.name
     assert families["fastnats_refresh_errors_total"] == [
-        (("varz", "connect"), 0), (("varz", "decode"), 0), (("varz", "http_status"), 0),
-        (("varz", "timeout"), 1)]
+        (("varz", reason), 1 if reason == "timeout" else 0)
+        for reason in sorted((*FETCH_REASONS, DECODE))]
     assert families["fastnats_refreshes_total"] == [((), 2)]
     assert families["fastnats_last_refresh_success_timestamp_seconds"]
 
@@ -172,7 +181,7 @@ def test_every_known_error_is_exported_at_zero_on_a_healthy_server():
     errors = dict(server.self_samples()["fastnats_refresh_errors_total"])
     assert errors == {
         **{(endpoint, reason): 0 for endpoint in ("varz", "connz")
-           for reason in ("connect", "decode", "http_status", "timeout")},
+           for reason in (*FETCH_REASONS, DECODE)},
         ("wire", "netlink"): 0, ("wire", "events_lost"): 0}
 
 
