@@ -280,6 +280,13 @@ cdef class ConnzAggregator:
     cdef double hist_now[64]      # CZ_HISTORY updates not settled yet, oldest at hist_head
     cdef uint64_t hist_watermark[64]
     cdef uint32_t hist_epoch[64]
+    # Client connections the server accepted (/varz total_connections; -1 if not given) at this
+    # update and at the first, and connections read for the first time, in all and by the end
+    # of the first update: how many connections can have been lost unseen at most.
+    cdef int64_t accepted
+    cdef int64_t first_accepted
+    cdef uint64_t clients_read
+    cdef uint64_t first_reads
     cdef int32_t hist_head
     cdef int32_t hist_len
     cdef uint32_t epoch

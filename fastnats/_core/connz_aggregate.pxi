@@ -28,6 +28,9 @@
 # passes that no read ever showed are holes: lost connections if a closed read overflowed (the
 # caller says so: the server's ring turned over before the read reached what was read before)
 # since the floor last moved, else cids the server gave to something that /connz never lists.
+# Given /varz total_connections (``accepted``), the lost count never exceeds the clients
+# accepted since the first update less those read since: the holes of an overflow can be the
+# server's own, and a lost cid above the highest one read waits for a later cid to show.
 
 from fastnats.errors import ConnzDecodeError
 from fastnats.metrics import (
@@ -132,12 +135,15 @@ cdef class ConnzAggregator:
         """
         return self.snapshot
 
-    def update(self, open_body, closed_body, double now, bint closed_overflow=False):
+    def update(self, open_body, closed_body, double now, bint closed_overflow=False,
+               accepted=None):
         """Read one refresh: ``open_body`` from ``/connz?state=open``, ``closed_body`` from
         ``state=closed`` or None. Each is a buffer (bytes, bytearray, memoryview) or a list of
         them, one per page. ``now`` is the refresh time in seconds, for TTLs and rates.
         ``closed_overflow`` says that the closed read reached the end of the server's list
         before the connections it had read before: some closed connections were dropped unread.
+        ``accepted`` is /varz total_connections, read before the bodies, if known: cids that no
+        read showed are counted lost no more than client connections can be missing.
 
         Raises ConnzDecodeError, naming the body and byte offset, and then changes nothing.
         """
@@ -145,6 +151,11 @@ cdef class ConnzAggregator:
         cdef Py_ssize_t nopen = len(pages), npages, k, acquired = 0
         cdef Py_buffer *views
         cdef CzPage *spans
+        cdef int64_t clients = -1
+        if accepted is not None:
+            if type(accepted) is not int or not 0 <= accepted < 2**63:
+                raise ValueError("accepted must be a count of connections")
+            clients = accepted
         if closed_body is not None:
             pages += cz_pages(closed_body, "closed_body")
         npages = len(pages)
@@ -168,6 +179,7 @@ cdef class ConnzAggregator:
                     cz_scan(self, spans, nopen, npages)
                     cz_intern_new(self, spans)
                     cz_reserve_commit(self)
+                    self.accepted = clients
                     cz_commit(self, now, closed_overflow)
             except ConnzDecodeError as e:
                 raise cz_located(self, e, nopen, npages - nopen) from None
@@ -223,7 +235,8 @@ cdef int cz_reserve_commit(ConnzAggregator agg) except -1 nogil:
                sizeof(CzConn))
     cz_reserve(<void **>&agg.conns_free, &agg.conns_free_cap,
                agg.nconns_slots + new_conns + 1, sizeof(int32_t))
-    cz_map_reserve(&agg.seen, above)
+    if agg.epoch:
+        cz_map_reserve(&agg.seen, above)
     new_groups = new_conns + regroups + agg.closed_recs.n + 1
     if new_groups > agg.max_groups + 1:
         new_groups = agg.max_groups + 1
@@ -471,12 +484,6 @@ cdef inline void cz_count_top(ConnzAggregator agg, const CzRec *r, int32_t k) no
             cz_top_offer(&agg.top[CZ_T_OUT_RATE], most, agg.open_recs.v, CZ_T_OUT_RATE, k)
 
 
-cdef inline void cz_saw(ConnzAggregator agg, uint64_t cid) noexcept nogil:
-    # A read showed this cid; cz_reserve_commit made room for every cid above the floor.
-    if cid > agg.floor and cz_map_get(&agg.seen, cid) < 0:
-        cz_map_put(&agg.seen, cid, 0)
-
-
 cdef void cz_commit_closed(ConnzAggregator agg, double now, uint64_t *top_cid) noexcept nogil:
     # Every closed connection: a held one folds its final counters and is forgotten; one that
     # opened and closed between two refreshes counts once, in its group's closed total. Reads
@@ -499,6 +506,7 @@ cdef void cz_commit_closed(ConnzAggregator agg, double now, uint64_t *top_cid) n
         elif r.flags & CZ_REC_NEW and cz_map_get(&agg.seen, r.cid) < 0:
             # Only the closed body knows this one.
             cz_saw(agg, r.cid)
+            agg.clients_read += 1
             g = &agg.groups[cz_group_of(agg, r.ids, now)]
             for q in range(CZ_NCTR):
                 g.closed[q] = cz_sat_add(g.closed[q], r.ctr[q])
@@ -550,51 +558,6 @@ cdef void cz_age_absent(ConnzAggregator agg, double now) noexcept nogil:
                 if c.absent >= CZ_ABSENT_GRACE and now - c.absent_since >= agg.closed_slack:
                     cz_lose(agg, <int32_t>j)
                     cz_forget(agg, <int32_t>j)
-
-
-cdef void cz_advance_floor(ConnzAggregator agg, double now) noexcept nogil:
-    # Moves the floor up to the highest cid of old enough updates (see the top of this file)
-    # and counts the holes it passes.
-    cdef uint64_t new_floor = agg.floor, lost_to = agg.floor, nseen_lost = 0, key
-    cdef uint32_t epoch = agg.floor_epoch
-    cdef Py_ssize_t k
-    cdef int32_t at
-    if agg.epoch == 1:
-        # What the first update did not show is history: nothing to count.
-        agg.floor = agg.watermark
-        agg.floor_epoch = agg.epoch
-        cz_map_drop_all(&agg.seen)
-        return
-    while agg.hist_len and agg.hist_epoch[agg.hist_head] + CZ_FLOOR_LAG <= agg.epoch and (
-            now - agg.hist_now[agg.hist_head] >= agg.closed_slack or agg.hist_len == CZ_HISTORY):
-        at = agg.hist_head
-        if agg.overflow_epoch > epoch:
-            lost_to = agg.hist_watermark[at]
-        new_floor = agg.hist_watermark[at]
-        epoch = agg.hist_epoch[at]
-        agg.hist_head = (agg.hist_head + 1) % CZ_HISTORY
-        agg.hist_len -= 1
-    at = (agg.hist_head + agg.hist_len) % CZ_HISTORY
-    agg.hist_now[at] = now
-    agg.hist_watermark[at] = agg.watermark
-    agg.hist_epoch[at] = agg.epoch
-    agg.hist_len += 1
-    agg.floor_epoch = epoch
-    if new_floor == agg.floor:
-        return
-    for k in range(agg.seen.cap):
-        if agg.seen.slots[k].val >= 0:
-            key = agg.seen.slots[k].key
-            if key <= new_floor:
-                if key <= lost_to:
-                    nseen_lost += 1
-                agg.seen.slots[k].val = CZ_DELETED
-                agg.seen.used -= 1
-                agg.seen.deleted += 1
-    agg.lost_unknown = cz_sat_add(agg.lost_unknown, lost_to - agg.floor - nseen_lost)
-    agg.floor = new_floor
-    if agg.seen.used == 0:
-        cz_map_drop_all(&agg.seen)
 
 
 cdef void cz_sort_per_conn(ConnzAggregator agg) noexcept nogil:

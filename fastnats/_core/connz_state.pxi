@@ -88,17 +88,6 @@ cdef int cz_cmp_victim(const void *a, const void *b) noexcept nogil:
     return (x.seq > y.seq) - (x.seq < y.seq)
 
 
-cdef void cz_map_drop_all(CzMap *m) noexcept nogil:
-    # Empties a map; a big one gives its memory back (cz_map_reserve starts again from 0).
-    if m.cap > 4096:
-        free(m.slots)
-        m.slots = NULL
-        m.cap = 0
-        m.used = m.deleted = 0
-    else:
-        cz_map_clear(m)
-
-
 cdef int32_t cz_next_victim(ConnzAggregator agg) noexcept nogil:
     # The next group a full table gives up, or -1; the list is made once per commit, in the
     # order of the table policy above (cz_reserve_commit made its room).
@@ -276,4 +265,82 @@ cdef int32_t cz_new_conn(ConnzAggregator agg, const CzRec *r, double now) noexce
     cz_set_labels(agg, st, r, now)
     c.used = 1
     cz_map_put(&agg.cids, r.cid, st)
+    agg.clients_read += 1
     return st
+
+
+# ---------------------------------------------------------------------------------------------
+# The cids read, and the floor below which every cid is settled (see connz_aggregate.pxi).
+
+cdef void cz_map_drop_all(CzMap *m) noexcept nogil:
+    # Empties a map; a big one gives its memory back (cz_map_reserve starts again from 0).
+    if m.cap > 4096:
+        free(m.slots)
+        m.slots = NULL
+        m.cap = 0
+        m.used = m.deleted = 0
+    else:
+        cz_map_clear(m)
+
+
+cdef inline void cz_saw(ConnzAggregator agg, uint64_t cid) noexcept nogil:
+    # A read showed this cid; cz_reserve_commit made room for every cid above the floor. The
+    # first update settles all it shows (cz_advance_floor): nothing to keep.
+    if agg.epoch > 1 and cid > agg.floor and cz_map_get(&agg.seen, cid) < 0:
+        cz_map_put(&agg.seen, cid, 0)
+
+
+cdef void cz_advance_floor(ConnzAggregator agg, double now) noexcept nogil:
+    # Moves the floor up to the highest cid of old enough updates and counts the holes it
+    # passes (see the top of connz_aggregate.pxi).
+    cdef uint64_t new_floor = agg.floor, lost_to = agg.floor, nseen_lost = 0, key, lost, most, read
+    cdef uint32_t epoch = agg.floor_epoch
+    cdef Py_ssize_t k
+    cdef int32_t at
+    if agg.epoch == 1:
+        # What the first update did not show is history: nothing to count.
+        agg.floor = agg.watermark
+        agg.floor_epoch = agg.epoch
+        agg.first_accepted = agg.accepted
+        agg.first_reads = agg.clients_read
+        cz_map_drop_all(&agg.seen)
+        return
+    while agg.hist_len and agg.hist_epoch[agg.hist_head] + CZ_FLOOR_LAG <= agg.epoch and (
+            now - agg.hist_now[agg.hist_head] >= agg.closed_slack or agg.hist_len == CZ_HISTORY):
+        at = agg.hist_head
+        if agg.overflow_epoch > epoch:
+            lost_to = agg.hist_watermark[at]
+        new_floor = agg.hist_watermark[at]
+        epoch = agg.hist_epoch[at]
+        agg.hist_head = (agg.hist_head + 1) % CZ_HISTORY
+        agg.hist_len -= 1
+    at = (agg.hist_head + agg.hist_len) % CZ_HISTORY
+    agg.hist_now[at] = now
+    agg.hist_watermark[at] = agg.watermark
+    agg.hist_epoch[at] = agg.epoch
+    agg.hist_len += 1
+    agg.floor_epoch = epoch
+    if new_floor == agg.floor:
+        return
+    for k in range(agg.seen.cap):
+        if agg.seen.slots[k].val >= 0:
+            key = agg.seen.slots[k].key
+            if key <= new_floor:
+                if key <= lost_to:
+                    nseen_lost += 1
+                agg.seen.slots[k].val = CZ_DELETED
+                agg.seen.used -= 1
+                agg.seen.deleted += 1
+    lost = cz_sat_add(agg.lost_unknown, lost_to - agg.floor - nseen_lost)
+    if agg.first_accepted >= 0 and agg.accepted >= agg.first_accepted:
+        # Routes, gateways and the server's own clients take cids too: no more connections
+        # were lost unseen than clients accepted since the first update, less those read.
+        most = <uint64_t>(agg.accepted - agg.first_accepted)
+        read = agg.clients_read - agg.first_reads
+        most = most - read if most > read else 0
+        if lost > most:
+            lost = most if most > agg.lost_unknown else agg.lost_unknown
+    agg.lost_unknown = lost
+    agg.floor = new_floor
+    if agg.seen.used == 0:
+        cz_map_drop_all(&agg.seen)

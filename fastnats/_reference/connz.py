@@ -301,7 +301,7 @@ class ConnzAggregator:
         self._evictions = 0
         self._group_seq = 0
         self._commit_seq = 0
-        self._victims: list[_Group] | None = None
+        self._victims: deque[tuple[int, _Group]] | None = None
         self._watermark = 0
         # The settled floor, the cids above it that a read showed, and the updates not settled
         # yet as (now, watermark, epoch).
@@ -310,6 +310,12 @@ class ConnzAggregator:
         self._overflow_epoch = 0
         self._seen: set[int] = set()
         self._history: deque[tuple[float, int, int]] = deque()
+        # /varz total_connections (-1 if not given) at this update and at the first, and the
+        # connections read for the first time, in all and by the end of the first update.
+        self._accepted = -1
+        self._first_accepted = -1
+        self._clients_read = 0
+        self._first_reads = 0
         self._epoch = 0
         self._dists = _dists()
         self._read: list[_Rec] = []
@@ -318,7 +324,10 @@ class ConnzAggregator:
     def families(self) -> dict[str, list]:
         return self._snapshot
 
-    def update(self, open_body, closed_body, now: float, closed_overflow: bool = False) -> None:
+    def update(self, open_body, closed_body, now: float, closed_overflow: bool = False,
+               accepted: int | None = None) -> None:
+        if accepted is not None and (type(accepted) is not int or not 0 <= accepted < 2**63):
+            raise ValueError("accepted must be a count of connections")
         opens = _pages(open_body, "open_body")
         closeds = [] if closed_body is None else _pages(closed_body, "closed_body")
         open_recs: list[_Rec] = []
@@ -347,6 +356,7 @@ class ConnzAggregator:
             st = self._conns.get(r.cid)
             r.regroup = st is not None and not st.named and st.start == r.start and r.named
             r.new = st is None and r.cid > self._floor and r.cid not in self._seen
+        self._accepted = -1 if accepted is None else accepted
         self._commit(open_recs, closed_recs, now, bool(closed_overflow))
         self.total = total
         self._snapshot = self._publish()
@@ -359,12 +369,38 @@ class ConnzAggregator:
         if group is not None:
             return group
         if len(self._groups) < self.max_groups:
-            group = self._groups[key] = _Group(key, False, now)
-            return group
+            return self._new_group(key, now)
+        victim = self._next_victim()
+        if victim is not None:
+            del self._groups[victim.key]
+            victim.live = False
+            self._evictions += 1
+            return self._new_group(key, now)
         self._overflow += 1
         if self._other is None:
-            self._other = _Group((OTHER_GROUP,) * len(self.group_by), True, now)
+            self._other = _Group((OTHER_GROUP,) * len(self.group_by), True, now, self._group_seq)
+            self._group_seq += 1
         return self._other
+
+    def _new_group(self, key: tuple[str, ...], now: float) -> _Group:
+        group = self._groups[key] = _Group(key, False, now, self._group_seq)
+        self._group_seq += 1
+        return group
+
+    def _next_victim(self) -> _Group | None:
+        """The next group a full table gives up (the policy of _core/connz_state.pxi)."""
+        if self._victims is None:
+            # Made once per commit from the groups older than it: the next in this order that is
+            # still evictable, and of the same class, goes.
+            candidates = [g for g in self._groups.values()
+                          if g.evictable() and g.seq < self._commit_seq]
+            candidates.sort(key=lambda g: (g.evict_class(), g.last_active, g.seq))
+            self._victims = deque((g.evict_class(), g) for g in candidates)
+        while self._victims:
+            cls, group = self._victims.popleft()
+            if group.evictable() and group.evict_class() == cls:
+                return group
+        return None
 
     def _all_groups(self) -> list[_Group]:
         return list(self._groups.values()) + ([self._other] if self._other else [])
@@ -377,13 +413,31 @@ class ConnzAggregator:
 
     def _set_labels(self, conn: _Conn, r: _Rec, now: float) -> None:
         conn.group = self._group_of(r.labels, now)
+        conn.group.members += 1
         conn.labels = (str(r.cid), r.labels["name"], r.labels["account"], r.labels["ip"])
         conn.named = r.named
 
+    def _lose(self, conn: _Conn) -> None:
+        conn.group.lost = _sat(conn.group.lost, 1)
+        self.lost_known = _sat(self.lost_known, 1)
+
+    def _forget(self, conn: _Conn) -> None:
+        conn.group.members -= 1
+        del self._conns[conn.cid]
+
+    def _saw(self, cid: int) -> None:
+        if cid > self._floor:
+            self._seen.add(cid)
+
     # -- the commit, in the order its steps run --------------------------------------------------
 
-    def _commit(self, open_recs: list[_Rec], closed_recs: list[_Rec], now: float) -> None:
+    def _commit(self, open_recs: list[_Rec], closed_recs: list[_Rec], now: float,
+                closed_overflow: bool) -> None:
         self._epoch += 1
+        if closed_overflow:
+            self._overflow_epoch = self._epoch
+        self._victims = None
+        self._commit_seq = self._group_seq
         # Expire first, so that the room an expired group leaves is there for new connections.
         self._expire_groups(now)
         for g in self._all_groups():
@@ -397,14 +451,15 @@ class ConnzAggregator:
         self._commit_closed(closed_recs, now)
         self._age_absent(now)
         self._watermark = top_cid
+        self._advance_floor(now)
         self.count = len(self._read)
 
     def _expire_groups(self, now: float) -> None:
-        held = {id(c.group) for c in self._conns.values()}
         for key, g in list(self._groups.items()):
-            if id(g) not in held and now - g.last_active > self.group_ttl:
+            if g.members == 0 and now - g.last_active > self.group_ttl:
+                g.live = False
                 del self._groups[key]
-        if self._other and id(self._other) not in held and \
+        if self._other and self._other.members == 0 and \
                 now - self._other.last_active > self.group_ttl:
             self._other = None
 
@@ -412,17 +467,20 @@ class ConnzAggregator:
         conn = self._conns.get(r.cid)
         if conn is not None and conn.epoch == self._epoch:
             return      # read from an earlier page already
+        self._saw(r.cid)
         if conn is not None and r.new:
-            # The same cid on another connection (the server restarted).
+            # The same cid on another connection (the server restarted): the old one is lost.
             if conn.absent is None:
                 self._fold(conn, conn.ctr, now)
-            del self._conns[conn.cid]
+            self._lose(conn)
+            self._forget(conn)
             conn = None
         if conn is None:
             conn = _Conn()
             conn.cid, conn.start, conn.absent = r.cid, r.start, None
             self._set_labels(conn, r, now)
             self._conns[r.cid] = conn
+            self._clients_read += 1
         else:
             if conn.absent is not None:
                 # Missing from an earlier open body without closing: take back the fold.
@@ -432,6 +490,7 @@ class ConnzAggregator:
             if r.regroup:
                 # Its CONNECT was read since: what it counted stays in the old group.
                 self._fold(conn, conn.ctr, now)
+                conn.group.members -= 1
                 self._set_labels(conn, r, now)
                 g = conn.group
                 g.debt = [_sat(a, b) for a, b in zip(g.debt, conn.ctr)]
@@ -444,6 +503,7 @@ class ConnzAggregator:
         r.conn = conn
         self._read.append(r)
         g = conn.group
+        g.opened = True
         g.conns += 1
         g.subs = _sat(g.subs, r.subs)
         g.pending = _sat(g.pending, r.pending)
@@ -458,22 +518,27 @@ class ConnzAggregator:
         subs.add(r.subs)
 
     def _commit_closed(self, closed_recs: list[_Rec], now: float) -> None:
-        folded: set[int] = set()
         for r in closed_recs:
             conn = self._conns.get(r.cid)
             if conn is not None:
                 if conn.epoch == self._epoch:
                     continue    # still open in this update; folded once it leaves
-                final = r.ctr if conn.start == r.start else conn.ctr
-                final = tuple(max(a, b) for a, b in zip(conn.ctr, final))
-                if conn.absent is not None:
-                    # Its last-seen counters were folded when it went missing.
-                    final = tuple(a - b for a, b in zip(final, conn.ctr))
-                self._fold(conn, final, now)
-                del self._conns[conn.cid]
-            elif r.new and r.cid not in folded:
+                counted = conn.ctr if conn.absent is None else (0, 0, 0, 0)
+                since = tuple(max(b - a, 0) if conn.start == r.start else 0
+                              for a, b in zip(conn.ctr, r.ctr))
+                if r.regroup:
+                    # Seen unnamed, closed named: what it did since goes to its own group.
+                    self._fold(conn, counted, now)
+                    g = self._group_of(r.labels, now)
+                    g.closed = [_sat(a, b) for a, b in zip(g.closed, since)]
+                    g.last_active = now
+                else:
+                    self._fold(conn, [_sat(a, b) for a, b in zip(counted, since)], now)
+                self._forget(conn)
+            elif r.new and r.cid not in self._seen:
                 # Opened and closed between two refreshes.
-                folded.add(r.cid)
+                self._saw(r.cid)
+                self._clients_read += 1
                 g = self._group_of(r.labels, now)
                 g.closed = [_sat(a, b) for a, b in zip(g.closed, r.ctr)]
                 g.last_active = now
@@ -483,10 +548,45 @@ class ConnzAggregator:
             if conn.absent is None:
                 self._fold(conn, conn.ctr, now)
                 conn.absent = 0
+                conn.absent_since = now
             else:
                 conn.absent += 1
-                if conn.absent >= _ABSENT_GRACE:
-                    del self._conns[conn.cid]
+                if conn.absent >= _ABSENT_GRACE and now - conn.absent_since >= self.closed_slack:
+                    self._lose(conn)
+                    self._forget(conn)
+
+    def _advance_floor(self, now: float) -> None:
+        """Settle the cids of old enough updates; count the holes as lost if a closed read
+        overflowed since the floor last moved (the top of _core/connz_aggregate.pxi)."""
+        if self._epoch == 1:
+            self._floor, self._floor_epoch = self._watermark, self._epoch
+            self._first_accepted, self._first_reads = self._accepted, self._clients_read
+            self._seen.clear()
+            return
+        new_floor = lost_to = self._floor
+        epoch = self._floor_epoch
+        history = self._history
+        while history and history[0][2] + _FLOOR_LAG <= self._epoch and (
+                now - history[0][0] >= self.closed_slack or len(history) == _HISTORY):
+            _, watermark, settled = history.popleft()
+            if self._overflow_epoch > epoch:
+                lost_to = watermark
+            new_floor, epoch = watermark, settled
+        history.append((now, self._watermark, self._epoch))
+        self._floor_epoch = epoch
+        if new_floor == self._floor:
+            return
+        seen_lost = sum(1 for cid in self._seen if cid <= lost_to)
+        self._seen = {cid for cid in self._seen if cid > new_floor}
+        lost = _sat(self.lost_unknown, lost_to - self._floor - seen_lost)
+        if 0 <= self._first_accepted <= self._accepted:
+            # Routes, gateways and the server's own clients take cids too: no more connections
+            # were lost unseen than clients accepted since the first update, less those read.
+            most = max(self._accepted - self._first_accepted
+                       - (self._clients_read - self._first_reads), 0)
+            lost = max(min(lost, most), self.lost_unknown)
+        self.lost_unknown = lost
+        self._floor = new_floor
 
     # -- the snapshot ----------------------------------------------------------------------------
 
@@ -502,15 +602,25 @@ class ConnzAggregator:
         return fams
 
     def _publish_groups(self, fams: dict[str, list]) -> None:
-        for g in sorted(self._all_groups(), key=lambda g: g.key):
-            fams[NATS_CLIENT_CONNECTIONS.name].append((g.key, g.conns))
-            fams[NATS_CLIENT_SUBSCRIPTIONS.name].append((g.key, g.subs))
-            fams[NATS_CLIENT_PENDING_BYTES.name].append((g.key, g.pending))
+        rows = sorted((g.key if g.other else tuple(map(client_value, g.key)), g)
+                      for g in self._all_groups())
+        for labels, g in rows:
+            fams[NATS_CLIENT_CONNECTIONS.name].append((labels, g.conns))
+            fams[NATS_CLIENT_SUBSCRIPTIONS.name].append((labels, g.subs))
+            fams[NATS_CLIENT_PENDING_BYTES.name].append((labels, g.pending))
             for k, metric in enumerate(_GROUP_COUNTERS):
                 fams[metric.name].append(
-                    (g.key, _unsat(_sat(g.closed[k], g.open[k]), g.debt[k])))
+                    (labels, _unsat(_sat(g.closed[k], g.open[k]), g.debt[k])))
+            fams[NATS_CLIENT_CONNECTIONS_LOST_TOTAL.name].append((labels, g.lost))
+        lost = fams[NATS_CLIENT_CONNECTIONS_LOST_TOTAL.name]
+        if not self.group_by:
+            # One series for everything: no group to tell the unknown ones from.
+            lost[:] = [((), _sat(sum(v for _, v in lost), self.lost_unknown))]
+        else:
+            lost.append(((UNKNOWN_GROUP,) * len(self.group_by), self.lost_unknown))
         fams[NATS_CLIENT_GROUPS.name].append(((), len(self._groups)))
         fams[NATS_CLIENT_GROUP_OVERFLOW_TOTAL.name].append(((), self._overflow))
+        fams[NATS_CLIENT_GROUP_EVICTIONS_TOTAL.name].append(((), self._evictions))
 
     def _publish_tops(self, fams: dict[str, list]) -> None:
         read = self._read
@@ -539,4 +649,5 @@ class ConnzAggregator:
 def _series(r: _Rec) -> tuple[str, ...]:
     """Values of metrics.CONNECTION_LABELS for a record the commit gave its connection."""
     assert r.conn is not None
-    return r.conn.labels
+    cid, *labels = r.conn.labels
+    return (cid, *map(client_value, labels))

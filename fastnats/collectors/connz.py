@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from .._impl import impl
 from ..errors import ConnzDecodeError, ScrapeError
 from ..flags import non_negative_int, non_negative_seconds, positive_int
 from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
+from .decode import parse_rfc3339_ns
+
+log = logging.getLogger("fastnats.scrape")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +33,61 @@ class ConnzOptions:
     per_connection_max: int = 1000
 
 
-# The first bytes of a /connz body hold its counts, before the connections array.
+# The first bytes of a /connz body hold its counts and time, before the connections array.
 _CONNZ_HEAD = re.compile(rb'"total"\s*:\s*(\d+)')
+_CONNZ_COUNT = re.compile(rb'"num_connections"\s*:\s*(\d+)')
+_CONNZ_NOW = re.compile(rb'"now"\s*:\s*"([^"\\]*)"')
+_STOP = re.compile(rb'"stop"\s*:\s*"([^"\\]*)"')
+
+#: Closed connections asked for by each request after the first (about 1 KiB of JSON each).
+CLOSED_PAGE = 1000
+#: The fewest the first closed request asks for; most refreshes need no second request.
+CLOSED_FIRST = 32
+#: Closes /varz may count before the server has put them in its closed list.
+RING_SLACK = 64
 
 
 def connz_total(body: bytes | bytearray) -> int | None:
     match = _CONNZ_HEAD.search(body, 0, 4096)
     return int(match[1]) if match else None
+
+
+def _decode_error(what: str) -> ScrapeError:
+    return ScrapeError(ConnzCollector.endpoint, DECODE, what)
+
+
+def _head_int(body: bytes | bytearray, pattern: re.Pattern[bytes], what: str) -> int:
+    match = pattern.search(body, 0, 4096)
+    if match is None:
+        raise _decode_error(f"/connz has no {what} before its connections")
+    return int(match[1])
+
+
+def _time_ns(raw: bytes, what: str) -> int:
+    try:
+        return parse_rfc3339_ns(raw.decode("ascii"))
+    except (UnicodeDecodeError, ValueError):
+        raise _decode_error(f"/connz {what} is {raw[:40]!r}, not an RFC 3339 time") from None
+
+
+def listing_time(body: bytes | bytearray) -> int:
+    """The server's clock when it made a /connz listing (``now``), in Unix nanoseconds."""
+    match = _CONNZ_NOW.search(body, 0, 4096)
+    if match is None:
+        raise _decode_error("/connz has no now before its connections")
+    return _time_ns(match[1], "now")
+
+
+def last_stop(body: bytes | bytearray) -> int:
+    """The stop time of the last connection of a closed listing, in Unix nanoseconds: sorted by
+    stop, the oldest on the page. A string value cannot hold ``"stop":`` unescaped, so the last
+    match is that connection's field."""
+    at = len(body)
+    while (at := body.rfind(b'"stop"', 0, at)) >= 0:
+        match = _STOP.match(body, at)
+        if match is not None:
+            return _time_ns(match[1], "stop")
+    raise _decode_error("a closed /connz listing has a connection without a stop time")
 
 
 def _group_by(text: str) -> tuple[str, ...]:
@@ -55,8 +107,31 @@ class ConnzCollector(Collector):
     One request asks for all open connections: nats-server builds and sorts every connection
     before it cuts a page, so paging would cost it more. The limit comes from the previous count
     or /varz, plus a margin; if the server still has more, the request is repeated larger.
-    Closed connections carry their final counters; only the ones closed since the previous
-    refresh are asked for (the most recent first), estimated from /varz.
+
+    Closed connections carry their final counters. They are read by a watermark, not by a
+    count: ``state=closed&sort=stop`` lists the most recent first, and the collector pages
+    through it (the first page sized from /varz, then CLOSED_PAGE at a time) until a page ends
+    with a connection that stopped before the watermark, or the list ends. The watermark is the
+    server's clock at the previous open listing less the aggregator's ``closed_slack``, because
+    nats-server stamps a connection's stop before it files it in the list; what the slack makes
+    the collector read twice, the aggregator recognises by cid. The list holds the last
+    ``max_closed_clients`` closes (10,000 by default). When a read reaches its end before the
+    watermark and the list is known to be full, closes were dropped before they could be read:
+    the aggregator counts those connections in nats_client_connections_lost_total (in their group
+    if they were seen open, with the counters last seen; in the ``_unknown`` group if not) and
+    the collector logs the refresh once.
+
+    Group table. ``--connz.max-groups`` bounds the groups; when the table is full a new group
+    takes the place of a group with no connection left, first one that never carried traffic,
+    then one whose connections all opened and closed between two refreshes, least recently
+    active first. Only when there is none does the connection go to ``_other``. Names thrown
+    away by a client that connects and leaves cannot keep real clients out: holding a group's
+    place needs a connection that stays open across a refresh and carries traffic. Other
+    groups keep their counters for ``--connz.group-ttl`` after their last connection left.
+
+    Label values. The exporter's markers are ``_other`` and ``_unknown``; a client value made of
+    underscores followed by ``other`` or ``unknown`` is exported with one more underscore
+    (``metrics.client_value``), so no client can produce a marker's series.
     """
 
     name = "connz"
@@ -72,6 +147,8 @@ class ConnzCollector(Collector):
         self._identity: tuple[str, str] | None = None
         #: The families of the last good read; kept when one read fails to decode.
         self._samples: Samples = {}
+        #: The exporter's clock, for rates and TTLs (a simulated one in tests).
+        self.clock = time.time
         self._restart()
 
     @classmethod
@@ -83,12 +160,15 @@ class ConnzCollector(Collector):
                  f"{', '.join(m.GROUP_BY_FIELDS)} (default: {','.join(m.DEFAULT_GROUP_BY)})")
         group.add_argument(
             "--connz.max-groups", dest="max_groups", type=positive_int, default=1000,
-            metavar="N", help="most client groups exported; the rest go into one group "
-                              "labelled _other (default: %(default)s)")
+            metavar="N", help="most client groups exported; when full, a new group replaces "
+                              "one without connections that never carried traffic or whose "
+                              "connections all lived between two refreshes, else it goes into "
+                              "the group labelled _other (default: %(default)s)")
         group.add_argument(
             "--connz.group-ttl", dest="group_ttl", type=non_negative_seconds, default=3600.0,
             metavar="DURATION", help="how long a group with no open connection keeps its "
-                                    "counters (default: 1h)")
+                                    "counters, unless a full table needs its place "
+                                    "(default: 1h)")
         group.add_argument(
             "--connz.top-k", dest="top_k", type=non_negative_int, default=10, metavar="K",
             help="connections listed with the most pending bytes and the highest message "
@@ -116,6 +196,11 @@ class ConnzCollector(Collector):
             options.per_connection, options.per_connection_max)
         self._last_total_connections: int | None = None
         self._last_open = 0
+        #: Closed connections that stopped before this (server clock, Unix ns) were read.
+        self._watermark: int | None = None
+        #: The oldest stop time a closed read showed; a list that lost it is full.
+        self._oldest_stop: int | None = None
+        self._ring_full = False
 
     @staticmethod
     def _margin(n: int) -> int:
@@ -136,21 +221,74 @@ class ConnzCollector(Collector):
             if total is None or total <= limit:
                 break
             limit = self._margin(total)
-        closed_body = None
-        if self._last_total_connections is not None:
-            opened = info.total_connections - self._last_total_connections
-            closed_since = max(self._last_open + opened - info.connections, 0)
-            if closed_since:
-                closed_body = await source.get(self.endpoint, {
-                    "state": "closed", "sort": "stop", "auth": "true",
-                    "limit": self._margin(closed_since)})
+        listed_at = listing_time(open_body)
+        closed_pages: list[bytearray] | None = None
+        overflow = False
+        oldest = None
+        if self._watermark is not None:
+            closed_pages, overflow, oldest = await self._read_closed(source, info, self._watermark)
+        aggregator = self.aggregator
+        lost_before = aggregator.lost_known, aggregator.lost_unknown
         try:
-            await asyncio.to_thread(self.aggregator.update, open_body, closed_body, time.time())
+            await asyncio.to_thread(aggregator.update, open_body, closed_pages, self.clock(),
+                                    overflow, info.total_connections)
         except ConnzDecodeError as exc:
             raise ScrapeError(self.endpoint, DECODE, str(exc)) from None
+        watermark = listed_at - round(aggregator.closed_slack * 1e9)
+        if self._watermark is None or watermark > self._watermark:
+            self._watermark = watermark
+        if oldest is not None and (self._oldest_stop is None or oldest < self._oldest_stop):
+            self._oldest_stop = oldest
         self._last_total_connections = info.total_connections
-        self._last_open = self.aggregator.count
-        self._samples = self.aggregator.families()
+        self._last_open = aggregator.count
+        self._samples = aggregator.families()
+        seen = aggregator.lost_known - lost_before[0]
+        unseen = aggregator.lost_unknown - lost_before[1]
+        if seen or unseen:
+            log.warning(
+                "server %s: %d connections closed and left nats-server's list of closed "
+                "connections before a refresh could read them (%d seen open, counted with the "
+                "counters last seen; %d never seen); see nats_client_connections_lost_total. "
+                "Raise max_closed_clients in the server's configuration, or refresh more often",
+                self.server.name, seen + unseen, seen, unseen)
+
+    async def _read_closed(self, source: Source, info: ServerInfo,
+                           watermark: int) -> tuple[list[bytearray], bool, int | None]:
+        """The pages of closed connections down to ``watermark``; whether closes were dropped
+        before they could be read; the oldest stop time read."""
+        # The first page holds what /varz says closed since the last refresh, with a margin.
+        opened = info.total_connections - (self._last_total_connections or 0)
+        estimate = self._margin(max(self._last_open + opened - info.connections, 0))
+        limit = min(max(estimate, CLOSED_FIRST), CLOSED_PAGE)
+        pages: list[bytearray] = []
+        offset = 0
+        oldest: int | None = None
+        most = 1
+        while True:
+            body = await source.get(self.endpoint, {
+                "state": "closed", "sort": "stop", "auth": "true", "offset": offset,
+                "limit": limit})
+            pages.append(body)
+            total = _head_int(body, _CONNZ_HEAD, "total")
+            count = _head_int(body, _CONNZ_COUNT, "num_connections")
+            if len(pages) == 1:
+                # Closes during the read shift the list: a few pages more than it holds.
+                most = -(-total // CLOSED_PAGE) + 2
+            if count:
+                oldest = last_stop(body)
+                if oldest < watermark:
+                    return pages, False, oldest
+            offset += count
+            if count < limit or offset >= total or len(pages) >= most:
+                break
+            limit = CLOSED_PAGE
+        # The end of the list, and everything in it stopped after the watermark.
+        if not self._ring_full:
+            self._ring_full = (
+                total + RING_SLACK < info.total_connections - info.connections
+                or (oldest is not None and self._oldest_stop is not None
+                    and oldest > self._oldest_stop))
+        return pages, self._ring_full and offset > 0, oldest
 
     def samples(self) -> Samples:
         return self._samples

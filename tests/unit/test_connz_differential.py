@@ -1,7 +1,9 @@
 """Differential tests: the compiled ConnzAggregator against the reference, on generated input.
 
 Each scenario is a seeded simulation of a nats-server (tests/support/connzgen.py) refreshed many
-times with churn, restarts, paging and odd label values, under a random aggregator configuration.
+times with churn, restarts, paging, closes filed late, closed lists read whole or by pages and
+said to overflow, and odd label values (the markers among them), under a random aggregator
+configuration.
 After every refresh both snapshots must be equal, and their renderings must be the same bytes:
 the core's families through both writers, and the reference's families through its own. Bytes,
 not parsed samples: a parser normalises names, and hid a writer that renamed families. A failure
@@ -60,9 +62,10 @@ def scenario(seed: int):
     config = dict(group_by=tuple(fields[:rng.randrange(0, 4)]),
                   max_groups=rng.choice([1, 3, 10, 1000]),
                   group_ttl=rng.choice([0.0, 20.0, 3600.0]), top_k=rng.choice([0, 1, 3, 10]),
-                  per_connection=rng.random() < 0.5, per_connection_max=rng.choice([0, 5, 1000]))
+                  per_connection=rng.random() < 0.5, per_connection_max=rng.choice([0, 5, 1000]),
+                  closed_slack=rng.choice([0.0, 2.0, 40.0]))
     server = connzgen.Server(seed, odd=rng.random() < 0.6, closed_max=rng.choice([5, 50, 10_000]),
-                             unconnected=rng.choice([0.0, 0.0, 0.3]))
+                             unconnected=rng.choice([0.0, 0.0, 0.3]), late=rng.choice([0, 0.3]))
 
     def refreshes():
         for _ in range(14):
@@ -78,8 +81,18 @@ def scenario(seed: int):
                                                    overlap=rng.randrange(-2, 3), **fmt))
             else:
                 open_body = server.open_body(**fmt)
-            closed_body = server.closed_body(**fmt) if rng.random() < 0.8 else None
-            yield open_body, closed_body, server.now
+            roll = rng.random()
+            if roll < 0.4:
+                closed_body = server.closed_body(**fmt)
+            elif roll < 0.8:
+                page = rng.randrange(1, 30)
+                closed_body = [server.closed_listing(offset, page, **fmt)
+                               for offset in range(0, rng.randrange(1, 90), page)]
+            else:
+                closed_body = None
+            overflow = closed_body is not None and rng.random() < 0.2
+            accepted = server.next_cid - 1 if rng.random() < 0.7 else None
+            yield open_body, closed_body, server.now, overflow, accepted
 
     return config, refreshes()
 
@@ -89,10 +102,11 @@ def test_generated_refreshes_agree(seed):
     print(f"connzgen seed {seed} (FASTNATS_CONNZ_SEED={seed} replays it)")
     config, refreshes = scenario(seed)
     core, ref = _core.ConnzAggregator(**config), _reference.ConnzAggregator(**config)
-    for step, (open_body, closed_body, now) in enumerate(refreshes):
-        core.update(open_body, closed_body, now)
-        ref.update(open_body, closed_body, now)
-        assert (core.total, core.count) == (ref.total, ref.count), (seed, step)
+    for step, (open_body, closed_body, now, overflow, accepted) in enumerate(refreshes):
+        core.update(open_body, closed_body, now, overflow, accepted)
+        ref.update(open_body, closed_body, now, overflow, accepted)
+        assert (core.total, core.count, core.lost_known, core.lost_unknown) == (
+            ref.total, ref.count, ref.lost_known, ref.lost_unknown), (seed, step)
         assert core.families() == ref.families(), f"seed {seed} step {step} config {config}"
         assert_well_formed(rendered_alike(core, ref))
 

@@ -171,7 +171,7 @@ def test_core_and_reference_agree_byte_by_byte(buffers, expect):
     for counter in (core, reference):
         counter.update([sock(9, 1, 1), done()])
     before = core.families()
-    outcomes = []
+    outcomes: list[object] = []
     for counter in (core, reference):
         try:
             counter.update([stream[k:k + 1] for k in range(len(stream))])
