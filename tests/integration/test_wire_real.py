@@ -16,6 +16,7 @@ import struct
 import pytest
 
 from fastnats import _core
+from fastnats.collectors.decode import Fields
 from fastnats.collectors.varz import listener_ports
 from fastnats.sources.sockdiag import SockDiag
 from tests.support.natsclient import RawClient
@@ -111,7 +112,7 @@ def total(families: dict, name: str) -> int:
 
 
 def wire_setup(server, *, destroy_events: bool = False):
-    ports = listener_ports(varz(server))
+    ports = listener_ports(Fields("varz", varz(server)))
     assert ports == {server.client_port: "client"}
     diag = SockDiag(ports, destroy_events=destroy_events)
     return diag, _core.WireCounter(ports, diag.mode)
@@ -385,7 +386,7 @@ def test_background_and_refresh_polls_never_dump_at_once(nats_server):
         nonlocal active, overlaps, dumps
         context = ServerContext("local", "127.0.0.1")
         poller = SockdiagCollector(context, WireOptions(True, 0.001, 1.0))
-        info = server_info(varz)
+        info = server_info(Fields("varz", varz))
         await poller.refresh(None, info)  # type: ignore[arg-type]  (it reads no source)
         assert poller.counter is not None and poller._diag is not None
         real_dump = poller._diag.dump
