@@ -149,3 +149,20 @@ def test_one_malformed_varz_marks_only_its_server_down():
     assert families["fastnats_refreshes_total"] == [(("good",), 3), (("broken",), 3)]
     assert (("broken", "varz", "decode"), 3) in families["fastnats_refresh_errors_total"]
     assert families["nats_server_clients"] == [(("good",), 0)]
+
+
+def test_a_malformed_varz_at_startup_does_not_keep_metrics_from_the_healthy_servers():
+    from fastnats.refresher import Refresher
+
+    bad = dict(VARZ, port="4222")
+    good = ServerCollector(Target("good", "http://g"), Scripted(orjson.dumps(VARZ)), {})
+    broken = ServerCollector(Target("broken", "http://b"), Scripted(orjson.dumps(bad)), {})
+    refresher = Refresher(NatsCollector([good, broken]), 60.0)
+
+    async def first() -> None:
+        await refresher.start()
+        await refresher.stop()
+    asyncio.run(first())
+    assert refresher.payload is not None and refresher.healthy()
+    assert b'nats_up{server="good"} 1\n' in refresher.payload.body
+    assert b'nats_up{server="broken"} 0\n' in refresher.payload.body
