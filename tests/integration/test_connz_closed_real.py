@@ -34,7 +34,7 @@ from tests.integration.test_connz_real import (
 )
 from tests.support.crowd import Crowd
 from tests.support.natsclient import RawClient, pub
-from tests.support.process import running_nats, start_exporter, wait_until
+from tests.support.process import exporting, running_nats, start_exporter, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -180,29 +180,26 @@ def test_a_client_named_like_the_overflow_group_keeps_its_own_series(nats_server
 def test_names_thrown_away_in_a_burst_do_not_keep_a_real_client_out(nats_server):
     # With the default table of 1,000 groups, 1,000 names opened and closed in a fraction of a
     # second used to fill it, and the next real client went to _other for the group TTL (1 h).
-    port, monitor = nats_server.client_port, nats_server.monitor_url
-    exporter = start_exporter(monitor, *FAST)
-    real = None
-    try:
+    port = nats_server.client_port
+    with exporting(nats_server.monitor_url, *FAST) as exporter:
         Crowd(port, 1000, "junk", groups=1000).close()
         two_refreshes_later(exporter)
         wait_until(lambda: single(parse(exporter.scrape()), "nats_client_groups") == 1000)
         real = RawClient(port, name="real")
-        real.pub("work", b"payload")
-        real.flush()
+        try:
+            real.pub("work", b"payload")
+            real.flush()
 
-        def own_group() -> Series | None:
-            series = parse(exporter.scrape())
-            return series if by_name(series, "nats_client_connections").get("real") == 1 \
-                else None
-        series = wait_until(own_group)
-        assert by_name(series, "nats_client_in_messages_total")["real"] == 1
-        assert single(series, "nats_client_group_evictions_total") >= 1
-        assert "_other" not in by_name(series, "nats_client_connections")
-    finally:
-        exporter.stop()
-        if real is not None:
+            def own_group() -> Series | None:
+                series = parse(exporter.scrape())
+                groups = by_name(series, "nats_client_connections")
+                return series if groups.get("real") == 1 else None
+            series = wait_until(own_group)
+        finally:
             real.close()
+    assert by_name(series, "nats_client_in_messages_total")["real"] == 1
+    assert single(series, "nats_client_group_evictions_total") >= 1
+    assert "_other" not in by_name(series, "nats_client_connections")
 
 
 def test_closed_connections_are_requested_by_pages_down_to_the_watermark(tmp_path):

@@ -132,6 +132,16 @@ def start_exporter(*args: str, env: dict[str, str] | None = None, timeout: float
 
 
 @contextmanager
+def exporting(*args: str, **options) -> Iterator[Exporter]:
+    """``start_exporter(*args, **options)`` for a ``with`` block, stopped on the way out."""
+    exporter = start_exporter(*args, **options)
+    try:
+        yield exporter
+    finally:
+        exporter.stop()
+
+
+@contextmanager
 def exporter_under_traffic(server: launcher.NatsServer, *, idle: int, seconds: float,
                            refresh_interval: str) -> Iterator[tuple[Exporter, Traffic]]:
     """An exporter refreshing from ``server`` every ``refresh_interval`` while ``idle`` named
