@@ -56,7 +56,7 @@ def test_refresh(benchmark, exporter):
     n, _, loop, collector = exporter
     benchmark.pedantic(lambda: loop.run_until_complete(collector.refresh()), rounds=10,
                        warmup_rounds=1)
-    assert sum(v for _, v in collector.connz_samples["nats_client_connections"]) == n
+    assert sum(v for _, v in collector.snapshot["nats_client_connections"]) == n
 
 
 def test_server_connz(benchmark, exporter):
