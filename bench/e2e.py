@@ -359,10 +359,10 @@ def measure_real(n: int, args: argparse.Namespace, deadline: Deadline) -> dict:
 
 def replay_monitor(body: bytes, n: int) -> FakeMonitor:
     """A loopback stand-in for a monitoring port that answers /varz (the recorded one, with the
-    connection counts set to ``n``) and every /connz request with ``body``."""
+    connection counts set to ``n``), the open /connz with ``body`` and the closed one empty."""
     varz = json.loads(RECORDED_VARZ.read_text())
     varz.update(connections=n, total_connections=n)
-    return FakeMonitor(varz, body, closed_body=body)
+    return FakeMonitor(varz, body)
 
 
 def measure_synthetic(n: int, args: argparse.Namespace, deadline: Deadline) -> dict:

@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-import pytest
-
 from fastnats.nats import launcher
 from tests.support.natsclient import RawClient, Traffic
 
@@ -36,6 +34,9 @@ def require_tool(name: str) -> str:
         except launcher.NatsServerError:
             path = None
     if path is None:
+        # Imported here: the benchmarks' measured workers import this module too.
+        import pytest
+
         message = f"{name} is not installed (see .ci/run)"
         if CI:
             pytest.fail(message)
