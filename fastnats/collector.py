@@ -75,6 +75,8 @@ class ServerCollector:
         #: Failed refreshes in a row, by endpoint.
         self.failures: dict[str, int] = {c.endpoint: 0 for c in (self.varz, *self.collectors)}
         self.snapshot: Samples = {}
+        #: Endpoints the server answered 404 for (logged once each).
+        self.unserved: set[str] = set()
         # Every known (endpoint, reason) is exported from the start, at 0 until it happens.
         for collector in (self.varz, *self.collectors):
             for reason in collector.reasons:
@@ -128,13 +130,27 @@ class ServerCollector:
                    poll: bool = False) -> None:
         try:
             await read
+        except ScrapeError as exc:
+            if exc.status == 404 and collector.name:
+                self._not_served(collector)
+            else:
+                self._failed(collector, exc)
         except Exception as exc:  # noqa: BLE001  (a bad endpoint fails only its collector)
             self._failed(collector, exc)
         else:
             if not poll:
                 self._succeeded(collector)
 
+    def _not_served(self, collector: Collector) -> None:
+        if collector.endpoint not in self.unserved:
+            log.info("server %s does not serve /%s; its collector exports nothing for it",
+                     self.target.name, collector.endpoint)
+            self.unserved.add(collector.endpoint)
+        self.failures[collector.endpoint] = 0
+        collector.not_served()
+
     def _succeeded(self, collector: Collector) -> None:
+        self.unserved.discard(collector.endpoint)
         if self.failures[collector.endpoint] and collector is not self.varz:
             log.info("server %s: /%s reads again", self.target.name, collector.endpoint)
         self.failures[collector.endpoint] = 0

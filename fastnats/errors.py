@@ -37,10 +37,13 @@ class ScrapeError(FastNatsError):
     ``reason`` is a short, stable word used as a metric label: ``timeout``, ``connect``,
     ``http_status``, ``body`` (the reply broke off or was malformed on the wire), ``too_large``
     (over its size limit), ``decode``; the wire counter adds ``netlink`` and ``events_lost``.
+    ``status`` is the HTTP status of an ``http_status`` error.
     """
 
-    def __init__(self, endpoint: str, reason: str, detail: str) -> None:
+    def __init__(self, endpoint: str, reason: str, detail: str, *,
+                 status: int | None = None) -> None:
         super().__init__(f"{endpoint}: {reason}: {detail}")
         self.endpoint = endpoint
         self.reason = reason
         self.detail = detail
+        self.status = status

@@ -112,10 +112,105 @@ NATS_UP = Metric(
     source="outcome of the last refresh")
 NATS_SERVER_INFO = Metric(
     "nats_server_info", GAUGE, "Identity of the NATS server; the value is always 1",
-    ("server_name", "server_id", "version", "cluster"),
-    source="/varz server_name, server_id, version, cluster.name")
+    ("server_name", "server_id", "version", "cluster", "domain", "tags"),
+    source="/varz server_name, server_id, version, cluster.name, jetstream.config.domain, and "
+           "tags (sorted, comma-separated)")
 
 HEALTH = (NATS_UP, NATS_SERVER_INFO)
+
+# /varz beyond the seed metrics.
+NATS_SERVER_CPU_RATIO = Metric(
+    "nats_server_cpu_ratio", GAUGE,
+    "CPU used by the NATS server process, as a ratio of one core (1.5 is one and a half cores)",
+    source="/varz cpu / 100", example=0.35)
+NATS_SERVER_SUBSCRIPTIONS = Metric(
+    "nats_server_subscriptions", GAUGE, "Subscriptions in the server's subscription list",
+    varz="subscriptions", source="/varz subscriptions", example=1830)
+NATS_SERVER_ROUTES = Metric(
+    "nats_server_routes", GAUGE, "Route connections of the server (pooled routes counted each)",
+    varz="routes", source="/varz routes", example=6)
+NATS_SERVER_REMOTES = Metric(
+    "nats_server_remotes", GAUGE, "Remote servers of the cluster the server is routed to",
+    varz="remotes", source="/varz remotes", example=2)
+NATS_SERVER_LEAFNODES = Metric(
+    "nats_server_leafnodes", GAUGE, "Leafnode connections of the server", varz="leafnodes",
+    source="/varz leafnodes", example=310)
+NATS_SERVER_SLOW_CONSUMER_DETECTIONS_TOTAL = Metric(
+    "nats_server_slow_consumer_detections_total", COUNTER,
+    "Slow consumers detected, by the kind of connection (clients, routes, gateways, leafs)",
+    ("kind",), source="/varz slow_consumer_stats", example=3)
+NATS_SERVER_STALE_CONNECTIONS_TOTAL = Metric(
+    "nats_server_stale_connections_total", COUNTER,
+    "Connections closed because they missed too many pings", varz="stale_connections",
+    source="/varz stale_connections", example=12)
+NATS_SERVER_STALLED_CLIENTS_TOTAL = Metric(
+    "nats_server_stalled_clients_total", COUNTER,
+    "Times a producer was stalled because a consumer's pending buffer was full",
+    varz="stalled_clients", source="/varz stalled_clients", example=0)
+NATS_SERVER_CONFIG_LOAD_TIMESTAMP_SECONDS = Metric(
+    "nats_server_config_load_timestamp_seconds", GAUGE,
+    "Unix time the server last loaded its configuration", source="/varz config_load_time",
+    example=1767225600.5)
+NATS_SERVER_TLS_CERT_NOT_AFTER_TIMESTAMP_SECONDS = Metric(
+    "nats_server_tls_cert_not_after_timestamp_seconds", GAUGE,
+    "Unix time the TLS certificate of the listener expires", ("listener",),
+    source="/varz tls_cert_not_after of the client listener and of the cluster, gateway, "
+           "leaf, websocket and mqtt sections, where present", example=1798761600)
+NATS_ROUTE_CONFIGURED_URLS = Metric(
+    "nats_route_configured_urls", GAUGE,
+    "Route URLs in the server's cluster configuration (what it was told to connect to)",
+    source="/varz cluster.urls", example=3)
+NATS_SERVER_JETSTREAM_MEMORY_BYTES = Metric(
+    "nats_server_jetstream_memory_bytes", GAUGE, "Memory used by JetStream on the server",
+    source="/varz jetstream.stats.memory", example=1048576)
+NATS_SERVER_JETSTREAM_STORAGE_BYTES = Metric(
+    "nats_server_jetstream_storage_bytes", GAUGE, "File storage used by JetStream on the server",
+    source="/varz jetstream.stats.storage", example=73400320)
+NATS_SERVER_JETSTREAM_RESERVED_MEMORY_BYTES = Metric(
+    "nats_server_jetstream_reserved_memory_bytes", GAUGE,
+    "Memory reserved by the JetStream accounts' limits on the server",
+    source="/varz jetstream.stats.reserved_memory", example=0)
+NATS_SERVER_JETSTREAM_RESERVED_STORAGE_BYTES = Metric(
+    "nats_server_jetstream_reserved_storage_bytes", GAUGE,
+    "File storage reserved by the JetStream accounts' limits on the server",
+    source="/varz jetstream.stats.reserved_storage", example=0)
+NATS_SERVER_JETSTREAM_MAX_MEMORY_BYTES = Metric(
+    "nats_server_jetstream_max_memory_bytes", GAUGE,
+    "Memory JetStream may use on the server, as configured",
+    source="/varz jetstream.config.max_memory", example=17179869184)
+NATS_SERVER_JETSTREAM_MAX_STORAGE_BYTES = Metric(
+    "nats_server_jetstream_max_storage_bytes", GAUGE,
+    "File storage JetStream may use on the server, as configured",
+    source="/varz jetstream.config.max_storage", example=1099511627776)
+NATS_SERVER_JETSTREAM_API_REQUESTS_TOTAL = Metric(
+    "nats_server_jetstream_api_requests_total", COUNTER, "JetStream API requests the server served",
+    source="/varz jetstream.stats.api.total", example=40211)
+NATS_SERVER_JETSTREAM_API_ERRORS_TOTAL = Metric(
+    "nats_server_jetstream_api_errors_total", COUNTER,
+    "JetStream API requests that returned an error", source="/varz jetstream.stats.api.errors",
+    example=12)
+
+VARZ: tuple[Metric, ...] = (
+    NATS_SERVER_CPU_RATIO,
+    NATS_SERVER_SUBSCRIPTIONS,
+    NATS_SERVER_ROUTES,
+    NATS_SERVER_REMOTES,
+    NATS_SERVER_LEAFNODES,
+    NATS_SERVER_SLOW_CONSUMER_DETECTIONS_TOTAL,
+    NATS_SERVER_STALE_CONNECTIONS_TOTAL,
+    NATS_SERVER_STALLED_CLIENTS_TOTAL,
+    NATS_SERVER_CONFIG_LOAD_TIMESTAMP_SECONDS,
+    NATS_SERVER_TLS_CERT_NOT_AFTER_TIMESTAMP_SECONDS,
+    NATS_ROUTE_CONFIGURED_URLS,
+    NATS_SERVER_JETSTREAM_MEMORY_BYTES,
+    NATS_SERVER_JETSTREAM_STORAGE_BYTES,
+    NATS_SERVER_JETSTREAM_RESERVED_MEMORY_BYTES,
+    NATS_SERVER_JETSTREAM_RESERVED_STORAGE_BYTES,
+    NATS_SERVER_JETSTREAM_MAX_MEMORY_BYTES,
+    NATS_SERVER_JETSTREAM_MAX_STORAGE_BYTES,
+    NATS_SERVER_JETSTREAM_API_REQUESTS_TOTAL,
+    NATS_SERVER_JETSTREAM_API_ERRORS_TOTAL,
+)
 
 # Per-client aggregates, distributions and top-K from /connz (see the connz section of docs).
 #
@@ -330,6 +425,318 @@ CONNZ: tuple[Metric, ...] = (
     NATS_CONNECTION_SERIES_OMITTED,
 )
 
+# Routes, per remote server of the cluster (/routez). Pooled route connections to one peer are
+# summed, so there is one series per peer; counters include the final counts of the peer's
+# route connections that closed, so they stay monotonic across reconnects.
+PEER_LABELS = ("remote_name", "remote_id")
+_ROUTE_SRC = "/routez, summed over the route connections to the peer"
+NATS_ROUTE_CONNECTIONS = Metric(
+    "nats_route_connections", GAUGE,
+    "Route connections to the peer; 0 for a peer that was routed to and is not now (kept for "
+    "--routez.peer-ttl)", PEER_LABELS, source="/routez: route connections to the peer",
+    example=3)
+NATS_ROUTE_RTT_SECONDS = Metric(
+    "nats_route_rtt_seconds", GAUGE,
+    "Round-trip time to the peer in seconds, the highest of its route connections", PEER_LABELS,
+    source="/routez rtt", example=0.00031)
+NATS_ROUTE_PENDING_BYTES = Metric(
+    "nats_route_pending_bytes", GAUGE, "Bytes queued for delivery to the peer", PEER_LABELS,
+    source=_ROUTE_SRC + "; pending_size", example=0)
+NATS_ROUTE_SUBSCRIPTIONS = Metric(
+    "nats_route_subscriptions", GAUGE, "Subscriptions the peer's routes carry", PEER_LABELS,
+    source=_ROUTE_SRC + "; subscriptions", example=412)
+NATS_ROUTE_IN_MESSAGES_TOTAL = Metric(
+    "nats_route_in_messages_total", COUNTER, "Messages received from the peer over routes",
+    PEER_LABELS, source=_ROUTE_SRC + "; in_msgs", example=920133)
+NATS_ROUTE_OUT_MESSAGES_TOTAL = Metric(
+    "nats_route_out_messages_total", COUNTER, "Messages sent to the peer over routes",
+    PEER_LABELS, source=_ROUTE_SRC + "; out_msgs", example=880412)
+NATS_ROUTE_IN_BYTES_TOTAL = Metric(
+    "nats_route_in_bytes_total", COUNTER, "Message bytes received from the peer over routes",
+    PEER_LABELS, source=_ROUTE_SRC + "; in_bytes", example=73610640)
+NATS_ROUTE_OUT_BYTES_TOTAL = Metric(
+    "nats_route_out_bytes_total", COUNTER, "Message bytes sent to the peer over routes",
+    PEER_LABELS, source=_ROUTE_SRC + "; out_bytes", example=70432960)
+NATS_ROUTE_DISCONNECTS_TOTAL = Metric(
+    "nats_route_disconnects_total", COUNTER,
+    "Route connections to the peer that closed; the traffic each carried between the last "
+    "refresh and its close is not counted (/routez lists no closed routes)", PEER_LABELS,
+    source="/routez: rids seen at one refresh and gone at the next", example=0)
+NATS_ROUTE_PEERS = Metric(
+    "nats_route_peers", GAUGE, "Remote servers the server has at least one route to",
+    source="/routez: distinct remote_id", example=2)
+NATS_CLUSTER_SIZE = Metric(
+    "nats_cluster_size", GAUGE,
+    "Servers in the cluster as this server sees it: itself and the peers it is routed to; "
+    "servers of one cluster that disagree show a partition", ("cluster",),
+    source="/routez distinct remote_id + 1; cluster from /varz cluster.name", example=3)
+
+ROUTEZ: tuple[Metric, ...] = (
+    NATS_ROUTE_CONNECTIONS,
+    NATS_ROUTE_RTT_SECONDS,
+    NATS_ROUTE_PENDING_BYTES,
+    NATS_ROUTE_SUBSCRIPTIONS,
+    NATS_ROUTE_IN_MESSAGES_TOTAL,
+    NATS_ROUTE_OUT_MESSAGES_TOTAL,
+    NATS_ROUTE_IN_BYTES_TOTAL,
+    NATS_ROUTE_OUT_BYTES_TOTAL,
+    NATS_ROUTE_DISCONNECTS_TOTAL,
+    NATS_ROUTE_PEERS,
+    NATS_CLUSTER_SIZE,
+)
+
+# Gateways, per remote cluster and direction (/gatewayz); counters as for routes.
+GATEWAY_LABELS = ("gateway", "direction")
+_GATEWAY_SRC = "/gatewayz outbound_gateways and inbound_gateways, summed per gateway and direction"
+NATS_GATEWAY_CONNECTIONS = Metric(
+    "nats_gateway_connections", GAUGE,
+    "Gateway connections to (outbound) or from (inbound) the remote cluster; 0 for one that "
+    "was connected and is not now (kept for --gatewayz.peer-ttl)", GATEWAY_LABELS,
+    source=_GATEWAY_SRC, example=1)
+NATS_GATEWAY_RTT_SECONDS = Metric(
+    "nats_gateway_rtt_seconds", GAUGE,
+    "Round-trip time of the gateway in seconds, the highest of its connections",
+    GATEWAY_LABELS, source=_GATEWAY_SRC + "; rtt", example=0.0121)
+NATS_GATEWAY_IN_MESSAGES_TOTAL = Metric(
+    "nats_gateway_in_messages_total", COUNTER, "Messages received over the gateway",
+    GATEWAY_LABELS, source=_GATEWAY_SRC + "; in_msgs", example=51022)
+NATS_GATEWAY_OUT_MESSAGES_TOTAL = Metric(
+    "nats_gateway_out_messages_total", COUNTER, "Messages sent over the gateway",
+    GATEWAY_LABELS, source=_GATEWAY_SRC + "; out_msgs", example=48817)
+NATS_GATEWAY_IN_BYTES_TOTAL = Metric(
+    "nats_gateway_in_bytes_total", COUNTER, "Message bytes received over the gateway",
+    GATEWAY_LABELS, source=_GATEWAY_SRC + "; in_bytes", example=4081760)
+NATS_GATEWAY_OUT_BYTES_TOTAL = Metric(
+    "nats_gateway_out_bytes_total", COUNTER, "Message bytes sent over the gateway",
+    GATEWAY_LABELS, source=_GATEWAY_SRC + "; out_bytes", example=3905360)
+NATS_GATEWAY_DISCONNECTS_TOTAL = Metric(
+    "nats_gateway_disconnects_total", COUNTER,
+    "Gateway connections that closed; the traffic each carried between the last refresh and "
+    "its close is not counted (/gatewayz lists no closed gateways)", GATEWAY_LABELS,
+    source="/gatewayz: cids seen at one refresh and gone at the next", example=0)
+NATS_GATEWAY_CONFIGURED = Metric(
+    "nats_gateway_configured", GAUGE,
+    "1 for each remote gateway in the server's configuration, whether connected or not",
+    ("gateway",), source="/gatewayz outbound_gateways configured, and /varz gateway.gateways",
+    example=1)
+
+GATEWAYZ: tuple[Metric, ...] = (
+    NATS_GATEWAY_CONNECTIONS,
+    NATS_GATEWAY_RTT_SECONDS,
+    NATS_GATEWAY_IN_MESSAGES_TOTAL,
+    NATS_GATEWAY_OUT_MESSAGES_TOTAL,
+    NATS_GATEWAY_IN_BYTES_TOTAL,
+    NATS_GATEWAY_OUT_BYTES_TOTAL,
+    NATS_GATEWAY_DISCONNECTS_TOTAL,
+    NATS_GATEWAY_CONFIGURED,
+)
+
+# Leafnodes, aggregated like clients (/leafz). The group labels depend on --leafz.group-by.
+LEAF_GROUP_LABELS = "<leafz_group_by>"
+#: The /leafz fields leafnodes may be grouped by.
+LEAF_GROUP_BY_FIELDS = ("account", "name", "ip", "is_spoke")
+DEFAULT_LEAF_GROUP_BY = ("account", "name")
+_LEAF_SRC = ("/leafz of every leafnode connection, plus the final counters of closed ones from "
+             "/connz state=closed; grouped by --leafz.group-by")
+NATS_LEAFNODE_CONNECTIONS = Metric(
+    "nats_leafnode_connections", GAUGE, "Open leafnode connections", (LEAF_GROUP_LABELS,),
+    source="/leafz: leafnode connections in the group", example=40)
+NATS_LEAFNODE_SUBSCRIPTIONS = Metric(
+    "nats_leafnode_subscriptions", GAUGE, "Subscriptions held by the open leafnode connections",
+    (LEAF_GROUP_LABELS,), source="/leafz subscriptions, summed over the group", example=320)
+NATS_LEAFNODE_IN_MESSAGES_TOTAL = Metric(
+    "nats_leafnode_in_messages_total", COUNTER,
+    "Messages received by the server from the leafnodes, closed connections included",
+    (LEAF_GROUP_LABELS,), source=_LEAF_SRC + "; in_msgs", example=120553)
+NATS_LEAFNODE_OUT_MESSAGES_TOTAL = Metric(
+    "nats_leafnode_out_messages_total", COUNTER,
+    "Messages sent by the server to the leafnodes, closed connections included",
+    (LEAF_GROUP_LABELS,), source=_LEAF_SRC + "; out_msgs", example=240110)
+NATS_LEAFNODE_IN_BYTES_TOTAL = Metric(
+    "nats_leafnode_in_bytes_total", COUNTER,
+    "Message bytes received by the server from the leafnodes, closed connections included",
+    (LEAF_GROUP_LABELS,), source=_LEAF_SRC + "; in_bytes", example=9644240)
+NATS_LEAFNODE_OUT_BYTES_TOTAL = Metric(
+    "nats_leafnode_out_bytes_total", COUNTER,
+    "Message bytes sent by the server to the leafnodes, closed connections included",
+    (LEAF_GROUP_LABELS,), source=_LEAF_SRC + "; out_bytes", example=19208800)
+NATS_LEAFNODE_CLOSED_TOTAL = Metric(
+    "nats_leafnode_connections_closed_total", COUNTER,
+    "Leafnode connections of the group that closed", (LEAF_GROUP_LABELS,),
+    source="/leafz: ids seen at one refresh and gone at the next", example=2)
+NATS_LEAFNODE_CONNECTIONS_LOST_TOTAL = Metric(
+    "nats_leafnode_connections_lost_total", COUNTER,
+    "Closed leafnode connections whose final counters the exporter could not read (nats-server "
+    "dropped them from its list of closed connections first); counted with the counters last "
+    "seen", (LEAF_GROUP_LABELS,),
+    source="/leafz ids gone, and missing from /connz state=closed", example=0)
+NATS_LEAFNODE_GROUPS = Metric(
+    "nats_leafnode_groups", GAUGE,
+    "Leafnode groups tracked, the _other group excluded; at most --leafz.max-groups",
+    source="/leafz aggregator", example=12)
+NATS_LEAFNODE_GROUP_OVERFLOW_TOTAL = Metric(
+    "nats_leafnode_group_overflow_total", COUNTER,
+    "Leafnode connections counted in the _other group because --leafz.max-groups groups "
+    "already existed", source="/leafz aggregator", example=0)
+NATS_LEAFNODE_CONNECTION_RTT_SECONDS = Metric(
+    "nats_leafnode_connection_rtt_seconds", DISTRIBUTION,
+    "Open leafnode connections by round-trip time in seconds", buckets=CONNZ_RTT_LE,
+    source="/leafz rtt of every leafnode connection, as a gauge histogram",
+    example=(tuple(0 if k < len(CONNZ_RTT_LE) // 2 else 40 for k in range(len(CONNZ_RTT_LE))),
+             0.52))
+NATS_LEAFNODE_TOP_RTT_SECONDS = Metric(
+    "nats_leafnode_top_rtt_seconds", GAUGE,
+    "Round-trip time of the --leafz.top-k leafnode connections with the highest",
+    CONNECTION_LABELS, source="/leafz rtt; cid is the leafnode's id", example=0.084)
+NATS_LEAFNODE_TOP_IN_MESSAGES_PER_SECOND = Metric(
+    "nats_leafnode_top_in_messages_per_second", GAUGE,
+    "Messages per second received from the --leafz.top-k busiest leafnode connections, "
+    "between the last two refreshes", CONNECTION_LABELS,
+    source="/leafz in_msgs of one refresh minus the previous, over the time between them",
+    example=120.5)
+NATS_LEAFNODE_TOP_OUT_MESSAGES_PER_SECOND = Metric(
+    "nats_leafnode_top_out_messages_per_second", GAUGE,
+    "Messages per second sent to the --leafz.top-k busiest leafnode connections, between the "
+    "last two refreshes", CONNECTION_LABELS,
+    source="/leafz out_msgs of one refresh minus the previous, over the time between them",
+    example=240.0)
+
+LEAFZ: tuple[Metric, ...] = (
+    NATS_LEAFNODE_CONNECTIONS,
+    NATS_LEAFNODE_SUBSCRIPTIONS,
+    NATS_LEAFNODE_IN_MESSAGES_TOTAL,
+    NATS_LEAFNODE_OUT_MESSAGES_TOTAL,
+    NATS_LEAFNODE_IN_BYTES_TOTAL,
+    NATS_LEAFNODE_OUT_BYTES_TOTAL,
+    NATS_LEAFNODE_CLOSED_TOTAL,
+    NATS_LEAFNODE_CONNECTIONS_LOST_TOTAL,
+    NATS_LEAFNODE_GROUPS,
+    NATS_LEAFNODE_GROUP_OVERFLOW_TOTAL,
+    NATS_LEAFNODE_CONNECTION_RTT_SECONDS,
+    NATS_LEAFNODE_TOP_RTT_SECONDS,
+    NATS_LEAFNODE_TOP_IN_MESSAGES_PER_SECOND,
+    NATS_LEAFNODE_TOP_OUT_MESSAGES_PER_SECOND,
+)
+
+# Health (/healthz).
+NATS_SERVER_HEALTHY = Metric(
+    "nats_server_healthy", GAUGE, "1 if the server's /healthz reports ok, else 0",
+    source="/healthz status", example=1)
+NATS_SERVER_JETSTREAM_HEALTHY = Metric(
+    "nats_server_jetstream_healthy", GAUGE,
+    "1 if the server's JetStream-only health check reports ok, else 0; one series per check "
+    "asked for by --healthz.jetstream", ("check",),
+    source="/healthz?js-enabled-only=true (check enabled-only) and ?js-server-only=true "
+           "(check server-only)", example=1)
+NATS_SERVER_HEALTH_FAILURES = Metric(
+    "nats_server_health_failures", GAUGE,
+    "Failing health checks, by the kind of check (JETSTREAM, STREAM, CONSUMER, ACCOUNT, ...); "
+    "kinds that pass have no series", ("type",),
+    source="/healthz?details=true errors, counted by type", example=1)
+
+HEALTHZ: tuple[Metric, ...] = (
+    NATS_SERVER_HEALTHY,
+    NATS_SERVER_JETSTREAM_HEALTHY,
+    NATS_SERVER_HEALTH_FAILURES,
+)
+
+# Accounts (/accstatz), capped by --accstatz.max-accounts with an _other bucket.
+ACCOUNT_LABELS = ("account",)
+_ACCOUNT_SRC = "/accstatz account_statz"
+NATS_ACCOUNT_CONNECTIONS = Metric(
+    "nats_account_connections", GAUGE, "Client connections of the account", ACCOUNT_LABELS,
+    source=_ACCOUNT_SRC + " conns", example=120)
+NATS_ACCOUNT_LEAFNODES = Metric(
+    "nats_account_leafnodes", GAUGE, "Leafnode connections of the account", ACCOUNT_LABELS,
+    source=_ACCOUNT_SRC + " leafnodes", example=4)
+NATS_ACCOUNT_SUBSCRIPTIONS = Metric(
+    "nats_account_subscriptions", GAUGE, "Subscriptions of the account", ACCOUNT_LABELS,
+    source=_ACCOUNT_SRC + " num_subscriptions", example=530)
+NATS_ACCOUNT_SENT_MESSAGES_TOTAL = Metric(
+    "nats_account_sent_messages_total", COUNTER, "Messages the server sent to the account",
+    ACCOUNT_LABELS, source=_ACCOUNT_SRC + " sent.msgs", example=2204410)
+NATS_ACCOUNT_SENT_BYTES_TOTAL = Metric(
+    "nats_account_sent_bytes_total", COUNTER, "Message bytes the server sent to the account",
+    ACCOUNT_LABELS, source=_ACCOUNT_SRC + " sent.bytes", example=176352800)
+NATS_ACCOUNT_RECEIVED_MESSAGES_TOTAL = Metric(
+    "nats_account_received_messages_total", COUNTER,
+    "Messages the server received from the account", ACCOUNT_LABELS,
+    source=_ACCOUNT_SRC + " received.msgs", example=1102205)
+NATS_ACCOUNT_RECEIVED_BYTES_TOTAL = Metric(
+    "nats_account_received_bytes_total", COUNTER,
+    "Message bytes the server received from the account", ACCOUNT_LABELS,
+    source=_ACCOUNT_SRC + " received.bytes", example=88176400)
+NATS_ACCOUNT_SLOW_CONSUMERS_TOTAL = Metric(
+    "nats_account_slow_consumers_total", COUNTER, "Slow consumers detected in the account",
+    ACCOUNT_LABELS, source=_ACCOUNT_SRC + " slow_consumers", example=0)
+NATS_ACCOUNTS = Metric(
+    "nats_accounts", GAUGE, "Accounts the server reported, exported or not",
+    source="/accstatz account_statz count", example=42)
+NATS_ACCOUNT_OVERFLOW = Metric(
+    "nats_account_overflow", GAUGE,
+    "Accounts summed in the account labelled _other because --accstatz.max-accounts were "
+    "already exported", source="/accstatz", example=0)
+NATS_ACCOUNT_TOP_SENT_MESSAGES_PER_SECOND = Metric(
+    "nats_account_top_sent_messages_per_second", GAUGE,
+    "Messages per second sent to the --accstatz.top-k busiest accounts, between the last two "
+    "refreshes, whether exported on their own or not", ACCOUNT_LABELS,
+    source="/accstatz sent.msgs of one refresh minus the previous, over the time between them",
+    example=310.5)
+NATS_ACCOUNT_TOP_RECEIVED_MESSAGES_PER_SECOND = Metric(
+    "nats_account_top_received_messages_per_second", GAUGE,
+    "Messages per second received from the --accstatz.top-k busiest accounts, between the last "
+    "two refreshes, whether exported on their own or not", ACCOUNT_LABELS,
+    source="/accstatz received.msgs of one refresh minus the previous, over the time between "
+           "them", example=155.0)
+
+ACCSTATZ: tuple[Metric, ...] = (
+    NATS_ACCOUNT_CONNECTIONS,
+    NATS_ACCOUNT_LEAFNODES,
+    NATS_ACCOUNT_SUBSCRIPTIONS,
+    NATS_ACCOUNT_SENT_MESSAGES_TOTAL,
+    NATS_ACCOUNT_SENT_BYTES_TOTAL,
+    NATS_ACCOUNT_RECEIVED_MESSAGES_TOTAL,
+    NATS_ACCOUNT_RECEIVED_BYTES_TOTAL,
+    NATS_ACCOUNT_SLOW_CONSUMERS_TOTAL,
+    NATS_ACCOUNTS,
+    NATS_ACCOUNT_OVERFLOW,
+    NATS_ACCOUNT_TOP_SENT_MESSAGES_PER_SECOND,
+    NATS_ACCOUNT_TOP_RECEIVED_MESSAGES_PER_SECOND,
+)
+
+# The subscription list (/subsz); its size is nats_server_subscriptions, from /varz.
+NATS_SUBLIST_CACHE_ENTRIES = Metric(
+    "nats_sublist_cache_entries", GAUGE, "Subjects in the subscription list's match cache",
+    source="/subsz num_cache", example=512)
+NATS_SUBLIST_CACHE_HIT_RATIO = Metric(
+    "nats_sublist_cache_hit_ratio", GAUGE, "Share of matches answered from the cache, 0 to 1",
+    source="/subsz cache_hit_rate", example=0.93)
+NATS_SUBLIST_INSERTS_TOTAL = Metric(
+    "nats_sublist_inserts_total", COUNTER, "Subscriptions inserted into the subscription list",
+    source="/subsz num_inserts", example=20417)
+NATS_SUBLIST_REMOVES_TOTAL = Metric(
+    "nats_sublist_removes_total", COUNTER, "Subscriptions removed from the subscription list",
+    source="/subsz num_removes", example=18587)
+NATS_SUBLIST_MATCHES_TOTAL = Metric(
+    "nats_sublist_matches_total", COUNTER, "Subject lookups in the subscription list",
+    source="/subsz num_matches", example=4410233)
+NATS_SUBLIST_FANOUT_AVERAGE = Metric(
+    "nats_sublist_fanout_average", GAUGE, "Average subscriptions a cached subject matches",
+    source="/subsz avg_fanout", example=1.4)
+NATS_SUBLIST_FANOUT_MAX = Metric(
+    "nats_sublist_fanout_max", GAUGE, "Most subscriptions a cached subject matches",
+    source="/subsz max_fanout", example=12)
+
+SUBSZ: tuple[Metric, ...] = (
+    NATS_SUBLIST_CACHE_ENTRIES,
+    NATS_SUBLIST_CACHE_HIT_RATIO,
+    NATS_SUBLIST_INSERTS_TOTAL,
+    NATS_SUBLIST_REMOVES_TOTAL,
+    NATS_SUBLIST_MATCHES_TOTAL,
+    NATS_SUBLIST_FANOUT_AVERAGE,
+    NATS_SUBLIST_FANOUT_MAX,
+)
+
 # Wire bytes per listener from kernel socket counters.
 _WIRE_SOURCE = ("kernel socket counters (NETLINK_SOCK_DIAG tcp_info) of the connections accepted "
                 "on the listener's port")
@@ -396,7 +803,8 @@ SELF = (
 )
 
 #: Every family, in the order the exposition lists them.
-CATALOGUE: tuple[Metric, ...] = SEED + HEALTH + CONNZ + WIRE + SELF
+CATALOGUE: tuple[Metric, ...] = (SEED + HEALTH + VARZ + CONNZ + ROUTEZ + GATEWAYZ + LEAFZ
+                                + HEALTHZ + ACCSTATZ + SUBSZ + WIRE + SELF)
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}
 assert len(BY_NAME) == len(CATALOGUE), "duplicate metric name in the catalogue"

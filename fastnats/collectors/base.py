@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -30,8 +30,12 @@ DECODE = "decode"
 class Source(Protocol):
     """Where the bytes of one server's monitoring endpoints come from."""
 
-    async def get(self, endpoint: str,
-                  params: Mapping[str, str | int] | None = None) -> bytearray: ...
+    async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
+                  max_bytes: int | None = None,
+                  statuses: Collection[int] = (200,)) -> bytearray:
+        """The body of ``endpoint``; ``max_bytes`` replaces the endpoint's size limit, and a
+        reply with one of ``statuses`` is an answer (any other raises ``ScrapeError``)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,10 @@ class ServerInfo:
     total_connections: int
     #: Each NATS listening port, mapped to its listener name (client, cluster, ...).
     listeners: Mapping[int, str]
+    #: The server's cluster name, "" when it has none.
+    cluster: str = ""
+    #: Leafnode connections of the server now (/varz leafnodes).
+    leafnodes: int = 0
 
     @property
     def identity(self) -> tuple[str, str]:
@@ -112,6 +120,10 @@ class Collector:
 
     def failed(self, error: ScrapeError) -> None:
         """This collector's endpoint failed while the server is up."""
+
+    def not_served(self) -> None:
+        """The server does not serve this endpoint (HTTP 404): an older nats-server, or a
+        feature it does not have. The collector exports nothing of it; that is no error."""
 
     async def server_down(self) -> None:
         """The server could not be read at all this refresh."""

@@ -76,7 +76,9 @@ def server_info(varz: Fields) -> ServerInfo:
     return ServerInfo(
         server_id=varz.text("server_id"), start=varz.text("start"),
         connections=varz.counter("connections"),
-        total_connections=varz.counter("total_connections"), listeners=listener_ports(varz))
+        total_connections=varz.counter("total_connections"), listeners=listener_ports(varz),
+        cluster=cluster.text("name", "") if (cluster := varz.object("cluster")) else "",
+        leafnodes=varz.counter("leafnodes") if varz.has("leafnodes") else 0)
 
 
 def decode(body: bytes | bytearray) -> tuple[Samples, ServerInfo]:

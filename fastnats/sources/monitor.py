@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -77,15 +77,17 @@ class MonitorClient:
         self.limits = limits or BodyLimits()
 
     async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
-                  max_bytes: int | None = None) -> bytearray:
+                  max_bytes: int | None = None,
+                  statuses: Collection[int] = (200,)) -> bytearray:
         """GET ``/endpoint`` and return the body; any failure raises :class:`ScrapeError`.
 
-        ``max_bytes`` is the caller's bound on the reply, in place of the endpoint's limit.
+        ``max_bytes`` is the caller's bound on the reply, in place of the endpoint's limit;
+        ``statuses`` are the HTTP statuses whose body is the answer (/healthz answers 503).
         """
         url = f"{self.base_url}/{endpoint}"
         reply = _Reply(endpoint, url,
                        self.limits.for_request(endpoint, params) if max_bytes is None
-                       else max_bytes)
+                       else max_bytes, statuses)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         try:
@@ -161,10 +163,12 @@ class MonitorClient:
 class _Reply:
     """One reply as it arrives: its limit, the bytes so far on the wire and inflated."""
 
-    def __init__(self, endpoint: str, url: str, limit: int) -> None:
+    def __init__(self, endpoint: str, url: str, limit: int,
+                 statuses: Collection[int] = (200,)) -> None:
         self.endpoint = endpoint
         self.url = url
         self.limit = limit
+        self.statuses = statuses
         self.answered = False
         self.wire = 0
         self.body = bytearray()
@@ -177,14 +181,14 @@ class _Reply:
         return f"{self.wire} bytes of body received{inflated}"
 
     def check_head(self, resp: aiohttp.ClientResponse) -> None:
-        if resp.status != 200:
+        if resp.status not in self.statuses:
             reason = f" {resp.reason}" if resp.reason else ""
             detail = f"HTTP {resp.status}{reason} from {self.url}"
             if 300 <= resp.status < 400:
                 location = resp.headers.get("Location", "")
                 detail += (f", redirecting to {location!r}; a nats-server monitoring port never "
                            f"redirects: give fastnats the monitoring URL itself")
-            raise ScrapeError(self.endpoint, "http_status", detail)
+            raise ScrapeError(self.endpoint, "http_status", detail, status=resp.status)
         if resp.content_length is not None and resp.content_length > self.limit:
             raise self._too_large(f"announces {resp.content_length} bytes (Content-Length)")
         coding = resp.headers.get("Content-Encoding", "identity").strip().lower()
