@@ -39,11 +39,34 @@ SECTIONS = (
      "The thirteen metrics the seed article names, with its exact names, help texts and types. "
      "Their counters predate the `_total` convention and keep their names."),
     ("Server health", m.HEALTH, "Whether each monitored server could be read, and what it is."),
+    ("Server metrics beyond the seed (/varz)", m.VARZ,
+     "The rest of `/varz`: CPU, subscriptions, routes and leafnodes, slow consumers by kind, "
+     "configuration and certificate times, and the JetStream usage it carries. A field an older "
+     "server does not report has no series."),
     ("Clients (/connz)", m.CONNZ,
      "Aggregates over every client connection, read from `/connz` in full at each refresh: "
      "per-group totals, distributions (gauge histograms of the open connections now, exposed as "
      "`histogram` families so `histogram_quantile()` works), top-K connections, and optional "
      "per-connection series."),
+    ("Routes (/routez)", m.ROUTEZ,
+     "One series per remote server of the cluster: pooled route connections to a peer are "
+     "summed, and the counters keep the final counts of routes that closed, so they stay "
+     "monotonic across reconnects. Collector `routez`, on by default."),
+    ("Gateways (/gatewayz)", m.GATEWAYZ,
+     "One series per remote cluster and direction; several inbound connections from one remote "
+     "cluster are summed. Collector `gatewayz`, on by default."),
+    ("Leafnodes (/leafz)", m.LEAFZ,
+     "Leafnode connections aggregated like clients: per-group totals under a cap, an `_other` "
+     "group, an rtt distribution and top-K. /leafz reports no pending bytes, so there is no "
+     "pending family. Collector `leafz`, on by default."),
+    ("Health (/healthz)", m.HEALTHZ,
+     "The server's own health check, and with `--healthz.details` which kinds of check fail. "
+     "Collector `healthz`, on by default."),
+    ("Accounts (/accstatz)", m.ACCSTATZ,
+     "Per-account traffic under a cap (`--accstatz.max-accounts`) with an `_other` account and "
+     "a top-K. Collector `accstatz`, off by default."),
+    ("Subscription list (/subsz)", m.SUBSZ,
+     "The server's subscription list and its match cache. Collector `subsz`, off by default."),
     ("Wire bytes (kernel socket counters)", m.WIRE,
      "Bytes on the wire per NATS listener, protocol overhead included, from the kernel's TCP "
      "counters of the server's accepted sockets. The exporter must run in the server's network "
@@ -68,23 +91,41 @@ EXAMPLE_LABELS = {
     "listener": "client",
     "mode": "poll",
     "implementation": "cython",
+    "domain": "",
+    "tags": "region:east",
+    "remote_name": "nats-2",
+    "remote_id": "NDSPLHJ2EXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLEEXAMPLE",
+    "gateway": "west",
+    "direction": "outbound",
+    "check": "enabled-only",
+    "type": "JETSTREAM",
+    "is_spoke": "false",
 }
 EXAMPLE_LABELS_BY_METRIC = {
     "fastnats_build_info": {"version": "0.1.0"},
+    "nats_server_slow_consumer_detections_total": {"kind": "clients"},
 }
+#: The label markers the collectors expand, with their flag and default fields.
+GROUP_MARKERS = {
+    m.GROUP_LABELS: ("--connz.group-by", m.DEFAULT_GROUP_BY),
+    m.LEAF_GROUP_LABELS: ("--leafz.group-by", m.DEFAULT_LEAF_GROUP_BY),
+}
+
+
 def _label_names(metric: m.Metric) -> list[str]:
     names: list[str] = []
     for label in metric.labels:
-        names.extend(m.DEFAULT_GROUP_BY if label == m.GROUP_LABELS else (label,))
+        names.extend(GROUP_MARKERS[label][1] if label in GROUP_MARKERS else (label,))
     return names
 
 
 def _label_cell(metric: m.Metric) -> str:
     parts = []
     for label in metric.labels:
-        if label == m.GROUP_LABELS:
-            parts.append("the `--connz.group-by` fields (default "
-                         + ", ".join(f"`{n}`" for n in m.DEFAULT_GROUP_BY) + ")")
+        if label in GROUP_MARKERS:
+            flag, fields = GROUP_MARKERS[label]
+            parts.append(f"the `{flag}` fields (default "
+                         + ", ".join(f"`{n}`" for n in fields) + ")")
         else:
             parts.append(f"`{label}`")
     return ", ".join(parts) or "none"
