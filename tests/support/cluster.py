@@ -17,17 +17,14 @@ start retry with new ports.
 from __future__ import annotations
 
 import json
-import re
 import socket
-import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fastnats.nats import launcher
@@ -38,11 +35,6 @@ from tests.support.process import free_port, wait_until
 ACCOUNTS = {"SYS": ("sys", "sys"), "T1": ("t1", "t1"), "T2": ("t2", "t2")}
 TENANTS = ("T1", "T2")
 FORM_TIMEOUT = 30.0
-# Read here, not by launcher's pattern: that one stops at "Server is ready", which comes before
-# the route listener's line, and does not know the plural in "Listening for gateways connections".
-_LISTENING = re.compile(r"(?:Listening for (?P<kind>\w+) (?:connections|clients) on|"
-                        r"Starting (?P<http>http) monitor on) \S+:(?P<port>\d+)")
-_READY = "Server is ready"
 _START_ATTEMPTS = 3
 
 
@@ -113,47 +105,14 @@ class Node:
         return "".join(self.server.log_lines[-lines:])
 
 
-@dataclass
-class _Server(launcher.NatsServer):
-    """A NatsServer started without waiting; ``ready`` is set once its log says so (or ends)."""
-
-    ready: threading.Event = field(default_factory=threading.Event)
-    started: bool = False
+def _spawn(conf: Path) -> launcher.NatsServer:
+    """Start nats-server on ``conf`` without waiting. Called from the test's thread, which the
+    child's parent-death signal is tied to."""
+    return launcher.spawn(["-c", str(conf)])
 
 
-def _spawn(conf: Path) -> _Server:
-    """Start nats-server on ``conf`` without waiting, its log read by a thread: servers that
-    route to each other start together. Called from the test's thread, which the child's
-    parent-death signal is tied to."""
-    process = subprocess.Popen(
-        [launcher.find_binary(), "-c", str(conf)], stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, errors="replace",
-        start_new_session=True, preexec_fn=launcher._die_with_parent)
-    server = _Server(process)
-
-    def pump() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            server.log_lines.append(line)
-            # Read for the server's whole life: the route listener is logged after "ready".
-            if (match := _LISTENING.search(line)) is not None:
-                kind = (match["http"] or match["kind"]).lower().removesuffix("s")
-                server.ports[kind] = int(match["port"])
-            elif _READY in line:
-                server.started = True
-                server.ready.set()
-        server.ready.set()
-
-    threading.Thread(target=pump, name=f"nats-server-log-{conf.parent.name}",
-                     daemon=True).start()
-    return server
-
-
-def _await_ready(server: _Server, deadline: float) -> None:
-    if not server.ready.wait(max(0.0, deadline - time.monotonic())) or not server.started:
-        tail = "".join(server.log_lines[-10:]).strip() or "no log output"
-        server.stop()
-        raise launcher.NatsServerError(f"nats-server did not start:\n{tail}")
+def _await_ready(server: launcher.NatsServer, deadline: float) -> None:
+    server.wait_ready(max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -400,7 +359,7 @@ def _launch(root: Path) -> Supercluster:
         conf = root / plan.name / "nats.conf"
         conf.write_text(_render(plan, plans), encoding="utf-8")
         confs.append(conf)
-    servers: list[_Server] = []
+    servers: list[launcher.NatsServer] = []
     try:
         servers = [_spawn(conf) for conf in confs]
         deadline = time.monotonic() + FORM_TIMEOUT
