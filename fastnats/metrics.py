@@ -118,7 +118,8 @@ NATS_SERVER_INFO = Metric(
 
 HEALTH = (NATS_UP, NATS_SERVER_INFO)
 
-# /varz beyond the seed metrics.
+# /varz beyond the seed metrics. A field an older server lacks leaves its family out; the
+# JetStream families exist only while the server runs JetStream.
 NATS_SERVER_CPU_RATIO = Metric(
     "nats_server_cpu_ratio", GAUGE,
     "CPU used by the NATS server process, as a ratio of one core (1.5 is one and a half cores)",
@@ -159,7 +160,7 @@ NATS_SERVER_TLS_CERT_NOT_AFTER_TIMESTAMP_SECONDS = Metric(
 NATS_ROUTE_CONFIGURED_URLS = Metric(
     "nats_route_configured_urls", GAUGE,
     "Route URLs in the server's cluster configuration (what it was told to connect to)",
-    source="/varz cluster.urls", example=3)
+    source="/varz cluster.urls, counted; only a server with a route listener", example=3)
 NATS_SERVER_JETSTREAM_MEMORY_BYTES = Metric(
     "nats_server_jetstream_memory_bytes", GAUGE, "Memory used by JetStream on the server",
     source="/varz jetstream.stats.memory", example=1048576)
@@ -433,12 +434,15 @@ _ROUTE_SRC = "/routez, summed over the route connections to the peer"
 NATS_ROUTE_CONNECTIONS = Metric(
     "nats_route_connections", GAUGE,
     "Route connections to the peer; 0 for a peer that was routed to and is not now (kept for "
-    "--routez.peer-ttl)", PEER_LABELS, source="/routez: route connections to the peer",
+    "--routez.peer-ttl)", PEER_LABELS,
+    source="/routez: route connections to the peer, pooled (pool_size) and per-account ones",
     example=3)
 NATS_ROUTE_RTT_SECONDS = Metric(
     "nats_route_rtt_seconds", GAUGE,
-    "Round-trip time to the peer in seconds, the highest of its route connections", PEER_LABELS,
-    source="/routez rtt", example=0.00031)
+    "Round-trip time to the peer in seconds, the highest of its route connections; absent "
+    "until one is measured", PEER_LABELS,
+    source="/routez rtt, the highest over the peer's route connections; a route says 0s until "
+           "its first round trip", example=0.00031)
 NATS_ROUTE_PENDING_BYTES = Metric(
     "nats_route_pending_bytes", GAUGE, "Bytes queued for delivery to the peer", PEER_LABELS,
     source=_ROUTE_SRC + "; pending_size", example=0)
@@ -495,8 +499,9 @@ NATS_GATEWAY_CONNECTIONS = Metric(
     source=_GATEWAY_SRC, example=1)
 NATS_GATEWAY_RTT_SECONDS = Metric(
     "nats_gateway_rtt_seconds", GAUGE,
-    "Round-trip time of the gateway in seconds, the highest of its connections",
-    GATEWAY_LABELS, source=_GATEWAY_SRC + "; rtt", example=0.0121)
+    "Round-trip time of the gateway in seconds, the highest of its connections; absent until "
+    "one is measured", GATEWAY_LABELS,
+    source=_GATEWAY_SRC + "; rtt (0s until a connection's first round trip)", example=0.0121)
 NATS_GATEWAY_IN_MESSAGES_TOTAL = Metric(
     "nats_gateway_in_messages_total", COUNTER, "Messages received over the gateway",
     GATEWAY_LABELS, source=_GATEWAY_SRC + "; in_msgs", example=51022)
@@ -517,7 +522,10 @@ NATS_GATEWAY_DISCONNECTS_TOTAL = Metric(
 NATS_GATEWAY_CONFIGURED = Metric(
     "nats_gateway_configured", GAUGE,
     "1 for each remote gateway in the server's configuration, whether connected or not",
-    ("gateway",), source="/gatewayz outbound_gateways configured, and /varz gateway.gateways",
+    ("gateway",),
+    source="/gatewayz outbound_gateways with configured true, remembered until the server "
+           "restarts (a gateway whose remote cluster is down is missing from /gatewayz), and "
+           "/varz gateway.gateways once ServerInfo carries it",
     example=1)
 
 GATEWAYZ: tuple[Metric, ...] = (
@@ -621,13 +629,14 @@ LEAFZ: tuple[Metric, ...] = (
 # Health (/healthz).
 NATS_SERVER_HEALTHY = Metric(
     "nats_server_healthy", GAUGE, "1 if the server's /healthz reports ok, else 0",
-    source="/healthz status", example=1)
+    source="/healthz status (?details=true unless --no-healthz.details); a 503 with a JSON "
+           "body is an unhealthy server, not a failed read", example=1)
 NATS_SERVER_JETSTREAM_HEALTHY = Metric(
     "nats_server_jetstream_healthy", GAUGE,
     "1 if the server's JetStream-only health check reports ok, else 0; one series per check "
     "asked for by --healthz.jetstream", ("check",),
     source="/healthz?js-enabled-only=true (check enabled-only) and ?js-server-only=true "
-           "(check server-only)", example=1)
+           "(check server-only); a server without JetStream passes both", example=1)
 NATS_SERVER_HEALTH_FAILURES = Metric(
     "nats_server_health_failures", GAUGE,
     "Failing health checks, by the kind of check (JETSTREAM, STREAM, CONSUMER, ACCOUNT, ...); "
@@ -710,7 +719,7 @@ NATS_SUBLIST_CACHE_ENTRIES = Metric(
     source="/subsz num_cache", example=512)
 NATS_SUBLIST_CACHE_HIT_RATIO = Metric(
     "nats_sublist_cache_hit_ratio", GAUGE, "Share of matches answered from the cache, 0 to 1",
-    source="/subsz cache_hit_rate", example=0.93)
+    source="/subsz cache_hit_rate (at most 1)", example=0.93)
 NATS_SUBLIST_INSERTS_TOTAL = Metric(
     "nats_sublist_inserts_total", COUNTER, "Subscriptions inserted into the subscription list",
     source="/subsz num_inserts", example=20417)

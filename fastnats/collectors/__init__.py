@@ -5,12 +5,19 @@ the ``ServerInfo`` it gives, then the wire counter, so that wire and payload byt
 same moment. A new endpoint is one module here, one entry in ``ALL`` and its catalogue entries.
 """
 
+from .accstatz import AccstatzCollector
 from .base import Collector, ServerContext, ServerInfo, Source
 from .connz import ConnzCollector, ConnzOptions
+from .gatewayz import GatewayzCollector
+from .healthz import HealthzCollector
+from .routez import RoutezCollector
 from .sockdiag import SockdiagCollector, WireOptions
+from .subsz import SubszCollector
 from .varz import VarzCollector
 
-ALL: tuple[type[Collector], ...] = (VarzCollector, SockdiagCollector, ConnzCollector)
+ALL: tuple[type[Collector], ...] = (VarzCollector, SockdiagCollector, ConnzCollector,
+                                    RoutezCollector, GatewayzCollector, HealthzCollector,
+                                    SubszCollector, AccstatzCollector)
 #: The collectors that ``--collector.<name>`` switches; /varz always runs.
 OPTIONAL: tuple[type[Collector], ...] = tuple(c for c in ALL if c.name)
 

@@ -53,6 +53,8 @@ class ServerInfo:
     cluster: str = ""
     #: Leafnode connections of the server now (/varz leafnodes).
     leafnodes: int = 0
+    #: The remote clusters the server's gateway configuration names (its own excluded).
+    gateways: tuple[str, ...] = ()
 
     @property
     def identity(self) -> tuple[str, str]:

@@ -110,6 +110,30 @@ class Fields:
         except ValueError:
             raise self._error(key, text, "an RFC 3339 time") from None
 
+    def array(self, key: str, *, required: bool = True) -> list[object]:
+        """The JSON array at ``key``; null is empty, and so is absent unless ``required``."""
+        if required:
+            self._get(key)
+        value = self.doc.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self._error(key, value, "an array")
+        return value
+
+    def texts(self, key: str) -> list[str]:
+        """An array of strings; absent or null is empty."""
+        value = self.array(key, required=False)
+        if not all(isinstance(item, str) for item in value):
+            raise self._error(key, value, "an array of strings")
+        return value  # type: ignore[return-value]
+
+    def flag(self, key: str) -> bool:
+        value = self._get(key)
+        if type(value) is not bool:
+            raise self._error(key, value, "true or false")
+        return value
+
     def object(self, key: str) -> Fields | None:
         """The object at ``key``; None when it is absent or null."""
         value = self.doc.get(key)

@@ -1,4 +1,5 @@
-"""The /varz collector: the seed server metrics, the server's identity, and the facts the other
+"""The /varz collector: the seed server metrics and the server families past them (JetStream's
+usage, TLS expiry, slow consumers by kind), the server's identity, and the facts the other
 collectors read (``ServerInfo``). It runs first at every refresh; a server whose /varz cannot be
 read is down.
 """
@@ -9,6 +10,7 @@ import asyncio
 
 from .. import metrics as m
 from ..errors import ScrapeError
+from ..interop import Sample
 from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
 from .decode import Fields, decode_json
 
@@ -65,9 +67,99 @@ def varz_samples(varz: Fields) -> Samples:
     uptime_ns = varz.time_ns("now") - varz.time_ns("start")
     out[m.NATS_SERVER_UPTIME_SECONDS.name] = [((), max(uptime_ns, 0) / 1e9)]
     cluster = varz.object("cluster")
+    jetstream = _jetstream(varz)
+    config = jetstream.object("config") if jetstream is not None else None
     out[m.NATS_SERVER_INFO.name] = [(
         (varz.text("server_name", ""), varz.text("server_id"), version,
-         cluster.text("name", "") if cluster is not None else ""), 1)]
+         cluster.text("name", "") if cluster is not None else "",
+         config.text("domain", "") if config is not None else "",
+         ",".join(sorted(varz.texts("tags")))), 1)]
+    out.update(_beyond_seed(varz, cluster))
+    if jetstream is not None:
+        out.update(_jetstream_samples(jetstream))
+    return out
+
+
+#: Where /varz puts each listener's TLS certificate expiry: the client listener's at the top.
+_TLS_SECTIONS = tuple((name, section) for name, section, _ in _VARZ_PORT_KEYS)
+#: The kinds of ``slow_consumer_stats``, in the order they are exported.
+SLOW_CONSUMER_KINDS = ("clients", "routes", "gateways", "leafs")
+
+
+def _timestamp(fields: Fields, key: str) -> float | None:
+    """An RFC 3339 time as Unix seconds; None when absent or Go's zero time (year 1), which
+    nats-server sends for "never"."""
+    if not fields.has(key):
+        return None
+    ns = fields.time_ns(key)
+    return ns / 1e9 if ns > 0 else None
+
+
+def _copy(out: Samples, metric: m.Metric, fields: Fields, key: str) -> None:
+    """``metric`` from ``key`` of ``fields``, when the server reports it."""
+    if fields.has(key):
+        out[metric.name] = [((), fields.counter(key) if metric.type == m.COUNTER
+                                 else fields.gauge(key))]
+
+
+def _beyond_seed(varz: Fields, cluster: Fields | None) -> Samples:
+    """The server families of /varz past the seed metrics, JetStream's aside; a field an older
+    server does not report leaves its family out."""
+    out: Samples = {}
+    if varz.has("cpu"):
+        out[m.NATS_SERVER_CPU_RATIO.name] = [((), varz.gauge("cpu") / 100)]
+    for metric in m.VARZ:
+        if metric.varz is not None:
+            _copy(out, metric, varz, metric.varz)
+    slow = varz.object("slow_consumer_stats")
+    if slow is not None:
+        kinds: list[Sample] = [((kind,), slow.counter(kind)) for kind in SLOW_CONSUMER_KINDS
+                               if slow.has(kind)]
+        if kinds:
+            out[m.NATS_SERVER_SLOW_CONSUMER_DETECTIONS_TOTAL.name] = kinds
+    if (loaded := _timestamp(varz, "config_load_time")) is not None:
+        out[m.NATS_SERVER_CONFIG_LOAD_TIMESTAMP_SECONDS.name] = [((), loaded)]
+    expiries: list[Sample] = []
+    for listener, section in _TLS_SECTIONS:
+        where = varz if section is None else varz.object(section)
+        if where is not None and (expiry := _timestamp(where, "tls_cert_not_after")) is not None:
+            expiries.append(((listener,), expiry))
+    if expiries:
+        out[m.NATS_SERVER_TLS_CERT_NOT_AFTER_TIMESTAMP_SECONDS.name] = expiries
+    # A server without a route listener has no cluster (its section is empty, or holds only
+    # a name); one with a listener and no routes to solicit has no ``urls``.
+    if cluster is not None and (cluster.has("urls") or "cluster" in listener_ports(varz).values()):
+        out[m.NATS_ROUTE_CONFIGURED_URLS.name] = [((), len(cluster.texts("urls")))]
+    return out
+
+
+def _jetstream(varz: Fields) -> Fields | None:
+    """The /varz ``jetstream`` section of a server that runs JetStream, else None: a server
+    without it reports an empty section, or none."""
+    jetstream = varz.object("jetstream")
+    if jetstream is None or jetstream.object("config") is None:
+        return None
+    return jetstream
+
+
+_JETSTREAM_CONFIG = ((m.NATS_SERVER_JETSTREAM_MAX_MEMORY_BYTES, "max_memory"),
+                     (m.NATS_SERVER_JETSTREAM_MAX_STORAGE_BYTES, "max_storage"))
+_JETSTREAM_STATS = ((m.NATS_SERVER_JETSTREAM_MEMORY_BYTES, "memory"),
+                    (m.NATS_SERVER_JETSTREAM_STORAGE_BYTES, "storage"),
+                    (m.NATS_SERVER_JETSTREAM_RESERVED_MEMORY_BYTES, "reserved_memory"),
+                    (m.NATS_SERVER_JETSTREAM_RESERVED_STORAGE_BYTES, "reserved_storage"))
+_JETSTREAM_API = ((m.NATS_SERVER_JETSTREAM_API_REQUESTS_TOTAL, "total"),
+                  (m.NATS_SERVER_JETSTREAM_API_ERRORS_TOTAL, "errors"))
+
+
+def _jetstream_samples(jetstream: Fields) -> Samples:
+    out: Samples = {}
+    for fields, keys in ((jetstream.object("config"), _JETSTREAM_CONFIG),
+                         (stats := jetstream.object("stats"), _JETSTREAM_STATS),
+                         (stats.object("api") if stats is not None else None, _JETSTREAM_API)):
+        if fields is not None:
+            for metric, key in keys:
+                _copy(out, metric, fields, key)
     return out
 
 
@@ -78,7 +170,20 @@ def server_info(varz: Fields) -> ServerInfo:
         connections=varz.counter("connections"),
         total_connections=varz.counter("total_connections"), listeners=listener_ports(varz),
         cluster=cluster.text("name", "") if (cluster := varz.object("cluster")) else "",
-        leafnodes=varz.counter("leafnodes") if varz.has("leafnodes") else 0)
+        leafnodes=varz.counter("leafnodes") if varz.has("leafnodes") else 0,
+        gateways=configured_gateways(varz))
+
+
+def configured_gateways(varz: Fields) -> tuple[str, ...]:
+    """The remote clusters in the server's gateway configuration. A configuration often lists
+    every cluster of the supercluster, its own included, which no gateway connects to."""
+    gateway = varz.object("gateway")
+    if gateway is None:
+        return ()
+    own = gateway.text("name", "")
+    names = (Fields("varz", item, f"gateway.gateways[{i}].").text("name")
+             for i, item in enumerate(gateway.array("gateways", required=False)))
+    return tuple(sorted({name for name in names if name != own}))
 
 
 def decode(body: bytes | bytearray) -> tuple[Samples, ServerInfo]:
@@ -93,7 +198,8 @@ class VarzCollector(Collector):
     endpoint = "varz"
     #: The seed metrics but the wire bytes, which come from the kernel (``sockdiag``).
     families = (m.NATS_SERVER_VERSION, m.NATS_SERVER_UPTIME_SECONDS,
-                *(seed for seed in m.SEED if seed.varz is not None), m.NATS_SERVER_INFO)
+                *(seed for seed in m.SEED if seed.varz is not None), m.NATS_SERVER_INFO,
+                *m.VARZ)
 
     def __init__(self, server: ServerContext, options: object = None) -> None:
         super().__init__(server, options)
