@@ -649,9 +649,12 @@ HEALTHZ: tuple[Metric, ...] = (
     NATS_SERVER_HEALTH_FAILURES,
 )
 
-# Accounts (/accstatz), capped by --accstatz.max-accounts with an _other bucket.
+# Accounts (/accstatz?unused=true: every account the server holds, connected or not), capped by
+# --accstatz.max-accounts with an _other bucket. The label is the account's unique name (`acc`,
+# a public key in operator mode). _other's counters add what its members counted while they were
+# members, so accounts moving in or out never make them fall.
 ACCOUNT_LABELS = ("account",)
-_ACCOUNT_SRC = "/accstatz account_statz"
+_ACCOUNT_SRC = "/accstatz?unused=true account_statz"
 NATS_ACCOUNT_CONNECTIONS = Metric(
     "nats_account_connections", GAUGE, "Client connections of the account", ACCOUNT_LABELS,
     source=_ACCOUNT_SRC + " conns", example=120)
@@ -679,24 +682,27 @@ NATS_ACCOUNT_SLOW_CONSUMERS_TOTAL = Metric(
     "nats_account_slow_consumers_total", COUNTER, "Slow consumers detected in the account",
     ACCOUNT_LABELS, source=_ACCOUNT_SRC + " slow_consumers", example=0)
 NATS_ACCOUNTS = Metric(
-    "nats_accounts", GAUGE, "Accounts the server reported, exported or not",
-    source="/accstatz account_statz count", example=42)
+    "nats_accounts", GAUGE,
+    "Accounts the server reported, connected or not, exported on their own or not",
+    source="/accstatz?unused=true account_statz count", example=42)
 NATS_ACCOUNT_OVERFLOW = Metric(
     "nats_account_overflow", GAUGE,
     "Accounts summed in the account labelled _other because --accstatz.max-accounts were "
-    "already exported", source="/accstatz", example=0)
+    "already exported", source="accounts of /accstatz account_statz summed into _other",
+    example=0)
 NATS_ACCOUNT_TOP_SENT_MESSAGES_PER_SECOND = Metric(
     "nats_account_top_sent_messages_per_second", GAUGE,
     "Messages per second sent to the --accstatz.top-k busiest accounts, between the last two "
     "refreshes, whether exported on their own or not", ACCOUNT_LABELS,
-    source="/accstatz sent.msgs of one refresh minus the previous, over the time between them",
+    source="/accstatz sent.msgs of one refresh minus the previous, over the time between the "
+           "two listings (their `now`)",
     example=310.5)
 NATS_ACCOUNT_TOP_RECEIVED_MESSAGES_PER_SECOND = Metric(
     "nats_account_top_received_messages_per_second", GAUGE,
     "Messages per second received from the --accstatz.top-k busiest accounts, between the last "
     "two refreshes, whether exported on their own or not", ACCOUNT_LABELS,
     source="/accstatz received.msgs of one refresh minus the previous, over the time between "
-           "them", example=155.0)
+           "the two listings (their `now`)", example=155.0)
 
 ACCSTATZ: tuple[Metric, ...] = (
     NATS_ACCOUNT_CONNECTIONS,

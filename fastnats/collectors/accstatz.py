@@ -265,7 +265,8 @@ class AccountTable:
             if victims is None and free < len(moving):
                 victims = self._victims()
             places = free + len(victims or ())
-            for _, _, account in heapq.nsmallest(places, moving, key=lambda item: (-item[0], item[1])):
+            busiest = heapq.nsmallest(places, moving, key=lambda item: (-item[0], item[1]))
+            for _, _, account in busiest:
                 if claim(account):
                     added -= 1
                     for k in range(3):
