@@ -416,15 +416,3 @@ class AccstatzCollector(Collector):
         listed_at, rows = decode(body)
         self._accounts_listed = len(rows)
         return self.table.update(listed_at, rows, now)
-
-    def samples(self) -> Samples:
-        return self._samples
-
-    def failed(self, error: ScrapeError) -> None:
-        # A bad body keeps the previous samples (the table is unchanged); a failed read drops
-        # them.
-        if error.reason != DECODE:
-            self._samples = {}
-
-    def not_served(self) -> None:
-        self._samples = {}

@@ -97,6 +97,8 @@ class Collector:
     def __init__(self, server: ServerContext, options: Any = None) -> None:
         self.server = server
         self.options = options
+        #: What ``samples`` returns: the families of the last good read.
+        self._samples: Samples = {}
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
@@ -118,17 +120,24 @@ class Collector:
 
     def samples(self) -> Samples:
         """The samples to export now, keyed by family name."""
-        return {}
+        return self._samples
 
     def failed(self, error: ScrapeError) -> None:
-        """This collector's endpoint failed while the server is up."""
+        """This collector's endpoint failed while the server is up. A body that does not
+        decode keeps the last good samples (the collector's state is unchanged, and the
+        server's collector drops them after ``STALE_AFTER`` failures); a failed request drops
+        them at once."""
+        if error.reason != DECODE:
+            self._samples = {}
 
     def not_served(self) -> None:
         """The server does not serve this endpoint (HTTP 404): an older nats-server, or a
         feature it does not have. The collector exports nothing of it; that is no error."""
+        self._samples = {}
 
     async def server_down(self) -> None:
         """The server could not be read at all this refresh."""
+        self._samples = {}
 
     async def close(self) -> None:
         """Release what the collector holds; the exporter is stopping."""

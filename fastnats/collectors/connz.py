@@ -289,12 +289,3 @@ class ConnzCollector(Collector):
                 or (oldest is not None and self._oldest_stop is not None
                     and oldest > self._oldest_stop))
         return pages, self._ring_full and offset > 0, oldest
-
-    def samples(self) -> Samples:
-        return self._samples
-
-    def failed(self, error: ScrapeError) -> None:
-        # The server answers /varz, so it is up; a bad /connz body keeps the previous aggregates
-        # (the aggregator's state is unchanged), a failed request drops them.
-        if error.reason != DECODE:
-            self._samples = {}

@@ -153,15 +153,3 @@ class GatewayzCollector(Collector):
         for i, family in enumerate(_COUNTER_FAMILIES):
             out[family.name] = [(k, t.counts[i]) for k, t in peers.items()]
         self._samples = out
-
-    def samples(self) -> Samples:
-        return self._samples
-
-    def failed(self, error: ScrapeError) -> None:
-        # A bad body keeps the last good samples (the fold is unchanged); a failed request
-        # drops them.
-        if error.reason != DECODE:
-            self._samples = {}
-
-    def not_served(self) -> None:
-        self._samples = {}

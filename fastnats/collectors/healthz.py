@@ -112,14 +112,5 @@ class HealthzCollector(Collector):
             samples[m.NATS_SERVER_JETSTREAM_HEALTHY.name] = checks
         self._samples = samples
 
-    def samples(self) -> Samples:
-        return self._samples
-
     def failed(self, error: ScrapeError) -> None:
-        self._samples = {}
-
-    def not_served(self) -> None:
-        self._samples = {}
-
-    async def server_down(self) -> None:
         self._samples = {}

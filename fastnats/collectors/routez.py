@@ -144,15 +144,3 @@ class RoutezCollector(Collector):
         out[m.NATS_ROUTE_PEERS.name] = [((), routed)]
         out[m.NATS_CLUSTER_SIZE.name] = [((cluster,), routed + 1)] if cluster else []
         return out
-
-    def samples(self) -> Samples:
-        return self._samples
-
-    def failed(self, error: ScrapeError) -> None:
-        # A bad body keeps the last good samples (the fold is unchanged); a failed request
-        # drops them.
-        if error.reason != DECODE:
-            self._samples = {}
-
-    def not_served(self) -> None:
-        self._samples = {}

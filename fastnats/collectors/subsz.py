@@ -47,12 +47,3 @@ class SubszCollector(Collector):
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
         self._samples = subsz_samples(await source.get(self.endpoint))
-
-    def samples(self) -> Samples:
-        return self._samples
-
-    def not_served(self) -> None:
-        self._samples = {}
-
-    async def server_down(self) -> None:
-        self._samples = {}

@@ -216,9 +216,3 @@ class VarzCollector(Collector):
             samples, info = decode(body)
         self._samples = samples
         return info
-
-    def samples(self) -> Samples:
-        return self._samples
-
-    async def server_down(self) -> None:
-        self._samples = {}
