@@ -60,13 +60,17 @@ def test_telemetry_path_gains_its_leading_slash():
 
 def test_collector_flags_come_from_the_collectors():
     s = settings()
-    assert set(s.collectors) == {"connz", "wire"}
+    defaults = {"connz", "wire", "routez", "gatewayz", "leafz", "healthz"}
+    assert set(s.collectors) == defaults
     assert s.collectors["wire"] == WireOptions(None, 5.0, 5.0)
     assert s.collectors["connz"] == ConnzOptions()
     s = settings("--no-collector.connz", "--collector.wire", "--refresh-interval", "10s")
-    assert set(s.collectors) == {"wire"}
+    assert set(s.collectors) == defaults - {"connz"}
     assert s.collectors["wire"] == WireOptions(True, 10.0, 10.0)
-    assert set(settings("--no-collector.wire").collectors) == {"connz"}
+    assert set(settings("--no-collector.wire").collectors) == defaults - {"wire"}
+    assert set(settings("--collector.accstatz", "--collector.subsz",
+                        "--no-collector.leafz").collectors) == (
+        defaults - {"leafz"} | {"accstatz", "subsz"})
     assert settings("--connz.group-by", "account,lang", "--connz.top-k", "3").collectors[
         "connz"] == ConnzOptions(group_by=("account", "lang"), top_k=3)
 

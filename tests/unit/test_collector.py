@@ -35,7 +35,7 @@ class FakeClient:
     def __init__(self, bodies):
         self.bodies = bodies
 
-    async def get(self, endpoint, params=None):
+    async def get(self, endpoint, params=None, **_):
         if endpoint == "connz" and (params or {}).get("state") == "closed":
             return NO_CLOSED
         body = self.bodies[endpoint]
@@ -173,15 +173,21 @@ def test_wire_counter_can_be_switched_off():
 
 
 def test_every_known_error_is_exported_at_zero_on_a_healthy_server():
-    connz = (Path(__file__).parents[1] / "data" / "connz_open.json").read_bytes()
-    server = ServerCollector(Target("a", "http://a"),
-                             FakeClient({"varz": orjson.dumps(VARZ), "connz": connz}))
-    assert {c.name for c in server.collectors} == {"connz", "wire"}
+    data = Path(__file__).parents[1] / "data"
+    bodies = {"varz": orjson.dumps(VARZ), "connz": (data / "connz_open.json").read_bytes(),
+              "routez": (data / "routez_pooled.json").read_bytes(),
+              "gatewayz": (data / "gatewayz_none.json").read_bytes(),
+              "healthz": (data / "healthz_ok.json").read_bytes(),
+              "leafz": b'{"server_id": "N", "now": "2026-11-25T07:57:14Z", "leafnodes": 0, '
+                       b'"leafs": []}'}
+    server = ServerCollector(Target("a", "http://a"), FakeClient(bodies))
+    http = ("varz", "connz", "routez", "gatewayz", "leafz", "healthz")
+    assert {c.name for c in server.collectors} == {*http[1:], "wire"}
     run(server.refresh())
+    assert server.problems == []
     errors = dict(server.self_samples()["fastnats_refresh_errors_total"])
     assert errors == {
-        **{(endpoint, reason): 0 for endpoint in ("varz", "connz")
-           for reason in (*FETCH_REASONS, DECODE)},
+        **{(endpoint, reason): 0 for endpoint in http for reason in (*FETCH_REASONS, DECODE)},
         ("wire", "netlink"): 0, ("wire", "events_lost"): 0}
 
 
