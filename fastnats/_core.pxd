@@ -1,4 +1,4 @@
-# Declarations of fastnats._core: the C layouts its parts share and the state of its two classes.
+# Declarations of fastnats._core: the C layouts its parts share and the state of its classes.
 # Cython reads this file before _core.pyx; the code lives in the include parts under _core/.
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
@@ -58,6 +58,7 @@ cdef enum:
     CZ_REC_RATE = 32
     CZ_REC_REGROUP = 64    # the connection this cid holds now shows the labels its CONNECT gave
                            # (open or closed record)
+    CZ_REC_LEAF = 128      # kind "Leafnode": not a client; only its cid counts as read
 
 cdef enum:
     # The fields of a connection object the scan reads; the rest it skips.
@@ -298,6 +299,145 @@ cdef class ConnzAggregator:
     cdef unsigned char *scratch   # decoded escaped label values
     cdef Py_ssize_t scratch_cap
     cdef dict snapshot
+
+
+# --- /leafz: records, held leafnodes and groups (_core/leafz.pxi) ------------------------------
+# Label values, counters, durations and the id map are the /connz ones: CzSpan, CzStrTab, CzMap,
+# CzDist, and the CZ_CTR_* counter order.
+
+cdef enum:
+    # Label slots, in metrics.LEAF_GROUP_BY_FIELDS order; the first three are read as spans.
+    LZ_L_ACCOUNT = 0
+    LZ_L_NAME = 1
+    LZ_L_IP = 2
+    LZ_L_IS_SPOKE = 3
+    LZ_NLABELS = 4
+    LZ_NSPANS = 3
+    # Updates a leafnode missing from /leafz waits, beyond the one it vanished at (and
+    # closed_slack seconds), for its closed entry: nats-server files it after the leaf leaves.
+    LZ_ABSENT_GRACE = 1
+
+cdef enum:
+    LZ_REC_ID = 1
+    LZ_REC_RTT = 2
+    LZ_REC_DUP = 4         # the id was listed earlier in the same body
+    LZ_REC_NEW = 8         # no leafnode held under its id (or its counters went back): read its labels
+    LZ_REC_RATE = 16
+
+cdef enum:
+    # The top-K rankings, in the order of LeafzAggregator.top.
+    LZ_T_RTT = 0
+    LZ_T_IN_RATE = 1
+    LZ_T_OUT_RATE = 2
+    LZ_NTOP = 3
+
+cdef struct LzRec:
+    uint64_t id
+    uint64_t ctr[4]
+    uint64_t subs
+    int64_t rtt_ns
+    double rate[2]
+    CzSpan span[3]         # account, name, ip
+    int32_t ids[4]         # interned label ids by LZ_L_*, for LZ_REC_NEW records
+    int32_t gkey           # interned group key (the ids of its group_by labels), likewise
+    int32_t state          # the held leafnode's slot, once committed
+    int32_t spoke
+    uint32_t flags
+
+cdef struct LzRecs:
+    LzRec *v
+    Py_ssize_t n
+    Py_ssize_t cap
+
+cdef struct LzLeaf:
+    uint64_t id
+    uint64_t ctr[4]        # as last seen open
+    uint64_t final[4]      # its closed entry's counters, when found == the scan's number
+    double seen_at
+    double absent_since
+    int32_t group
+    int32_t labels[3]      # interned name, account, ip
+    int32_t absent         # -1 while listed; else updates since it vanished, its ctr folded
+    int32_t used
+    uint32_t epoch         # the commit that last counted it listed
+    uint32_t listed        # the scan that last listed it
+    uint32_t found         # the scan whose closed read found it
+
+cdef struct LzGroup:
+    int32_t key[4]         # interned label ids, in group_by order
+    int32_t gkey           # its key in LeafzAggregator.gkeys; -1 for _other
+    uint64_t closed[4]     # counters of the leafnodes that left the group (last seen, then final)
+    uint64_t open_ctr[4]   # counters of the listed leafnodes, summed at each update
+    uint64_t conns
+    uint64_t subs
+    uint64_t members       # leafnodes held, listed or awaiting their closed entry
+    uint64_t closes
+    uint64_t lost
+    double last_active
+    int32_t live
+    int32_t other
+
+cdef struct LzRank:
+    int64_t ikey           # compared first (rtt in ns), then fkey (a rate), then the lower id
+    double fkey
+    uint64_t id
+    int32_t rec
+
+cdef struct LzTop:
+    LzRank *v              # best first, room for top_k + 1
+    int32_t n
+
+
+cdef class LeafzAggregator:
+    cdef readonly tuple group_by
+    cdef readonly Py_ssize_t max_groups
+    cdef readonly double group_ttl
+    cdef readonly Py_ssize_t top_k
+    cdef readonly double closed_slack
+    cdef readonly Py_ssize_t count       # leafnodes listed at the last commit
+    cdef readonly uint64_t closed        # leafnodes that vanished, in all
+    cdef readonly uint64_t lost          # of those, the ones whose closed entry was never read
+
+    cdef int32_t fields[4]
+    cdef int32_t nfields
+    cdef bint ready
+    cdef bint busy
+    cdef bint scanned              # a body is scanned and waits for commit()
+    cdef uint32_t scan_seq
+    cdef Py_ssize_t wanted         # held leafnodes the scanned body does not list
+    cdef Py_ssize_t matched        # of those, found by match_closed()
+
+    cdef LzRecs recs
+    cdef CzRecs closed_recs
+    cdef CzStrTab strs
+    cdef list py_strs
+    cdef CzMap ids                 # id -> slot in leafs
+    cdef LzLeaf *leafs
+    cdef Py_ssize_t nleaf_slots
+    cdef Py_ssize_t leafs_cap
+    cdef int32_t *leafs_free
+    cdef Py_ssize_t nleafs_free
+    cdef Py_ssize_t leafs_free_cap
+    cdef LzGroup *groups
+    cdef Py_ssize_t ngroup_slots
+    cdef Py_ssize_t groups_cap
+    cdef Py_ssize_t ngroups        # live groups, _other excluded
+    cdef int32_t other
+    # Group keys as text (the hex of their label ids), interned: the table finds a group by key.
+    cdef CzStrTab gkeys
+    cdef int32_t *group_at         # gkey id -> group slot, or -1
+    cdef Py_ssize_t group_at_cap
+    cdef uint64_t overflow
+    cdef uint32_t epoch
+    cdef list rows                 # (label values, slot) of the live groups, sorted
+    cdef bint rows_stale           # a group came or went since rows was made
+    cdef CzDist rtt
+    cdef LzTop top[3]
+    cdef unsigned char *scratch
+    cdef Py_ssize_t scratch_cap
+    cdef dict snapshot
+
+    cdef int _enter(self) except -1
 
 
 # --- Wire byte counter (_core/sockdiag.pxi) -------------------------------------------------

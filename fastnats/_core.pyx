@@ -1,5 +1,6 @@
 # cython: language_level=3, embedsignature=True
-"""fastnats' compiled core: /connz scanner and aggregator, wire byte counter, text writer.
+"""fastnats' compiled core: /connz and /leafz scanners and aggregators, wire byte counter, text
+writer.
 
 _core.pxd declares the C layouts and the state of the classes; the code lives in include parts
 under _core/, one concern each (the uvloop layout), so each stays readable on its own. The core
@@ -27,4 +28,7 @@ include "_core/connz_scan.pxi"
 include "_core/connz_state.pxi"
 include "_core/connz_aggregate.pxi"
 include "_core/connz_snapshot.pxi"
+include "_core/leafz_scan.pxi"
+include "_core/leafz.pxi"
+include "_core/leafz_snapshot.pxi"
 include "_core/sockdiag.pxi"

@@ -17,6 +17,14 @@ class ConnzDecodeError(FastNatsError, ValueError):
         self.offset = offset
 
 
+class LeafzDecodeError(FastNatsError, ValueError):
+    """A /leafz body is malformed or truncated; ``offset`` is the byte where decoding stopped."""
+
+    def __init__(self, msg: str, offset: int) -> None:
+        super().__init__(f"{msg} (byte {offset})")
+        self.offset = offset
+
+
 class WireProtocolError(FastNatsError, ValueError):
     """A netlink sock_diag buffer is malformed, truncated or reports an error.
 

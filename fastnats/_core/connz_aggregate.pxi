@@ -20,6 +20,10 @@
 # What it counted before stays in the old group (folded there); the new group owes it back
 # (``debt``), or, at its close, gets only what it did since.
 #
+# Leafnodes. /connz lists leafnode connections (kind "Leafnode") with the clients, open and closed;
+# they are not clients (nor in /varz connections and total_connections), so no group counts them,
+# but their cids count as read for the floor below. /leafz has them (leafz.pxi).
+#
 # Lost connections nobody saw. nats-server numbers every connection (routes and its own internal
 # clients too) from one counter, and keeps only the last max_closed_clients closed ones. Every
 # cid at or below ``floor`` is settled; the cids above it that a read showed are in ``seen``.
@@ -377,6 +381,10 @@ cdef Py_ssize_t cz_commit_open(ConnzAggregator agg, double now, uint64_t *top_ci
         r = &agg.open_recs.v[k]
         if r.cid > top:
             top = r.cid
+        if r.flags & CZ_REC_LEAF:
+            # /connz lists leafnodes too; they are no clients, but their cids are not holes.
+            cz_saw(agg, r.cid)
+            continue
         st = cz_map_get(&agg.cids, r.cid)
         if st >= 0 and agg.conns[st].epoch == agg.epoch:
             r.flags |= CZ_REC_DUP
@@ -498,6 +506,9 @@ cdef void cz_commit_closed(ConnzAggregator agg, double now, uint64_t *top_cid) n
         r = &agg.closed_recs.v[k]
         if r.cid > top:
             top = r.cid
+        if r.flags & CZ_REC_LEAF:
+            cz_saw(agg, r.cid)
+            continue
         st = cz_map_get(&agg.cids, r.cid)
         if st >= 0:
             # Still open in this update's open body, it is folded when it leaves that.

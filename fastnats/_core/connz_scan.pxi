@@ -183,6 +183,33 @@ cdef inline Py_ssize_t cz_conn_value(const unsigned char *b, Py_ssize_t n, Py_ss
     return cz_uint(b, n, i, num)
 
 
+cdef bint cz_is_leafnode(const unsigned char *s, Py_ssize_t n) noexcept nogil:
+    # Whether string content (escapes undecoded) reads "Leafnode". Checked without decoding the
+    # string, so that a kind the scan never decodes is never refused for a bad escape.
+    cdef const char *want = b"Leafnode"
+    cdef Py_ssize_t i = 0, k = 0
+    cdef int c
+    while i < n:
+        if k == 8:
+            return False
+        c = s[i]
+        if c == b'\\':
+            if s[i + 1] == b'u' and i + 6 <= n and s[i + 2] == b'0' and s[i + 3] == b'0':
+                c = (cz_hexval(s[i + 4]) << 4) | cz_hexval(s[i + 5])
+                i += 6
+            elif s[i + 1] == b'/':
+                c = b'/'
+                i += 2
+            else:
+                return False
+        else:
+            i += 1
+        if c != want[k]:
+            return False
+        k += 1
+    return k == 8
+
+
 cdef Py_ssize_t cz_conn(const unsigned char *b, Py_ssize_t n, Py_ssize_t i,
                         CzRec *r) except -1 nogil:
     # i is at the '{' of one connection object.
@@ -214,6 +241,9 @@ cdef Py_ssize_t cz_conn(const unsigned char *b, Py_ssize_t n, Py_ssize_t i,
             return cz_fail("expected ',' or '}' in a connection", i)
     if not (r.flags & CZ_REC_CID):
         return cz_fail("connection without cid", at)
+    if r.span[CZ_L_KIND].flags & CZ_SPAN_SET and cz_is_leafnode(b + r.span[CZ_L_KIND].off,
+                                                                 r.span[CZ_L_KIND].len):
+        r.flags |= CZ_REC_LEAF
     return i + 1
 
 
@@ -435,6 +465,8 @@ cdef int cz_intern_new(ConnzAggregator agg, const CzPage *pages) except -1 nogil
     agg.where_closed = 0
     for k in range(agg.open_recs.n):
         r = &agg.open_recs.v[k]
+        if r.flags & CZ_REC_LEAF:
+            continue
         st = cz_held(agg, r)
         if st >= 0:
             if not (agg.conns[st].unnamed and cz_rec_named(r)):
@@ -446,6 +478,8 @@ cdef int cz_intern_new(ConnzAggregator agg, const CzPage *pages) except -1 nogil
     agg.where_closed = 1
     for k in range(agg.closed_recs.n):
         r = &agg.closed_recs.v[k]
+        if r.flags & CZ_REC_LEAF:
+            continue
         st = cz_map_get(&agg.cids, r.cid)
         if st >= 0:
             c = &agg.conns[st]

@@ -7,6 +7,7 @@ writes the same bytes as the compiled core:
 - ``writer``: ``render_text`` (``_core/text.pxi``);
 - ``durations``: ``parse_go_duration`` (``_core/durations.pxi``);
 - ``connz``: ``ConnzAggregator`` (``_core/json.pxi``, ``connz_*.pxi``), with orjson for the JSON;
+- ``leafz``: ``LeafzAggregator`` (``_core/leafz.pxi``), likewise;
 - ``wire``: ``WireCounter`` and ``wire_parse`` (``_core/sockdiag.pxi``).
 """
 
@@ -14,10 +15,11 @@ from __future__ import annotations
 
 from .connz import ConnzAggregator
 from .durations import parse_go_duration
+from .leafz import LeafzAggregator
 from .wire import WireCounter, wire_parse
 from .writer import render_text
 
 IMPLEMENTATION = "reference"
 
-__all__ = ["IMPLEMENTATION", "ConnzAggregator", "WireCounter", "parse_go_duration",
-           "render_text", "wire_parse"]
+__all__ = ["IMPLEMENTATION", "ConnzAggregator", "LeafzAggregator", "WireCounter",
+           "parse_go_duration", "render_text", "wire_parse"]

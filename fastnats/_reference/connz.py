@@ -74,7 +74,7 @@ class _Rec:
     """One connection of a body, checked and typed."""
 
     __slots__ = ("cid", "start", "ctr", "pending", "subs", "rtt", "idle", "labels", "named",
-                 "new", "regroup", "rate", "conn")
+                 "new", "regroup", "rate", "conn", "leaf")
 
     def __init__(self, raw: object) -> None:
         if not isinstance(raw, dict):
@@ -89,6 +89,8 @@ class _Rec:
         self.rtt = _duration(raw, "rtt")
         self.idle = _duration(raw, "idle")
         labels = {field: _text(raw, field) for field in GROUP_BY_FIELDS}
+        # /connz lists leafnodes with the clients; they are no clients (/leafz has them).
+        self.leaf = labels["kind"] == "Leafnode"
         # /connz calls every connection kind "Client"; its type (nats, websocket, mqtt) is the
         # useful part.
         if _text(raw, "type"):
@@ -464,6 +466,9 @@ class ConnzAggregator:
             self._other = None
 
     def _commit_open(self, r: _Rec, now: float) -> None:
+        if r.leaf:
+            self._saw(r.cid)    # not a client, but its cid is no hole
+            return
         conn = self._conns.get(r.cid)
         if conn is not None and conn.epoch == self._epoch:
             return      # read from an earlier page already
@@ -519,6 +524,9 @@ class ConnzAggregator:
 
     def _commit_closed(self, closed_recs: list[_Rec], now: float) -> None:
         for r in closed_recs:
+            if r.leaf:
+                self._saw(r.cid)
+                continue
             conn = self._conns.get(r.cid)
             if conn is not None:
                 if conn.epoch == self._epoch:

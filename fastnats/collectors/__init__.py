@@ -10,14 +10,15 @@ from .base import Collector, ServerContext, ServerInfo, Source
 from .connz import ConnzCollector, ConnzOptions
 from .gatewayz import GatewayzCollector
 from .healthz import HealthzCollector
+from .leafz import LeafzCollector
 from .routez import RoutezCollector
 from .sockdiag import SockdiagCollector, WireOptions
 from .subsz import SubszCollector
 from .varz import VarzCollector
 
 ALL: tuple[type[Collector], ...] = (VarzCollector, SockdiagCollector, ConnzCollector,
-                                    RoutezCollector, GatewayzCollector, HealthzCollector,
-                                    SubszCollector, AccstatzCollector)
+                                    RoutezCollector, GatewayzCollector, LeafzCollector,
+                                    HealthzCollector, SubszCollector, AccstatzCollector)
 #: The collectors that ``--collector.<name>`` switches; /varz always runs.
 OPTIONAL: tuple[type[Collector], ...] = tuple(c for c in ALL if c.name)
 

@@ -101,7 +101,8 @@ def test_check_reports_each_collector_and_exits_0(nats_server):
     name = f"127.0.0.1:{nats_server.ports['http']}"
     assert lines[0] == f"server {name} ({nats_server.monitor_url}): up"
     assert lines[1].split()[:2] == ["varz", "ok"]
-    assert {line.split()[0] for line in lines[1:-1]} == {"varz", "wire", "connz"}
+    assert {line.split()[0] for line in lines[1:-1]} == {
+        "varz", "wire", "connz", "routez", "gatewayz", "leafz", "healthz"}
     assert lines[-1] == "OK: every endpoint was read"
 
 

@@ -639,7 +639,7 @@ def test_a_truncated_connz_keeps_the_last_good_aggregates():
         assert_groups(series, body_sums(good))
         # Every known error is there from the start, at 0.
         assert {labels["endpoint"] for labels, _ in series["fastnats_refresh_errors_total"]} == {
-            "varz", "connz", "wire"}
+            "varz", "connz", "wire", "routez", "gatewayz", "leafz", "healthz"}
         assert all(value == 0 for _, value in series["fastnats_refresh_errors_total"])
         monitor.open_body = later[:len(later) // 2]
 

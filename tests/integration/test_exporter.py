@@ -89,7 +89,7 @@ def test_seed_metrics_agree_with_varz(nats_server):
         assert re.search(r'^fastnats_build_info\{version="[^"]+",implementation="cython"\} 1$',
                          text, re.M)
         assert re.search(r'^nats_server_info\{server_name="\S+",server_id="N\w+",'
-                         r'version="2\.\d+\.\d+",cluster=""\} 1$', text, re.M)
+                         r'version="2\.\d+\.\d+",cluster="",domain="",tags=""\} 1$', text, re.M)
     finally:
         exporter.stop()
         for conn in conns:

@@ -1,0 +1,217 @@
+"""The /leafz collector against a simulated hub (tests.support.leafzgen), without a network:
+what it requests and when, the closed leafnodes' final counters read from /connz, closes filed
+late or dropped, a restarted server, failures, and its flags. Totals are checked against the
+simulator's own count of what every leafnode did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from collections import Counter
+
+import pytest
+
+from fastnats import metrics as m
+from fastnats.collectors import ALL, ServerContext, ServerInfo
+from fastnats.collectors.leafz import (
+    DOCUMENT_BYTES,
+    PER_LEAFNODE_BYTES,
+    LeafzCollector,
+    LeafzOptions,
+)
+from fastnats.errors import ScrapeError
+from tests.support import leafzgen
+
+IN_MSGS = "nats_leafnode_in_messages_total"
+
+
+class HubSource:
+    """/leafz and closed /connz pages of a simulated hub, as nats-server serves them."""
+
+    def __init__(self, hub: leafzgen.Hub) -> None:
+        self.hub = hub
+        self.requests: list[tuple[str, dict, int | None]] = []
+        self.fail: dict[str, Exception] = {}
+        self.server_id = "HUB"
+
+    async def get(self, endpoint: str, params=None, *, max_bytes=None, statuses=(200,)):
+        self.requests.append((endpoint, dict(params or {}), max_bytes))
+        if endpoint in self.fail:
+            raise self.fail[endpoint]
+        if endpoint == "leafz":
+            assert params is None
+            return bytearray(self.hub.leafz_body())
+        assert endpoint == "connz" and params["state"] == "closed" and params["sort"] == "stop"
+        return bytearray(self.hub.closed_listing(int(params["offset"]), int(params["limit"])))
+
+    def info(self) -> ServerInfo:
+        return ServerInfo(self.server_id, "start", connections=0, total_connections=0,
+                          listeners={}, leafnodes=len(self.hub.open))
+
+
+class Run:
+    """A collector refreshed from a simulated hub, and every leafnode a listing showed."""
+
+    def __init__(self, hub: leafzgen.Hub, **options) -> None:
+        self.hub = hub
+        self.source = HubSource(hub)
+        self.collector = LeafzCollector(ServerContext("hub", "127.0.0.1"),
+                                        LeafzOptions(group_by=("name",), **options))
+        self.collector.clock = lambda: hub.now
+        self.listed: dict[int, dict] = {}
+
+    def step(self, **changes) -> list[dict]:
+        """Advance the hub, refresh, and return the /connz requests of the refresh."""
+        self.hub.step(**changes)
+        before = len(self.source.requests)
+        asyncio.run(self.collector.refresh(self.source, self.source.info()))
+        self.listed.update(self.hub.open)
+        return [params for endpoint, params, _ in self.source.requests[before:]
+                if endpoint == "connz"]
+
+    def exported(self, name: str = IN_MSGS) -> dict[str, int]:
+        return {labels[0]: value for labels, value in self.collector.samples()[name]}
+
+    def expected(self, key: str = "in_msgs") -> dict[str, int]:
+        """Each group's total: the closed entry of every listed leafnode that closed, else what
+        it shows now."""
+        final = {c["cid"]: c for c in self.hub.closed if c["kind"] == "Leafnode"}
+        out: Counter[str] = Counter()
+        for ident, leaf in self.listed.items():
+            out[leaf["name"]] += final[ident][key] if ident in final else leaf[key]
+        return dict(out)
+
+
+def test_a_refresh_with_no_leafnode_gone_reads_only_leafz():
+    run = Run(leafzgen.Hub(3, names=5))
+    run.step(opens=30)
+    assert run.step(opens=5) == []
+    assert [endpoint for endpoint, _, _ in run.source.requests] == ["leafz", "leafz"]
+    assert run.exported() == run.expected()
+
+
+def test_closed_leafnodes_take_their_final_counters_from_connz():
+    print("leafzgen seed 11")
+    run = Run(leafzgen.Hub(11, names=8))
+    run.step(opens=300)
+    requests = run.step(closes=20, reconnects=30, clients=40)
+    assert requests == [{"state": "closed", "sort": "stop", "auth": "true", "offset": 0,
+                         "limit": 120}]
+    for _ in range(4):
+        run.step(closes=5, reconnects=10, clients=500, opens=3)
+    for key in ("in_msgs", "out_msgs", "in_bytes", "out_bytes"):
+        metric = f"nats_leafnode_{key.replace('msgs', 'messages')}_total"
+        assert run.exported(metric) == run.expected(key), key
+    aggregator = run.collector.aggregator
+    assert aggregator.lost == 0 and aggregator.closed == 20 + 30 + 4 * 15
+    closes = run.exported("nats_leafnode_connections_closed_total")
+    assert sum(closes.values()) == aggregator.closed
+
+
+def test_the_closed_read_pages_until_it_passes_the_last_listing():
+    # 2,500 client closes after the leafnode's: it is on the third page.
+    run = Run(leafzgen.Hub(5, names=3))
+    run.step(opens=4)
+    run.hub.step(closes=1)
+    requests = run.step(clients=2500)
+    assert [(r["offset"], r["limit"]) for r in requests] == [(0, 65), (65, 1000), (1065, 1000),
+                                                             (2065, 1000)]
+    assert run.exported() == run.expected()
+
+
+def test_a_close_filed_late_is_found_at_the_next_refresh():
+    hub = leafzgen.Hub(8, names=3, late=1.0)
+    run = Run(hub)
+    run.step(opens=10)
+    run.step(closes=3)            # the three entries are filed only at the next step
+    assert run.collector.aggregator.lost == 0
+    run.step()
+    assert run.exported() == run.expected()
+    assert run.collector.aggregator.lost == 0
+
+
+def test_closes_dropped_from_the_closed_list_are_lost_and_logged_once(caplog):
+    hub = leafzgen.Hub(9, names=3, closed_max=5)
+    run = Run(hub)
+    run.step(opens=20)
+    caplog.set_level(logging.WARNING, "fastnats.scrape")
+    run.step(closes=4, clients=50)
+    run.step(seconds=15)
+    aggregator = run.collector.aggregator
+    assert aggregator.lost == 4
+    assert sum(run.exported("nats_leafnode_connections_lost_total").values()) == 4
+    assert [r.message.split(":")[1].split(" (")[0] for r in caplog.records] == [
+        " 4 leafnodes closed and their final counters were not found in nats-server's list of "
+        "closed connections"]
+    run.step()
+    assert len(caplog.records) == 1
+
+
+def test_the_request_limit_grows_with_the_leafnodes():
+    run = Run(leafzgen.Hub(2))
+    run.step(opens=50_000 // 100)
+    _, _, max_bytes = run.source.requests[-1]
+    assert max_bytes == DOCUMENT_BYTES + PER_LEAFNODE_BYTES * (500 + 500 // 8 + 64)
+    assert DOCUMENT_BYTES + PER_LEAFNODE_BYTES * 50_000 >= 50_000 * 4096
+
+
+def test_a_restarted_server_starts_afresh():
+    run = Run(leafzgen.Hub(4, names=2))
+    run.step(opens=10)
+    run.step(opens=1)
+    run.hub.restart()
+    run.source.server_id = "HUB2"
+    run.listed.clear()
+    run.step(opens=3)
+    assert run.exported() == run.expected()
+    assert run.collector.aggregator.closed == 0
+
+
+def test_a_bad_body_keeps_the_last_aggregates_and_a_failed_request_drops_them():
+    run = Run(leafzgen.Hub(6, names=2))
+    run.step(opens=10)
+    good = run.collector.samples()
+    run.hub.leafz_body = lambda **fmt: b'{"leafs": [{"id": -1}]}'  # type: ignore[method-assign]
+    with pytest.raises(ScrapeError) as err:
+        asyncio.run(run.collector.refresh(run.source, run.source.info()))
+    assert (err.value.endpoint, err.value.reason) == ("leafz", "decode")
+    run.collector.failed(err.value)
+    assert run.collector.samples() is good
+    run.source.fail["leafz"] = ScrapeError("leafz", "timeout", "slow")
+    run.collector.failed(ScrapeError("leafz", "timeout", "slow"))
+    assert run.collector.samples() == {}
+
+
+def test_a_failed_closed_read_is_a_leafz_error_and_the_leafnodes_are_looked_for_again():
+    run = Run(leafzgen.Hub(12, names=2))
+    run.step(opens=10)
+    run.source.fail["connz"] = ScrapeError("connz", "http_status", "503", status=503)
+    with pytest.raises(ScrapeError) as err:
+        run.step(closes=2)
+    assert (err.value.endpoint, err.value.reason, err.value.status) == (
+        "leafz", "http_status", None)
+    del run.source.fail["connz"]
+    run.step()
+    assert run.exported() == run.expected()
+    assert run.collector.aggregator.lost == 0
+
+
+def test_flags_and_label_names():
+    assert LeafzCollector in ALL and LeafzCollector.default is True
+    assert LeafzCollector.families == m.LEAFZ
+    parser = argparse.ArgumentParser()
+    LeafzCollector.add_arguments(parser.add_argument_group("leafz"))
+    args = parser.parse_args([])
+    assert LeafzCollector.configure(args, 15.0) == LeafzOptions()
+    args = parser.parse_args(["--leafz.group-by", "account, is_spoke", "--leafz.max-groups", "5",
+                              "--leafz.group-ttl", "10m", "--leafz.top-k", "0"])
+    options = LeafzCollector.configure(args, 15.0)
+    assert options == LeafzOptions(("account", "is_spoke"), 5, 600.0, 0)
+    collector = LeafzCollector(ServerContext("s", "h"), options)
+    assert collector.label_names(m.NATS_LEAFNODE_CONNECTIONS) == ("account", "is_spoke")
+    assert collector.label_names(m.NATS_LEAFNODE_TOP_RTT_SECONDS) == m.CONNECTION_LABELS
+    for bad in ("lang", "name,name"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--leafz.group-by", bad])
