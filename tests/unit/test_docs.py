@@ -36,6 +36,22 @@ def test_doc_links_and_repository_paths_exist():
             assert list(ROOT.glob(path)), f"{doc.name} names {path}, which is missing"
 
 
+
+def test_tests_the_docs_name_exist():
+    # docs/robustness.md holds each promise to a named test: the name must stay true.
+    for doc in DOCS.glob("*.md"):
+        text = doc.read_text()
+        for path, names in re.findall(r"`(tests/[\w/]+\.py)((?:::\w+)+)", text):
+            source = (ROOT / path).read_text()
+            test = names.split("::")[-1]
+            assert re.search(rf"^(?:async )?def {test}\b|^class {test}\b", source, re.M), (
+                f"{doc.name} names {path}{names}, which is missing")
+        for test in re.findall(r"`::(test_\w+)", text):
+            assert re.search(rf"def {test}\b", "".join(
+                f.read_text() for f in (ROOT / "tests").rglob("test_*.py"))), (
+                f"{doc.name} names ::{test}, which is missing")
+
+
 # -- docs/deploy.md
 
 def test_systemd_units_run_the_exporter_with_valid_flags():
