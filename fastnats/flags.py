@@ -65,3 +65,17 @@ size = number(bytes_size, "size (bytes, or 512KiB, 16MiB, 1GiB)", lambda v: v >=
               "must not be negative")
 positive_size = number(bytes_size, "size (bytes, or 512KiB, 16MiB, 1GiB)", lambda v: v > 0,
                        "must be at least 1 byte")
+
+
+def field_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: comma-separated names from ``choices``, each at most once."""
+    def parse(text: str) -> tuple[str, ...]:
+        fields = tuple(field.strip() for field in text.split(","))
+        for field in fields:
+            if field not in choices:
+                raise argparse.ArgumentTypeError(
+                    f"cannot group by {field!r}; choose from {', '.join(choices)}")
+        if len(set(fields)) != len(fields):
+            raise argparse.ArgumentTypeError(f"a field is listed twice: {text!r}")
+        return fields
+    return parse

@@ -5,7 +5,6 @@ cap on the accounts exported on their own, an ``_other`` account for the rest, a
 from __future__ import annotations
 
 import argparse
-import asyncio
 import heapq
 import logging
 import time
@@ -16,7 +15,7 @@ from ..errors import ScrapeError
 from ..flags import non_negative_int, non_negative_seconds, positive_int
 from ..interop import Sample
 from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
-from .decode import Fields, decode_json
+from .decode import Fields, decode_json, off_loop
 
 log = logging.getLogger("fastnats.scrape")
 
@@ -43,8 +42,6 @@ ACCOUNT_BYTES = 2 << 10
 #: in all: only the first refresh, or a jump in accounts, needs more than one.
 GROWTH = 4
 MAX_ATTEMPTS = 3
-#: Bodies larger than this are decoded off the event loop.
-THREAD_ABOVE = 65536
 #: Refreshes an account that was active must stay idle before a new one may take its place.
 IDLE_REFRESHES = 5
 
@@ -395,10 +392,7 @@ class AccstatzCollector(Collector):
                 self.table = AccountTable(self.options, self.server.name)
             self._identity = info.identity
         body = await self._read(source)
-        if len(body) > THREAD_ABOVE:
-            self._samples = await asyncio.to_thread(self._apply, body, self.clock())
-        else:
-            self._samples = self._apply(body, self.clock())
+        self._samples = await off_loop(len(body), self._apply, body, self.clock())
 
     async def _read(self, source: Source) -> bytearray:
         listed = self._accounts_listed

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .. import metrics as m
 from .._impl import impl
 from ..errors import ConnzDecodeError, ScrapeError
-from ..flags import non_negative_int, non_negative_seconds, positive_int
+from ..flags import field_list, non_negative_int, non_negative_seconds, positive_int
 from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
 from .decode import parse_rfc3339_ns
 
@@ -90,15 +90,7 @@ def last_stop(body: bytes | bytearray) -> int:
     raise _decode_error("a closed /connz listing has a connection without a stop time")
 
 
-def _group_by(text: str) -> tuple[str, ...]:
-    fields = tuple(field.strip() for field in text.split(","))
-    for field in fields:
-        if field not in m.GROUP_BY_FIELDS:
-            raise argparse.ArgumentTypeError(
-                f"cannot group by {field!r}; choose from {', '.join(m.GROUP_BY_FIELDS)}")
-    if len(set(fields)) != len(fields):
-        raise argparse.ArgumentTypeError(f"a field is listed twice: {text!r}")
-    return fields
+_group_by = field_list(m.GROUP_BY_FIELDS)
 
 
 class ConnzCollector(Collector):

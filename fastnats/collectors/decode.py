@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import orjson
 
 from ..errors import ScrapeError
 from .base import DECODE
+
+_T = TypeVar("_T")
+
+#: Bodies larger than this are decoded on a worker thread: a big one would hold the event loop,
+#: and a thread hop costs more than a small one.
+THREAD_ABOVE = 65536
+
+
+async def off_loop(size: int, fn: Callable[..., _T], *args: object) -> _T:
+    """``fn(*args)``, on a worker thread when it reads more than ``THREAD_ABOVE`` bytes."""
+    if size > THREAD_ABOVE:
+        return await asyncio.to_thread(fn, *args)
+    return fn(*args)
 
 
 def decode_json(endpoint: str, body: bytes | bytearray) -> dict:

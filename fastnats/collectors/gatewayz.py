@@ -5,17 +5,14 @@ connections are summed, so a (gateway, direction) pair is exactly one series.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import time
 from dataclasses import dataclass
 
 from .. import metrics as m
 from ..errors import ScrapeError
-from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
+from .base import DECODE, Samples, ServerContext, ServerInfo, Source
 from .decode import Fields, decode_json
-from .peers import PeerFold, PeerOptions, add_peer_arguments
-from .routez import THREAD_ABOVE, rtt_seconds
+from .peers import PeerCollector, PeerOptions
+from .routez import rtt_seconds
 
 _COUNTERS = ("in_msgs", "out_msgs", "in_bytes", "out_bytes")
 _COUNTER_FAMILIES = (m.NATS_GATEWAY_IN_MESSAGES_TOTAL, m.NATS_GATEWAY_OUT_MESSAGES_TOTAL,
@@ -86,7 +83,7 @@ def decode(body: bytes | bytearray) -> Gateways:
     return Gateways(connections, configured)
 
 
-class GatewayzCollector(Collector):
+class GatewayzCollector(PeerCollector):
     """Reads /gatewayz (without account details) each refresh and folds its connections per
     remote cluster and direction, as the /routez collector does per peer: counters monotonic
     across reconnects (by ``cid``), disconnects counted, a gateway with no connection left kept
@@ -103,36 +100,19 @@ class GatewayzCollector(Collector):
     help = "per-remote-cluster gateway connections and traffic from /gatewayz"
     families = m.GATEWAYZ
 
-    options: PeerOptions
+    peer_noun = "a gateway (remote cluster and direction)"
+    counters = len(_COUNTERS)
 
     def __init__(self, server: ServerContext, options: PeerOptions | None = None) -> None:
-        super().__init__(server, options or PeerOptions())
-        self._identity: tuple[str, str] | None = None
-        self._fold: PeerFold[tuple[str, str]] = PeerFold(len(_COUNTERS), self.options.peer_ttl)
+        super().__init__(server, options)
         #: Remote clusters configured as outbound gateways, seen since the server started.
         self._configured: set[str] = set()
-        self._samples: Samples = {}
-        #: The exporter's clock for the peer TTL (a simulated one in tests).
-        self.clock = time.monotonic
 
-    @classmethod
-    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        add_peer_arguments(group, cls.endpoint, "a gateway (remote cluster and direction)")
-
-    @classmethod
-    def configure(cls, args: argparse.Namespace, refresh_interval: float) -> PeerOptions:
-        return PeerOptions(args.gatewayz_peer_ttl)
+    def restarted(self) -> None:
+        self._configured.clear()
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
-        body = await source.get(self.endpoint)
-        if len(body) > THREAD_ABOVE:
-            gateways = await asyncio.to_thread(decode, body)
-        else:
-            gateways = decode(body)
-        if info.identity != self._identity:
-            self._fold.clear()
-            self._configured.clear()
-            self._identity = info.identity
+        gateways = await self.read(source, info, decode)
         # /varz names the configured gateways, connected or not; /gatewayz adds those that
         # gossip made known and were configured on the fly.
         self._configured.update(gateways.configured)

@@ -6,22 +6,19 @@ closed read from /connz?state=closed.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from .. import metrics as m
 from .._impl import impl
 from ..errors import ConnzDecodeError, LeafzDecodeError, ScrapeError
-from ..flags import non_negative_int, non_negative_seconds, positive_int
+from ..flags import field_list, non_negative_int, non_negative_seconds, positive_int
 from .base import DECODE, Collector, ServerContext, ServerInfo, Source
 from .connz import _CONNZ_COUNT, _CONNZ_HEAD, CLOSED_FIRST, CLOSED_PAGE, _head_int, last_stop
-from .decode import parse_rfc3339_ns
+from .decode import off_loop, parse_rfc3339_ns
 
 log = logging.getLogger("fastnats.scrape")
 
@@ -32,14 +29,11 @@ MiB = 1024 * KiB
 #: caps at 4 KiB by default (max_control_line), so 50,000 leafnodes fit with room to spare.
 DOCUMENT_BYTES = 16 * MiB
 PER_LEAFNODE_BYTES = 8 * KiB
-#: Bodies from this size on are read on a worker thread, off the event loop.
-THREAD_AT = 64 * KiB
 #: Listings a leafnode that vanished may have been last seen in while its closed entry is still
 #: awaited: the one before it vanished, and the one before that (the core's LZ_ABSENT_GRACE + 1).
 _AWAITED_LISTINGS = 2
 
 _LEAFZ_NOW = re.compile(rb'"now"\s*:\s*"([^"\\]*)"')
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,15 +61,7 @@ def leafz_time(body: bytes | bytearray) -> int:
         raise _decode_error(f"/leafz now is {match[1][:40]!r}, not an RFC 3339 time") from None
 
 
-def _group_by(text: str) -> tuple[str, ...]:
-    fields = tuple(field.strip() for field in text.split(","))
-    for field in fields:
-        if field not in m.LEAF_GROUP_BY_FIELDS:
-            raise argparse.ArgumentTypeError(
-                f"cannot group by {field!r}; choose from {', '.join(m.LEAF_GROUP_BY_FIELDS)}")
-    if len(set(fields)) != len(fields):
-        raise argparse.ArgumentTypeError(f"a field is listed twice: {text!r}")
-    return fields
+_group_by = field_list(m.LEAF_GROUP_BY_FIELDS)
 
 
 class LeafzCollector(Collector):
@@ -171,13 +157,12 @@ class LeafzCollector(Collector):
         body = await source.get(self.endpoint,
                                 max_bytes=DOCUMENT_BYTES + PER_LEAFNODE_BYTES * expected)
         listed_at = leafz_time(body)
-        offload = len(body) >= THREAD_AT
         lost_before = aggregator.lost
         try:
-            wanted = await _call(offload, aggregator.scan, body)
+            wanted = await off_loop(len(body), aggregator.scan, body)
             if wanted:
                 await self._read_closed(source, wanted)
-            await _call(offload, aggregator.commit, self.clock())
+            await off_loop(len(body), aggregator.commit, self.clock())
         except LeafzDecodeError as exc:
             raise ScrapeError(self.endpoint, DECODE, str(exc)) from None
         except ConnzDecodeError as exc:
@@ -207,7 +192,7 @@ class LeafzCollector(Collector):
                     "state": "closed", "sort": "stop", "auth": "true", "offset": offset,
                     "limit": limit})
                 pages += 1
-                wanted = await _call(len(page) >= THREAD_AT, aggregator.match_closed, page)
+                wanted = await off_loop(len(page), aggregator.match_closed, page)
                 total = _head_int(page, _CONNZ_HEAD, "total")
                 count = _head_int(page, _CONNZ_COUNT, "num_connections")
                 if pages == 1:
@@ -223,10 +208,3 @@ class LeafzCollector(Collector):
             # The /leafz read depends on it: its error, with the request named.
             raise ScrapeError(self.endpoint, exc.reason,
                               f"/connz state=closed: {exc.detail}") from None
-
-
-async def _call(offload: bool, fn: Callable[..., _T], *args: object) -> _T:
-    """``fn(*args)``, on a worker thread when ``offload``: nothing big is read on the loop."""
-    if offload:
-        return await asyncio.to_thread(fn, *args)
-    return fn(*args)

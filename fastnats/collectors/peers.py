@@ -11,13 +11,17 @@ that a reconnect within that time continues them, and is then forgotten.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Hashable, Iterable, Sequence
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from ..flags import non_negative_seconds
+from .base import Collector, ServerContext, ServerInfo, Source
+from .decode import off_loop
 
 K = TypeVar("K", bound=Hashable)
+D = TypeVar("D")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +122,45 @@ def add_peer_arguments(group: argparse._ArgumentGroup, endpoint: str, what: str)
         default=3600.0, metavar="DURATION",
         help=f"how long {what} with no connection left keeps its series (connections 0, "
              f"counters kept, so that a reconnect continues them) (default: 1h)")
+
+
+class PeerCollector(Collector):
+    """A collector that folds an endpoint's connections per peer (``PeerFold`` of
+    ``counters`` counts): the ``--<endpoint>.peer-ttl`` flag, the fold, and a read that starts
+    the fold afresh when the server restarted."""
+
+    #: What a peer is, for the help of the TTL flag.
+    peer_noun: ClassVar[str]
+    #: How many counters each connection carries.
+    counters: ClassVar[int]
+
+    options: PeerOptions
+
+    def __init__(self, server: ServerContext, options: PeerOptions | None = None) -> None:
+        super().__init__(server, options or PeerOptions())
+        self._identity: tuple[str, str] | None = None
+        self._fold: PeerFold[tuple[str, str]] = PeerFold(self.counters, self.options.peer_ttl)
+        #: The exporter's clock for the peer TTL (a simulated one in tests).
+        self.clock = time.monotonic
+
+    @classmethod
+    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        add_peer_arguments(group, cls.endpoint, cls.peer_noun)
+
+    @classmethod
+    def configure(cls, args: argparse.Namespace, refresh_interval: float) -> PeerOptions:
+        return PeerOptions(getattr(args, f"{cls.endpoint}_peer_ttl"))
+
+    async def read(self, source: Source, info: ServerInfo,
+                   decode: Callable[[bytearray], D]) -> D:
+        """The endpoint's body through ``decode``; a decode error leaves the fold as it was."""
+        body = await source.get(self.endpoint)
+        decoded = await off_loop(len(body), decode, body)
+        if info.identity != self._identity:
+            self._fold.clear()
+            self.restarted()
+            self._identity = info.identity
+        return decoded
+
+    def restarted(self) -> None:
+        """The server restarted (or this is the first read): forget its state."""

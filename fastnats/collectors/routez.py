@@ -5,24 +5,19 @@ peer; they are summed, so cardinality is the peer count.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import time
 from dataclasses import dataclass
 
 from .. import metrics as m
 from .._impl import impl
 from ..errors import ScrapeError
-from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
+from .base import DECODE, Samples, ServerInfo, Source
 from .decode import Fields, decode_json
-from .peers import PeerFold, PeerOptions, PeerTotals, add_peer_arguments
+from .peers import PeerCollector, PeerTotals
 
 #: The counters folded per peer, in this order.
 _COUNTERS = ("in_msgs", "out_msgs", "in_bytes", "out_bytes")
 _COUNTER_FAMILIES = (m.NATS_ROUTE_IN_MESSAGES_TOTAL, m.NATS_ROUTE_OUT_MESSAGES_TOTAL,
                      m.NATS_ROUTE_IN_BYTES_TOTAL, m.NATS_ROUTE_OUT_BYTES_TOTAL)
-#: Bodies larger than this are decoded in a thread, off the event loop.
-THREAD_ABOVE = 65536
 
 
 def rtt_seconds(fields: Fields) -> float:
@@ -66,7 +61,7 @@ def decode(body: bytes | bytearray) -> list[Route]:
     return routes
 
 
-class RoutezCollector(Collector):
+class RoutezCollector(PeerCollector):
     """Reads /routez each refresh and folds its route connections per peer.
 
     A route that reconnects comes back with a new ``rid`` and counters from zero: the last
@@ -82,34 +77,11 @@ class RoutezCollector(Collector):
     help = "per-peer route connections, traffic and round-trip time from /routez"
     families = m.ROUTEZ
 
-    options: PeerOptions
-
-    def __init__(self, server: ServerContext, options: PeerOptions | None = None) -> None:
-        super().__init__(server, options or PeerOptions())
-        self._identity: tuple[str, str] | None = None
-        self._fold: PeerFold[tuple[str, str]] = PeerFold(len(_COUNTERS), self.options.peer_ttl)
-        #: The samples of the last good read; kept when one read fails to decode.
-        self._samples: Samples = {}
-        #: The exporter's clock for the peer TTL (a simulated one in tests).
-        self.clock = time.monotonic
-
-    @classmethod
-    def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
-        add_peer_arguments(group, cls.endpoint, "a route peer")
-
-    @classmethod
-    def configure(cls, args: argparse.Namespace, refresh_interval: float) -> PeerOptions:
-        return PeerOptions(args.routez_peer_ttl)
+    peer_noun = "a route peer"
+    counters = len(_COUNTERS)
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
-        body = await source.get(self.endpoint)
-        if len(body) > THREAD_ABOVE:
-            routes = await asyncio.to_thread(decode, body)
-        else:
-            routes = decode(body)
-        if info.identity != self._identity:
-            self._fold.clear()
-            self._identity = info.identity
+        routes = await self.read(source, info, decode)
         peers = self._fold.update(((r.rid, r.peer, r.counts) for r in routes), self.clock())
         # A restarted peer comes back with a new server id: the series of its old id, at
         # connections 0, would say a route is missing when none is. It goes at once.

@@ -6,13 +6,11 @@ read is down.
 
 from __future__ import annotations
 
-import asyncio
-
 from .. import metrics as m
 from ..errors import ScrapeError
 from ..interop import Sample
 from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
-from .decode import Fields, decode_json
+from .decode import Fields, decode_json, off_loop
 
 # Where /varz puts each listener's port. nats-server 2.15 reports the route listener as
 # cluster.cluster_port; older servers used cluster.port, so both are read.
@@ -208,11 +206,6 @@ class VarzCollector(Collector):
     async def read(self, source: Source) -> ServerInfo:
         """Read /varz; returns the ``ServerInfo`` that the other collectors of the server get."""
         body = await source.get(self.endpoint)
-        # Decoding a big document would hold the event loop; /varz is small, so only past
-        # a few pages does it go to a thread.
-        if len(body) > 65536:
-            samples, info = await asyncio.to_thread(decode, body)
-        else:
-            samples, info = decode(body)
+        samples, info = await off_loop(len(body), decode, body)
         self._samples = samples
         return info
