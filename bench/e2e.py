@@ -71,6 +71,7 @@ from fastnats import exposition
 from fastnats.cli import return_freed_memory
 from fastnats.collector import NatsCollector, ServerCollector
 from fastnats.collectors import ConnzCollector, ConnzOptions
+from fastnats.collectors.base import with_margin
 from fastnats.sources.monitor import MonitorClient, new_session
 from fastnats.target import Target
 from tests.support import connzgen
@@ -300,7 +301,7 @@ def summarize(runs: list[dict]) -> dict:
 
 def connz_params(n: int) -> dict[str, str | int]:
     """The open-connections request ConnzCollector makes at ``n`` connections."""
-    return {"state": "open", "limit": ConnzCollector._margin(n), "auth": "true", "subs": "false"}
+    return {"state": "open", "limit": with_margin(n), "auth": "true", "subs": "false"}
 
 
 def timed_get(port: int, path: str, timeout: float) -> tuple[float, bytes]:

@@ -355,11 +355,8 @@ class AccstatzCollector(Collector):
 
     def __init__(self, server: ServerContext, options: AccstatzOptions | None = None) -> None:
         super().__init__(server, options or AccstatzOptions())
-        self._identity: tuple[str, str] | None = None
         self.table = AccountTable(self.options, server.name)
         self._accounts_listed = 0
-        #: The families of the last good read; kept when one read fails to decode.
-        self._samples: Samples = {}
         #: The exporter's clock, for the TTL (a simulated one in tests).
         self.clock = time.time
 
@@ -386,13 +383,13 @@ class AccstatzCollector(Collector):
                                args.accstatz_top_k)
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
-        if info.identity != self._identity:
-            # A restarted server counts every account from 0 again.
-            if self._identity is not None:
-                self.table = AccountTable(self.options, self.server.name)
-            self._identity = info.identity
+        self.follow(info)
         body = await self._read(source)
         self._samples = await off_loop(len(body), self._apply, body, self.clock())
+
+    def restarted(self) -> None:
+        # A restarted server counts every account from 0 again.
+        self.table = AccountTable(self.options, self.server.name)
 
     async def _read(self, source: Source) -> bytearray:
         listed = self._accounts_listed

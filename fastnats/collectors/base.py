@@ -38,6 +38,11 @@ class Source(Protocol):
         ...
 
 
+def with_margin(n: int) -> int:
+    """``n`` items expected, with room for those that come while a request is on its way."""
+    return n + n // 8 + 64
+
+
 @dataclass(frozen=True, slots=True)
 class ServerInfo:
     """What the other collectors need of a server, read from its /varz at this refresh."""
@@ -99,6 +104,8 @@ class Collector:
         self.options = options
         #: What ``samples`` returns: the families of the last good read.
         self._samples: Samples = {}
+        #: The identity of the server at the last read (``ServerInfo.identity``).
+        self._identity: tuple[str, str] | None = None
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
@@ -114,6 +121,18 @@ class Collector:
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
         raise NotImplementedError
+
+    def follow(self, info: ServerInfo) -> None:
+        """Note the server being read; if it restarted since the last read (a new identity),
+        ``restarted`` forgets what was kept of the old one: a restarted nats-server numbers its
+        connections from 1 again and starts its counters afresh."""
+        if info.identity != self._identity:
+            if self._identity is not None:
+                self.restarted()
+            self._identity = info.identity
+
+    def restarted(self) -> None:
+        """The server restarted: drop the state kept across refreshes."""
 
     async def poll(self) -> None:
         """An extra read between refreshes; only collectors with a ``poll_interval``."""

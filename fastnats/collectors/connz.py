@@ -15,7 +15,7 @@ from .. import metrics as m
 from .._impl import impl
 from ..errors import ConnzDecodeError, ScrapeError
 from ..flags import field_list, non_negative_int, non_negative_seconds, positive_int
-from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
+from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source, with_margin
 from .decode import parse_rfc3339_ns
 
 log = logging.getLogger("fastnats.scrape")
@@ -136,12 +136,11 @@ class ConnzCollector(Collector):
 
     def __init__(self, server: ServerContext, options: ConnzOptions | None = None) -> None:
         super().__init__(server, options or ConnzOptions())
-        self._identity: tuple[str, str] | None = None
         #: The families of the last good read; kept when one read fails to decode.
         self._samples: Samples = {}
         #: The exporter's clock, for rates and TTLs (a simulated one in tests).
         self.clock = time.time
-        self._restart()
+        self.restarted()
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
@@ -181,7 +180,7 @@ class ConnzCollector(Collector):
     def label_names(self, metric: m.Metric) -> tuple[str, ...]:
         return self.options.group_by if metric.labels == (m.GROUP_LABELS,) else metric.labels
 
-    def _restart(self) -> None:
+    def restarted(self) -> None:
         options = self.options
         self.aggregator = impl.ConnzAggregator(
             options.group_by, options.max_groups, options.group_ttl, options.top_k,
@@ -194,25 +193,16 @@ class ConnzCollector(Collector):
         self._oldest_stop: int | None = None
         self._ring_full = False
 
-    @staticmethod
-    def _margin(n: int) -> int:
-        return n + n // 8 + 64
-
     async def refresh(self, source: Source, info: ServerInfo) -> None:
-        if info.identity != self._identity:
-            # A restarted server numbers its connections from 1 again and starts its counters
-            # afresh: per-cid state from before would be wrong.
-            if self._identity is not None:
-                self._restart()
-            self._identity = info.identity
-        limit = self._margin(max(self.aggregator.total, info.connections))
+        self.follow(info)
+        limit = with_margin(max(self.aggregator.total, info.connections))
         for _ in range(self.MAX_ATTEMPTS):
             open_body = await source.get(
                 self.endpoint, {"state": "open", "limit": limit, "auth": "true", "subs": "false"})
             total = connz_total(open_body)
             if total is None or total <= limit:
                 break
-            limit = self._margin(total)
+            limit = with_margin(total)
         listed_at = listing_time(open_body)
         closed_pages: list[bytearray] | None = None
         overflow = False
@@ -250,7 +240,7 @@ class ConnzCollector(Collector):
         before they could be read; the oldest stop time read."""
         # The first page holds what /varz says closed since the last refresh, with a margin.
         opened = info.total_connections - (self._last_total_connections or 0)
-        estimate = self._margin(max(self._last_open + opened - info.connections, 0))
+        estimate = with_margin(max(self._last_open + opened - info.connections, 0))
         limit = min(max(estimate, CLOSED_FIRST), CLOSED_PAGE)
         pages: list[bytearray] = []
         offset = 0

@@ -109,6 +109,7 @@ class GatewayzCollector(PeerCollector):
         self._configured: set[str] = set()
 
     def restarted(self) -> None:
+        super().restarted()
         self._configured.clear()
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:

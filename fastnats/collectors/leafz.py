@@ -16,7 +16,7 @@ from .. import metrics as m
 from .._impl import impl
 from ..errors import ConnzDecodeError, LeafzDecodeError, ScrapeError
 from ..flags import field_list, non_negative_int, non_negative_seconds, positive_int
-from .base import DECODE, Collector, ServerContext, ServerInfo, Source
+from .base import DECODE, Collector, ServerContext, ServerInfo, Source, with_margin
 from .connz import _CONNZ_COUNT, _CONNZ_HEAD, CLOSED_FIRST, CLOSED_PAGE, _head_int, last_stop
 from .decode import off_loop, parse_rfc3339_ns
 
@@ -100,10 +100,9 @@ class LeafzCollector(Collector):
 
     def __init__(self, server: ServerContext, options: LeafzOptions | None = None) -> None:
         super().__init__(server, options or LeafzOptions())
-        self._identity: tuple[str, str] | None = None
         #: The exporter's clock, for rates and TTLs (a simulated one in tests).
         self.clock = time.time
-        self._restart()
+        self.restarted()
 
     @classmethod
     def add_arguments(cls, group: argparse._ArgumentGroup) -> None:
@@ -134,26 +133,17 @@ class LeafzCollector(Collector):
     def label_names(self, metric: m.Metric) -> tuple[str, ...]:
         return self.options.group_by if metric.labels == (m.LEAF_GROUP_LABELS,) else metric.labels
 
-    def _restart(self) -> None:
+    def restarted(self) -> None:
         options = self.options
         self.aggregator = impl.LeafzAggregator(options.group_by, options.max_groups,
                                                options.group_ttl, options.top_k)
         #: The server's clock (Unix ns) at the last listings read, oldest first.
         self._listed: deque[int] = deque(maxlen=_AWAITED_LISTINGS)
 
-    @staticmethod
-    def _margin(n: int) -> int:
-        return n + n // 8 + 64
-
     async def refresh(self, source: Source, info: ServerInfo) -> None:
-        if info.identity != self._identity:
-            # A restarted server numbers its connections from 1 again and starts its counters
-            # afresh: per-id state from before would be wrong.
-            if self._identity is not None:
-                self._restart()
-            self._identity = info.identity
+        self.follow(info)
         aggregator = self.aggregator
-        expected = self._margin(max(info.leafnodes, aggregator.count))
+        expected = with_margin(max(info.leafnodes, aggregator.count))
         body = await source.get(self.endpoint,
                                 max_bytes=DOCUMENT_BYTES + PER_LEAFNODE_BYTES * expected)
         listed_at = leafz_time(body)
@@ -183,7 +173,7 @@ class LeafzCollector(Collector):
         aggregator = self.aggregator
         watermark = (self._listed[0] - round(aggregator.closed_slack * 1e9)
                      if self._listed else None)
-        limit = min(max(self._margin(wanted), CLOSED_FIRST), CLOSED_PAGE)
+        limit = min(max(with_margin(wanted), CLOSED_FIRST), CLOSED_PAGE)
         offset = pages = 0
         most = 1
         try:

@@ -138,7 +138,6 @@ class PeerCollector(Collector):
 
     def __init__(self, server: ServerContext, options: PeerOptions | None = None) -> None:
         super().__init__(server, options or PeerOptions())
-        self._identity: tuple[str, str] | None = None
         self._fold: PeerFold[tuple[str, str]] = PeerFold(self.counters, self.options.peer_ttl)
         #: The exporter's clock for the peer TTL (a simulated one in tests).
         self.clock = time.monotonic
@@ -156,11 +155,8 @@ class PeerCollector(Collector):
         """The endpoint's body through ``decode``; a decode error leaves the fold as it was."""
         body = await source.get(self.endpoint)
         decoded = await off_loop(len(body), decode, body)
-        if info.identity != self._identity:
-            self._fold.clear()
-            self.restarted()
-            self._identity = info.identity
+        self.follow(info)
         return decoded
 
     def restarted(self) -> None:
-        """The server restarted (or this is the first read): forget its state."""
+        self._fold.clear()
