@@ -229,7 +229,9 @@ cdef int cz_reserve_commit(ConnzAggregator agg) except -1 nogil:
             new_conns += 1
         elif agg.open_recs.v[k].flags & CZ_REC_REGROUP:
             regroups += 1
-        if agg.open_recs.v[k].cid > agg.floor:
+        # The first update puts no open client's cid in seen (cz_commit_open).
+        if agg.open_recs.v[k].cid > agg.floor and (
+                agg.epoch or agg.open_recs.v[k].flags & CZ_REC_LEAF):
             above += 1
     for k in range(agg.closed_recs.n):
         if agg.closed_recs.v[k].cid > agg.floor:
@@ -239,8 +241,7 @@ cdef int cz_reserve_commit(ConnzAggregator agg) except -1 nogil:
                sizeof(CzConn))
     cz_reserve(<void **>&agg.conns_free, &agg.conns_free_cap,
                agg.nconns_slots + new_conns + 1, sizeof(int32_t))
-    if agg.epoch:
-        cz_map_reserve(&agg.seen, above)
+    cz_map_reserve(&agg.seen, above)
     new_groups = new_conns + regroups + agg.closed_recs.n + 1
     if new_groups > agg.max_groups + 1:
         new_groups = agg.max_groups + 1
@@ -389,7 +390,10 @@ cdef Py_ssize_t cz_commit_open(ConnzAggregator agg, double now, uint64_t *top_ci
         if st >= 0 and agg.conns[st].epoch == agg.epoch:
             r.flags |= CZ_REC_DUP
             continue
-        cz_saw(agg, r.cid)
+        if agg.epoch > 1:
+            # The first update's open clients are in cids until its floor settles every cid it
+            # read (cz_advance_floor): seen need not hold them too.
+            cz_saw(agg, r.cid)
         st = cz_place_open(agg, r, st, now)
         cz_count_open(agg, r, <int32_t>k, st, now)
         count += 1

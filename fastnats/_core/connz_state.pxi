@@ -284,9 +284,10 @@ cdef void cz_map_drop_all(CzMap *m) noexcept nogil:
 
 
 cdef inline void cz_saw(ConnzAggregator agg, uint64_t cid) noexcept nogil:
-    # A read showed this cid; cz_reserve_commit made room for every cid above the floor. The
-    # first update settles all it shows (cz_advance_floor): nothing to keep.
-    if agg.epoch > 1 and cid > agg.floor and cz_map_get(&agg.seen, cid) < 0:
+    # A read showed this cid; cz_reserve_commit made room for it. Within an update, ``seen`` is
+    # also what makes a cid listed twice count once (cz_commit_closed): so the first update
+    # keeps what it reads too, although its floor settles it all at its end (cz_advance_floor).
+    if cid > agg.floor and cz_map_get(&agg.seen, cid) < 0:
         cz_map_put(&agg.seen, cid, 0)
 
 

@@ -15,12 +15,13 @@ wrong shape. The contract:
 from __future__ import annotations
 
 import math
+import re
 
 import atheris
 
 with atheris.instrument_imports(include=["fastnats"]):
-    from fastnats import _core, _reference
-    from fastnats.metrics import CATALOGUE, DISTRIBUTION, GROUP_BY_FIELDS, GROUP_LABELS
+    from fastnats import _core, _reference, metrics
+    from fastnats.metrics import CATALOGUE, DISTRIBUTION
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,6 +35,25 @@ NUMBERS = [0, 1, -1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**64 + 1, -(2**63) - 1
            5e-324, 1e300, -1e300, math.nan, math.inf, -math.inf, True, False]
 #: Exceptions a bad family may raise; the writers agree on which.
 ALLOWED = (ValueError, TypeError)
+
+
+def group_markers() -> dict[str, tuple[str, ...]]:
+    """Each group-label marker of the catalogue (``<group_by>``, ``<leafz_group_by>``, ...) and
+    the fields a deployment may put in its place, paired by the catalogue's naming:
+    ``X_GROUP_LABELS`` stands for a choice of ``X_GROUP_BY_FIELDS``. A label of the catalogue that
+    is no label name and no known marker stops the harness: fuzzing with it would only find that
+    the parser refuses it."""
+    markers = {value: getattr(metrics, name.removesuffix("LABELS") + "BY_FIELDS")
+               for name, value in vars(metrics).items() if name.endswith("GROUP_LABELS")}
+    unknown = {label for metric in CATALOGUE for label in metric.labels
+               if label not in markers and not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label)}
+    if unknown:
+        raise RuntimeError(f"catalogue labels the text harness cannot expand: {sorted(unknown)}")
+    return markers
+
+
+#: Group-label marker -> the fields it may be expanded to.
+GROUP_MARKERS = group_markers()
 
 
 def label_value(fdp: atheris.FuzzedDataProvider):
@@ -63,10 +83,13 @@ def number(fdp: atheris.FuzzedDataProvider):
 
 
 def label_names_of(fdp: atheris.FuzzedDataProvider, metric) -> tuple:
-    if metric.labels != (GROUP_LABELS,):
-        return metric.labels
-    fields = [f for f in GROUP_BY_FIELDS if fdp.ConsumeBool()]
-    return tuple(fields)
+    names: list[str] = []
+    for label in metric.labels:
+        if label in GROUP_MARKERS:
+            names.extend(f for f in GROUP_MARKERS[label] if fdp.ConsumeBool())
+        else:
+            names.append(label)
+    return tuple(names)
 
 
 def sample(fdp: atheris.FuzzedDataProvider, metric, nlabels: int):

@@ -8,14 +8,14 @@ bodies of tests/unit/test_connz_hostile.py, the synthesized kernel replies of
 tests/unit/test_wire_parse.py and test_wire_hostile.py, and random bytes for the writer's data
 provider. Every choice is seeded, so a second run writes the same files; a seed larger than
 MAX_SEED is left out, to keep the corpus small and libFuzzer's default -max_len near the inputs
-that matter.
+that matter. The inputs of past findings, ``crash-<sha1>`` as libFuzzer named them, are kept
+as they are: each replays a fixed fault in every short run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
-import shutil
 import struct
 from pathlib import Path
 
@@ -27,6 +27,8 @@ from tests.unit import test_wire_parse as wire
 CORPUS = Path(__file__).resolve().parent / "corpus"
 DATA = Path(__file__).resolve().parents[1] / "data"
 MAX_SEED = 12_000
+#: How the input of a finding is named; such files stay (see the module docstring).
+FINDING = "crash-"
 SEED = 20241129
 
 
@@ -96,8 +98,10 @@ def text_seeds(rng: random.Random) -> list[bytes]:
 
 def write(target: str, seeds: list[bytes]) -> None:
     folder = CORPUS / target
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if not old.name.startswith(FINDING):
+            old.unlink()
     kept = [s for s in seeds if len(s) <= MAX_SEED]
     for seed in kept:
         (folder / hashlib.sha1(seed).hexdigest()).write_bytes(seed)

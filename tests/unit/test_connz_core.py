@@ -29,6 +29,7 @@ from fastnats.metrics import (
     NATS_CLIENT_CONNECTION_RTT_SECONDS,
     NATS_CLIENT_CONNECTION_SUBSCRIPTIONS,
     OTHER_GROUP,
+    UNKNOWN_GROUP,
 )
 from tests.support import connzgen
 
@@ -390,6 +391,63 @@ def test_a_cid_missing_from_one_open_body_is_not_counted_twice(impl):
     agg.update(body(conn(2, in_msgs=25)), None, 4.0)
     agg.update(body(conn(2, in_msgs=25)), body(conn(1, in_msgs=16)), 5.0)
     assert samples(agg, "nats_client_in_messages_total") == {(): 41}
+
+
+CLOSED_TWICE = {
+    # Closes during a paged read shift the pages: the next page repeats the end of the last.
+    "across-pages": [body(conn(6, account="A", in_msgs=1), conn(5, account="A", in_msgs=2)),
+                     body(conn(5, account="A", in_msgs=2))],
+    # The same cid again with other labels (fuzz_connz): its second listing makes no group.
+    "other-labels": body(conn(5, account="A", in_msgs=2), conn(6, account="A", in_msgs=1),
+                         conn(5, account="B", in_msgs=2)),
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("closed", CLOSED_TWICE.values(), ids=CLOSED_TWICE.keys())
+def test_a_cid_closed_twice_in_the_first_read_counts_once(impl, closed):
+    # The core kept no cid of the first update in ``seen`` (its floor settles them all at the
+    # end of it), so it counted a closed cid once per listing there, and only there.
+    agg = impl(group_by=("account",))
+    agg.update(body(), closed, 1.0)
+    # Nothing open: empty distributions, and no top-K or per-connection series.
+    empty = {m.name: [((), ((0,) * len(m.buckets), 0.0 if m.name.endswith("_seconds") else 0))]
+             for m, _ in DISTRIBUTIONS}
+    empty |= {m.name: [] for m in CONNZ
+              if m.name.startswith(("nats_client_top_", "nats_connection_"))}
+    assert agg.families() == {
+        "nats_client_connections": [(("A",), 0)],
+        "nats_client_subscriptions": [(("A",), 0)],
+        "nats_client_pending_bytes": [(("A",), 0)],
+        "nats_client_in_messages_total": [(("A",), 3)],
+        "nats_client_out_messages_total": [(("A",), 0)],
+        "nats_client_in_bytes_total": [(("A",), 0)],
+        "nats_client_out_bytes_total": [(("A",), 0)],
+        "nats_client_groups": [((), 1)],
+        "nats_client_group_overflow_total": [((), 0)],
+        "nats_client_group_evictions_total": [((), 0)],
+        "nats_client_connections_lost_total": [(("A",), 0), ((UNKNOWN_GROUP,), 0)],
+        **empty,
+    }
+    assert list(agg.families()) == [m.name for m in CONNZ]
+    assert (agg.total, agg.count, agg.lost_known, agg.lost_unknown) == (0, 0, 0, 0)
+    # Read again by the next refresh, it still counts once.
+    agg.update(body(), closed, 2.0)
+    assert samples(agg, "nats_client_in_messages_total") == {("A",): 3}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("leaf_body", ["open", "closed"])
+def test_a_cid_read_as_a_leafnode_is_not_a_client_closed_in_the_same_first_read(impl, leaf_body):
+    # The same rule: once read, a cid counts no more in that update, the first one included.
+    agg = impl(group_by=())
+    leaf, client = conn(6, kind="Leafnode"), conn(6, in_msgs=3)
+    if leaf_body == "open":
+        agg.update(body(leaf), body(client), 1.0)
+    else:
+        agg.update(body(), body(leaf, client), 1.0)
+    assert samples(agg, "nats_client_in_messages_total") == {}
+    assert samples(agg, "nats_client_groups") == {(): 0}
 
 
 @pytest.mark.parametrize("impl", IMPLS)
