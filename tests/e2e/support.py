@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats import cli, metrics
 from tests.support.process import require_tool
@@ -68,6 +69,26 @@ _SAMPLE_NAME = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", re.M)
 def sample_names(text: str) -> set[str]:
     """Names of the samples in a text exposition (``_bucket`` and friends as written)."""
     return set(_SAMPLE_NAME.findall(text))
+
+
+#: Labels that tell apart the samples of one series of a histogram or summary, not series.
+_SAMPLE_LABELS = frozenset({"le", "quantile"})
+
+
+def label_schemas(text: str) -> dict[str, set[tuple[str, ...]]]:
+    """Family -> the distinct sorted label names its samples carry in a text exposition
+    (``le`` and ``quantile`` left out); one per family unless two schemas are mixed."""
+    schemas: dict[str, set[tuple[str, ...]]] = {}
+    for family in text_string_to_metric_families(text):
+        names = schemas.setdefault(family.name, set())
+        for sample in family.samples:
+            names.add(tuple(sorted(sample.labels.keys() - _SAMPLE_LABELS)))
+    return schemas
+
+
+def mixed_label_schemas(text: str) -> dict[str, set[tuple[str, ...]]]:
+    """The families of ``label_schemas(text)`` whose samples carry more than one schema."""
+    return {family: names for family, names in label_schemas(text).items() if len(names) > 1}
 
 
 def catalogue_series_names() -> set[str]:

@@ -1,16 +1,20 @@
 """Checks of what deploy/ ships against the real tools: the Prometheus rules and their unit
 tests under promtool, and the Grafana dashboard and `promtool check metrics` against a real
-exposition."""
+exposition of every family the dashboard reads."""
 
 from __future__ import annotations
 
 import re
+import socket
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
 
 import pytest
 
 from fastnats import metrics
+from fastnats.nats import launcher
 from tests.e2e.support import (
     ALLOWED_LINT,
     DASHBOARD,
@@ -19,17 +23,15 @@ from tests.e2e.support import (
     alert_names,
     catalogue_series_names,
     dashboard_metric_names,
+    mixed_label_schemas,
     promtool_lint,
     recorded_names,
     sample_names,
 )
-from tests.support.natsclient import RawClient, stall_a_consumer
-from tests.support.process import (
-    exporter_under_traffic,
-    require_tool,
-    running_nats,
-    wait_until,
-)
+from tests.support.cluster import TENANTS, Supercluster
+from tests.support.leafcrowd import LeafCrowd
+from tests.support.natsclient import Traffic, stall_a_consumer
+from tests.support.process import exporting, require_tool, running_nats, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -59,19 +61,61 @@ def test_promtool_rule_unit_tests_pass():
     assert result.stdout.count("SUCCESS") == len(RULE_TESTS), result.stdout
 
 
-# -- a real exposition: exporter, nats-server and traffic, all real
+# -- a real exposition: exporter, nats-servers and traffic, all real
+
+#: Leafnodes on the supercluster's hub while the exposition is taken.
+LEAVES = 200
+#: Flags that turn on every collector and every health check the dashboard reads.
+EVERY_COLLECTOR = ("--collector.accstatz", "--collector.subsz",
+                   "--healthz.jetstream", "enabled-only,server-only")
+
+
+@contextmanager
+def troubled_server(folder: Path) -> Iterator[launcher.NatsServer]:
+    """A JetStream server with TLS on its client listener, in a cluster whose one route leads
+    to a port bound here and never listened on: its JetStream waits for a meta leader for good,
+    so /healthz fails with a JETSTREAM check as long as it runs."""
+    cert, key = folder / "client.pem", folder / "client-key.pem"
+    subprocess.run(
+        [require_tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "30", "-subj", "/CN=troubled", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    with socket.socket() as nowhere:
+        # Bound and never listening: the route is refused, and no one else can take the port.
+        nowhere.bind(("127.0.0.1", 0))
+        conf = folder / "nats.conf"
+        conf.write_text(f"""\
+server_name: troubled
+host: 127.0.0.1
+port: -1
+http_port: -1
+tls {{ cert_file: "{cert}", key_file: "{key}" }}
+jetstream {{ store_dir: "{folder / 'js'}", max_memory_store: 64MB, max_file_store: 1GB }}
+cluster {{ name: X, host: 127.0.0.1, port: -1,
+          routes: ["nats-route://127.0.0.1:{nowhere.getsockname()[1]}"] }}
+""", encoding="utf-8")
+        require_tool("nats-server")
+        server = launcher.start(["-c", str(conf)])
+        try:
+            yield server
+        finally:
+            server.stop()
+
 
 @pytest.fixture(scope="module")
-def real_exposition() -> Iterator[dict[str, object]]:
-    """Sample names (and the texts) of scrapes taken while the exporter watches a real server:
-    under traffic, with one consumer falling behind, then with the server stopped.
+def real_exposition(supercluster: Supercluster,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    """Sample names (and the texts) of scrapes taken while one exporter, every collector on,
+    watches: the supercluster (routes, gateways, JetStream, 200 leafnodes on the hub, traffic
+    across a route and the gateway); a troubled server (TLS, JetStream failing its health
+    check); and a plain server under traffic with one consumer falling behind, then stopped.
 
     The names are the union over the scrapes, since some families exist only in one phase
-    (pending bytes while a consumer stalls, refresh errors once the server is gone).
+    (pending bytes while a consumer stalls, refresh errors once the plain server is gone).
     """
     seen: set[str] = set()
     texts: list[str] = []
-    stalled: list[RawClient] = []
 
     def scrape_until(names: set[str]) -> bool:
         texts.append(exporter.scrape())
@@ -80,22 +124,37 @@ def real_exposition() -> Iterator[dict[str, object]]:
 
     expected = dashboard_metric_names() & catalogue_series_names()
     needs_down = {metrics.FASTNATS_REFRESH_ERRORS_TOTAL.name}
-    with running_nats() as server, exporter_under_traffic(
-            server, idle=2, seconds=30, refresh_interval="0.2") as (exporter, traffic):
+    supercluster.wait_formed()
+    with ExitStack() as stack:
+        plain = stack.enter_context(running_nats())
+        troubled = stack.enter_context(troubled_server(tmp_path_factory.mktemp("troubled")))
+        tenants = [(name, *supercluster.accounts[name]) for name in TENANTS]
+        stack.enter_context(LeafCrowd(supercluster.hub.leaf_port, LEAVES, accounts=tenants,
+                                      names="deploy", groups=4))
+        targets = [f"{node.name}={node.monitor_url}" for node in supercluster.nodes]
+        targets += [f"troubled={troubled.monitor_url}", f"plain={plain.monitor_url}"]
+        exporter = stack.enter_context(exporting(
+            *targets, *EVERY_COLLECTOR, "--web.listen-address", "127.0.0.1:0",
+            "--refresh-interval", "0.2"))
+        traffic = Traffic(plain.client_port, seconds=30).start()
+        stack.callback(traffic.stop)
+        stalled = stall_a_consumer(plain.client_port)
+        for client in stalled:
+            stack.callback(client.close)
+        supercluster.traffic()
         try:
-            stalled += stall_a_consumer(server.client_port)
-            try:
-                wait_until(lambda: scrape_until(
-                    expected - needs_down - NOT_IN_TEST_EXPOSITION.keys()), timeout=8, interval=0.1)
-            except AssertionError:
-                pass  # test_dashboard_metrics_appear_in_a_real_exposition names what is missing
-            traffic.stop()
-            server.stop()
-            wait_until(lambda: scrape_until(needs_down) and "nats_up 0\n" in texts[-1])
-            yield {"names": seen, "texts": texts}
-        finally:
-            for client in stalled:
-                client.close()
+            wait_until(lambda: scrape_until(
+                expected - needs_down - NOT_IN_TEST_EXPOSITION.keys()), timeout=8, interval=0.1)
+        except AssertionError:
+            pass  # test_dashboard_metrics_appear_in_a_real_exposition names what is missing
+        traffic.stop()
+        # A server still queueing for the stalled consumer takes its write deadline to stop.
+        for client in stalled:
+            client.close()
+        plain.stop()
+        wait_until(lambda: scrape_until(needs_down)
+                   and 'nats_up{server="plain"} 0\n' in texts[-1])
+        yield {"names": seen, "texts": texts}
 
 
 def test_dashboard_metrics_appear_in_a_real_exposition(real_exposition):
@@ -103,7 +162,8 @@ def test_dashboard_metrics_appear_in_a_real_exposition(real_exposition):
     missing = wanted - real_exposition["names"] - NOT_IN_TEST_EXPOSITION.keys()
     assert not missing, (
         f"{DASHBOARD.name} queries {sorted(missing)}; fastnats.metrics lists them, but a real "
-        f"exporter against a real nats-server with traffic, a stalled consumer and a stop never "
+        f"exporter with every collector on, against the supercluster with leafnodes and "
+        f"traffic, a troubled server and a plain one with a stalled consumer and a stop, never "
         f"rendered them. Either the collector does not produce them yet, or the dashboard must "
         f"stop using them, or NOT_IN_TEST_EXPOSITION must say why this test cannot see them.")
     assert not NOT_IN_TEST_EXPOSITION.keys() - wanted, "stale NOT_IN_TEST_EXPOSITION entries"
@@ -116,3 +176,9 @@ def test_promtool_check_metrics_on_a_real_exposition(real_exposition):
         findings = promtool_lint(text)
         assert findings <= ALLOWED_LINT, sorted(findings - ALLOWED_LINT)
         assert findings == {f for f in ALLOWED_LINT if f.split()[0] in sample_names(text)}
+
+
+def test_no_family_mixes_label_schemas_in_a_real_exposition(real_exposition):
+    # Servers with and without a cluster, JetStream, TLS or leafnodes, up and down, side by side.
+    for text in real_exposition["texts"]:
+        assert mixed_label_schemas(text) == {}
