@@ -28,6 +28,7 @@ from tests.e2e.support import (
     recorded_names,
     sample_names,
 )
+from tests.support.certs import server_certificate
 from tests.support.cluster import TENANTS, Supercluster
 from tests.support.leafcrowd import LeafCrowd
 from tests.support.natsclient import Traffic, stall_a_consumer
@@ -75,12 +76,7 @@ def troubled_server(folder: Path) -> Iterator[launcher.NatsServer]:
     """A JetStream server with TLS on its client listener, in a cluster whose one route leads
     to a port bound here and never listened on: its JetStream waits for a meta leader for good,
     so /healthz fails with a JETSTREAM check as long as it runs."""
-    cert, key = folder / "client.pem", folder / "client-key.pem"
-    subprocess.run(
-        [require_tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "30", "-subj", "/CN=troubled", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True)
+    cert, key, _ = server_certificate(folder, "troubled", days=30)
     with socket.socket() as nowhere:
         # Bound and never listening: the route is refused, and no one else can take the port.
         nowhere.bind(("127.0.0.1", 0))

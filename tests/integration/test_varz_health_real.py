@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
-import subprocess
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +26,7 @@ from fastnats.collectors.healthz import HealthzOptions
 from fastnats.nats import launcher
 from fastnats.sources.monitor import MonitorClient, new_session
 from fastnats.target import Target
+from tests.support.certs import server_certificate
 from tests.support.process import free_port, require_tool, running_nats, start_exporter
 
 pytestmark = pytest.mark.integration
@@ -48,19 +47,6 @@ def fetch(url: str, endpoint: str, **params: str) -> tuple[int, dict]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def certificate(folder: Path, name: str, days: int) -> tuple[Path, Path, float]:
-    """A self-signed certificate for 127.0.0.1: its file, its key, and its notAfter (Unix)."""
-    cert, key = folder / f"{name}.pem", folder / f"{name}-key.pem"
-    subprocess.run(
-        [require_tool("openssl"), "req", "-x509", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", str(days), "-subj", f"/CN={name}", "-addext",
-         "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
-    end = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-enddate"],
-                         check=True, capture_output=True, text=True).stdout
-    return cert, key, float(ssl.cert_time_to_seconds(end.strip().removeprefix("notAfter=")))
 
 
 def scrape(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -99,7 +85,7 @@ def tls_jetstream_server(folder: Path) -> Iterator[tuple[launcher.NatsServer, di
     expiries = {}
     tls = {}
     for listener, (block, days) in LISTENERS.items():
-        cert, key, expiry = certificate(folder, listener, days)
+        cert, key, expiry = server_certificate(folder, listener, days)
         expiries[listener] = expiry
         verify = f', ca_file: "{cert}"' if listener in ("cluster", "gateway") else ""
         tls[block] = f'tls {{ cert_file: "{cert}", key_file: "{key}"{verify} }}'
@@ -131,7 +117,7 @@ system_account: SYS
         server.stop()
 
 
-def test_every_varz_family_equals_varz_and_tls_expiry_equals_each_certificate(tmp_path):
+def test_every_varz_family_equals_varz_and_tls_expiry_equals_each_server_certificate(tmp_path):
     with tls_jetstream_server(tmp_path) as (server, expiries):
         exporter = start_exporter(server.monitor_url, *FAST, "--collector.subsz",
                                   "--healthz.jetstream", "enabled-only,server-only")
