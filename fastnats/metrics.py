@@ -752,6 +752,257 @@ SUBSZ: tuple[Metric, ...] = (
     NATS_SUBLIST_FANOUT_MAX,
 )
 
+# JetStream (/jsz). What /varz already carries (storage and memory used, reserved and
+# configured, API totals and errors) is in the VARZ families; these add the rest. Every stream
+# is exported once, by its leader, and every consumer by its leader; durable consumers get their
+# own series under a cap, ephemeral ones are aggregated per stream.
+#
+# The stream and consumer labels depend on --jsz.stream-meta-keys, --jsz.consumer-meta-keys
+# and --jsz.replicas: the markers below expand to them (``JszCollector.label_names``).
+STREAM_LABELS = "<jsz_stream>"
+CONSUMER_LABELS = "<jsz_consumer>"
+#: The labels every stream series has, before the metadata keys.
+STREAM_BASE_LABELS = ("account", "stream")
+CONSUMER_BASE_LABELS = ("account", "stream", "consumer")
+_JSZ = "/jsz"
+NATS_JETSTREAM_STREAMS = Metric(
+    "nats_jetstream_streams", GAUGE, "Streams the server holds (each replica counted)",
+    source=_JSZ + " streams", example=120)
+NATS_JETSTREAM_CONSUMERS = Metric(
+    "nats_jetstream_consumers", GAUGE, "Consumers the server holds (each replica counted)",
+    source=_JSZ + " consumers", example=2400)
+NATS_JETSTREAM_MESSAGES = Metric(
+    "nats_jetstream_messages", GAUGE, "Messages stored by the server's streams",
+    source=_JSZ + " messages", example=18200310)
+NATS_JETSTREAM_BYTES = Metric(
+    "nats_jetstream_bytes", GAUGE, "Bytes stored by the server's streams",
+    source=_JSZ + " bytes", example=7340032000)
+NATS_JETSTREAM_ACCOUNTS = Metric(
+    "nats_jetstream_accounts", GAUGE, "Accounts with JetStream enabled on the server",
+    source=_JSZ + " accounts", example=12)
+NATS_JETSTREAM_HA_ASSETS = Metric(
+    "nats_jetstream_ha_assets", GAUGE, "Replicated (raft) assets the server takes part in",
+    source=_JSZ + " ha_assets", example=61)
+NATS_JETSTREAM_API_LEVEL = Metric(
+    "nats_jetstream_api_level", GAUGE, "JetStream API level the server supports",
+    source=_JSZ + " api.level", example=1)
+NATS_JETSTREAM_META_LEADER = Metric(
+    "nats_jetstream_meta_leader", GAUGE,
+    "1 if the server is the leader of the JetStream meta group, else 0",
+    source=_JSZ + " meta_cluster.leader equals the server's name", example=0)
+NATS_JETSTREAM_META_LEADER_INFO = Metric(
+    "nats_jetstream_meta_leader_info", GAUGE,
+    "The meta group's leader as this server sees it; value 1, no series without a leader",
+    ("leader",), source=_JSZ + " meta_cluster.leader", example=1)
+NATS_JETSTREAM_META_CLUSTER_SIZE = Metric(
+    "nats_jetstream_meta_cluster_size", GAUGE, "Servers the JetStream meta group expects",
+    source=_JSZ + " meta_cluster.cluster_size", example=3)
+NATS_JETSTREAM_META_PEERS = Metric(
+    "nats_jetstream_meta_peers", GAUGE,
+    "Peers of the meta group as this server sees them, by state: current, lagging (not "
+    "current, not offline) or offline", ("state",),
+    source=_JSZ + " meta_cluster.replicas", example=2)
+NATS_JETSTREAM_META_PENDING = Metric(
+    "nats_jetstream_meta_pending", GAUGE, "Meta group entries not yet applied",
+    source=_JSZ + " meta_cluster.pending", example=0)
+
+_ACCOUNT_TIER = ("account", "tier")
+NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES = Metric(
+    "nats_jetstream_account_memory_bytes", GAUGE,
+    "Memory used by the account's streams in the storage tier (R1, R3, ...)", _ACCOUNT_TIER,
+    source=_JSZ + "?accounts=true, per account and tier", example=1048576)
+NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES = Metric(
+    "nats_jetstream_account_storage_bytes", GAUGE,
+    "File storage used by the account's streams in the storage tier", _ACCOUNT_TIER,
+    source=_JSZ + "?accounts=true, per account and tier", example=73400320)
+NATS_JETSTREAM_ACCOUNT_MAX_MEMORY_BYTES = Metric(
+    "nats_jetstream_account_max_memory_bytes", GAUGE,
+    "Memory the account may use in the tier; no series when unlimited", _ACCOUNT_TIER,
+    source=_JSZ + "?accounts=true, the account's limits", example=1073741824)
+NATS_JETSTREAM_ACCOUNT_MAX_STORAGE_BYTES = Metric(
+    "nats_jetstream_account_max_storage_bytes", GAUGE,
+    "File storage the account may use in the tier; no series when unlimited", _ACCOUNT_TIER,
+    source=_JSZ + "?accounts=true, the account's limits", example=10737418240)
+NATS_JETSTREAM_ACCOUNT_STREAMS = Metric(
+    "nats_jetstream_account_streams", GAUGE, "Streams of the account in the tier",
+    _ACCOUNT_TIER, source=_JSZ + "?accounts=true", example=8)
+NATS_JETSTREAM_ACCOUNT_CONSUMERS = Metric(
+    "nats_jetstream_account_consumers", GAUGE, "Consumers of the account in the tier",
+    _ACCOUNT_TIER, source=_JSZ + "?accounts=true", example=40)
+
+_STREAM = _JSZ + "?streams=true, exported by the stream's leader"
+NATS_JETSTREAM_STREAM_MESSAGES = Metric(
+    "nats_jetstream_stream_messages", GAUGE, "Messages in the stream", (STREAM_LABELS,),
+    source=_STREAM + "; state.messages", example=1830255)
+NATS_JETSTREAM_STREAM_BYTES = Metric(
+    "nats_jetstream_stream_bytes", GAUGE, "Bytes in the stream", (STREAM_LABELS,),
+    source=_STREAM + "; state.bytes", example=146420400)
+NATS_JETSTREAM_STREAM_FIRST_SEQUENCE = Metric(
+    "nats_jetstream_stream_first_sequence", GAUGE, "Sequence of the stream's first message",
+    (STREAM_LABELS,), source=_STREAM + "; state.first_seq", example=12)
+NATS_JETSTREAM_STREAM_LAST_SEQUENCE = Metric(
+    "nats_jetstream_stream_last_sequence", GAUGE, "Sequence of the stream's last message",
+    (STREAM_LABELS,), source=_STREAM + "; state.last_seq", example=1830266)
+NATS_JETSTREAM_STREAM_DELETED_MESSAGES = Metric(
+    "nats_jetstream_stream_deleted_messages", GAUGE,
+    "Messages deleted inside the stream's sequence range (interior deletes)", (STREAM_LABELS,),
+    source=_STREAM + "; state.num_deleted", example=0)
+NATS_JETSTREAM_STREAM_SUBJECTS = Metric(
+    "nats_jetstream_stream_subjects", GAUGE, "Distinct subjects in the stream",
+    (STREAM_LABELS,), source=_STREAM + "; state.num_subjects", example=40)
+NATS_JETSTREAM_STREAM_CONSUMERS = Metric(
+    "nats_jetstream_stream_consumers", GAUGE, "Consumers of the stream", (STREAM_LABELS,),
+    source=_STREAM + "; state.consumer_count", example=6)
+NATS_JETSTREAM_STREAM_MAX_BYTES = Metric(
+    "nats_jetstream_stream_max_bytes", GAUGE,
+    "Configured byte limit of the stream; no series when unlimited", (STREAM_LABELS,),
+    source=_STREAM + "; config.max_bytes", example=1073741824)
+NATS_JETSTREAM_STREAM_MAX_MESSAGES = Metric(
+    "nats_jetstream_stream_max_messages", GAUGE,
+    "Configured message limit of the stream; no series when unlimited", (STREAM_LABELS,),
+    source=_STREAM + "; config.max_msgs", example=10000000)
+NATS_JETSTREAM_STREAM_MAX_AGE_SECONDS = Metric(
+    "nats_jetstream_stream_max_age_seconds", GAUGE,
+    "Configured message age limit of the stream in seconds; no series when unlimited",
+    (STREAM_LABELS,), source=_STREAM + "; config.max_age", example=86400)
+SOURCE_LABELS = ("account", "stream", "source", "kind")
+NATS_JETSTREAM_STREAM_SOURCE_LAG = Metric(
+    "nats_jetstream_stream_source_lag", GAUGE,
+    "Messages the stream's mirror (kind mirror) or source (kind source) is behind",
+    SOURCE_LABELS, source=_STREAM + "; mirror.lag, sources[].lag", example=0)
+NATS_JETSTREAM_STREAM_SOURCE_LAST_SEEN_SECONDS = Metric(
+    "nats_jetstream_stream_source_last_seen_seconds", GAUGE,
+    "Seconds since the mirror or source was last heard from", SOURCE_LABELS,
+    source=_STREAM + "; mirror.active, sources[].active", example=0.4)
+REPLICA_LABELS = ("account", "stream", "replica")
+NATS_JETSTREAM_STREAM_REPLICA_CURRENT = Metric(
+    "nats_jetstream_stream_replica_current", GAUGE,
+    "1 if the stream's follower replica is current with its leader, else 0", REPLICA_LABELS,
+    source=_STREAM + "; cluster.replicas[].current", example=1)
+NATS_JETSTREAM_STREAM_REPLICA_OFFLINE = Metric(
+    "nats_jetstream_stream_replica_offline", GAUGE,
+    "1 if the stream's follower replica is offline, else 0", REPLICA_LABELS,
+    source=_STREAM + "; cluster.replicas[].offline", example=0)
+NATS_JETSTREAM_STREAM_REPLICA_LAG = Metric(
+    "nats_jetstream_stream_replica_lag", GAUGE,
+    "Operations the stream's follower replica is behind its leader", REPLICA_LABELS,
+    source=_STREAM + "; cluster.replicas[].lag", example=0)
+
+_CONSUMER = _JSZ + "?consumers=true, exported by the consumer's leader"
+NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES = Metric(
+    "nats_jetstream_consumer_pending_messages", GAUGE,
+    "Messages of the stream the durable consumer has not yet been delivered",
+    (CONSUMER_LABELS,), source=_CONSUMER + "; num_pending", example=120)
+NATS_JETSTREAM_CONSUMER_ACK_PENDING_MESSAGES = Metric(
+    "nats_jetstream_consumer_ack_pending_messages", GAUGE,
+    "Messages delivered to the durable consumer and not yet acknowledged", (CONSUMER_LABELS,),
+    source=_CONSUMER + "; num_ack_pending", example=8)
+NATS_JETSTREAM_CONSUMER_REDELIVERED_MESSAGES = Metric(
+    "nats_jetstream_consumer_redelivered_messages", GAUGE,
+    "Messages delivered more than once and not yet acknowledged", (CONSUMER_LABELS,),
+    source=_CONSUMER + "; num_redelivered", example=0)
+NATS_JETSTREAM_CONSUMER_WAITING_REQUESTS = Metric(
+    "nats_jetstream_consumer_waiting_requests", GAUGE,
+    "Pull requests waiting on the durable consumer", (CONSUMER_LABELS,),
+    source=_CONSUMER + "; num_waiting", example=1)
+NATS_JETSTREAM_CONSUMER_DELIVERED_CONSUMER_SEQUENCE = Metric(
+    "nats_jetstream_consumer_delivered_consumer_sequence", GAUGE,
+    "Consumer sequence of the last message delivered (grows while the consumer lives)",
+    (CONSUMER_LABELS,), source=_CONSUMER + "; delivered.consumer_seq", example=1830200)
+NATS_JETSTREAM_CONSUMER_DELIVERED_STREAM_SEQUENCE = Metric(
+    "nats_jetstream_consumer_delivered_stream_sequence", GAUGE,
+    "Stream sequence of the last message delivered", (CONSUMER_LABELS,),
+    source=_CONSUMER + "; delivered.stream_seq", example=1830240)
+NATS_JETSTREAM_CONSUMER_ACK_FLOOR_CONSUMER_SEQUENCE = Metric(
+    "nats_jetstream_consumer_ack_floor_consumer_sequence", GAUGE,
+    "Consumer sequence below which every message is acknowledged", (CONSUMER_LABELS,),
+    source=_CONSUMER + "; ack_floor.consumer_seq", example=1830190)
+NATS_JETSTREAM_CONSUMER_ACK_FLOOR_STREAM_SEQUENCE = Metric(
+    "nats_jetstream_consumer_ack_floor_stream_sequence", GAUGE,
+    "Stream sequence below which every message is acknowledged", (CONSUMER_LABELS,),
+    source=_CONSUMER + "; ack_floor.stream_seq", example=1830230)
+NATS_JETSTREAM_CONSUMER_OVERFLOW = Metric(
+    "nats_jetstream_consumer_overflow", GAUGE,
+    "Durable consumers summed into the consumer labelled _other because "
+    "--jsz.max-consumers were already exported", source=_CONSUMER, example=0)
+NATS_JETSTREAM_STREAM_EPHEMERAL_CONSUMERS = Metric(
+    "nats_jetstream_stream_ephemeral_consumers", GAUGE,
+    "Ephemeral consumers of the stream (aggregated, never one series each)", (STREAM_LABELS,),
+    source=_CONSUMER + "; consumers without a durable name", example=200)
+NATS_JETSTREAM_STREAM_EPHEMERAL_PENDING_MESSAGES = Metric(
+    "nats_jetstream_stream_ephemeral_pending_messages", GAUGE,
+    "Pending messages over the stream's ephemeral consumers: their sum (stat sum) and the "
+    "highest of one (stat max)", (STREAM_LABELS, "stat"),
+    source=_CONSUMER + "; num_pending of the ephemeral consumers", example=40)
+NATS_JETSTREAM_STREAM_EPHEMERAL_ACK_PENDING_MESSAGES = Metric(
+    "nats_jetstream_stream_ephemeral_ack_pending_messages", GAUGE,
+    "Unacknowledged messages over the stream's ephemeral consumers: their sum (stat sum) and "
+    "the highest of one (stat max)", (STREAM_LABELS, "stat"),
+    source=_CONSUMER + "; num_ack_pending of the ephemeral consumers", example=4)
+NATS_JETSTREAM_CONSUMER_TOP_PENDING_MESSAGES = Metric(
+    "nats_jetstream_consumer_top_pending_messages", GAUGE,
+    "Pending messages of the --jsz.top-k consumers with the most, durable or ephemeral",
+    ("account", "stream", "consumer", "durable"),
+    source=_CONSUMER + "; num_pending; consumers with none are left out", example=5200)
+
+JSZ: tuple[Metric, ...] = (
+    NATS_JETSTREAM_STREAMS,
+    NATS_JETSTREAM_CONSUMERS,
+    NATS_JETSTREAM_MESSAGES,
+    NATS_JETSTREAM_BYTES,
+    NATS_JETSTREAM_ACCOUNTS,
+    NATS_JETSTREAM_HA_ASSETS,
+    NATS_JETSTREAM_API_LEVEL,
+    NATS_JETSTREAM_META_LEADER,
+    NATS_JETSTREAM_META_LEADER_INFO,
+    NATS_JETSTREAM_META_CLUSTER_SIZE,
+    NATS_JETSTREAM_META_PEERS,
+    NATS_JETSTREAM_META_PENDING,
+    NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES,
+    NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES,
+    NATS_JETSTREAM_ACCOUNT_MAX_MEMORY_BYTES,
+    NATS_JETSTREAM_ACCOUNT_MAX_STORAGE_BYTES,
+    NATS_JETSTREAM_ACCOUNT_STREAMS,
+    NATS_JETSTREAM_ACCOUNT_CONSUMERS,
+    NATS_JETSTREAM_STREAM_MESSAGES,
+    NATS_JETSTREAM_STREAM_BYTES,
+    NATS_JETSTREAM_STREAM_FIRST_SEQUENCE,
+    NATS_JETSTREAM_STREAM_LAST_SEQUENCE,
+    NATS_JETSTREAM_STREAM_DELETED_MESSAGES,
+    NATS_JETSTREAM_STREAM_SUBJECTS,
+    NATS_JETSTREAM_STREAM_CONSUMERS,
+    NATS_JETSTREAM_STREAM_MAX_BYTES,
+    NATS_JETSTREAM_STREAM_MAX_MESSAGES,
+    NATS_JETSTREAM_STREAM_MAX_AGE_SECONDS,
+    NATS_JETSTREAM_STREAM_SOURCE_LAG,
+    NATS_JETSTREAM_STREAM_SOURCE_LAST_SEEN_SECONDS,
+    NATS_JETSTREAM_STREAM_REPLICA_CURRENT,
+    NATS_JETSTREAM_STREAM_REPLICA_OFFLINE,
+    NATS_JETSTREAM_STREAM_REPLICA_LAG,
+    NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES,
+    NATS_JETSTREAM_CONSUMER_ACK_PENDING_MESSAGES,
+    NATS_JETSTREAM_CONSUMER_REDELIVERED_MESSAGES,
+    NATS_JETSTREAM_CONSUMER_WAITING_REQUESTS,
+    NATS_JETSTREAM_CONSUMER_DELIVERED_CONSUMER_SEQUENCE,
+    NATS_JETSTREAM_CONSUMER_DELIVERED_STREAM_SEQUENCE,
+    NATS_JETSTREAM_CONSUMER_ACK_FLOOR_CONSUMER_SEQUENCE,
+    NATS_JETSTREAM_CONSUMER_ACK_FLOOR_STREAM_SEQUENCE,
+    NATS_JETSTREAM_CONSUMER_OVERFLOW,
+    NATS_JETSTREAM_STREAM_EPHEMERAL_CONSUMERS,
+    NATS_JETSTREAM_STREAM_EPHEMERAL_PENDING_MESSAGES,
+    NATS_JETSTREAM_STREAM_EPHEMERAL_ACK_PENDING_MESSAGES,
+    NATS_JETSTREAM_CONSUMER_TOP_PENDING_MESSAGES,
+)
+
+#: Each label marker a catalogue entry may hold, with the flag that sets it and the labels it
+#: stands for by default; the collector that owns the family expands it (``label_names``).
+LABEL_MARKERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    GROUP_LABELS: ("--connz.group-by", DEFAULT_GROUP_BY),
+    LEAF_GROUP_LABELS: ("--leafz.group-by", DEFAULT_LEAF_GROUP_BY),
+    STREAM_LABELS: ("--jsz.stream-meta-keys", STREAM_BASE_LABELS),
+    CONSUMER_LABELS: ("--jsz.consumer-meta-keys", CONSUMER_BASE_LABELS),
+}
+
 # Wire bytes per listener from kernel socket counters.
 _WIRE_SOURCE = ("kernel socket counters (NETLINK_SOCK_DIAG tcp_info) of the connections accepted "
                 "on the listener's port")
@@ -819,7 +1070,7 @@ SELF = (
 
 #: Every family, in the order the exposition lists them.
 CATALOGUE: tuple[Metric, ...] = (SEED + HEALTH + VARZ + CONNZ + ROUTEZ + GATEWAYZ + LEAFZ
-                                + HEALTHZ + ACCSTATZ + SUBSZ + WIRE + SELF)
+                                + HEALTHZ + ACCSTATZ + SUBSZ + JSZ + WIRE + SELF)
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}
 assert len(BY_NAME) == len(CATALOGUE), "duplicate metric name in the catalogue"

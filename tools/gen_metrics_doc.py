@@ -71,6 +71,11 @@ SECTIONS = (
      "Bytes on the wire per NATS listener, protocol overhead included, from the kernel's TCP "
      "counters of the server's accepted sockets. The exporter must run in the server's network "
      "namespace (same host, or same pod) to see them."),
+    ("JetStream (/jsz)", m.JSZ,
+     "JetStream beyond what /varz carries: the server's streams and consumers, its meta group, "
+     "accounts by storage tier, streams (each exported once, by its leader), durable consumers "
+     "under a cap and ephemeral ones aggregated per stream. Collector `jsz`, off by default; "
+     "`--jsz.level` says how deep it reads."),
     ("Exporter", m.SELF, "The exporter's own health."),
 )
 
@@ -100,16 +105,23 @@ EXAMPLE_LABELS = {
     "check": "enabled-only",
     "type": "JETSTREAM",
     "is_spoke": "false",
+    "leader": "nats-1",
+    "state": "current",
+    "tier": "R3",
+    "stream": "ORDERS",
+    "consumer": "billing",
+    "source": "ORDERS_EU",
+    "replica": "nats-2",
+    "stat": "sum",
+    "durable": "true",
 }
 EXAMPLE_LABELS_BY_METRIC = {
     "fastnats_build_info": {"version": "0.1.0"},
     "nats_server_slow_consumer_detections_total": {"kind": "clients"},
+    "nats_jetstream_stream_source_lag": {"kind": "source"},
+    "nats_jetstream_stream_source_last_seen_seconds": {"kind": "source"},
 }
-#: The label markers the collectors expand, with their flag and default fields.
-GROUP_MARKERS = {
-    m.GROUP_LABELS: ("--connz.group-by", m.DEFAULT_GROUP_BY),
-    m.LEAF_GROUP_LABELS: ("--leafz.group-by", m.DEFAULT_LEAF_GROUP_BY),
-}
+GROUP_MARKERS = m.LABEL_MARKERS
 
 
 def _label_names(metric: m.Metric) -> list[str]:
