@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
-import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 
 import orjson
+from harness import median_seconds
 
 from fastnats.collectors.accstatz import AccountTable, AccstatzOptions, decode
 
@@ -52,15 +50,6 @@ def generate(accounts: int, seed: int, tick: int = 0, changed: float = 0.0) -> b
     now = datetime.fromtimestamp(1_800_000_000 + tick, timezone.utc).isoformat()
     return orjson.dumps({"server_id": "NBENCH", "now": now.replace("+00:00", "Z"),
                          "account_statz": entries}, option=orjson.OPT_INDENT_2)
-
-
-def median_seconds(run: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -29,17 +29,12 @@ connections of a recorded body cloned to N (``--from-recorded``), or a given bod
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import checkout  # noqa: F401
+import harness
 import msgspec
 import orjson
 
@@ -103,22 +98,9 @@ def _orjson(body: bytes) -> Callable[[], object]:
     return run
 
 
-def _aggregator(cls) -> Callable[[bytes], Callable[[], object]]:
-    def setup(body: bytes) -> Callable[[], object]:
-        agg = cls()
-        agg.update(body, None, 0.0)
-        clock = [0.0]
-
-        def run() -> None:
-            clock[0] += 15.0
-            agg.update(body, None, clock[0])
-        return run
-    return setup
-
-
-CONTENDERS: dict[str, Callable[[bytes], Callable[[], object]]] = {
-    "core": _aggregator(_core.ConnzAggregator),
-    "reference": _aggregator(_reference.ConnzAggregator),
+CONTENDERS: dict[str, harness.Contender] = {
+    "core": harness.aggregator(_core.ConnzAggregator),
+    "reference": harness.aggregator(_reference.ConnzAggregator),
     "msgspec": _msgspec,
     "orjson": _orjson,
     "scan": lambda body: lambda: body.count(b'"cid"'),
@@ -129,38 +111,6 @@ def make_body(connections: int, seed: int = 1, recorded: Path | None = None) -> 
     if recorded is not None:
         return connzgen.scale_recorded(recorded.read_bytes(), connections, seed)
     return connzgen.synthetic_body(connections, seed)
-
-
-def time_runs(run: Callable[[], object], repeat: int) -> list[float]:
-    run()   # warm caches and allocators
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def isolated(script: str, args: list[str]) -> dict:
-    """Run ``script --worker ...`` in a fresh interpreter and return the JSON it prints."""
-    out = subprocess.run([sys.executable, script, *args], check=True, capture_output=True,
-                         text=True)
-    return json.loads(out.stdout)
-
-
-def peak_rss_mb() -> float:
-    # VmHWM belongs to this process image; ru_maxrss would carry over the parent's peak, which
-    # survives fork and exec.
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def worker(name: str, body_path: Path, repeat: int) -> None:
-    body = body_path.read_bytes()
-    times = time_runs(CONTENDERS[name](body), repeat)
-    print(json.dumps({"median": statistics.median(times), "peak_rss_mb": peak_rss_mb()}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.body, args.repeat)
+        harness.worker(CONTENDERS[args.worker](args.body.read_bytes()), args.repeat)
         return 0
 
     if args.body:
@@ -184,40 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         body = make_body(args.connections, args.seed, args.from_recorded)
     repeat = args.repeat or max(5, min(50, 2_000_000 // max(1, len(body) // 500)))
-    names = args.contenders.split(",")
-    with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        f.write(body)
-        f.flush()
-        runs_of: dict[str, list[dict]] = {name: [] for name in names}
-        for _ in range(max(1, args.processes)):
-            for name in names:
-                # The reference is about 25 times slower; fewer runs keep the script short.
-                runs = max(3, repeat // 5) if name == "reference" else repeat
-                runs_of[name].append(isolated(__file__, ["--worker", name, "--body", f.name,
-                                                         "--repeat", str(runs)]))
-    median = {name: statistics.median(r["median"] for r in runs)
-              for name, runs in runs_of.items()}
+    runs_of = harness.run_body(__file__, body, args.contenders.split(","), args.processes, repeat)
     report = {
         "connections": body.count(b'"cid"'),
         "body_bytes": len(body),
         "seed": None if args.body else args.seed,
         "source": str(args.body or args.from_recorded or "connzgen.synthetic_body"),
-        "median_seconds": median,
-        "processes": max(1, args.processes),
-        "peak_rss_mb": {name: round(max(r["peak_rss_mb"] for r in runs), 1)
-                        for name, runs in runs_of.items()},
+        **harness.summary(runs_of, args.processes, CONTENDERS),
     }
-    if "core" in median:
-        ratios = {}
-        if "reference" in median:
-            ratios["reference/core"] = round(median["reference"] / median["core"], 2)
-        for floor in ("msgspec", "orjson"):
-            if floor in median:
-                ratios[f"{floor}/core"] = round(median[floor] / median["core"], 2)
-        if "scan" in median:
-            ratios["core/scan"] = round(median["core"] / median["scan"], 2)
-        report["ratios"] = ratios
-    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    harness.print_report(report, args.json)
     return 0
 
 

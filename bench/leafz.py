@@ -13,7 +13,7 @@ prints one JSON object with the median seconds (and the peak RSS) of:
 
 and the ratios ``reference / core``, ``orjson / core`` and ``core / scan``. Each contender runs in
 fresh processes on the same body, ``--processes`` of them (3 by default) taken in turns with the
-others, and reports the median of their medians (bench/connz.py, whose harness this shares). The
+others, and reports the median of their medians (bench/harness.py, as bench/connz.py). The
 aggregators are fed the body once before timing, so the figures are for a steady refresh (every
 id already known), which is what a running exporter sees of a hub.
 
@@ -24,16 +24,13 @@ given body file (``--body``).
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import checkout  # noqa: F401
+import harness
 import orjson
-from connz import _aggregator, isolated, peak_rss_mb, time_runs
 
 from fastnats import _core, _reference
 from tests.support import leafzgen
@@ -57,10 +54,9 @@ def _orjson(body: bytes) -> Callable[[], object]:
     return run
 
 
-CONTENDERS: dict[str, Callable[[bytes], Callable[[], object]]] = {
-    # Fed like the /connz aggregators: update(body, None, now), a refresh every 15 s.
-    "core": _aggregator(_core.LeafzAggregator),
-    "reference": _aggregator(_reference.LeafzAggregator),
+CONTENDERS: dict[str, harness.Contender] = {
+    "core": harness.aggregator(_core.LeafzAggregator),
+    "reference": harness.aggregator(_reference.LeafzAggregator),
     "orjson": _orjson,
     "scan": lambda body: lambda: body.count(b'"id"'),
 }
@@ -68,12 +64,6 @@ CONTENDERS: dict[str, Callable[[bytes], Callable[[], object]]] = {
 
 def make_body(leafnodes: int, seed: int = 1) -> bytes:
     return leafzgen.synthetic_body(leafnodes, seed)
-
-
-def worker(name: str, body_path: Path, repeat: int) -> None:
-    body = body_path.read_bytes()
-    times = time_runs(CONTENDERS[name](body), repeat)
-    print(json.dumps({"median": statistics.median(times), "peak_rss_mb": peak_rss_mb()}))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,43 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.body, args.repeat)
+        harness.worker(CONTENDERS[args.worker](args.body.read_bytes()), args.repeat)
         return 0
 
     body = args.body.read_bytes() if args.body else make_body(args.leafnodes, args.seed)
     repeat = args.repeat or max(5, min(50, 2_000_000 // max(1, len(body) // 300)))
-    names = args.contenders.split(",")
-    with tempfile.NamedTemporaryFile(suffix=".json") as f:
-        f.write(body)
-        f.flush()
-        runs_of: dict[str, list[dict]] = {name: [] for name in names}
-        for _ in range(max(1, args.processes)):
-            for name in names:
-                # The reference is many times slower; fewer runs keep the script short.
-                runs = max(3, repeat // 5) if name == "reference" else repeat
-                runs_of[name].append(isolated(__file__, ["--worker", name, "--body", f.name,
-                                                         "--repeat", str(runs)]))
-    median = {name: statistics.median(r["median"] for r in runs)
-              for name, runs in runs_of.items()}
-    report: dict[str, object] = {
+    runs_of = harness.run_body(__file__, body, args.contenders.split(","), args.processes, repeat)
+    report = {
         "leafnodes": len(orjson.loads(body)["leafs"] or ()),
         "body_bytes": len(body),
         "seed": None if args.body else args.seed,
         "source": str(args.body or "leafzgen.synthetic_body"),
-        "median_seconds": median,
-        "processes": max(1, args.processes),
-        "peak_rss_mb": {name: round(max(r["peak_rss_mb"] for r in runs), 1)
-                        for name, runs in runs_of.items()},
+        **harness.summary(runs_of, args.processes, CONTENDERS),
     }
-    if "core" in median:
-        ratios = {}
-        for other in ("reference", "orjson"):
-            if other in median:
-                ratios[f"{other}/core"] = round(median[other] / median["core"], 2)
-        if "scan" in median:
-            ratios["core/scan"] = round(median["core"] / median["scan"], 2)
-        report["ratios"] = ratios
-    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    harness.print_report(report, args.json)
     return 0
 
 

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import socket
-import statistics
 import sys
 import threading
 
-from connz import isolated, peak_rss_mb, time_runs
+import harness
 from prometheus_client import CollectorRegistry, generate_latest
 
 from fastnats import _core, metrics
@@ -119,11 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     families = snapshot(args.series, args.seed)
     if args.worker:
-        times = time_runs(CONTENDERS[args.worker](families), args.repeat)
-        print(json.dumps({"median": statistics.median(times), "peak_rss_mb": peak_rss_mb()}))
+        harness.worker(CONTENDERS[args.worker](families), args.repeat)
         return 0
-    results = {name: isolated(__file__, ["--worker", name, "--series", str(args.series),
-                                         "--seed", str(args.seed), "--repeat", str(args.repeat)])
+    results = {name: harness.isolated(__file__, ["--worker", name, "--series", str(args.series),
+                                                 "--seed", str(args.seed), "--repeat",
+                                                 str(args.repeat)])
                for name in args.contenders.split(",")}
     median = {name: r["median"] for name, r in results.items()}
     report = {
@@ -136,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     if "core" in median and "prometheus_client" in median:
         report["ratios"] = {
             "prometheus_client/core": round(median["prometheus_client"] / median["core"], 2)}
-    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
+    harness.print_report(report, args.json)
     return 0
 
 

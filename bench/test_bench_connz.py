@@ -14,6 +14,7 @@ from pathlib import Path
 import connz
 import pytest
 import render
+from harness import bench_contender
 
 RECORDED = Path(__file__).resolve().parents[1] / "tests" / "data" / "connz_open.json"
 # Rounds per contender: the reference is about 25 times slower than the others.
@@ -31,10 +32,7 @@ def connz_body(request):
 @pytest.mark.parametrize("contender", list(connz.CONTENDERS))
 def test_connz(benchmark, connz_body, contender):
     size, body = connz_body
-    benchmark.group = f"connz {size}"
-    benchmark.extra_info["body_bytes"] = len(body)
-    benchmark.pedantic(connz.CONTENDERS[contender](body), rounds=ROUNDS[contender],
-                       warmup_rounds=1)
+    bench_contender(benchmark, connz.CONTENDERS, ROUNDS, f"connz {size}", body, contender)
 
 
 @pytest.fixture(scope="module", params=[1000, 10_000], ids=lambda p: f"series={p}")

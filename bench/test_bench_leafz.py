@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import leafz
 import pytest
+from harness import bench_contender
 
 # Rounds per contender: the reference is about 25 times slower than the core.
 ROUNDS = {"core": 20, "scan": 20, "orjson": 10, "reference": 3}
@@ -24,7 +25,4 @@ def leafz_body(request):
 @pytest.mark.parametrize("contender", list(leafz.CONTENDERS))
 def test_leafz(benchmark, leafz_body, contender):
     size, body = leafz_body
-    benchmark.group = f"leafz {size}"
-    benchmark.extra_info["body_bytes"] = len(body)
-    benchmark.pedantic(leafz.CONTENDERS[contender](body), rounds=ROUNDS[contender],
-                       warmup_rounds=1)
+    bench_contender(benchmark, leafz.CONTENDERS, ROUNDS, f"leafz {size}", body, contender)

@@ -23,9 +23,9 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import checkout  # noqa: F401
+from harness import median_seconds
 
 from fastnats import _core, _reference
 from fastnats.sources.sockdiag import SockDiag
@@ -40,15 +40,6 @@ def hold_connections(port: int, n: int, per_helper: int = 8000) -> HeldCrowd:
     if n >= FILE_CAP - 100:
         raise ValueError(f"{n} sockets: nats-server needs one fd each, cap {FILE_CAP}")
     return HeldCrowd(port, n, per_helper=per_helper)
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def measure(n: int, repeats: int, per_helper: int) -> dict:

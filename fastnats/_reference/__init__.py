@@ -8,6 +8,8 @@ writes the same bytes as the compiled core:
 - ``durations``: ``parse_go_duration`` (``_core/durations.pxi``);
 - ``connz``: ``ConnzAggregator`` (``_core/json.pxi``, ``connz_*.pxi``), with orjson for the JSON;
 - ``leafz``: ``LeafzAggregator`` (``_core/leafz.pxi``), likewise;
+- ``common``: what those two share (``_core/json.pxi``, ``tables.pxi``): number rules, saturating
+  sums, distributions, the group table;
 - ``wire``: ``WireCounter`` and ``wire_parse`` (``_core/sockdiag.pxi``).
 """
 

@@ -47,14 +47,28 @@ from ..metrics import (
     NATS_CONNECTION_SUBSCRIPTIONS,
     OTHER_GROUP,
     UNKNOWN_GROUP,
-    Metric,
     client_value,
+)
+from .common import (
+    COUNTERS,
+    Dist,
+    Group,
+    GroupTable,
+    check_closed_slack,
+    listing,
+    page_list,
+    rates,
+    read_text,
+    read_uint,
+    sat,
+    sat_all,
+    top_rated,
+    unsat,
+    unsat_all,
 )
 from .durations import parse_go_duration
 
-_U64_MAX = 2**64 - 1
-_COUNTERS = ("in_msgs", "out_msgs", "in_bytes", "out_bytes")
-# The per-group and per-connection counter families, in _COUNTERS order.
+# The per-group and per-connection counter families, in COUNTERS order.
 _GROUP_COUNTERS = (NATS_CLIENT_IN_MESSAGES_TOTAL, NATS_CLIENT_OUT_MESSAGES_TOTAL,
                    NATS_CLIENT_IN_BYTES_TOTAL, NATS_CLIENT_OUT_BYTES_TOTAL)
 _CONNECTION_COUNTERS = (NATS_CONNECTION_IN_MESSAGES_TOTAL, NATS_CONNECTION_OUT_MESSAGES_TOTAL,
@@ -81,20 +95,20 @@ class _Rec:
             raise ConnzDecodeError("a connection is not an object", 0)
         if raw.get("cid") is None:
             raise ConnzDecodeError("connection without cid", 0)
-        self.cid = _uint(raw, "cid")
-        self.start = _text(raw, "start")
-        self.ctr = tuple(_uint(raw, key) for key in _COUNTERS)
-        self.pending = _uint(raw, "pending_bytes")
-        self.subs = _uint(raw, "subscriptions")
+        self.cid = read_uint(raw, "cid")
+        self.start = read_text(raw, "start")
+        self.ctr = tuple(read_uint(raw, key) for key in COUNTERS)
+        self.pending = read_uint(raw, "pending_bytes")
+        self.subs = read_uint(raw, "subscriptions")
         self.rtt = _duration(raw, "rtt")
         self.idle = _duration(raw, "idle")
-        labels = {field: _text(raw, field) for field in GROUP_BY_FIELDS}
+        labels = {field: read_text(raw, field) for field in GROUP_BY_FIELDS}
         # /connz lists leafnodes with the clients; they are no clients (/leafz has them).
         self.leaf = labels["kind"] == "Leafnode"
         # /connz calls every connection kind "Client"; its type (nats, websocket, mqtt) is the
         # useful part.
-        if _text(raw, "type"):
-            labels["kind"] = _text(raw, "type")
+        if read_text(raw, "type"):
+            labels["kind"] = read_text(raw, "type")
         self.labels = labels
         # Listed before the server read its CONNECT, a connection has none of these.
         self.named = any(labels[f] for f in ("name", "lang", "version"))
@@ -104,33 +118,8 @@ class _Rec:
         self.conn: _Conn | None = None
 
 
-def _uint(raw: dict, key: str) -> int:
-    """The one rule for the numbers of /connz (every field the scan reads as a number: cid,
-    counters, counts, ``total``, ``num_connections``): a JSON integer from 0 to 2**64-1, as
-    nats-server writes its uint64s. Accepted: plain decimal digits without a leading zero, and
-    -0 (JSON readers read it as 0). Refused: any other sign, a fraction or an exponent (even
-    ``1.0`` or ``1e3``), a value above 2**64-1, strings and booleans. ``null`` or an absent
-    field reads as 0. The core's cz_uint (``_core/json.pxi``) applies the same rule to the bytes.
-    """
-    value = raw.get(key)
-    if value is None:
-        return 0
-    if type(value) is not int or not 0 <= value <= _U64_MAX:
-        raise ConnzDecodeError(f"{key} is not an integer in 0..2**64-1", 0)
-    return value
-
-
-def _text(raw: dict, key: str) -> str:
-    value = raw.get(key)
-    if value is None:
-        return ""
-    if type(value) is not str:
-        raise ConnzDecodeError(f"{key} is not a string", 0)
-    return value
-
-
 def _duration(raw: dict, key: str) -> int | None:
-    value = _text(raw, key)
+    value = read_text(raw, key)
     if not value:
         return None
     try:
@@ -146,26 +135,9 @@ def _read_body(body: bytes | bytearray | memoryview) -> tuple[list[_Rec], int]:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise ConnzDecodeError(e.msg, e.pos) from None
-    if type(doc) is not dict:
-        raise ConnzDecodeError("body is not a JSON object", 0)
-    if "connections" not in doc:
-        raise ConnzDecodeError("body has no connections array", 0)
-    conns = doc["connections"]
-    if conns is None:
-        conns = []
-    if type(conns) is not list:
-        raise ConnzDecodeError("connections is not an array", 0)
-    _uint(doc, "num_connections")
-    return [_Rec(raw) for raw in conns], _uint(doc, "total")
-
-
-def _sat(a: int, b: int) -> int:
-    return min(a + b, _U64_MAX)
-
-
-def _unsat(total: int, part: int) -> int:
-    """Take back a part added with _sat; a saturated sum stays saturated."""
-    return total if total == _U64_MAX else total - part
+    conns = listing(doc, "connections", ConnzDecodeError)
+    read_uint(doc, "num_connections")
+    return [_Rec(raw) for raw in conns], read_uint(doc, "total")
 
 
 class _Conn:
@@ -184,25 +156,17 @@ class _Conn:
     absent_since: float
 
 
-class _Group:
-    # debt: what connections that moved in had counted before, in their old group. members:
-    # connections held, open or absent. opened: one was seen open. seq: creation order.
-    __slots__ = ("key", "closed", "open", "debt", "conns", "subs", "pending", "last_active",
-                 "other", "lost", "members", "opened", "seq", "live")
+class _Group(Group):
+    # debt: what connections that moved in had counted before, in their old group. opened: one
+    # was seen open. seq: creation order.
+    __slots__ = ("debt", "pending", "opened", "seq")
 
     def __init__(self, key: tuple[str, ...], other: bool, now: float, seq: int) -> None:
-        self.key = key
-        self.other = other
-        self.closed = [0, 0, 0, 0]
-        self.open = [0, 0, 0, 0]
+        super().__init__(key, other, now)
         self.debt = [0, 0, 0, 0]
-        self.conns = self.subs = self.pending = 0
-        self.last_active = now
-        self.lost = 0
-        self.members = 0
+        self.pending = 0
         self.opened = False
         self.seq = seq
-        self.live = True
 
     def evict_class(self) -> int:
         if self.lost == 0 and not any(self.closed):
@@ -214,92 +178,30 @@ class _Group:
                 and self.evict_class() != _EVICT_NEVER)
 
 
-class _Dist:
-    """A distribution over the open connections; durations are kept in nanoseconds."""
-
-    def __init__(self, metric: Metric, bounds: tuple, seconds: bool) -> None:
-        if len(metric.buckets) != len(bounds) + 1:
-            raise ValueError(f"{metric.name}: {len(bounds)} bounds for le values "
-                             f"{metric.buckets!r}")
-        self.metric = metric
-        self.bounds = [int(b * 1e9 + 0.5) for b in bounds] if seconds else list(bounds)
-        self.seconds = seconds
-        self.counts = [0] * (len(bounds) + 1)
-        self.sum: int | float = 0.0 if seconds else 0
-
-    def add(self, value: int) -> None:
-        k = 0
-        while k < len(self.bounds) and value > self.bounds[k]:
-            k += 1
-        self.counts[k] += 1
-        if self.seconds:
-            self.sum += value / 1e9
-        else:
-            assert isinstance(self.sum, int)
-            self.sum = _sat(self.sum, value)
-
-    def sample(self) -> tuple[tuple[()], tuple[tuple[int, ...], int | float]]:
-        cumulative: list[int] = []
-        for n in self.counts:
-            cumulative.append(n + (cumulative[-1] if cumulative else 0))
-        return (), (tuple(cumulative), self.sum)
+def _dists() -> list[Dist]:
+    return [Dist(NATS_CLIENT_CONNECTION_RTT_SECONDS, CONNZ_RTT_BUCKETS, True),
+            Dist(NATS_CLIENT_CONNECTION_PENDING_BYTES, CONNZ_PENDING_BUCKETS, False),
+            Dist(NATS_CLIENT_CONNECTION_IDLE_SECONDS, CONNZ_IDLE_BUCKETS, True),
+            Dist(NATS_CLIENT_CONNECTION_SUBSCRIPTIONS, CONNZ_SUBS_BUCKETS, False)]
 
 
-def _dists() -> list[_Dist]:
-    return [_Dist(NATS_CLIENT_CONNECTION_RTT_SECONDS, CONNZ_RTT_BUCKETS, True),
-            _Dist(NATS_CLIENT_CONNECTION_PENDING_BYTES, CONNZ_PENDING_BUCKETS, False),
-            _Dist(NATS_CLIENT_CONNECTION_IDLE_SECONDS, CONNZ_IDLE_BUCKETS, True),
-            _Dist(NATS_CLIENT_CONNECTION_SUBSCRIPTIONS, CONNZ_SUBS_BUCKETS, False)]
-
-
-def _pages(body: object, what: str) -> list:
-    pages = list(body) if isinstance(body, (list, tuple)) else [body]
-    if not pages:
-        raise ValueError(f"{what} is an empty list of pages")
-    for page in pages:
-        if not isinstance(page, (bytes, bytearray, memoryview)):
-            raise TypeError(f"{what} must be bytes-like, not {type(page).__name__}")
-    return pages
-
-
-class ConnzAggregator:
+class ConnzAggregator(GroupTable[_Group]):
     """Same contract and counting rules as ``fastnats._core.ConnzAggregator``."""
 
     def __init__(self, group_by=DEFAULT_GROUP_BY, max_groups: int = 1000,
                  group_ttl: float = 3600.0, top_k: int = 10, per_connection: bool = False,
                  per_connection_max: int = 1000, closed_slack: float = 2.0) -> None:
-        group_by = tuple(group_by)
-        for f in group_by:
-            if f not in GROUP_BY_FIELDS:
-                raise ValueError(f"cannot group connections by {f!r}; choose from "
-                                 f"{', '.join(GROUP_BY_FIELDS)}")
-        if len(set(group_by)) != len(group_by):
-            raise ValueError(f"group_by lists a field twice: {group_by!r}")
-        if max_groups < 1:
-            raise ValueError("max_groups must be at least 1")
-        if not group_ttl >= 0:
-            raise ValueError("group_ttl must be a non-negative number of seconds")
-        if not 0 <= top_k <= 10_000:
-            raise ValueError("top_k must be from 0 to 10000")
+        super().__init__(group_by, GROUP_BY_FIELDS, "connections", max_groups, group_ttl, top_k)
         if per_connection_max < 0:
             raise ValueError("per_connection_max must not be negative")
-        if not 0 <= closed_slack <= 3600:
-            raise ValueError("closed_slack must be from 0 to 3600 seconds")
-        self.group_by = group_by
-        self.max_groups = max_groups
-        self.group_ttl = float(group_ttl)
-        self.top_k = top_k
         self.per_connection = bool(per_connection)
         self.per_connection_max = per_connection_max
-        self.closed_slack = float(closed_slack)
+        self.closed_slack = check_closed_slack(closed_slack)
         self.total = 0
         self.count = 0
         self.lost_known = 0
         self.lost_unknown = 0
         self._conns: dict[int, _Conn] = {}
-        self._groups: dict[tuple[str, ...], _Group] = {}
-        self._other: _Group | None = None
-        self._overflow = 0
         self._evictions = 0
         self._group_seq = 0
         self._commit_seq = 0
@@ -330,8 +232,8 @@ class ConnzAggregator:
                accepted: int | None = None) -> None:
         if accepted is not None and (type(accepted) is not int or not 0 <= accepted < 2**63):
             raise ValueError("accepted must be a count of connections")
-        opens = _pages(open_body, "open_body")
-        closeds = [] if closed_body is None else _pages(closed_body, "closed_body")
+        opens = page_list(open_body, "open_body")
+        closeds = [] if closed_body is None else page_list(closed_body, "closed_body")
         open_recs: list[_Rec] = []
         closed_recs: list[_Rec] = []
         total = 0
@@ -404,15 +306,6 @@ class ConnzAggregator:
                 return group
         return None
 
-    def _all_groups(self) -> list[_Group]:
-        return list(self._groups.values()) + ([self._other] if self._other else [])
-
-    @staticmethod
-    def _fold(conn: _Conn, ctr, now: float) -> None:
-        group = conn.group
-        group.closed = [_sat(a, b) for a, b in zip(group.closed, ctr)]
-        group.last_active = now
-
     def _set_labels(self, conn: _Conn, r: _Rec, now: float) -> None:
         conn.group = self._group_of(r.labels, now)
         conn.group.members += 1
@@ -420,8 +313,8 @@ class ConnzAggregator:
         conn.named = r.named
 
     def _lose(self, conn: _Conn) -> None:
-        conn.group.lost = _sat(conn.group.lost, 1)
-        self.lost_known = _sat(self.lost_known, 1)
+        conn.group.lost = sat(conn.group.lost, 1)
+        self.lost_known = sat(self.lost_known, 1)
 
     def _forget(self, conn: _Conn) -> None:
         conn.group.members -= 1
@@ -456,15 +349,6 @@ class ConnzAggregator:
         self._advance_floor(now)
         self.count = len(self._read)
 
-    def _expire_groups(self, now: float) -> None:
-        for key, g in list(self._groups.items()):
-            if g.members == 0 and now - g.last_active > self.group_ttl:
-                g.live = False
-                del self._groups[key]
-        if self._other and self._other.members == 0 and \
-                now - self._other.last_active > self.group_ttl:
-            self._other = None
-
     def _commit_open(self, r: _Rec, now: float) -> None:
         if r.leaf:
             self._saw(r.cid)    # not a client, but its cid is no hole
@@ -476,7 +360,7 @@ class ConnzAggregator:
         if conn is not None and r.new:
             # The same cid on another connection (the server restarted): the old one is lost.
             if conn.absent is None:
-                self._fold(conn, conn.ctr, now)
+                conn.group.fold(conn.ctr, now)
             self._lose(conn)
             self._forget(conn)
             conn = None
@@ -490,18 +374,16 @@ class ConnzAggregator:
             if conn.absent is not None:
                 # Missing from an earlier open body without closing: take back the fold.
                 g = conn.group
-                g.closed = [_unsat(a, b) for a, b in zip(g.closed, conn.ctr)]
+                g.closed = unsat_all(g.closed, conn.ctr)
                 conn.absent = None
             if r.regroup:
                 # Its CONNECT was read since: what it counted stays in the old group.
-                self._fold(conn, conn.ctr, now)
+                conn.group.fold(conn.ctr, now)
                 conn.group.members -= 1
                 self._set_labels(conn, r, now)
                 g = conn.group
-                g.debt = [_sat(a, b) for a, b in zip(g.debt, conn.ctr)]
-            dt = now - conn.seen_at
-            if dt > 0:
-                r.rate = ((r.ctr[0] - conn.ctr[0]) / dt, (r.ctr[1] - conn.ctr[1]) / dt)
+                g.debt = sat_all(g.debt, conn.ctr)
+            r.rate = rates(r.ctr, conn.ctr, now - conn.seen_at)
         conn.ctr = r.ctr
         conn.seen_at = now
         conn.epoch = self._epoch
@@ -509,11 +391,8 @@ class ConnzAggregator:
         self._read.append(r)
         g = conn.group
         g.opened = True
-        g.conns += 1
-        g.subs = _sat(g.subs, r.subs)
-        g.pending = _sat(g.pending, r.pending)
-        g.open = [_sat(a, b) for a, b in zip(g.open, r.ctr)]
-        g.last_active = now
+        g.add_listed(r, now)
+        g.pending = sat(g.pending, r.pending)
         rtt, pending, idle, subs = self._dists
         if r.rtt is not None:
             rtt.add(r.rtt)
@@ -536,25 +415,25 @@ class ConnzAggregator:
                               for a, b in zip(conn.ctr, r.ctr))
                 if r.regroup:
                     # Seen unnamed, closed named: what it did since goes to its own group.
-                    self._fold(conn, counted, now)
+                    conn.group.fold(counted, now)
                     g = self._group_of(r.labels, now)
-                    g.closed = [_sat(a, b) for a, b in zip(g.closed, since)]
+                    g.closed = sat_all(g.closed, since)
                     g.last_active = now
                 else:
-                    self._fold(conn, [_sat(a, b) for a, b in zip(counted, since)], now)
+                    conn.group.fold(sat_all(counted, since), now)
                 self._forget(conn)
             elif r.new and r.cid not in self._seen:
                 # Opened and closed between two refreshes.
                 self._saw(r.cid)
                 self._clients_read += 1
                 g = self._group_of(r.labels, now)
-                g.closed = [_sat(a, b) for a, b in zip(g.closed, r.ctr)]
+                g.closed = sat_all(g.closed, r.ctr)
                 g.last_active = now
 
     def _age_absent(self, now: float) -> None:
         for conn in [c for c in self._conns.values() if c.epoch != self._epoch]:
             if conn.absent is None:
-                self._fold(conn, conn.ctr, now)
+                conn.group.fold(conn.ctr, now)
                 conn.absent = 0
                 conn.absent_since = now
             else:
@@ -586,7 +465,7 @@ class ConnzAggregator:
             return
         seen_lost = sum(1 for cid in self._seen if cid <= lost_to)
         self._seen = {cid for cid in self._seen if cid > new_floor}
-        lost = _sat(self.lost_unknown, lost_to - self._floor - seen_lost)
+        lost = sat(self.lost_unknown, lost_to - self._floor - seen_lost)
         if 0 <= self._first_accepted <= self._accepted:
             # Routes, gateways and the server's own clients take cids too: no more connections
             # were lost unseen than clients accepted since the first update, less those read.
@@ -610,20 +489,18 @@ class ConnzAggregator:
         return fams
 
     def _publish_groups(self, fams: dict[str, list]) -> None:
-        rows = sorted((g.key if g.other else tuple(map(client_value, g.key)), g)
-                      for g in self._all_groups())
-        for labels, g in rows:
+        for labels, g in self._group_rows():
             fams[NATS_CLIENT_CONNECTIONS.name].append((labels, g.conns))
             fams[NATS_CLIENT_SUBSCRIPTIONS.name].append((labels, g.subs))
             fams[NATS_CLIENT_PENDING_BYTES.name].append((labels, g.pending))
             for k, metric in enumerate(_GROUP_COUNTERS):
                 fams[metric.name].append(
-                    (labels, _unsat(_sat(g.closed[k], g.open[k]), g.debt[k])))
+                    (labels, unsat(sat(g.closed[k], g.open[k]), g.debt[k])))
             fams[NATS_CLIENT_CONNECTIONS_LOST_TOTAL.name].append((labels, g.lost))
         lost = fams[NATS_CLIENT_CONNECTIONS_LOST_TOTAL.name]
         if not self.group_by:
             # One series for everything: no group to tell the unknown ones from.
-            lost[:] = [((), _sat(sum(v for _, v in lost), self.lost_unknown))]
+            lost[:] = [((), sat(sum(v for _, v in lost), self.lost_unknown))]
         else:
             lost.append(((UNKNOWN_GROUP,) * len(self.group_by), self.lost_unknown))
         fams[NATS_CLIENT_GROUPS.name].append(((), len(self._groups)))
@@ -637,9 +514,8 @@ class ConnzAggregator:
             (_series(r), r.pending) for r in ranked[:self.top_k]]
         for k, metric in enumerate((NATS_CLIENT_TOP_IN_MESSAGES_PER_SECOND,
                                     NATS_CLIENT_TOP_OUT_MESSAGES_PER_SECOND)):
-            rated = sorted(((r.rate[k], r) for r in read if r.rate and r.rate[k] > 0),
-                           key=lambda p: (-p[0], p[1].cid))
-            fams[metric.name] = [(_series(r), rate) for rate, r in rated[:self.top_k]]
+            fams[metric.name] = [(_series(r), rate) for rate, r in
+                                 top_rated(read, k, self.top_k, lambda r: r.cid)]
 
     def _publish_per_connection(self, fams: dict[str, list]) -> None:
         chosen = sorted(self._read, key=lambda r: r.cid)[:self.per_connection_max]

@@ -32,7 +32,22 @@ from ..metrics import (
     OTHER_GROUP,
     client_value,
 )
-from .connz import _COUNTERS, _Dist, _pages, _read_body, _sat, _text, _uint, _unsat
+from .common import (
+    COUNTERS,
+    Dist,
+    Group,
+    GroupTable,
+    check_closed_slack,
+    listing,
+    page_list,
+    rates,
+    read_text,
+    read_uint,
+    sat,
+    top_rated,
+    unsat_all,
+)
+from .connz import _read_body
 from .durations import parse_go_duration
 
 _GROUP_COUNTERS = (NATS_LEAFNODE_IN_MESSAGES_TOTAL, NATS_LEAFNODE_OUT_MESSAGES_TOTAL,
@@ -53,11 +68,11 @@ class _Rec:
         if raw.get("id") is None:
             raise LeafzDecodeError("leafnode without id", 0)
         try:
-            self.id = _uint(raw, "id")
-            self.ctr = tuple(_uint(raw, key) for key in _COUNTERS)
-            self.subs = _uint(raw, "subscriptions")
-            labels = {field: _text(raw, field) for field in ("account", "name", "ip")}
-            rtt = _text(raw, "rtt")
+            self.id = read_uint(raw, "id")
+            self.ctr = tuple(read_uint(raw, key) for key in COUNTERS)
+            self.subs = read_uint(raw, "subscriptions")
+            labels = {field: read_text(raw, field) for field in ("account", "name", "ip")}
+            rtt = read_text(raw, "rtt")
             self.rtt = parse_go_duration(rtt) if rtt else None
         except (ConnzDecodeError, ValueError) as e:
             raise LeafzDecodeError(str(e).split(" (byte ")[0], 0) from None
@@ -80,37 +95,20 @@ def _read_leafz(body: bytes | bytearray | memoryview) -> list[_Rec]:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise LeafzDecodeError(e.msg, e.pos) from None
-    if type(doc) is not dict:
-        raise LeafzDecodeError("body is not a JSON object", 0)
-    if "leafs" not in doc:
-        raise LeafzDecodeError("body has no leafs array", 0)
-    leafs = doc["leafs"]
-    if leafs is None:
-        leafs = []
-    if type(leafs) is not list:
-        raise LeafzDecodeError("leafs is not an array", 0)
+    leafs = listing(doc, "leafs", LeafzDecodeError)
     try:
-        _uint(doc, "leafnodes")
+        read_uint(doc, "leafnodes")
     except ConnzDecodeError as e:
         raise LeafzDecodeError(str(e).split(" (byte ")[0], 0) from None
     return [_Rec(raw) for raw in leafs]
 
 
-class _Group:
-    __slots__ = ("key", "other", "closed", "open", "conns", "subs", "members", "closes", "lost",
-                 "last_active")
+class _Group(Group):
+    __slots__ = ("closes",)
 
     def __init__(self, key: tuple[str, ...], other: bool, now: float) -> None:
-        self.key = key
-        self.other = other
-        self.closed = [0, 0, 0, 0]
-        self.open = [0, 0, 0, 0]
-        self.conns = self.subs = self.members = self.closes = self.lost = 0
-        self.last_active = now
-
-    def fold(self, ctr, now: float) -> None:
-        self.closed = [_sat(a, b) for a, b in zip(self.closed, ctr)]
-        self.last_active = now
+        super().__init__(key, other, now)
+        self.closes = 0
 
 
 class _Leaf:
@@ -128,38 +126,17 @@ class _Leaf:
         self.epoch = 0
 
 
-class LeafzAggregator:
+class LeafzAggregator(GroupTable[_Group]):
     """Same contract and counting rules as ``fastnats._core.LeafzAggregator``."""
 
     def __init__(self, group_by=DEFAULT_LEAF_GROUP_BY, max_groups: int = 1000,
                  group_ttl: float = 3600.0, top_k: int = 10, closed_slack: float = 2.0) -> None:
-        group_by = tuple(group_by)
-        for f in group_by:
-            if f not in LEAF_GROUP_BY_FIELDS:
-                raise ValueError(f"cannot group leafnodes by {f!r}; choose from "
-                                 f"{', '.join(LEAF_GROUP_BY_FIELDS)}")
-        if len(set(group_by)) != len(group_by):
-            raise ValueError(f"group_by lists a field twice: {group_by!r}")
-        if max_groups < 1:
-            raise ValueError("max_groups must be at least 1")
-        if not group_ttl >= 0:
-            raise ValueError("group_ttl must be a non-negative number of seconds")
-        if not 0 <= top_k <= 10_000:
-            raise ValueError("top_k must be from 0 to 10000")
-        if not 0 <= closed_slack <= 3600:
-            raise ValueError("closed_slack must be from 0 to 3600 seconds")
-        self.group_by = group_by
-        self.max_groups = max_groups
-        self.group_ttl = float(group_ttl)
-        self.top_k = top_k
-        self.closed_slack = float(closed_slack)
+        super().__init__(group_by, LEAF_GROUP_BY_FIELDS, "leafnodes", max_groups, group_ttl, top_k)
+        self.closed_slack = check_closed_slack(closed_slack)
         self.count = 0
         self.closed = 0
         self.lost = 0
         self._leafs: dict[int, _Leaf] = {}
-        self._groups: dict[tuple[str, ...], _Group] = {}
-        self._other: _Group | None = None
-        self._overflow = 0
         self._epoch = 0
         self._scanned: list[_Rec] | None = None
         self._wanted: set[int] = set()
@@ -209,16 +186,11 @@ class LeafzAggregator:
         now = float(now)
         self._epoch += 1
         # Expire first, so that the room an expired group leaves is there for new leafnodes.
-        for key, g in list(self._groups.items()):
-            if g.members == 0 and now - g.last_active > self.group_ttl:
-                del self._groups[key]
-        if self._other and self._other.members == 0 and \
-                now - self._other.last_active > self.group_ttl:
-            self._other = None
+        self._expire_groups(now)
         for g in self._all_groups():
             g.open = [0, 0, 0, 0]
             g.conns = g.subs = 0
-        self._rtt = _Dist(NATS_LEAFNODE_CONNECTION_RTT_SECONDS, CONNZ_RTT_BUCKETS, True)
+        self._rtt = Dist(NATS_LEAFNODE_CONNECTION_RTT_SECONDS, CONNZ_RTT_BUCKETS, True)
         self._listed: list[_Rec] = []
         for r in recs:
             if not r.dup:
@@ -228,7 +200,7 @@ class LeafzAggregator:
         self._snapshot = self._publish()
 
     def update(self, body, closed_body, now: float) -> None:
-        pages = [] if closed_body is None else _pages(closed_body, "closed_body")
+        pages = [] if closed_body is None else page_list(closed_body, "closed_body")
         self.scan(body)
         try:
             for page in pages:
@@ -239,9 +211,6 @@ class LeafzAggregator:
         self.commit(now)
 
     # -- the commit ------------------------------------------------------------------------------
-
-    def _all_groups(self) -> list[_Group]:
-        return list(self._groups.values()) + ([self._other] if self._other else [])
 
     def _group_of(self, r: _Rec, now: float) -> _Group:
         key = tuple(r.labels[f] for f in self.group_by)
@@ -260,8 +229,8 @@ class LeafzAggregator:
         if leaf.absent is not None:
             return
         leaf.group.fold(leaf.ctr, now)
-        leaf.group.closes = _sat(leaf.group.closes, 1)
-        self.closed = _sat(self.closed, 1)
+        leaf.group.closes = sat(leaf.group.closes, 1)
+        self.closed = sat(self.closed, 1)
         leaf.absent = 0
         leaf.absent_since = now
 
@@ -270,8 +239,8 @@ class LeafzAggregator:
         del self._leafs[leaf.id]
 
     def _lose(self, leaf: _Leaf) -> None:
-        leaf.group.lost = _sat(leaf.group.lost, 1)
-        self.lost = _sat(self.lost, 1)
+        leaf.group.lost = sat(leaf.group.lost, 1)
+        self.lost = sat(self.lost, 1)
         self._forget(leaf)
 
     def _commit_listed(self, r: _Rec, now: float) -> None:
@@ -290,21 +259,15 @@ class LeafzAggregator:
         else:
             if leaf.absent is not None:
                 g = leaf.group
-                g.closed = [_unsat(a, b) for a, b in zip(g.closed, leaf.ctr)]
+                g.closed = unsat_all(g.closed, leaf.ctr)
                 leaf.absent = None
-            dt = now - leaf.seen_at
-            if dt > 0:
-                r.rate = ((r.ctr[0] - leaf.ctr[0]) / dt, (r.ctr[1] - leaf.ctr[1]) / dt)
+            r.rate = rates(r.ctr, leaf.ctr, now - leaf.seen_at)
         leaf.ctr = r.ctr
         leaf.seen_at = now
         leaf.epoch = self._epoch
         r.leaf = leaf
         self._listed.append(r)
-        g = leaf.group
-        g.conns += 1
-        g.subs = _sat(g.subs, r.subs)
-        g.open = [_sat(a, b) for a, b in zip(g.open, r.ctr)]
-        g.last_active = now
+        leaf.group.add_listed(r, now)
         if r.rtt is not None:
             self._rtt.add(r.rtt)
 
@@ -326,13 +289,11 @@ class LeafzAggregator:
 
     def _publish(self) -> dict[str, list]:
         fams: dict[str, list] = {m.name: [] for m in LEAFZ}
-        rows = sorted((g.key if g.other else tuple(map(client_value, g.key)), g)
-                      for g in self._all_groups())
-        for labels, g in rows:
+        for labels, g in self._group_rows():
             fams[NATS_LEAFNODE_CONNECTIONS.name].append((labels, g.conns))
             fams[NATS_LEAFNODE_SUBSCRIPTIONS.name].append((labels, g.subs))
             for k, metric in enumerate(_GROUP_COUNTERS):
-                fams[metric.name].append((labels, _sat(g.closed[k], g.open[k])))
+                fams[metric.name].append((labels, sat(g.closed[k], g.open[k])))
             fams[NATS_LEAFNODE_CLOSED_TOTAL.name].append((labels, g.closes))
             fams[NATS_LEAFNODE_CONNECTIONS_LOST_TOTAL.name].append((labels, g.lost))
         fams[NATS_LEAFNODE_GROUPS.name].append(((), len(self._groups)))
@@ -345,9 +306,8 @@ class LeafzAggregator:
                 (_series(r), -rtt / 1e9) for rtt, _, r in by_rtt[:self.top_k]]
             for k, metric in enumerate((NATS_LEAFNODE_TOP_IN_MESSAGES_PER_SECOND,
                                         NATS_LEAFNODE_TOP_OUT_MESSAGES_PER_SECOND)):
-                rated = sorted(((r.rate[k], r) for r in listed if r.rate and r.rate[k] > 0),
-                               key=lambda p: (-p[0], p[1].id))
-                fams[metric.name] = [(_series(r), rate) for rate, r in rated[:self.top_k]]
+                fams[metric.name] = [(_series(r), rate) for rate, r in
+                                     top_rated(listed, k, self.top_k, lambda r: r.id)]
         return fams
 
 

@@ -13,33 +13,34 @@ the contract:
   any bytes and numbers, nesting past 511 levels, repeated keys), and after an accepted refresh
   their snapshots are equal and render to the same bytes.
 
-    python -m tests.fuzz.fuzz_leafz --make-corpus     (writes tests/fuzz/corpus/leafz/)
+Its seeds are written by tests/fuzz/make_corpus.py with the others.
 """
 
 from __future__ import annotations
-
-import hashlib
-import importlib.util
-import random
-import shutil
-import sys
-from pathlib import Path
 
 import atheris
 
 with atheris.instrument_imports(include=["fastnats"]):
     from fastnats import _core, _reference
     from fastnats.errors import ConnzDecodeError, LeafzDecodeError
-    from fastnats.metrics import BY_NAME, LEAF_GROUP_LABELS
+    from fastnats.metrics import LEAF_GROUP_LABELS
 
-from tests.fuzz.common import REFERENCE, Finding, main
-from tests.fuzz.fuzz_connz import LAZY, LENIENT, LenientJson, last_wins, nesting
+from tests.fuzz.common import (
+    REFERENCE,
+    STEPS,
+    Finding,
+    check_accepted,
+    lenient_copy,
+    main,
+    nesting,
+    read_once_last_wins,
+    refresh_sections,
+    rendered,
+)
+from tests.fuzz.fuzz_connz import LENIENT
 
 GROUPINGS = [(), ("account", "name"), ("name",), ("ip",), ("is_spoke",),
              ("account", "name", "ip", "is_spoke"), ("ip", "account"), ("name", "is_spoke")]
-STEPS = (0.0, 1.0, 15.0, 4000.0)
-MAX_REFRESHES = 3
-CORPUS = Path(__file__).resolve().parent / "corpus" / "leafz"
 
 
 def config_of(byte: int) -> tuple[dict, float]:
@@ -51,26 +52,12 @@ def config_of(byte: int) -> tuple[dict, float]:
 
 
 def refreshes(data: bytes) -> list[tuple[bytes, list[bytes]]]:
-    sections = data.split(b"\x00")[:2 * MAX_REFRESHES]
-    out = []
-    for k in range(0, len(sections), 2):
-        closed = sections[k + 1] if k + 1 < len(sections) and sections[k + 1] else b""
-        out.append((sections[k], closed.split(b"\x01") if closed else []))
-    return out
+    return [(body, closed.split(b"\x01") if closed else [])
+            for body, closed in refresh_sections(data)]
 
 
-def lenient_reference():
-    """A copy of _reference.leafz that reads JSON with fuzz_connz's LenientJson."""
-    spec = importlib.util.find_spec("fastnats._reference.leafz")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.orjson = LenientJson          # type: ignore[attr-defined]
-    module._read_body = LENIENT._read_body  # type: ignore[attr-defined]
-    return module
-
-
-LENIENT_LEAFZ = lenient_reference()
+#: The lenient twin of the reference: fuzz_connz's, reading the closed pages too.
+LENIENT_LEAFZ = lenient_copy("fastnats._reference.leafz", _read_body=LENIENT._read_body)
 
 
 def run(agg, body: bytes, pages: list[bytes], now: float) -> None:
@@ -91,27 +78,9 @@ def documented(error: Exception, config: dict, body: bytes, pages: list[bytes],
     page = body if isinstance(error, LeafzDecodeError) else None
     if "nesting too deep" in str(error):
         return any(nesting(p) >= 512 for p in ([page] if page else pages))
-    rewritten = [last_wins(p) for p in [body, *pages]]
-    if not any(rewritten):
-        return False
-    fixed = [new or old for new, old in zip(rewritten, [body, *pages])]
-    try:
-        run(_core.LeafzAggregator(**config), fixed[0], fixed[1:], now)
-    except (LeafzDecodeError, ConnzDecodeError):
-        return False
-    return True
-
-
-def rendered(agg, config: dict) -> bytes:
-    families = []
-    for name, samples in agg.families().items():
-        metric = BY_NAME[name]
-        labels = config["group_by"] if metric.labels == (LEAF_GROUP_LABELS,) else metric.labels
-        families.append((metric, labels, samples))
-    text = _core.render_text(families)
-    if REFERENCE and _reference.render_text(families) != text:
-        raise Finding("the text writers differ on the core's snapshot")
-    return text
+    return read_once_last_wins(
+        [body, *pages],
+        lambda fixed: run(_core.LeafzAggregator(**config), fixed[0], fixed[1:], now))
 
 
 def refresh(core, twin, config: dict, body: bytes, pages: list[bytes], now: float) -> None:
@@ -132,21 +101,9 @@ def refresh(core, twin, config: dict, body: bytes, pages: list[bytes], now: floa
         if REFERENCE and strict is None and not documented(e, config, body, pages, now):
             raise Finding(f"the core refuses what the reference reads: {e}") from None
         return
-    if twin is None:
-        rendered(core, config)
-        return
-    if strict is not None and not LAZY.search(strict):
-        raise Finding(f"the core reads what the reference refuses: {strict}")
-    try:
-        run(twin, body, pages, now)
-    except (LeafzDecodeError, ConnzDecodeError) as e:
-        raise Finding(f"the core reads what the lenient reference refuses: {e}") from None
-    if (core.count, core.closed, core.lost) != (twin.count, twin.closed, twin.lost):
-        raise Finding("totals differ")
-    if core.families() != twin.families():
-        raise Finding("the snapshots differ")
-    if rendered(core, config) != rendered(twin, config):
-        raise Finding("the snapshots render differently")
+    check_accepted(core, twin, strict, lambda: run(twin, body, pages, now),
+                   lambda agg: (agg.count, agg.closed, agg.lost),
+                   lambda agg: rendered(agg, config["group_by"], LEAF_GROUP_LABELS))
 
 
 def test_one_input(data: bytes) -> None:
@@ -159,34 +116,5 @@ def test_one_input(data: bytes) -> None:
         refresh(core, twin, config, body, pages, 1000.0 + step * k)
 
 
-def make_corpus() -> None:
-    """Seeds from simulated hubs (tests/support/leafzgen.py) in every body format and the
-    malformed bodies of tests/unit/test_leafz_core.py; seeded, so a rerun writes the same."""
-    from tests.support import leafzgen
-    from tests.unit.test_leafz_core import MALFORMED
-
-    rng = random.Random(20261129)
-    seeds = [bytes([0x00]) + raw for raw, _ in MALFORMED]
-    for seed in range(24):
-        hub = leafzgen.Hub(seed, odd=seed % 2 == 0, closed_max=6, names=5)
-        sections = []
-        for _ in range(rng.randint(1, 3)):
-            hub.step(opens=rng.randint(1, 4), closes=rng.randint(0, 2),
-                     reconnects=rng.randint(0, 2), clients=rng.randint(0, 2),
-                     seconds=rng.choice([1, 15]))
-            fmt = dict(indent=rng.random() < 0.3, ascii_only=rng.random() < 0.3)
-            sections += [hub.leafz_body(**fmt),
-                         hub.closed_listing(0, 4, **fmt) if rng.random() < 0.7 else b""]
-        seeds.append(bytes([rng.randrange(256)]) + b"\x00".join(sections))
-    shutil.rmtree(CORPUS, ignore_errors=True)
-    CORPUS.mkdir(parents=True)
-    for seed_bytes in seeds:
-        if len(seed_bytes) <= 12_000:
-            (CORPUS / hashlib.sha1(seed_bytes).hexdigest()).write_bytes(seed_bytes)
-
-
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--make-corpus"]:
-        make_corpus()
-    else:
-        main(test_one_input)
+    main(test_one_input)

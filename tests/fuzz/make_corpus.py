@@ -3,13 +3,14 @@
     python -m tests.fuzz.make_corpus
 
 The seeds come from the project's own test data and generators: the recorded /connz bodies
-(tests/data), simulated servers (tests/support/connzgen.py) in every body format, the hostile
-bodies of tests/unit/test_connz_hostile.py, the synthesized kernel replies of
-tests/unit/test_wire_parse.py and test_wire_hostile.py, and random bytes for the writer's data
-provider. Every choice is seeded, so a second run writes the same files; a seed larger than
-MAX_SEED is left out, to keep the corpus small and libFuzzer's default -max_len near the inputs
-that matter. The inputs of past findings, ``crash-<sha1>`` as libFuzzer named them, are kept
-as they are: each replays a fixed fault in every short run.
+(tests/data), simulated servers (tests/support/connzgen.py) and leafnode hubs
+(tests/support/leafzgen.py) in every body format, the hostile bodies of
+tests/unit/test_connz_hostile.py, the malformed ones of test_leafz_core.py, the synthesized
+kernel replies of tests/unit/test_wire_parse.py and test_wire_hostile.py, and random bytes for
+the writer's data provider. Every choice is seeded, so a second run writes the same files; a seed
+larger than MAX_SEED is left out, to keep the corpus small and libFuzzer's default -max_len near
+the inputs that matter. The inputs of past findings, ``crash-<sha1>`` as libFuzzer named them,
+are kept as they are: each replays a fixed fault in every short run.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import struct
 from pathlib import Path
 
 from tests.fuzz.fuzz_sockdiag import END_OF_POLL
-from tests.support import connzgen
-from tests.unit import test_connz_hostile, test_wire_hostile
+from tests.support import connzgen, leafzgen
+from tests.unit import test_connz_hostile, test_leafz_core, test_wire_hostile
 from tests.unit import test_wire_parse as wire
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -30,10 +31,13 @@ MAX_SEED = 12_000
 #: How the input of a finding is named; such files stay (see the module docstring).
 FINDING = "crash-"
 SEED = 20241129
+#: The leafz seeds came later, with a seed of their own; kept, so that they are written again.
+LEAFZ_SEED = 20261129
 
 
 def connz_input(config: int, refreshes: list[tuple[list[bytes], list[bytes] | None]]) -> bytes:
-    """The layout fuzz_connz reads: a configuration byte, then open and closed bodies."""
+    """The layout fuzz_connz and fuzz_leafz read: a configuration byte, then open (for /leafz,
+    the one /leafz body) and closed bodies."""
     sections = []
     for open_pages, closed_pages in refreshes:
         sections += [b"\x01".join(open_pages), b"\x01".join(closed_pages or [])]
@@ -64,6 +68,23 @@ def connz_seeds(rng: random.Random) -> list[bytes]:
     # One hostile body in five: the fuzzer makes the others from them.
     seeds += [connz_input(rng.randrange(256), [([case.values[0]], None)])
               for case in test_connz_hostile.CASES[::5] if len(case.values[0]) <= 4096]
+    return seeds
+
+
+def leafz_seeds(rng: random.Random) -> list[bytes]:
+    seeds = [bytes([0x00]) + raw for raw, _ in test_leafz_core.MALFORMED]   # a lone body
+    for seed in range(24):
+        hub = leafzgen.Hub(seed, odd=seed % 2 == 0, closed_max=6, names=5)
+        refreshes = []
+        for _ in range(rng.randint(1, 3)):
+            hub.step(opens=rng.randint(1, 4), closes=rng.randint(0, 2),
+                     reconnects=rng.randint(0, 2), clients=rng.randint(0, 2),
+                     seconds=rng.choice([1, 15]))
+            fmt = dict(indent=rng.random() < 0.3, ascii_only=rng.random() < 0.3)
+            body = hub.leafz_body(**fmt)
+            closed = [hub.closed_listing(0, 4, **fmt)] if rng.random() < 0.7 else None
+            refreshes.append(([body], closed))
+        seeds.append(connz_input(rng.randrange(256), refreshes))
     return seeds
 
 
@@ -111,6 +132,7 @@ def write(target: str, seeds: list[bytes]) -> None:
 
 def main() -> None:
     write("connz", connz_seeds(random.Random(SEED)))
+    write("leafz", leafz_seeds(random.Random(LEAFZ_SEED)))
     write("sockdiag", sockdiag_seeds(random.Random(SEED)))
     write("text", text_seeds(random.Random(SEED)))
 

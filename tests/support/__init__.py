@@ -4,6 +4,8 @@
 - ``natsclient``: the NATS CONNECT line, a raw blocking client, background traffic.
 - ``crowd``: many connections held in this process or in helper processes.
 - ``monitor``: a fake monitoring port that serves given bodies or fails on purpose.
+- ``bodysource``: a source in this process that answers with a given body, and a collector
+  refreshed from it on a simulated clock.
 - ``faultproxy``: a TCP proxy in front of a real monitoring port that injects one fault.
 - ``connzgen``: seeded /connz bodies.
 

@@ -7,7 +7,6 @@ gateway to B; a server without gateways."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import orjson
@@ -21,6 +20,7 @@ from fastnats.collectors.base import DECODE
 from fastnats.collectors.peers import PeerOptions
 from fastnats.errors import ScrapeError
 from fastnats.exposition import render
+from tests.support.bodysource import CollectorRun
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 IN = "inbound"
@@ -59,32 +59,12 @@ def info(server_id: str = "NB1") -> ServerInfo:
                       listeners={}, cluster="B")
 
 
-class Source:
-    def __init__(self) -> None:
-        self.body = body()
-        self.requests: list[tuple[str, object]] = []
-
-    async def get(self, endpoint, params=None, **_):
-        self.requests.append((endpoint, params))
-        return bytearray(self.body)
-
-
-class Run:
+class Run(CollectorRun):
     """A GatewayzCollector on a simulated clock, refreshed from bodies the test sets."""
 
     def __init__(self, ttl: float = 3600.0) -> None:
-        self.now = 1000.0
-        self.source = Source()
-        self.collector = GatewayzCollector(ServerContext("b1", "127.0.0.1"), PeerOptions(ttl))
-        self.collector.clock = lambda: self.now
-
-    def refresh(self, data: bytes, server: object = None) -> dict[str, dict]:
-        self.source.body = data
-        asyncio.run(self.collector.refresh(self.source, server or info()))  # type: ignore[arg-type]
-        return self.exported()
-
-    def exported(self) -> dict[str, dict]:
-        return {name: dict(samples) for name, samples in self.collector.samples().items()}
+        collector = GatewayzCollector(ServerContext("b1", "127.0.0.1"), PeerOptions(ttl))
+        super().__init__(collector, info(), body())
 
 
 def test_inbound_connections_from_every_server_of_a_cluster_are_one_series():

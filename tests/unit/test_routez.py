@@ -20,6 +20,7 @@ from fastnats.collectors.base import DECODE
 from fastnats.collectors.peers import PeerFold, PeerOptions, PeerTotals
 from fastnats.errors import ScrapeError
 from fastnats.target import Target
+from tests.support.bodysource import CollectorRun
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 A2 = ("A2", "NA2")
@@ -48,32 +49,12 @@ def info(server_id: str = "NA1", cluster: str = "A") -> ServerInfo:
                       listeners={}, cluster=cluster)
 
 
-class Source:
-    def __init__(self) -> None:
-        self.body = body()
-        self.requests: list[tuple[str, object]] = []
-
-    async def get(self, endpoint, params=None, **_):
-        self.requests.append((endpoint, params))
-        return bytearray(self.body)
-
-
-class Run:
+class Run(CollectorRun):
     """A RoutezCollector on a simulated clock, refreshed from bodies the test sets."""
 
     def __init__(self, ttl: float = 3600.0) -> None:
-        self.now = 1000.0
-        self.source = Source()
-        self.collector = RoutezCollector(ServerContext("a1", "127.0.0.1"), PeerOptions(ttl))
-        self.collector.clock = lambda: self.now
-
-    def refresh(self, data: bytes, server: ServerInfo | None = None) -> dict[str, dict]:
-        self.source.body = data
-        asyncio.run(self.collector.refresh(self.source, server or info()))
-        return self.exported()
-
-    def exported(self) -> dict[str, dict]:
-        return {name: dict(samples) for name, samples in self.collector.samples().items()}
+        collector = RoutezCollector(ServerContext("a1", "127.0.0.1"), PeerOptions(ttl))
+        super().__init__(collector, info(), body())
 
 
 def test_pooled_and_account_routes_are_summed_per_peer():
