@@ -37,14 +37,18 @@ NUMBERS = [0, 1, -1, 2**63 - 1, 2**63, 2**64 - 1, 2**64, 2**64 + 1, -(2**63) - 1
 ALLOWED = (ValueError, TypeError)
 
 
+#: The labels a marker may stand for beyond its defaults: any group-by field, any metadata key.
+_CHOICES = {metrics.GROUP_LABELS: metrics.GROUP_BY_FIELDS,
+            metrics.LEAF_GROUP_LABELS: metrics.LEAF_GROUP_BY_FIELDS}
+
+
 def group_markers() -> dict[str, tuple[str, ...]]:
-    """Each group-label marker of the catalogue (``<group_by>``, ``<leafz_group_by>``, ...) and
-    the fields a deployment may put in its place, paired by the catalogue's naming:
-    ``X_GROUP_LABELS`` stands for a choice of ``X_GROUP_BY_FIELDS``. A label of the catalogue that
-    is no label name and no known marker stops the harness: fuzzing with it would only find that
-    the parser refuses it."""
-    markers = {value: getattr(metrics, name.removesuffix("LABELS") + "BY_FIELDS")
-               for name, value in vars(metrics).items() if name.endswith("GROUP_LABELS")}
+    """Each label marker of the catalogue (``metrics.LABEL_MARKERS``) and the labels a
+    deployment may put in its place: the group-by fields where it groups, else its defaults
+    plus a metadata label. A label of the catalogue that is no label name and no known marker
+    stops the harness: fuzzing with it would only find that the parser refuses it."""
+    markers = {marker: _CHOICES.get(marker, (*defaults, "meta_team"))
+               for marker, (_, defaults) in metrics.LABEL_MARKERS.items()}
     unknown = {label for metric in CATALOGUE for label in metric.labels
                if label not in markers and not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", label)}
     if unknown:
