@@ -21,6 +21,7 @@ from . import check
 from ._version import __version__
 from .collector import NatsCollector, ServerCollector
 from .collectors import OPTIONAL
+from .compat import PROFILES, Compat
 from .errors import ConfError, FastNatsError
 from .flags import non_negative_int, positive_int, positive_seconds, positive_size, size
 from .nats import launcher, natsconf
@@ -108,6 +109,18 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{collector.help} (default: {default})")
         collector.add_arguments(collectors)
 
+    compat = parser.add_argument_group("compatibility")
+    compat.add_argument(
+        "--compat", dest="compat", choices=PROFILES, metavar="EXPORTER",
+        help="also export another exporter's family names and labels, built from the same "
+             "samples, so that its dashboards work unchanged; one of: "
+             f"{', '.join(PROFILES)} (default: none)")
+    compat.add_argument(
+        "--compat.prefix", dest="compat_prefix", metavar="PREFIX",
+        help="replace the namespaces of the --compat families (gnatsd_ and jetstream_), as the "
+             "official exporter's -prefix does; `nats` serves the Helm chart's dashboards "
+             "(default: the official names)")
+
     nats = parser.add_argument_group("nats-server")
     nats.add_argument(
         "--config", dest="config", metavar="FILE",
@@ -164,6 +177,8 @@ class Settings:
     body_limits: BodyLimits = field(default_factory=BodyLimits)
     #: None: the server derives the cap from the open-file limit.
     max_connections: int | None = None
+    #: The --compat families, checked against the catalogue; None without --compat.
+    compat: Compat | None = None
 
 
 def resolve(args: argparse.Namespace) -> Settings:
@@ -216,6 +231,14 @@ def resolve(args: argparse.Namespace) -> Settings:
         raise UsageError(str(exc)) from None
     if len({t.name for t in targets}) != len(targets):
         raise UsageError(f"two servers have the same name: {', '.join(t.name for t in targets)}")
+    compat = None
+    if args.compat_prefix is not None and args.compat is None:
+        raise UsageError("--compat.prefix names the --compat families; it needs --compat")
+    if args.compat is not None:
+        try:
+            compat = Compat(args.compat, args.compat_prefix)
+        except ValueError as exc:
+            raise UsageError(f"--compat: {exc}") from None
     if conf is not None:
         # The tree of a big conf takes many times its size; nothing past this point reads it.
         conf = conf.without_tree(keep_translation=args.launch)
@@ -227,7 +250,7 @@ def resolve(args: argparse.Namespace) -> Settings:
         collectors={c.name: c.configure(args, args.refresh_interval) for c in OPTIONAL
                     if getattr(args, f"collector_{c.name}") is not False},
         body_limits=BodyLimits(args.max_body_size, args.max_body_size_per_connection),
-        max_connections=args.max_connections)
+        max_connections=args.max_connections, compat=compat)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -334,7 +357,7 @@ def _collector(settings: Settings, session) -> NatsCollector:
     return NatsCollector([
         ServerCollector(t, MonitorClient(t.url, session, settings.timeout,
                                          settings.body_limits), settings.collectors)
-        for t in settings.targets])
+        for t in settings.targets], settings.compat)
 
 
 async def _check(settings: Settings) -> int:

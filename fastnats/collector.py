@@ -26,6 +26,8 @@ from .target import Target
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric as ClientMetric
 
+    from .compat import Compat
+
 log = logging.getLogger("fastnats.scrape")
 
 #: The exporter's own per-server families, which no collector owns.
@@ -224,10 +226,11 @@ def _as_scrape_error(collector: Collector, exc: Exception) -> ScrapeError:
 class NatsCollector:
     """All monitored servers; with more than one, every per-server series gets ``server``.
 
-    Every server runs the same collectors with the same options.
+    Every server runs the same collectors with the same options. With ``compat``, the families
+    of a compatibility profile (``--compat``) follow the native ones, built from the same samples.
     """
 
-    def __init__(self, servers: Sequence[ServerCollector]) -> None:
+    def __init__(self, servers: Sequence[ServerCollector], compat: Compat | None = None) -> None:
         if not servers:
             raise ValueError("at least one server to monitor is required")
         names = [s.target.name for s in servers]
@@ -235,6 +238,7 @@ class NatsCollector:
             raise ValueError(f"server names must be unique: {names}")
         self.servers = list(servers)
         self.labelled = len(self.servers) > 1
+        self.compat = compat
         first = self.servers[0]
         #: The families to export and their label names, without ``server``.
         self.label_names: dict[str, tuple[str, ...]] = {
@@ -269,6 +273,8 @@ class NatsCollector:
                 samples.extend(((name, *values), value)
                                for values, value in server_samples.get(metric.name, ()))
             out.append((metric, ("server", *labels), samples))
+        if self.compat is not None:
+            out.extend(self.compat.families(per_server, self.label_names, self.labelled))
         return out
 
     # prometheus_client interop: the last refreshed state, no I/O.
@@ -277,6 +283,9 @@ class NatsCollector:
 
     def describe(self) -> Iterator[ClientMetric]:
         server = ("server",) if self.labelled else ()
-        return client_metrics(
-            ((metric, (server if metric.per_server else ()) + self.label_names[metric.name], [])
-             for metric in m.CATALOGUE if metric.name in self.label_names), keep_empty=True)
+        families: list[Family] = [
+            (metric, (server if metric.per_server else ()) + self.label_names[metric.name], [])
+            for metric in m.CATALOGUE if metric.name in self.label_names]
+        if self.compat is not None:
+            families += self.compat.families([], self.label_names, self.labelled)
+        return client_metrics(families, keep_empty=True)

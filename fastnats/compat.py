@@ -1,0 +1,493 @@
+"""``--compat=prometheus-nats-exporter``: the official exporter's family names and labels, next to
+the native families, so that its published Grafana dashboards work unchanged.
+
+The compat families are built at render time from the same per-server samples as the native
+families (``NatsCollector.families()`` appends them after the native ones); nothing here reads a
+monitoring endpoint. A compat family is exported when the native families it is built from are
+(the collector that owns them is on), and a server contributes nothing while it is down.
+
+Names follow the official exporter: ``gnatsd_<endpoint>_<field>`` for the core endpoints and
+``jetstream_<server|account|stream|consumer>_<name>`` for /jsz. ``--compat.prefix`` replaces both
+namespaces, as its ``-prefix`` option does: the NATS Helm chart runs it with ``-prefix=nats``
+(``nats_varz_*``, ``nats_stream_*``, ...), which its ``-helm`` dashboards query. Every name is
+checked against the native catalogue when the mapping is built: a prefix that would make a compat
+name collide with a native family is refused.
+
+Deliberate differences from the official exporter:
+
+- ``server_id`` is the server's own id (/varz ``server_id``), as with the official
+  ``-use_internal_server_id``, not the monitoring URL the official exporter uses by default.
+  With several monitored servers the native ``server`` label is kept as well.
+- Counters are typed ``counter`` (the official exporter types everything but the connz totals as
+  ``gauge``): gnatsd_varz_{in,out}_{msgs,bytes}, total_connections, slow_consumers,
+  stale_connections, stalled_clients, slow_consumer_stats_*, jetstream_stats_api_{total,errors},
+  and the gnatsd_leafz_conn_{in,out}_{msgs,bytes}. Names are unchanged (no ``_total``), so every
+  query works as before; ``rate()`` is now also correct for Prometheus' type-aware tooling.
+- gnatsd_connz_*: summed over every open connection (the official exporter sums the first /connz
+  page, at most 1,024 connections). ``num_connections`` and ``total`` are both the number of open
+  connections. The in/out messages and bytes include the final counts of closed connections, so
+  they never fall when a client disconnects (the official sums fall). ``offset`` and ``limit``
+  (paging parameters) are not exported.
+- gnatsd_leafz_*: one series per leafnode group of ``--leafz.group-by`` (default account and
+  name), not per leafnode connection; ``port`` is empty, ``ip`` is empty unless leafnodes are
+  grouped by ip, ``account_id`` equals ``account``. ``gnatsd_leafz_info`` is the number of open
+  leafnodes of the group (the official exporter exports 1 per leafnode, so ``sum()`` agrees).
+  ``conn_rtt`` and the per-subscription ``conn_subscriptions`` are not exported.
+- gnatsd_routez: only ``num_routes`` (route connections, summed over the peers' pooled routes),
+  which is what the official exporter derives from /routez.
+- gnatsd_healthz_status is 0 when healthy and 1 otherwise, as officially;
+  ``status_value{value}`` is not exported (fastnats keeps no status text). The JetStream-only
+  checks of ``--healthz.jetstream`` give gnatsd_healthz_js_{enabled,server}_only_status.
+- gnatsd_varz: the numeric /varz fields fastnats reads (not every field of /varz): cpu (percent,
+  as /varz reports it), mem, cores, connections, total_connections, subscriptions, routes,
+  remotes, leafnodes, in/out msgs and bytes, slow_consumers, slow_consumer_stats_*,
+  stale_connections, stalled_clients, config_load_time (Unix milliseconds) and the jetstream
+  config and stats; and ``server_id``, ``server_name``, ``version`` as ``{value}`` gauges.
+- jetstream_stream_*: each stream once, from its leader (the official exporter reports every
+  replica, so ``sum by (stream_name)`` counted each replica); the follower rows of
+  ``--jsz.replicas`` are left out. ``stream_leader`` is the exporting server's name,
+  ``is_stream_leader`` is ``"true"``, ``stream_raft_group`` is empty; ``account``,
+  ``account_name`` and ``account_id`` all carry the account's id (its name too, outside operator
+  mode). Metadata labels (``--jsz.stream-meta-keys``) are ``stream_meta_<key>`` as officially.
+  ``limit_bytes`` and ``limit_messages`` are -1 when unlimited, as officially. Mirror and source
+  lag and activity come with ``mirror_name``/``source_name``; their ``*_api`` and ``*_deliver``
+  labels are empty.
+- jetstream_consumer_*: durable consumers only, each from its leader; ephemeral consumers are
+  aggregated natively (nats_jetstream_stream_ephemeral_*) and have no per-consumer series, and
+  durables past ``--jsz.max-consumers`` are summed into the consumer ``_other``.
+  ``consumer_desc`` is empty; ``last_delivery_seconds`` and ``last_ack_seconds`` are not exported.
+  Consumer series carry ``consumer_meta_<key>`` (``--jsz.consumer-meta-keys``) but not the
+  stream's metadata labels. The per-consumer families need ``--jsz.level=consumers``, as the
+  official ones need ``-jsz=consumers``.
+- jetstream_account_*: summed over the account's storage tiers; ``max_memory``/``max_storage``
+  are the sums of the tiers' limits (no series when unlimited).
+- jetstream_server_jetstream_disabled is 0 for a server whose /jsz was read; a server without
+  JetStream has no jetstream_server_* series.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from . import metrics as m
+from .collectors.base import Samples
+from .interop import Family, Sample
+
+#: The ``--compat`` profiles.
+PROMETHEUS_NATS_EXPORTER = "prometheus-nats-exporter"
+PROFILES = (PROMETHEUS_NATS_EXPORTER,)
+#: The official exporter's namespaces, which ``--compat.prefix`` replaces.
+CORE = "gnatsd"
+JETSTREAM = "jetstream"
+_PREFIX = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+SERVER_ID = ("server_id",)
+_JS_SERVER = ("server_id", "server_name", "cluster", "domain", "meta_leader", "is_meta_leader")
+_JS_ACCOUNT = (*_JS_SERVER, "account", "account_name", "account_id")
+_JS_STREAM = (*_JS_ACCOUNT, "stream_name", "stream_leader", "is_stream_leader",
+              "stream_raft_group")
+_JS_CONSUMER = (*_JS_STREAM, "consumer_name", "consumer_leader", "is_consumer_leader",
+                "consumer_desc")
+_LEAF = ("server_id", "account", "account_id", "ip", "port", "name")
+#: The value of the native ``replica_role`` label (``--jsz.replicas``) on a leader's rows.
+LEADER_ROLE = "leader"
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One compat family: its namespace (core or jetstream), the rest of its name, its type,
+    help and labels, and the native families it is built from (exported when any of them is)."""
+
+    jetstream: bool
+    name: str
+    type: str
+    help: str
+    labels: tuple[str, ...]
+    sources: tuple[m.Metric, ...]
+
+
+def _core(name: str, kind: str, help: str, labels: tuple[str, ...],
+          *sources: m.Metric) -> _Spec:
+    return _Spec(False, name, kind, help, labels, sources)
+
+
+def _js(name: str, kind: str, help: str, labels: tuple[str, ...], *sources: m.Metric) -> _Spec:
+    return _Spec(True, name, kind, help, labels, sources)
+
+
+G, C = m.GAUGE, m.COUNTER
+#: /varz fields: (field, native family, factor from the native unit to /varz's).
+_VARZ_FIELDS: tuple[tuple[str, m.Metric, int], ...] = (
+    ("cpu", m.NATS_SERVER_CPU_RATIO, 100),
+    ("mem", m.NATS_SERVER_MEMORY_BYTES, 1),
+    ("cores", m.NATS_SERVER_CPU_CORES, 1),
+    ("connections", m.NATS_SERVER_CLIENTS, 1),
+    ("total_connections", m.NATS_SERVER_TOTAL_CONNECTIONS, 1),
+    ("subscriptions", m.NATS_SERVER_SUBSCRIPTIONS, 1),
+    ("routes", m.NATS_SERVER_ROUTES, 1),
+    ("remotes", m.NATS_SERVER_REMOTES, 1),
+    ("leafnodes", m.NATS_SERVER_LEAFNODES, 1),
+    ("in_msgs", m.NATS_SERVER_TOTAL_MESSAGES_RECEIVED, 1),
+    ("out_msgs", m.NATS_SERVER_TOTAL_MESSAGES_SENT, 1),
+    ("in_bytes", m.NATS_SERVER_TOTAL_PAYLOAD_BYTES_RECEIVED, 1),
+    ("out_bytes", m.NATS_SERVER_TOTAL_PAYLOAD_BYTES_SENT, 1),
+    ("slow_consumers", m.NATS_SERVER_SLOW_CONSUMERS, 1),
+    ("stale_connections", m.NATS_SERVER_STALE_CONNECTIONS_TOTAL, 1),
+    ("stalled_clients", m.NATS_SERVER_STALLED_CLIENTS_TOTAL, 1),
+    ("config_load_time", m.NATS_SERVER_CONFIG_LOAD_TIMESTAMP_SECONDS, 1000),
+    ("jetstream_config_max_memory", m.NATS_SERVER_JETSTREAM_MAX_MEMORY_BYTES, 1),
+    ("jetstream_config_max_storage", m.NATS_SERVER_JETSTREAM_MAX_STORAGE_BYTES, 1),
+    ("jetstream_stats_memory", m.NATS_SERVER_JETSTREAM_MEMORY_BYTES, 1),
+    ("jetstream_stats_storage", m.NATS_SERVER_JETSTREAM_STORAGE_BYTES, 1),
+    ("jetstream_stats_reserved_memory", m.NATS_SERVER_JETSTREAM_RESERVED_MEMORY_BYTES, 1),
+    ("jetstream_stats_reserved_storage", m.NATS_SERVER_JETSTREAM_RESERVED_STORAGE_BYTES, 1),
+    ("jetstream_stats_api_total", m.NATS_SERVER_JETSTREAM_API_REQUESTS_TOTAL, 1),
+    ("jetstream_stats_api_errors", m.NATS_SERVER_JETSTREAM_API_ERRORS_TOTAL, 1),
+)
+_VARZ_IDENTITY = ("server_id", "server_name", "version")
+_SLOW_KINDS = ("clients", "routes", "gateways", "leafs")
+#: gnatsd_connz_* and the native group family each sums.
+_CONNZ = (("num_connections", G, m.NATS_CLIENT_CONNECTIONS),
+          ("total", G, m.NATS_CLIENT_CONNECTIONS),
+          ("pending_bytes", G, m.NATS_CLIENT_PENDING_BYTES),
+          ("subscriptions", G, m.NATS_CLIENT_SUBSCRIPTIONS),
+          ("in_msgs", C, m.NATS_CLIENT_IN_MESSAGES_TOTAL),
+          ("out_msgs", C, m.NATS_CLIENT_OUT_MESSAGES_TOTAL),
+          ("in_bytes", C, m.NATS_CLIENT_IN_BYTES_TOTAL),
+          ("out_bytes", C, m.NATS_CLIENT_OUT_BYTES_TOTAL))
+_LEAFZ = (("conn_in_msgs", C, m.NATS_LEAFNODE_IN_MESSAGES_TOTAL),
+          ("conn_out_msgs", C, m.NATS_LEAFNODE_OUT_MESSAGES_TOTAL),
+          ("conn_in_bytes", C, m.NATS_LEAFNODE_IN_BYTES_TOTAL),
+          ("conn_out_bytes", C, m.NATS_LEAFNODE_OUT_BYTES_TOTAL),
+          ("conn_subscriptions_total", G, m.NATS_LEAFNODE_SUBSCRIPTIONS))
+_HEALTH_CHECKS = (("js_enabled_only", "enabled-only"), ("js_server_only", "server-only"))
+_JS_SERVER_FIELDS = (("total_streams", m.NATS_JETSTREAM_STREAMS),
+                     ("total_consumers", m.NATS_JETSTREAM_CONSUMERS),
+                     ("total_messages", m.NATS_JETSTREAM_MESSAGES),
+                     ("total_message_bytes", m.NATS_JETSTREAM_BYTES),
+                     ("max_memory", m.NATS_SERVER_JETSTREAM_MAX_MEMORY_BYTES),
+                     ("max_storage", m.NATS_SERVER_JETSTREAM_MAX_STORAGE_BYTES))
+_JS_ACCOUNT_FIELDS = (("memory_used", m.NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES),
+                      ("storage_used", m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES),
+                      ("max_memory", m.NATS_JETSTREAM_ACCOUNT_MAX_MEMORY_BYTES),
+                      ("max_storage", m.NATS_JETSTREAM_ACCOUNT_MAX_STORAGE_BYTES))
+_JS_STREAM_FIELDS = (("total_messages", m.NATS_JETSTREAM_STREAM_MESSAGES),
+                     ("total_bytes", m.NATS_JETSTREAM_STREAM_BYTES),
+                     ("first_seq", m.NATS_JETSTREAM_STREAM_FIRST_SEQUENCE),
+                     ("last_seq", m.NATS_JETSTREAM_STREAM_LAST_SEQUENCE),
+                     ("consumer_count", m.NATS_JETSTREAM_STREAM_CONSUMERS),
+                     ("subject_count", m.NATS_JETSTREAM_STREAM_SUBJECTS))
+#: Stream limits: -1 when the native family has no series for the stream (unlimited).
+_JS_STREAM_LIMITS = (("limit_bytes", m.NATS_JETSTREAM_STREAM_MAX_BYTES),
+                     ("limit_messages", m.NATS_JETSTREAM_STREAM_MAX_MESSAGES))
+_JS_CONSUMER_FIELDS = (
+    ("delivered_consumer_seq", m.NATS_JETSTREAM_CONSUMER_DELIVERED_CONSUMER_SEQUENCE),
+    ("delivered_stream_seq", m.NATS_JETSTREAM_CONSUMER_DELIVERED_STREAM_SEQUENCE),
+    ("num_ack_pending", m.NATS_JETSTREAM_CONSUMER_ACK_PENDING_MESSAGES),
+    ("num_redelivered", m.NATS_JETSTREAM_CONSUMER_REDELIVERED_MESSAGES),
+    ("num_waiting", m.NATS_JETSTREAM_CONSUMER_WAITING_REQUESTS),
+    ("num_pending", m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES),
+    ("ack_floor_stream_seq", m.NATS_JETSTREAM_CONSUMER_ACK_FLOOR_STREAM_SEQUENCE),
+    ("ack_floor_consumer_seq", m.NATS_JETSTREAM_CONSUMER_ACK_FLOOR_CONSUMER_SEQUENCE))
+_JS_SOURCES = (("source", "source"), ("mirror", "mirror"))
+
+
+def _specs() -> tuple[_Spec, ...]:
+    info = m.NATS_SERVER_INFO
+    specs = [_core(f"varz_{field}", C if native.type == C else G,
+                   f"/varz {field} (fastnats: {native.name})", SERVER_ID, native)
+             for field, native in ((f, n) for f, n, _ in _VARZ_FIELDS)]
+    specs += [_core(f"varz_slow_consumer_stats_{kind}", C,
+                    f"/varz slow_consumer_stats.{kind} (fastnats: "
+                    f"{m.NATS_SERVER_SLOW_CONSUMER_DETECTIONS_TOTAL.name})", SERVER_ID,
+                    m.NATS_SERVER_SLOW_CONSUMER_DETECTIONS_TOTAL) for kind in _SLOW_KINDS]
+    specs += [_core(f"varz_{field}", G, f"/varz {field} as label value; value 1",
+                    ("server_id", "value"), info) for field in _VARZ_IDENTITY]
+    specs += [_core(f"connz_{field}", kind, f"/connz {field} summed over every open connection "
+                    f"(fastnats: sum of {native.name})", SERVER_ID, native)
+              for field, kind, native in _CONNZ]
+    specs.append(_core("routez_num_routes", G, "/routez num_routes (fastnats: sum of "
+                       f"{m.NATS_ROUTE_CONNECTIONS.name})", SERVER_ID, m.NATS_ROUTE_CONNECTIONS))
+    specs.append(_core("leafz_conn_nodes_total", G, "Leafnode connections (fastnats: sum of "
+                       f"{m.NATS_LEAFNODE_CONNECTIONS.name})", SERVER_ID,
+                       m.NATS_LEAFNODE_CONNECTIONS))
+    specs.append(_core("leafz_info", G, "Open leafnodes of the group (fastnats: "
+                       f"{m.NATS_LEAFNODE_CONNECTIONS.name})", _LEAF, m.NATS_LEAFNODE_CONNECTIONS))
+    specs += [_core(f"leafz_{field}", kind, f"Leafnode {field.removeprefix('conn_')} of the "
+                    f"group (fastnats: {native.name})", _LEAF, native)
+              for field, kind, native in _LEAFZ]
+    specs.append(_core("healthz_status", G, "0 if /healthz says ok, else 1 (fastnats: "
+                       f"{m.NATS_SERVER_HEALTHY.name})", SERVER_ID, m.NATS_SERVER_HEALTHY))
+    specs += [_core(f"healthz_{name}_status", G, f"0 if /healthz?{name.replace('_', '-')}=true "
+                    f"says ok, else 1", SERVER_ID, m.NATS_SERVER_JETSTREAM_HEALTHY)
+              for name, _ in _HEALTH_CHECKS]
+    specs.append(_js("server_jetstream_disabled", G, "0: the server's /jsz was read",
+                     _JS_SERVER, m.NATS_JETSTREAM_STREAMS))
+    specs += [_js(f"server_{field}", G, f"JetStream {field} of the server (fastnats: "
+                  f"{native.name})", _JS_SERVER, native, m.NATS_JETSTREAM_STREAMS)
+              for field, native in _JS_SERVER_FIELDS]
+    specs += [_js(f"account_{field}", G, f"JetStream account {field}, summed over its tiers "
+                  f"(fastnats: {native.name})", _JS_ACCOUNT, native)
+              for field, native in _JS_ACCOUNT_FIELDS]
+    specs += [_js(f"stream_{field}", G, f"Stream {field}, from the stream's leader (fastnats: "
+                  f"{native.name})", _JS_STREAM, native) for field, native in _JS_STREAM_FIELDS]
+    specs += [_js(f"stream_{field}", G, f"Stream {field}, -1 when unlimited (fastnats: "
+                  f"{native.name})", _JS_STREAM, native, m.NATS_JETSTREAM_STREAM_MESSAGES)
+              for field, native in _JS_STREAM_LIMITS]
+    for kind, prefix in _JS_SOURCES:
+        labels = (*_JS_STREAM, f"{prefix}_name", f"{prefix}_api", f"{prefix}_deliver")
+        specs.append(_js(f"stream_{kind}_lag", G, f"Messages the stream's {kind} is behind",
+                         labels, m.NATS_JETSTREAM_STREAM_SOURCE_LAG))
+        specs.append(_js(f"stream_{kind}_active_duration_ns", G,
+                         f"Nanoseconds since the stream's {kind} was last active", labels,
+                         m.NATS_JETSTREAM_STREAM_SOURCE_LAST_SEEN_SECONDS))
+    specs += [_js(f"consumer_{field}", G, f"Durable consumer {field}, from the consumer's "
+                  f"leader (fastnats: {native.name})", _JS_CONSUMER, native)
+              for field, native in _JS_CONSUMER_FIELDS]
+    return tuple(specs)
+
+
+SPECS = _specs()
+
+
+class _Server:
+    """One server's snapshot, read through the label names of the exported native families;
+    a family that is not exported (its collector is off) has no samples here."""
+
+    def __init__(self, samples: Samples, label_names: Mapping[str, tuple[str, ...]]) -> None:
+        self.samples = {name: rows for name, rows in samples.items() if name in label_names}
+        self.label_names = label_names
+
+    def has(self, metric: m.Metric) -> bool:
+        return metric.name in self.samples
+
+    def value(self, metric: m.Metric) -> int | float | None:
+        return next((value for _, value in self.rows(metric)), None)
+
+    def rows(self, metric: m.Metric) -> Iterator[tuple[dict[str, str], int | float]]:
+        names = self.label_names.get(metric.name, ())
+        for values, value in self.samples.get(metric.name, ()):
+            if not isinstance(value, tuple):
+                yield dict(zip(names, values)), value
+
+    def total(self, metric: m.Metric) -> int | float:
+        return sum(value for _, value in self.rows(metric))
+
+
+def _scaled(value: int | float, factor: int) -> int | float:
+    if factor == 1:
+        return value
+    # Back to /varz's unit; rounding drops the float error of the native division.
+    return round(value * factor, 6) if factor == 100 else int(round(value * factor))
+
+
+#: Native stream/consumer labels that are not metadata keys.
+_STREAM_KEYS = {"account", "stream", "consumer", "replica_role", "source", "kind"}
+
+
+def _meta(row: dict[str, str], prefix: str) -> tuple[tuple[str, str], ...]:
+    """The metadata labels of a native stream or consumer row, named as officially
+    (``stream_meta_<key>``, ``consumer_meta_<key>``)."""
+    return tuple((f"{prefix}_meta_{name.removeprefix('meta_')}", value)
+                 for name, value in row.items() if name not in _STREAM_KEYS)
+
+
+class Compat:
+    """The compat families of one profile and prefix; raises ValueError when a name would
+    collide with a native family."""
+
+    def __init__(self, profile: str = PROMETHEUS_NATS_EXPORTER, prefix: str | None = None) -> None:
+        if profile not in PROFILES:
+            raise ValueError(f"no compatibility profile {profile!r}; choose from "
+                             f"{', '.join(PROFILES)}")
+        if prefix is not None and not _PREFIX.fullmatch(prefix):
+            raise ValueError(f"compat prefix {prefix!r} is not a metric name prefix")
+        self.profile = profile
+        self.prefix = prefix
+        core, jetstream = (prefix, prefix) if prefix else (CORE, JETSTREAM)
+        #: Each family by its spec key (``varz_cpu``; ``js:stream_total_bytes`` for /jsz ones).
+        self.metrics: dict[str, m.Metric] = {}
+        self._sources: dict[str, tuple[m.Metric, ...]] = {}
+        names: set[str] = set()
+        for spec in SPECS:
+            name = f"{jetstream if spec.jetstream else core}_{spec.name}"
+            if name in m.BY_NAME:
+                raise ValueError(f"compat family {name} would collide with the native family of "
+                                 f"that name; choose another --compat.prefix")
+            if name in names:
+                raise ValueError(f"compat family {name} is defined twice")
+            names.add(name)
+            key = ("js:" if spec.jetstream else "") + spec.name
+            self.metrics[key] = m.Metric(name, spec.type, spec.help, spec.labels,
+                                         source="--compat " + profile)
+            self._sources[key] = spec.sources
+
+    def enabled(self, label_names: Mapping[str, tuple[str, ...]]) -> list[str]:
+        """The keys of the compat families whose native sources are exported."""
+        return [key for key, sources in self._sources.items()
+                if any(source.name in label_names for source in sources)]
+
+    def families(self, servers: Sequence[tuple[str, Samples]],
+                 label_names: Mapping[str, tuple[str, ...]], labelled: bool) -> list[Family]:
+        """The compat families of every server's snapshot; with ``labelled``, each series also
+        carries the native ``server`` label first."""
+        per_family: dict[str, list[Sample]] = {}
+        extra: dict[str, tuple[str, ...]] = {}
+        for server_name, samples in servers:
+            for name, labels, value in self._server(_Server(samples, label_names)):
+                metric = self.metrics[name]
+                fixed = dict(labels)
+                values = tuple(fixed.pop(label, "") for label in metric.labels)
+                if fixed:
+                    # Metadata labels past the official ones, in the order they came.
+                    extra.setdefault(name, tuple(fixed))
+                    values += tuple(fixed.get(label, "") for label in extra[name])
+                if labelled:
+                    values = (server_name, *values)
+                per_family.setdefault(name, []).append((values, value))
+        out: list[Family] = []
+        for key in self.enabled(label_names):
+            metric = self.metrics[key]
+            names = (*metric.labels, *extra.get(key, ()))
+            out.append((metric, ("server", *names) if labelled else names,
+                        per_family.get(key, [])))
+        return out
+
+    def _server(self, server: _Server) -> Iterator[tuple[str, Iterable[tuple[str, str]],
+                                                         int | float]]:
+        """Every compat sample of one server: (spec key, labels, value)."""
+        info = next(server.rows(m.NATS_SERVER_INFO), None)
+        if info is None:
+            return      # down: no identity, and no native samples either
+        server_id = (("server_id", info[0]["server_id"]),)
+        yield from self._varz(server, server_id, info[0])
+        yield from self._connz(server, server_id)
+        yield from self._leafz(server, server_id)
+        yield from self._healthz(server, server_id)
+        yield from self._jetstream(server, info[0])
+
+    def _varz(self, server: _Server, server_id: tuple[tuple[str, str], ...],
+              info: dict[str, str]) -> Iterator[tuple[str, Iterable[tuple[str, str]],
+                                                      int | float]]:
+        for field, native, factor in _VARZ_FIELDS:
+            value = server.value(native)
+            if value is not None:
+                yield f"varz_{field}", server_id, _scaled(value, factor)
+        for row, value in server.rows(m.NATS_SERVER_SLOW_CONSUMER_DETECTIONS_TOTAL):
+            yield f"varz_slow_consumer_stats_{row['kind']}", server_id, value
+        for field in _VARZ_IDENTITY:
+            yield f"varz_{field}", (*server_id, ("value", info[field])), 1
+
+    def _connz(self, server: _Server, server_id: tuple[tuple[str, str], ...]
+               ) -> Iterator[tuple[str, Iterable[tuple[str, str]], int | float]]:
+        for field, _, native in _CONNZ:
+            if server.has(native):
+                yield f"connz_{field}", server_id, server.total(native)
+        if server.has(m.NATS_ROUTE_CONNECTIONS):
+            yield "routez_num_routes", server_id, server.total(m.NATS_ROUTE_CONNECTIONS)
+
+    def _leafz(self, server: _Server, server_id: tuple[tuple[str, str], ...]
+               ) -> Iterator[tuple[str, Iterable[tuple[str, str]], int | float]]:
+        if not server.has(m.NATS_LEAFNODE_CONNECTIONS):
+            return
+        yield "leafz_conn_nodes_total", server_id, server.total(m.NATS_LEAFNODE_CONNECTIONS)
+
+        def leaf(row: dict[str, str]) -> tuple[tuple[str, str], ...]:
+            account = row.get("account", "")
+            return (*server_id, ("account", account), ("account_id", account),
+                    ("ip", row.get("ip", "")), ("port", ""), ("name", row.get("name", "")))
+
+        # Groups that differ only by labels the official exporter lacks (is_spoke) are summed.
+        for field, native in (("info", m.NATS_LEAFNODE_CONNECTIONS),
+                              *((f, n) for f, _, n in _LEAFZ)):
+            sums: dict[tuple[tuple[str, str], ...], int | float] = {}
+            for row, value in server.rows(native):
+                key = leaf(row)
+                sums[key] = sums.get(key, 0) + value
+            for key, value in sums.items():
+                if field != "info" or value:
+                    yield f"leafz_{field}", key, value
+
+    def _healthz(self, server: _Server, server_id: tuple[tuple[str, str], ...]
+                 ) -> Iterator[tuple[str, Iterable[tuple[str, str]], int | float]]:
+        healthy = server.value(m.NATS_SERVER_HEALTHY)
+        if healthy is not None:
+            yield "healthz_status", server_id, 0 if healthy else 1
+        checks = {row["check"]: value
+                  for row, value in server.rows(m.NATS_SERVER_JETSTREAM_HEALTHY)}
+        for name, check in _HEALTH_CHECKS:
+            if check in checks:
+                yield f"healthz_{name}_status", server_id, 0 if checks[check] else 1
+
+    def _jetstream(self, server: _Server, info: dict[str, str]
+                   ) -> Iterator[tuple[str, Iterable[tuple[str, str]], int | float]]:
+        name = info["server_name"]
+        leader = next(server.rows(m.NATS_JETSTREAM_META_LEADER_INFO), None)
+        is_leader = server.value(m.NATS_JETSTREAM_META_LEADER)
+        # A server without a meta group (JetStream outside a cluster) has no meta leader
+        # series; the official exporter calls it the meta leader.
+        meta_leader = "true" if is_leader is None or is_leader == 1 else "false"
+        labels = (("server_id", info["server_id"]), ("server_name", name),
+                  ("cluster", info["cluster"]), ("domain", info["domain"]),
+                  ("meta_leader", leader[0]["leader"] if leader else ""),
+                  ("is_meta_leader", meta_leader))
+        if server.has(m.NATS_JETSTREAM_STREAMS):
+            yield "js:server_jetstream_disabled", labels, 0
+            for field, native in _JS_SERVER_FIELDS:
+                value = server.value(native)
+                if value is not None:
+                    yield f"js:server_{field}", labels, value
+
+        for field, native in _JS_ACCOUNT_FIELDS:
+            sums: dict[str, int | float] = {}
+            for row, value in server.rows(native):
+                sums[row["account"]] = sums.get(row["account"], 0) + value
+            for account, value in sums.items():
+                yield f"js:account_{field}", (*labels, *_account(account)), value
+
+        def stream(row: dict[str, str], meta: str = "stream"
+                   ) -> tuple[tuple[str, str], ...] | None:
+            if row.get("replica_role", LEADER_ROLE) != LEADER_ROLE:
+                return None
+            return (*labels, *_account(row["account"]), ("stream_name", row["stream"]),
+                    ("stream_leader", name), ("is_stream_leader", "true"),
+                    ("stream_raft_group", ""), *_meta(row, meta))
+
+        streams: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        for field, native in _JS_STREAM_FIELDS:
+            for row, value in server.rows(native):
+                if (key := stream(row)) is not None:
+                    streams[(row["account"], row["stream"])] = key
+                    yield f"js:stream_{field}", key, value
+        for field, native in _JS_STREAM_LIMITS:
+            limits = {(row["account"], row["stream"]): value for row, value in server.rows(native)
+                      if stream(row) is not None}
+            for ident, key in streams.items():
+                yield f"js:stream_{field}", key, limits.get(ident, -1)
+        for native, suffix, factor in ((m.NATS_JETSTREAM_STREAM_SOURCE_LAG, "lag", 1),
+                                       (m.NATS_JETSTREAM_STREAM_SOURCE_LAST_SEEN_SECONDS,
+                                        "active_duration_ns", 1_000_000_000)):
+            for row, value in server.rows(native):
+                kind = row["kind"]
+                base = streams.get((row["account"], row["stream"]))
+                if base is None or kind not in ("source", "mirror"):
+                    continue
+                yield (f"js:stream_{kind}_{suffix}",
+                       (*base, (f"{kind}_name", row["source"]), (f"{kind}_api", ""),
+                        (f"{kind}_deliver", "")),
+                       int(round(value * factor)) if factor != 1 else value)
+
+        for field, native in _JS_CONSUMER_FIELDS:
+            for row, value in server.rows(native):
+                base = stream(row, "consumer")
+                if base is None:
+                    continue
+                yield (f"js:consumer_{field}",
+                       (*base, ("consumer_name", row["consumer"]), ("consumer_leader", name),
+                        ("is_consumer_leader", "true"), ("consumer_desc", "")), value)
+
+
+def _account(account: str) -> tuple[tuple[str, str], ...]:
+    return ("account", account), ("account_name", account), ("account_id", account)

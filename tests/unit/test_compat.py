@@ -1,0 +1,300 @@
+"""``--compat=prometheus-nats-exporter`` without a network: the mapping from native samples to the
+official names and labels, the name checks, the flags, and the list of names the official
+dashboards query (tests/data/compat-prometheus-nats-exporter.txt) with the tool that builds it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fastnats import cli
+from fastnats import metrics as m
+from fastnats.collector import NatsCollector, ServerCollector
+from fastnats.compat import SPECS, Compat
+from fastnats.exposition import render
+from fastnats.interop import Sample
+from fastnats.target import Target
+from tests.unit.test_collector import VARZ, FakeClient
+
+ROOT = Path(__file__).parents[2]
+LIST = ROOT / "tests" / "data" / "compat-prometheus-nats-exporter.txt"
+DASHBOARDS = Path("/work/shared/anchor-dashboards/prometheus-nats-exporter")
+sys.path.insert(0, str(ROOT / "tools"))
+import extract_compat_names as tool  # noqa: E402
+
+GROUP = ("account", "name")
+STREAM = ("account", "stream")
+CONSUMER = ("account", "stream", "consumer")
+
+#: Native label names, markers expanded as the collectors do by default.
+LABELS: dict[str, tuple[str, ...]] = {}
+for _metric in m.CATALOGUE:
+    LABELS[_metric.name] = tuple(
+        label for marker in _metric.labels
+        for label in (m.LABEL_MARKERS[marker][1] if marker in m.LABEL_MARKERS else (marker,)))
+
+
+def info(server_id="NID", name="n1", cluster="c1", domain="") -> list[Sample]:
+    return [((name, server_id, "2.15.1", cluster, domain, ""), 1)]
+
+
+def snapshot() -> dict[str, list[Sample]]:
+    """One server's samples of every native family compat reads, as the collectors give them."""
+    return {
+        m.NATS_SERVER_INFO.name: info(),
+        m.NATS_SERVER_CPU_RATIO.name: [((), 0.035)],
+        m.NATS_SERVER_MEMORY_BYTES.name: [((), 7_000_000)],
+        m.NATS_SERVER_CLIENTS.name: [((), 3)],
+        m.NATS_SERVER_SUBSCRIPTIONS.name: [((), 9)],
+        m.NATS_SERVER_SLOW_CONSUMERS.name: [((), 2)],
+        m.NATS_SERVER_TOTAL_MESSAGES_RECEIVED.name: [((), 100)],
+        m.NATS_SERVER_TOTAL_MESSAGES_SENT.name: [((), 200)],
+        m.NATS_SERVER_TOTAL_PAYLOAD_BYTES_RECEIVED.name: [((), 1000)],
+        m.NATS_SERVER_TOTAL_PAYLOAD_BYTES_SENT.name: [((), 2000)],
+        m.NATS_SERVER_CONFIG_LOAD_TIMESTAMP_SECONDS.name: [((), 1767225600.5)],
+        m.NATS_SERVER_SLOW_CONSUMER_DETECTIONS_TOTAL.name: [(("clients",), 2), (("leafs",), 0)],
+        m.NATS_SERVER_JETSTREAM_MEMORY_BYTES.name: [((), 10)],
+        m.NATS_SERVER_JETSTREAM_STORAGE_BYTES.name: [((), 20)],
+        m.NATS_SERVER_JETSTREAM_MAX_MEMORY_BYTES.name: [((), 1000)],
+        m.NATS_SERVER_JETSTREAM_MAX_STORAGE_BYTES.name: [((), 2000)],
+        m.NATS_CLIENT_CONNECTIONS.name: [(("A", "x"), 2), (("B", "_other"), 1)],
+        m.NATS_CLIENT_SUBSCRIPTIONS.name: [(("A", "x"), 4), (("B", "_other"), 5)],
+        m.NATS_CLIENT_PENDING_BYTES.name: [(("A", "x"), 0), (("B", "_other"), 7)],
+        m.NATS_CLIENT_IN_MESSAGES_TOTAL.name: [(("A", "x"), 10), (("B", "_other"), 5)],
+        m.NATS_CLIENT_OUT_MESSAGES_TOTAL.name: [(("A", "x"), 1), (("B", "_other"), 1)],
+        m.NATS_CLIENT_IN_BYTES_TOTAL.name: [(("A", "x"), 100), (("B", "_other"), 50)],
+        m.NATS_CLIENT_OUT_BYTES_TOTAL.name: [(("A", "x"), 10), (("B", "_other"), 10)],
+        m.NATS_ROUTE_CONNECTIONS.name: [(("n2", "ID2"), 3), (("n3", "ID3"), 0)],
+        m.NATS_LEAFNODE_CONNECTIONS.name: [(("A", "leaf-1"), 2), (("A", "gone"), 0)],
+        m.NATS_LEAFNODE_IN_MESSAGES_TOTAL.name: [(("A", "leaf-1"), 5), (("A", "gone"), 1)],
+        m.NATS_SERVER_HEALTHY.name: [((), 1)],
+        m.NATS_SERVER_JETSTREAM_HEALTHY.name: [(("enabled-only",), 1), (("server-only",), 0)],
+        m.NATS_JETSTREAM_STREAMS.name: [((), 2)],
+        m.NATS_JETSTREAM_CONSUMERS.name: [((), 1)],
+        m.NATS_JETSTREAM_MESSAGES.name: [((), 12)],
+        m.NATS_JETSTREAM_BYTES.name: [((), 1200)],
+        m.NATS_JETSTREAM_META_LEADER.name: [((), 1)],
+        m.NATS_JETSTREAM_META_LEADER_INFO.name: [(("n1",), 1)],
+        m.NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES.name: [(("A", "R1"), 1), (("A", "R3"), 2)],
+        m.NATS_JETSTREAM_STREAM_MESSAGES.name: [(("A", "ORDERS"), 10), (("A", "COPY"), 2)],
+        m.NATS_JETSTREAM_STREAM_BYTES.name: [(("A", "ORDERS"), 1000), (("A", "COPY"), 200)],
+        m.NATS_JETSTREAM_STREAM_LAST_SEQUENCE.name: [(("A", "ORDERS"), 10), (("A", "COPY"), 2)],
+        m.NATS_JETSTREAM_STREAM_MAX_BYTES.name: [(("A", "ORDERS"), 1 << 20)],
+        m.NATS_JETSTREAM_STREAM_SOURCE_LAG.name: [(("A", "COPY", "ORDERS", "mirror"), 8)],
+        m.NATS_JETSTREAM_STREAM_SOURCE_LAST_SEEN_SECONDS.name: [
+            (("A", "COPY", "ORDERS", "mirror"), 0.25)],
+        m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES.name: [(("A", "ORDERS", "worker"), 4)],
+        m.NATS_JETSTREAM_CONSUMER_ACK_PENDING_MESSAGES.name: [(("A", "ORDERS", "worker"), 1)],
+        m.NATS_JETSTREAM_CONSUMER_DELIVERED_CONSUMER_SEQUENCE.name: [
+            (("A", "ORDERS", "worker"), 6)],
+    }
+
+
+def series(compat: Compat, servers, labels=None, labelled=False):
+    """{family name: {frozenset(label items): value}}, with each family's label names."""
+    out, names = {}, {}
+    for metric, label_names, samples in compat.families(servers, labels or LABELS, labelled):
+        names[metric.name] = label_names
+        out[metric.name] = {frozenset(zip(label_names, values)): value
+                            for values, value in samples}
+    return out, names
+
+
+def one(out, family, **labels):
+    [(key, value)] = [(k, v) for k, v in out[family].items() if labels.items() <= dict(k).items()]
+    return value
+
+
+def test_no_compat_name_collides_with_a_native_family_or_another():
+    for prefix in (None, "nats"):
+        names = [metric.name for metric in Compat(prefix=prefix).metrics.values()]
+        assert len(set(names)) == len(names) == len(SPECS)
+        assert not set(names) & set(m.BY_NAME), prefix
+
+
+def test_a_colliding_prefix_or_a_bad_one_is_refused(monkeypatch):
+    monkeypatch.setitem(m.BY_NAME, "nats_stream_total_bytes", m.NATS_UP)
+    Compat()
+    with pytest.raises(ValueError, match="nats_stream_total_bytes would collide"):
+        Compat(prefix="nats")
+    with pytest.raises(ValueError, match="not a metric name prefix"):
+        Compat(prefix="1x")
+    with pytest.raises(ValueError, match="no compatibility profile"):
+        Compat("surveyor2")
+
+
+def test_varz_connz_routez_leafz_healthz_map_to_the_official_names():
+    out, names = series(Compat(), [("a", snapshot())])
+    assert names["gnatsd_varz_cpu"] == ("server_id",)
+    assert out["gnatsd_varz_cpu"] == {frozenset({("server_id", "NID")}): 3.5}
+    assert one(out, "gnatsd_varz_mem") == 7_000_000
+    assert one(out, "gnatsd_varz_config_load_time") == 1767225600500
+    assert one(out, "gnatsd_varz_slow_consumer_stats_clients") == 2
+    assert one(out, "gnatsd_varz_version", value="2.15.1") == 1
+    assert one(out, "gnatsd_varz_jetstream_config_max_storage") == 2000
+    # Summed over every group, _other included.
+    assert one(out, "gnatsd_connz_num_connections") == one(out, "gnatsd_connz_total") == 3
+    assert (one(out, "gnatsd_connz_subscriptions"), one(out, "gnatsd_connz_pending_bytes"),
+            one(out, "gnatsd_connz_in_msgs"), one(out, "gnatsd_connz_in_bytes")) == (9, 7, 15, 150)
+    assert one(out, "gnatsd_routez_num_routes") == 3
+    assert one(out, "gnatsd_leafz_conn_nodes_total") == 2
+    assert names["gnatsd_leafz_info"] == ("server_id", "account", "account_id", "ip", "port",
+                                          "name")
+    assert one(out, "gnatsd_leafz_info", name="leaf-1", account_id="A") == 2
+    assert len(out["gnatsd_leafz_info"]) == 1  # a group without leafnodes has no info
+    assert one(out, "gnatsd_leafz_conn_in_msgs", name="gone") == 1
+    assert one(out, "gnatsd_healthz_status") == 0
+    assert one(out, "gnatsd_healthz_js_enabled_only_status") == 0
+    assert one(out, "gnatsd_healthz_js_server_only_status") == 1
+    types = {metric.name: metric.type for metric, _, _ in
+             Compat().families([("a", snapshot())], LABELS, False)}
+    assert types["gnatsd_varz_in_msgs"] == types["gnatsd_connz_in_msgs"] == m.COUNTER
+    assert types["gnatsd_varz_mem"] == m.GAUGE
+
+
+def test_jetstream_maps_to_the_official_names_and_labels():
+    out, names = series(Compat(), [("a", snapshot())])
+    server = dict(server_id="NID", server_name="n1", cluster="c1", domain="", meta_leader="n1",
+                  is_meta_leader="true")
+    assert dict(next(iter(out["jetstream_server_total_streams"]))) == server
+    assert one(out, "jetstream_server_total_streams") == 2
+    assert one(out, "jetstream_server_jetstream_disabled") == 0
+    assert one(out, "jetstream_server_max_storage") == 2000
+    assert one(out, "jetstream_account_memory_used", account="A") == 3  # R1 + R3
+    stream = {**server, "account": "A", "account_name": "A", "account_id": "A",
+              "stream_name": "ORDERS", "stream_leader": "n1", "is_stream_leader": "true",
+              "stream_raft_group": ""}
+    assert names["jetstream_stream_total_bytes"] == tuple(stream)
+    assert out["jetstream_stream_total_bytes"][frozenset(stream.items())] == 1000
+    assert one(out, "jetstream_stream_limit_bytes", stream_name="ORDERS") == 1 << 20
+    assert one(out, "jetstream_stream_limit_bytes", stream_name="COPY") == -1
+    assert one(out, "jetstream_stream_limit_messages", stream_name="ORDERS") == -1
+    assert one(out, "jetstream_stream_mirror_lag", stream_name="COPY", mirror_name="ORDERS") == 8
+    assert one(out, "jetstream_stream_mirror_active_duration_ns") == 250_000_000
+    assert out["jetstream_stream_source_lag"] == {}
+    consumer = {**stream, "consumer_name": "worker", "consumer_leader": "n1",
+                "is_consumer_leader": "true", "consumer_desc": ""}
+    assert names["jetstream_consumer_num_pending"] == tuple(consumer)
+    assert out["jetstream_consumer_num_pending"] == {frozenset(consumer.items()): 4}
+
+
+def test_prefix_replaces_both_namespaces_as_the_helm_chart_uses_it():
+    out, _ = series(Compat(prefix="nats"), [("a", snapshot())])
+    assert one(out, "nats_varz_cpu") == 3.5
+    assert one(out, "nats_server_total_streams") == 2
+    assert one(out, "nats_stream_total_bytes", stream_name="ORDERS") == 1000
+    assert not any(name.startswith(("gnatsd_", "jetstream_")) for name in out)
+
+
+def test_a_follower_view_is_left_out_and_metadata_labels_get_official_names():
+    labels = {**LABELS, m.NATS_JETSTREAM_STREAM_MESSAGES.name: (*STREAM, "meta_team",
+                                                                 "replica_role")}
+    samples = snapshot()
+    samples[m.NATS_JETSTREAM_STREAM_MESSAGES.name] = [
+        (("A", "ORDERS", "core", "leader"), 10), (("A", "ORDERS", "core", "follower"), 10)]
+    out, names = series(Compat(), [("a", samples)], labels)
+    assert names["jetstream_stream_total_messages"][-1] == "stream_meta_team"
+    assert list(out["jetstream_stream_total_messages"].values()) == [10]
+    assert one(out, "jetstream_stream_total_messages", stream_meta_team="core") == 10
+
+
+def test_a_server_without_a_meta_group_is_its_own_meta_leader():
+    samples = snapshot()
+    samples[m.NATS_SERVER_INFO.name] = info(cluster="")
+    del samples[m.NATS_JETSTREAM_META_LEADER_INFO.name]
+    del samples[m.NATS_JETSTREAM_META_LEADER.name]
+    out, _ = series(Compat(), [("a", samples)])
+    assert one(out, "jetstream_server_total_streams", is_meta_leader="true", meta_leader="") == 2
+    samples[m.NATS_JETSTREAM_META_LEADER.name] = [((), 0)]
+    out, _ = series(Compat(), [("a", samples)])
+    assert one(out, "jetstream_server_total_streams", is_meta_leader="false") == 2
+
+
+def test_several_servers_keep_the_server_label_and_a_down_one_gives_nothing():
+    other = snapshot()
+    other[m.NATS_SERVER_INFO.name] = info("NID2", "n2")
+    out, names = series(Compat(), [("east", snapshot()), ("west", other), ("down", {})],
+                        labelled=True)
+    assert names["gnatsd_varz_cpu"] == ("server", "server_id")
+    assert set(out["gnatsd_varz_cpu"]) == {frozenset({("server", "east"), ("server_id", "NID")}),
+                                           frozenset({("server", "west"), ("server_id", "NID2")})}
+
+
+def test_families_follow_the_native_sources_that_are_exported():
+    labels = {metric.name: LABELS[metric.name]
+              for metric in (m.NATS_SERVER_INFO, m.NATS_SERVER_CPU_RATIO)}
+    out, _ = series(Compat(), [("a", snapshot())], labels)
+    assert set(out) == {"gnatsd_varz_cpu", "gnatsd_varz_server_id", "gnatsd_varz_server_name",
+                        "gnatsd_varz_version"}
+
+
+def test_compat_families_follow_the_native_ones_and_render():
+    server = ServerCollector(Target("a", "http://a"), FakeClient({"varz": orjson.dumps(VARZ)}), {})
+    collector = NatsCollector([server], Compat())
+    asyncio.run(collector.refresh())
+    families = collector.families()
+    names = [metric.name for metric, _, _ in families]
+    assert names.index("gnatsd_varz_connections") > names.index("fastnats_refreshes_total")
+    parsed = {f.name: f for f in text_string_to_metric_families(render(families)[0].decode())}
+    [sample] = parsed["gnatsd_varz_connections"].samples
+    assert sample.labels == {"server_id": VARZ["server_id"]}
+    assert sample.value == VARZ["connections"]
+    described = {metric.name for metric in collector.describe()}
+    assert "gnatsd_varz_mem" in described
+
+
+def test_the_flags():
+    def settings(*argv: str) -> cli.Settings:
+        return cli.resolve(cli.build_parser().parse_args(list(argv)))
+
+    assert settings().compat is None
+    compat = settings("--compat=prometheus-nats-exporter", "--compat.prefix=nats").compat
+    assert compat is not None and compat.metrics["varz_cpu"].name == "nats_varz_cpu"
+    with pytest.raises(cli.UsageError, match="needs --compat"):
+        settings("--compat.prefix=nats")
+    with pytest.raises(cli.UsageError, match="not a metric name prefix"):
+        settings("--compat=prometheus-nats-exporter", "--compat.prefix=a-b")
+
+
+# The list of names the official dashboards query.
+
+def listed() -> dict[str, set[str]]:
+    return tool.parse(LIST.read_text())
+
+
+def test_every_listed_name_is_served_with_its_labels():
+    names = listed()
+    assert len(names) > 20
+    served = {}
+    for prefix in (None, "nats"):
+        out, labels = series(Compat(prefix=prefix), [("a", snapshot())])
+        served.update({name: set(labels[name]) for name, rows in out.items() if rows})
+    for name, labels in names.items():
+        assert name in served, name
+        assert labels <= served[name], (name, labels - served[name])
+
+
+@pytest.mark.skipif(not DASHBOARDS.is_dir(), reason=f"{DASHBOARDS} is not here")
+def test_the_tool_rebuilds_the_list_from_the_dashboards():
+    rebuilt = subprocess.run([sys.executable, str(ROOT / "tools" / "extract_compat_names.py"),
+                              str(DASHBOARDS)], check=True, capture_output=True, text=True)
+    assert rebuilt.stdout == LIST.read_text()
+
+
+@pytest.mark.parametrize("query, metrics, labels", [
+    ('sum(rate(a_b{x=~"$s",y="v"}[$__rate_interval])) by (z)', {"a_b"}, {"x", "y", "z"}),
+    ("label_values(up, job)", {"up"}, {"job"}),
+    ("label_values(job)", set(), {"job"}),
+    ("- sum(m1) without (w) / on (o) group_left (g) m2 offset 5m", {"m1", "m2"},
+     {"w", "o", "g"}),
+    ('histogram_quantile(0.9, sum by (le) (rate(h_bucket{k!="a b"}[5m])))', {"h_bucket"},
+     {"le", "k"}),
+])
+def test_the_tool_tells_metrics_from_labels_and_functions(query, metrics, labels):
+    assert tool.scan(query) == (metrics, labels)
