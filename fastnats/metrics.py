@@ -758,7 +758,9 @@ SUBSZ: tuple[Metric, ...] = (
 # own series under a cap, ephemeral ones are aggregated per stream.
 #
 # The stream and consumer labels depend on --jsz.stream-meta-keys, --jsz.consumer-meta-keys
-# and --jsz.replicas: the markers below expand to them (``JszCollector.label_names``).
+# and --jsz.replicas: the markers below expand to them (``JszCollector.label_names``): the base
+# labels, then ``meta_<key>`` per metadata key; --jsz.replicas appends ``replica_role`` to the
+# stream state and limit families (``jsz.ROLE_FAMILIES``) only.
 STREAM_LABELS = "<jsz_stream>"
 CONSUMER_LABELS = "<jsz_consumer>"
 #: The labels every stream series has, before the metadata keys.
@@ -799,36 +801,52 @@ NATS_JETSTREAM_META_CLUSTER_SIZE = Metric(
     source=_JSZ + " meta_cluster.cluster_size", example=3)
 NATS_JETSTREAM_META_PEERS = Metric(
     "nats_jetstream_meta_peers", GAUGE,
-    "Peers of the meta group as this server sees them, by state: current, lagging (not "
-    "current, not offline) or offline", ("state",),
-    source=_JSZ + " meta_cluster.replicas", example=2)
+    "Peers of the meta group other than its leader, by state: current, lagging (not "
+    "current, not offline) or offline; exported by the meta leader only (a follower does not "
+    "know how the other followers are doing)", ("state",),
+    source=_JSZ + " meta_cluster.replicas, on the meta leader", example=2)
 NATS_JETSTREAM_META_PENDING = Metric(
-    "nats_jetstream_meta_pending", GAUGE, "Meta group entries not yet applied",
+    "nats_jetstream_meta_pending", GAUGE,
+    "JetStream API requests queued on the server for the meta group (routed requests and "
+    "info requests) and not yet processed",
     source=_JSZ + " meta_cluster.pending", example=0)
 
-_ACCOUNT_TIER = ("account", "tier")
+# /jsz has no storage tiers: an account's entry holds its usage over every tier and its
+# untiered limits (reserved_memory, reserved_storage); tiered limits are not in /jsz.
+_ACCOUNT = ("account",)
 NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES = Metric(
     "nats_jetstream_account_memory_bytes", GAUGE,
-    "Memory used by the account's streams in the storage tier (R1, R3, ...)", _ACCOUNT_TIER,
-    source=_JSZ + "?accounts=true, per account and tier", example=1048576)
+    "Memory used by the account's streams over the cluster, every replica and tier counted, as "
+    "the server last heard", _ACCOUNT,
+    source=_JSZ + "?accounts=true, account_details[].memory", example=1048576)
 NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES = Metric(
     "nats_jetstream_account_storage_bytes", GAUGE,
-    "File storage used by the account's streams in the storage tier", _ACCOUNT_TIER,
-    source=_JSZ + "?accounts=true, per account and tier", example=73400320)
+    "File storage used by the account's streams over the cluster, every replica and tier "
+    "counted, as the server last heard", _ACCOUNT,
+    source=_JSZ + "?accounts=true, account_details[].storage", example=73400320)
 NATS_JETSTREAM_ACCOUNT_MAX_MEMORY_BYTES = Metric(
     "nats_jetstream_account_max_memory_bytes", GAUGE,
-    "Memory the account may use in the tier; no series when unlimited", _ACCOUNT_TIER,
-    source=_JSZ + "?accounts=true, the account's limits", example=1073741824)
+    "Memory the account may use (its untiered limit); no series when unlimited or when the "
+    "account has tiered limits only", _ACCOUNT,
+    source=_JSZ + "?accounts=true, account_details[].reserved_memory", example=1073741824)
 NATS_JETSTREAM_ACCOUNT_MAX_STORAGE_BYTES = Metric(
     "nats_jetstream_account_max_storage_bytes", GAUGE,
-    "File storage the account may use in the tier; no series when unlimited", _ACCOUNT_TIER,
-    source=_JSZ + "?accounts=true, the account's limits", example=10737418240)
+    "File storage the account may use (its untiered limit); no series when unlimited or when "
+    "the account has tiered limits only", _ACCOUNT,
+    source=_JSZ + "?accounts=true, account_details[].reserved_storage", example=10737418240)
 NATS_JETSTREAM_ACCOUNT_STREAMS = Metric(
-    "nats_jetstream_account_streams", GAUGE, "Streams of the account in the tier",
-    _ACCOUNT_TIER, source=_JSZ + "?accounts=true", example=8)
+    "nats_jetstream_account_streams", GAUGE,
+    "Streams of the account that the server leads (sum over servers: the account's streams); "
+    "--jsz.level streams or consumers", _ACCOUNT,
+    source=_JSZ + "?streams=true, the account's streams whose cluster.leader is the server",
+    example=8)
 NATS_JETSTREAM_ACCOUNT_CONSUMERS = Metric(
-    "nats_jetstream_account_consumers", GAUGE, "Consumers of the account in the tier",
-    _ACCOUNT_TIER, source=_JSZ + "?accounts=true", example=40)
+    "nats_jetstream_account_consumers", GAUGE,
+    "Consumers on the leader replicas of the account's streams that the server leads "
+    "(state.consumer_count: R1 ephemeral consumers on other servers are not counted); "
+    "--jsz.level streams or consumers", _ACCOUNT,
+    source=_JSZ + "?streams=true, state.consumer_count of the streams the server leads",
+    example=40)
 
 _STREAM = _JSZ + "?streams=true, exported by the stream's leader"
 NATS_JETSTREAM_STREAM_MESSAGES = Metric(
@@ -851,7 +869,9 @@ NATS_JETSTREAM_STREAM_SUBJECTS = Metric(
     "nats_jetstream_stream_subjects", GAUGE, "Distinct subjects in the stream",
     (STREAM_LABELS,), source=_STREAM + "; state.num_subjects", example=40)
 NATS_JETSTREAM_STREAM_CONSUMERS = Metric(
-    "nats_jetstream_stream_consumers", GAUGE, "Consumers of the stream", (STREAM_LABELS,),
+    "nats_jetstream_stream_consumers", GAUGE,
+    "Consumers of the stream on the leader's replica (an R1 ephemeral consumer placed on "
+    "another server is not counted)", (STREAM_LABELS,),
     source=_STREAM + "; state.consumer_count", example=6)
 NATS_JETSTREAM_STREAM_MAX_BYTES = Metric(
     "nats_jetstream_stream_max_bytes", GAUGE,
@@ -927,8 +947,9 @@ NATS_JETSTREAM_CONSUMER_OVERFLOW = Metric(
     "--jsz.max-consumers were already exported", source=_CONSUMER, example=0)
 NATS_JETSTREAM_STREAM_EPHEMERAL_CONSUMERS = Metric(
     "nats_jetstream_stream_ephemeral_consumers", GAUGE,
-    "Ephemeral consumers of the stream (aggregated, never one series each)", (STREAM_LABELS,),
-    source=_CONSUMER + "; consumers without a durable name", example=200)
+    "Ephemeral consumers of the stream that the server leads (aggregated, never one series "
+    "each); a series on each server leading at least one", (STREAM_LABELS,),
+    source=_CONSUMER + "; consumers without config.durable_name", example=200)
 NATS_JETSTREAM_STREAM_EPHEMERAL_PENDING_MESSAGES = Metric(
     "nats_jetstream_stream_ephemeral_pending_messages", GAUGE,
     "Pending messages over the stream's ephemeral consumers: their sum (stat sum) and the "

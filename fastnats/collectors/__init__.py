@@ -10,6 +10,7 @@ from .base import Collector, ServerContext, ServerInfo, Source
 from .connz import ConnzCollector, ConnzOptions
 from .gatewayz import GatewayzCollector
 from .healthz import HealthzCollector
+from .jsz import JszCollector
 from .leafz import LeafzCollector
 from .routez import RoutezCollector
 from .sockdiag import SockdiagCollector, WireOptions
@@ -18,7 +19,8 @@ from .varz import VarzCollector
 
 ALL: tuple[type[Collector], ...] = (VarzCollector, SockdiagCollector, ConnzCollector,
                                     RoutezCollector, GatewayzCollector, LeafzCollector,
-                                    HealthzCollector, SubszCollector, AccstatzCollector)
+                                    HealthzCollector, SubszCollector, AccstatzCollector,
+                                    JszCollector)
 #: The collectors that ``--collector.<name>`` switches; /varz always runs.
 OPTIONAL: tuple[type[Collector], ...] = tuple(c for c in ALL if c.name)
 

@@ -1,0 +1,470 @@
+"""The /jsz collector without a network.
+
+Recorded bodies: ``jsz_a{1,2,3}.json`` are /jsz?accounts=true&streams=true&consumers=true&
+config=true of the three JetStream servers of ``tests.support.cluster`` (nats-server 2.15.1),
+fetched at one moment, with account T1 holding ORDERS (R3, limits, metadata team and env.tier;
+durable consumers proc (metadata owner) and audit, a named ephemeral consumer and one ephemeral
+pull consumer per server), LOCAL (R1 on A1; a durable and an ephemeral push consumer),
+ORDERS_MIRROR (R3 mirror of ORDERS) and AGG (R1 on A2, sourcing ORDERS and LOCAL); the meta
+leader is A3. ``jsz_solo.json`` is a server outside a cluster with twelve JetStream accounts.
+Then synthetic bodies (``tests.support.jszgen``): the shape check, caps and ``_other``, top-K,
+metadata labels with mirrors and sources, hostile names, decode errors, levels and paging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+from fastnats import metrics as m
+from fastnats.cli import build_parser
+from fastnats.collector import NatsCollector, ServerCollector
+from fastnats.collectors import ALL, JszCollector, ServerContext, ServerInfo
+from fastnats.collectors.base import DECODE
+from fastnats.collectors.jsz import ROLE_FAMILIES, JszOptions, Listing, meta_keys, meta_label
+from fastnats.errors import ScrapeError
+from fastnats.target import Target
+from tests.support import jszgen
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SERVERS = ("A1", "A2", "A3")
+OTHER = m.OTHER_GROUP
+INFO = ServerInfo("NSIM", "start-1", 0, 0, {})
+
+
+def recorded(server: str) -> bytes:
+    return (DATA / f"jsz_{server.lower()}.json").read_bytes()
+
+
+class Source:
+    """Serves /varz (the server's name) and /jsz: pages of ``doc`` as nats-server 2.15 cuts
+    them, or ``body`` as it is; refuses a reply over the caller's ``max_bytes``."""
+
+    def __init__(self, name: str, body: bytes | None = None, doc: dict | None = None) -> None:
+        self.name = name
+        self.body = body
+        self.doc = doc
+        self.requests: list[dict] = []
+
+    async def get(self, endpoint, params=None, *, max_bytes=None, statuses=(200,)):
+        if endpoint == "varz":
+            return bytearray(orjson.dumps({"server_id": "NSIM", "server_name": self.name}))
+        assert endpoint == "jsz"
+        params = dict(params or {})
+        self.requests.append(params)
+        if self.doc is not None:
+            if "offset" in params:
+                doc = jszgen.page(self.doc, params["offset"], params["limit"])
+            else:
+                doc = {k: v for k, v in self.doc.items() if k != "account_details"}
+            body = orjson.dumps(doc)
+        else:
+            body = self.body
+        if max_bytes is not None and len(body) > max_bytes:
+            raise ScrapeError(endpoint, "too_large", f"over {max_bytes}")
+        return bytearray(body)
+
+
+def refresh(collector: JszCollector, source: Source) -> dict:
+    asyncio.run(collector.refresh(source, INFO))
+    return collector.samples()
+
+
+def collect(server: str, body: bytes | None = None, **options) -> dict:
+    collector = JszCollector(ServerContext(server, "127.0.0.1"), JszOptions(**options))
+    return refresh(collector, Source(server, recorded(server) if body is None else body))
+
+
+def series(samples: dict, metric: m.Metric) -> dict:
+    return {labels: value for labels, value in samples.get(metric.name, [])}
+
+
+# -- recorded bodies of the three-server cluster -------------------------------------------
+
+def test_each_stream_is_exported_once_by_its_leader():
+    owners: dict[tuple, list[str]] = {}
+    for server in SERVERS:
+        samples = collect(server, level="consumers")
+        for labels in series(samples, m.NATS_JETSTREAM_STREAM_MESSAGES):
+            owners.setdefault(labels, []).append(server)
+    assert owners == {("T1", "ORDERS"): ["A3"], ("T1", "ORDERS_MIRROR"): ["A3"],
+                      ("T1", "LOCAL"): ["A1"], ("T1", "AGG"): ["A2"]}
+
+
+def test_each_durable_consumer_is_exported_once_by_its_leader():
+    owners: dict[tuple, list[str]] = {}
+    for server in SERVERS:
+        samples = collect(server, level="consumers")
+        for labels in series(samples, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES):
+            owners.setdefault(labels, []).append(server)
+    assert owners == {("T1", "ORDERS", "proc"): ["A1"], ("T1", "ORDERS", "audit"): ["A2"],
+                      ("T1", "LOCAL", "local-durable"): ["A1"]}
+
+
+def test_durable_values_match_the_body():
+    samples = collect("A1", level="consumers")
+    proc = ("T1", "ORDERS", "proc")
+    expected = {m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES: 40,
+                m.NATS_JETSTREAM_CONSUMER_ACK_PENDING_MESSAGES: 6,
+                m.NATS_JETSTREAM_CONSUMER_REDELIVERED_MESSAGES: 0,
+                m.NATS_JETSTREAM_CONSUMER_WAITING_REQUESTS: 0,
+                m.NATS_JETSTREAM_CONSUMER_DELIVERED_CONSUMER_SEQUENCE: 10,
+                m.NATS_JETSTREAM_CONSUMER_DELIVERED_STREAM_SEQUENCE: 10,
+                m.NATS_JETSTREAM_CONSUMER_ACK_FLOOR_CONSUMER_SEQUENCE: 4,
+                m.NATS_JETSTREAM_CONSUMER_ACK_FLOOR_STREAM_SEQUENCE: 4}
+    for metric, value in expected.items():
+        assert series(samples, metric)[proc] == value, metric.name
+    assert series(samples, m.NATS_JETSTREAM_CONSUMER_OVERFLOW) == {(): 0}
+
+
+def test_ephemeral_aggregates_equal_the_sums_of_the_consumers_each_server_leads():
+    """The named consumer without durable_name (2.15) is ephemeral; the sums over servers
+    equal the per-consumer sums of the bodies."""
+    total: dict[tuple, int] = {}
+    for server in SERVERS:
+        doc = json.loads(recorded(server))
+        for stream in doc["account_details"][0].get("stream_detail", []):
+            for consumer in stream.get("consumer_detail") or []:
+                if consumer["cluster"].get("leader") == server and \
+                        not consumer["config"].get("durable_name"):
+                    key = ("T1", stream["name"])
+                    total[key] = total.get(key, 0) + consumer["num_pending"]
+    sums: dict[tuple, int] = {}
+    for server in SERVERS:
+        samples = collect(server, level="consumers")
+        for labels, value in series(samples,
+                                    m.NATS_JETSTREAM_STREAM_EPHEMERAL_PENDING_MESSAGES).items():
+            if labels[-1] == "sum":
+                sums[labels[:-1]] = sums.get(labels[:-1], 0) + value
+    assert sums == total == {("T1", "ORDERS"): 50 + 47 * 3, ("T1", "LOCAL"): 0}
+    a1 = collect("A1", level="consumers")
+    assert series(a1, m.NATS_JETSTREAM_STREAM_EPHEMERAL_CONSUMERS) == {
+        ("T1", "ORDERS"): 2, ("T1", "LOCAL"): 1}
+    assert series(a1, m.NATS_JETSTREAM_STREAM_EPHEMERAL_ACK_PENDING_MESSAGES) == {
+        ("T1", "ORDERS", "sum"): 3, ("T1", "ORDERS", "max"): 3,
+        ("T1", "LOCAL", "sum"): 20, ("T1", "LOCAL", "max"): 20}
+
+
+def test_limits_sources_mirror_and_replicas_from_the_leader():
+    a3 = collect("A3")
+    orders = ("T1", "ORDERS")
+    assert series(a3, m.NATS_JETSTREAM_STREAM_MAX_BYTES) == {orders: 1 << 30}
+    assert series(a3, m.NATS_JETSTREAM_STREAM_MAX_MESSAGES) == {orders: 100000}
+    assert series(a3, m.NATS_JETSTREAM_STREAM_MAX_AGE_SECONDS) == {orders: 86400.0}
+    assert series(a3, m.NATS_JETSTREAM_STREAM_SOURCE_LAG) == {
+        ("T1", "ORDERS_MIRROR", "ORDERS", "mirror"): 0}
+    assert series(a3, m.NATS_JETSTREAM_STREAM_SOURCE_LAST_SEEN_SECONDS) == {
+        ("T1", "ORDERS_MIRROR", "ORDERS", "mirror"): pytest.approx(0.040800687)}
+    assert series(a3, m.NATS_JETSTREAM_STREAM_REPLICA_CURRENT) == {
+        ("T1", stream, peer): 1 for stream in ("ORDERS", "ORDERS_MIRROR") for peer in ("A1", "A2")}
+    a2 = collect("A2")
+    assert set(series(a2, m.NATS_JETSTREAM_STREAM_SOURCE_LAG)) == {
+        ("T1", "AGG", "ORDERS", "source"), ("T1", "AGG", "LOCAL", "source")}
+    # A follower knows neither the sources nor the other replicas.
+    assert not series(collect("A1"), m.NATS_JETSTREAM_STREAM_REPLICA_CURRENT)
+
+
+def test_server_and_meta_families():
+    a3, a1 = collect("A3", level="server"), collect("A1", level="server")
+    assert series(a3, m.NATS_JETSTREAM_META_LEADER) == {(): 1}
+    assert series(a1, m.NATS_JETSTREAM_META_LEADER) == {(): 0}
+    assert series(a1, m.NATS_JETSTREAM_META_LEADER_INFO) == {("A3",): 1}
+    assert series(a3, m.NATS_JETSTREAM_META_PEERS) == {
+        ("current",): 2, ("lagging",): 0, ("offline",): 0}
+    assert series(a1, m.NATS_JETSTREAM_META_PEERS) == {}
+    assert series(a1, m.NATS_JETSTREAM_API_LEVEL) == {(): 5}
+    assert series(a1, m.NATS_JETSTREAM_STREAMS) == {(): 3}
+    assert series(a1, m.NATS_JETSTREAM_META_CLUSTER_SIZE) == {(): 3}
+    assert m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES.name not in a1
+
+
+def test_accounts_level_and_unlimited_limits():
+    samples = collect("A1", level="accounts")
+    assert series(samples, m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES) == {("T1",): 56552,
+                                                                      ("T2",): 0}
+    # reserved_* are 18446744073709551615 (-1 as uint64): unlimited, no series.
+    assert series(samples, m.NATS_JETSTREAM_ACCOUNT_MAX_STORAGE_BYTES) == {}
+    assert m.NATS_JETSTREAM_STREAM_MESSAGES.name not in samples
+
+
+def test_levels_ask_for_what_they_read():
+    def params(level: str, **options) -> list[dict]:
+        collector = JszCollector(ServerContext("A1", "h"), JszOptions(level, **options))
+        source = Source("A1", recorded("A1"))
+        refresh(collector, source)
+        return source.requests
+
+    assert params("server") == [{}]
+    probe, page = params("accounts")
+    assert probe == {} and page == {"accounts": "true", "offset": 0, "limit": 1024}
+    assert params("streams")[1] == {"accounts": "true", "streams": "true", "config": "true",
+                                    "stream-leader-only": "true", "offset": 0, "limit": 1024}
+    assert "stream-leader-only" not in params("streams", replicas=True)[1]
+    assert params("consumers")[1] == {"accounts": "true", "streams": "true", "config": "true",
+                                      "consumers": "true", "offset": 0, "limit": 1024}
+
+
+def test_replicas_flag_adds_the_follower_view_with_a_role():
+    samples = collect("A1", replicas=True)
+    assert series(samples, m.NATS_JETSTREAM_STREAM_MESSAGES) == {
+        ("T1", "ORDERS", "follower"): 50, ("T1", "LOCAL", "leader"): 20,
+        ("T1", "ORDERS_MIRROR", "follower"): 50}
+    assert series(samples, m.NATS_JETSTREAM_STREAM_MAX_BYTES) == {
+        ("T1", "ORDERS", "follower"): 1 << 30}
+    collector = JszCollector(ServerContext("A1", "h"), JszOptions(replicas=True))
+    for metric in m.JSZ:
+        assert ("replica_role" in collector.label_names(metric)) == (metric in ROLE_FAMILIES)
+
+
+def test_server_outside_a_cluster():
+    samples = collect("SOLO", recorded("solo"), level="consumers")
+    assert series(samples, m.NATS_JETSTREAM_STREAM_MESSAGES) == {("ACC00", "S"): 1,
+                                                                ("ACC00", "M"): 1}
+    assert set(series(samples, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES)) == {
+        ("ACC00", "S", "d")}
+    assert m.NATS_JETSTREAM_META_LEADER.name not in samples
+    assert len(series(samples, m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES)) == 12
+
+
+def test_disabled_jetstream_exports_nothing():
+    body = orjson.dumps({"server_id": "N", "now": "2026-11-29T19:41:02Z", "disabled": True,
+                         "total": 0})
+    assert collect("B1", body, level="consumers") == {}
+
+
+# -- synthetic bodies -------------------------------------------------------------------------
+
+def test_generated_body_has_the_recorded_shape():
+    reference: dict[str, set] = {}
+    for server in SERVERS:
+        for kind, orders in jszgen.shape(json.loads(recorded(server))).items():
+            reference.setdefault(kind, set()).update(orders)
+    generated = jszgen.shape(jszgen.document(jszgen.Plan(), seed=7))
+    assert set(generated) == set(reference)
+    # Keys 2.15 leaves out when empty, in their struct's place.
+    omitted = {"stream.state": {"num_deleted"}}
+    for kind, orders in generated.items():
+        keys = {key for order in orders for key in order}
+        known = {key for order in reference[kind] for key in order} | omitted.get(kind, set())
+        assert keys <= known, kind
+        before = jszgen.precedence(reference[kind])
+        assert not {(a, b) for a, b in jszgen.precedence(orders) if (b, a) in before}, kind
+
+
+def synthetic(**plan) -> dict:
+    return jszgen.document(jszgen.Plan(**plan), seed=3)
+
+
+def run(doc: dict, name: str = "A1", **options) -> tuple[JszCollector, Source, dict]:
+    collector = JszCollector(ServerContext(name, "h"), JszOptions(**options))
+    source = Source(name, doc=doc)
+    return collector, source, refresh(collector, source)
+
+
+def test_synthetic_streams_once_over_the_cluster():
+    seen: dict[tuple, int] = {}
+    docs = {server: jszgen.document(jszgen.Plan(streams=60, consumers=300, me=server), seed=5)
+            for server in SERVERS}
+    for server, doc in docs.items():
+        _, _, samples = run(doc, server, level="consumers")
+        for labels in series(samples, m.NATS_JETSTREAM_STREAM_BYTES):
+            seen[labels] = seen.get(labels, 0) + 1
+        led = {(a["id"], s["name"]) for a in doc["account_details"]
+               for s in a.get("stream_detail", []) if s["cluster"]["leader"] == server}
+        assert set(series(samples, m.NATS_JETSTREAM_STREAM_BYTES)) == led
+
+
+def test_consumer_cap_other_and_sticky_places():
+    doc = synthetic(streams=10, consumers=200, durable=1.0, r3=0.0)
+    collector, source, samples = run(doc, level="consumers", max_consumers=5)
+    pending = series(samples, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES)
+    other = (OTHER, OTHER, OTHER)
+    assert len(pending) == 6 and other in pending
+    assert series(samples, m.NATS_JETSTREAM_CONSUMER_OVERFLOW) == {(): 195}
+    every = [c for a in doc["account_details"] for s in a.get("stream_detail", [])
+             for c in s.get("consumer_detail", [])]
+    assert sum(pending.values()) == sum(c["num_pending"] for c in every)
+    # _other has no sequences.
+    assert other not in series(samples, m.NATS_JETSTREAM_CONSUMER_DELIVERED_STREAM_SEQUENCE)
+    placed = set(pending) - {other}
+    # A newcomer that sorts first does not take a place from those placed.
+    first = doc["account_details"][0]["stream_detail"][0]
+    newcomer = copy.deepcopy(first["consumer_detail"][0])
+    newcomer["name"] = newcomer["config"]["durable_name"] = "aaa-first"
+    first["consumer_detail"].append(newcomer)
+    samples = refresh(collector, source)
+    assert set(series(samples, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES)) - {other} == placed
+    # A placed consumer that goes frees its place.
+    gone = next(iter(placed))
+    for stream in doc["account_details"][0]["stream_detail"] + [
+            s for a in doc["account_details"][1:] for s in a.get("stream_detail", [])]:
+        stream["consumer_detail"] = [c for c in stream.get("consumer_detail", [])
+                                     if c["name"] != gone[2]]
+    samples = refresh(collector, source)
+    now = set(series(samples, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES)) - {other}
+    assert gone not in now and len(now) == 5
+
+
+def test_top_k_over_durable_and_ephemeral_consumers():
+    doc = synthetic(streams=20, consumers=400, r3=0.0)
+    _, _, samples = run(doc, level="consumers", top_k=7)
+    top = samples[m.NATS_JETSTREAM_CONSUMER_TOP_PENDING_MESSAGES.name]
+    every = sorted((c["num_pending"], "true" if c["config"].get("durable_name") else "false")
+                   for a in doc["account_details"] for s in a.get("stream_detail", [])
+                   for c in s.get("consumer_detail", []))
+    assert [value for _, value in top] == [p for p, _ in every[::-1][:7]]
+    assert {labels[3] for labels, _ in top} <= {"true", "false"}
+    _, _, none = run(doc, level="consumers", top_k=0)
+    assert none[m.NATS_JETSTREAM_CONSUMER_TOP_PENDING_MESSAGES.name] == []
+
+
+def test_meta_keys_with_mirrors_and_sources_and_every_option():
+    doc = synthetic(streams=80, consumers=400, mirrors=0.2, sourced=0.2)
+    collector, _, samples = run(doc, level="consumers", replicas=True, top_k=5,
+                                max_consumers=10, stream_meta_keys=("team", "env.tier", "none"),
+                                consumer_meta_keys=("owner",))
+    assert collector.label_names(m.NATS_JETSTREAM_STREAM_BYTES) == (
+        "account", "stream", "meta_team", "meta_env_tier", "meta_none", "replica_role")
+    assert collector.label_names(m.NATS_JETSTREAM_STREAM_EPHEMERAL_PENDING_MESSAGES) == (
+        "account", "stream", "meta_team", "meta_env_tier", "meta_none", "stat")
+    assert collector.label_names(m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES) == (
+        "account", "stream", "consumer", "meta_owner")
+    assert series(samples, m.NATS_JETSTREAM_STREAM_SOURCE_LAG)
+    for metric in m.JSZ:
+        names = collector.label_names(metric)
+        for labels, _ in samples.get(metric.name, []):
+            assert len(labels) == len(names), metric.name
+    values = {labels[2:5] for labels in series(samples, m.NATS_JETSTREAM_STREAM_BYTES)}
+    assert values == {("payments", "prod", ""), ("", "", "")}
+    # The whole exposition renders with these labels.
+    server = ServerCollector(Target("A1", "http://127.0.0.1:1"), Source("A1", doc=doc),
+                             {"jsz": collector.options})
+    server.collectors[0] = collector
+    server.up = True
+    server.publish()
+    names = {family.name for family in NatsCollector([server]).collect()}
+    assert "nats_jetstream_stream_bytes" in names
+
+
+def test_hostile_names_never_become_markers():
+    doc = synthetic(streams=3, consumers=6, durable=1.0, r3=0.0, accounts=1)
+    stream = doc["account_details"][0]["stream_detail"][0]
+    doc["account_details"][0]["id"] = "_other"
+    stream["name"] = "_other"
+    stream["config"]["metadata"]["team"] = "_other"
+    for consumer in stream["consumer_detail"]:
+        consumer["config"]["durable_name"] = consumer["name"] = "_other" + consumer["name"][:0]
+        break
+    _, _, samples = run(doc, level="consumers", max_consumers=1,
+                        stream_meta_keys=("team",))
+    for metric in (m.NATS_JETSTREAM_STREAM_BYTES, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES):
+        for labels in series(samples, metric):
+            if labels[:3] != (OTHER, OTHER, OTHER):
+                assert OTHER not in labels, labels
+    assert ("__other", "__other", "__other") in series(samples, m.NATS_JETSTREAM_STREAM_BYTES)
+
+
+def test_meta_key_labels_are_valid_and_collisions_are_refused():
+    assert meta_label("env.tier") == "meta_env_tier"
+    assert meta_label("équipe-1") == "meta__quipe_1"
+    assert meta_keys("a, b.c") == ("a", "b.c")
+    for bad in ("a,a", "a.b,a_b", "a,,b"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            meta_keys(bad)
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--jsz.stream-meta-keys", "x-y,x_y"])
+    args = parser.parse_args(["--collector.jsz", "--jsz.level", "consumers", "--jsz.replicas",
+                              "--jsz.max-consumers", "5", "--jsz.top-k", "3",
+                              "--jsz.consumer-meta-keys", "owner"])
+    options = JszCollector.configure(args, 15.0)
+    assert options == JszOptions("consumers", True, 5, 3, (), ("owner",))
+    assert ALL[-1] is JszCollector and JszCollector.default is False
+
+
+@pytest.mark.parametrize("path, value, field", [
+    (("account_details", 0, "stream_detail", 0, "state", "messages"), -1,
+     "account_details[0].stream_detail[0].state.messages"),
+    (("account_details", 0, "stream_detail", 0, "consumer_detail", 0, "num_pending"), "7",
+     "account_details[0].stream_detail[0].consumer_detail[0].num_pending"),
+    (("account_details", 0, "stream_detail", 0, "consumer_detail", 0, "delivered",
+      "stream_seq"), 1.5,
+     "account_details[0].stream_detail[0].consumer_detail[0].delivered.stream_seq"),
+    (("account_details", 0, "stream_detail", 0, "config", "max_bytes"), "big",
+     "account_details[0].stream_detail[0].config.max_bytes"),
+    (("account_details", 0, "stream_detail", 0, "config", "metadata", "team"), 5,
+     "account_details[0].stream_detail[0].config.metadata.team"),
+    (("streams",), True, "streams"),
+])
+def test_decode_errors_name_the_field_and_keep_the_last_good_samples(path, value, field):
+    doc = synthetic(streams=2, consumers=4, durable=1.0, r3=0.0, accounts=1)
+    collector, source, good = run(doc, level="consumers", stream_meta_keys=("team",))
+    bad = copy.deepcopy(doc)
+    target = bad
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    source.doc = bad
+    with pytest.raises(ScrapeError) as caught:
+        refresh(collector, source)
+    assert caught.value.reason == DECODE and field in str(caught.value)
+    collector.failed(caught.value)
+    assert collector.samples() == good
+
+
+def test_malformed_json_is_a_decode_error():
+    with pytest.raises(ScrapeError) as caught:
+        collect("A1", b'{"streams": ', level="server")
+    assert caught.value.reason == DECODE
+
+
+def test_paging_reads_every_account_once():
+    doc = synthetic(streams=60, consumers=60, accounts=2500)
+    collector, source, samples = run(doc, level="streams")
+    pages = [r for r in source.requests if "offset" in r]
+    assert [r["offset"] for r in pages] == [0, 1024, 2048]
+    assert len(series(samples, m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES)) == 2500
+
+
+def test_a_server_without_total_gets_one_page_of_every_account():
+    doc = synthetic(streams=10, consumers=10, accounts=1100)
+    del doc["total"]
+
+    class Old(Source):
+        async def get(self, endpoint, params=None, **kwargs):
+            if endpoint == "jsz" and params and "offset" in params:
+                self.requests.append(dict(params))
+                page = dict(self.doc)
+                page.pop("total", None)
+                page["account_details"] = doc["account_details"][:params["limit"]]
+                return bytearray(orjson.dumps(page))
+            return await super().get(endpoint, params, **kwargs)
+
+    collector = JszCollector(ServerContext("A1", "h"), JszOptions("accounts"))
+    source = Old("A1", doc=doc)
+    samples = refresh(collector, source)
+    assert [(r["offset"], r["limit"]) for r in source.requests if "offset" in r] == [
+        (0, 1024), (0, 1100 + 1100 // 8 + 64)]
+    assert len(series(samples, m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES)) == 1100
+
+
+def test_size_bound_follows_what_the_server_holds():
+    doc = synthetic(streams=300, consumers=3000, accounts=3)
+    collector, source, _ = run(doc, level="consumers")
+    listing = Listing("A1", JszOptions("consumers"))
+    assert listing.read(orjson.dumps(jszgen.page(doc, 0, 1024))) == 3
+    assert collector._bound() > len(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def test_restart_forgets_the_consumer_table():
+    doc = synthetic(streams=4, consumers=40, durable=1.0, r3=0.0)
+    collector, source, _ = run(doc, level="consumers", max_consumers=3)
+    assert len(collector.table.placed) == 3
+    asyncio.run(collector.refresh(source, ServerInfo("NSIM", "start-2", 0, 0, {})))
+    assert len(collector.table.placed) == 3 and collector._held is not None
