@@ -56,6 +56,8 @@ class ServerInfo:
     listeners: Mapping[int, str]
     #: The server's cluster name, "" when it has none.
     cluster: str = ""
+    #: The server's name (``server_name``; nats-server uses its id when none is set).
+    server_name: str = ""
     #: Leafnode connections of the server now (/varz leafnodes).
     leafnodes: int = 0
     #: The remote clusters the server's gateway configuration names (its own excluded).

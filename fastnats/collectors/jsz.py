@@ -502,14 +502,13 @@ class JszCollector(Collector):
     follows the streams and consumers the server held at the last refresh; the first refresh
     learns them from a plain /jsz first.
 
-    Once. A stream is exported by its leader (``cluster.leader`` is this server's name:
-    ``ServerInfo.server_name`` when it has one, else /varz ``server_name`` read once per server
-    identity; a stream without a cluster block lives here alone). A leaderless stream (an
-    election under way) is exported by no server until it has a leader. A mirror or source
-    listed twice (the same stream with other filters) is exported once, with the worst lag and
-    last-seen time. A consumer is
-    exported by its own leader. With ``--jsz.replicas`` a follower exports the families in
-    ``ROLE_FAMILIES`` too, every stream's series with ``replica_role`` leader or follower.
+    Once. A stream is exported by its leader (``cluster.leader`` is this server's name,
+    ``ServerInfo.server_name``; a stream without a cluster block lives here alone). A
+    leaderless stream (an election under way) is exported by no server until it has a leader.
+    A mirror or source listed twice (the same stream with other filters) is exported once, with
+    the worst lag and last-seen time. A consumer is exported by its own leader. With
+    ``--jsz.replicas`` a follower exports the families in ``ROLE_FAMILIES`` too, every
+    stream's series with ``replica_role`` leader or follower.
 
     Consumers. A consumer with ``config.durable_name`` is durable (2.15 lists a named
     ephemeral consumer with ``name`` and ``inactive_threshold`` but no ``durable_name``).
@@ -594,14 +593,12 @@ class JszCollector(Collector):
 
     def restarted(self) -> None:
         self.table = ConsumerTable(self.options.max_consumers)
-        #: This server's name, read from /varz once per server identity.
-        self._name: str | None = None
         #: (accounts, streams, consumers) the server held at the last refresh.
         self._held: tuple[int, int, int] | None = None
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
         self.follow(info)
-        me = await self._server_name(source, info)
+        me = info.server_name or info.server_id
         options = self.options
         depth = options.depth
         params: dict[str, str | int] = {}
@@ -644,13 +641,6 @@ class JszCollector(Collector):
         self._held = (listing.total, listing.streams_held, listing.consumers_held)
         work = len(listing.streams) + len(listing.durables) + len(listing.ephemeral)
         self._samples = await off_loop(1024 * work, self._commit, listing)
-
-    async def _server_name(self, source: Source, info: ServerInfo) -> str:
-        name = getattr(info, "server_name", None) or self._name
-        if name is None:
-            varz = Fields("varz", decode_json("varz", await source.get("varz")))
-            name = self._name = varz.text("server_name")
-        return name
 
     def _bound(self) -> int:
         accounts, streams, consumers = self._held or (0, 0, 0)

@@ -168,6 +168,7 @@ def server_info(varz: Fields) -> ServerInfo:
         connections=varz.counter("connections"),
         total_connections=varz.counter("total_connections"), listeners=listener_ports(varz),
         cluster=cluster.text("name", "") if (cluster := varz.object("cluster")) else "",
+        server_name=varz.text("server_name", ""),
         leafnodes=varz.counter("leafnodes") if varz.has("leafnodes") else 0,
         gateways=configured_gateways(varz))
 

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -43,8 +44,8 @@ def recorded(server: str) -> bytes:
 
 
 class Source:
-    """Serves /varz (the server's name) and /jsz: pages of ``doc`` as nats-server 2.15 cuts
-    them, or ``body`` as it is; refuses a reply over the caller's ``max_bytes``."""
+    """Serves /jsz of server ``name``: pages of ``doc`` as nats-server 2.15 cuts them, or
+    ``body`` as it is; refuses a reply over the caller's ``max_bytes``."""
 
     def __init__(self, name: str, body: bytes | None = None, doc: dict | None = None) -> None:
         self.name = name
@@ -53,8 +54,6 @@ class Source:
         self.requests: list[dict] = []
 
     async def get(self, endpoint, params=None, *, max_bytes=None, statuses=(200,)):
-        if endpoint == "varz":
-            return bytearray(orjson.dumps({"server_id": "NSIM", "server_name": self.name}))
         assert endpoint == "jsz"
         params = dict(params or {})
         self.requests.append(params)
@@ -72,7 +71,7 @@ class Source:
 
 
 def refresh(collector: JszCollector, source: Source) -> dict:
-    asyncio.run(collector.refresh(source, INFO))
+    asyncio.run(collector.refresh(source, replace(INFO, server_name=source.name)))
     return collector.samples()
 
 
@@ -466,5 +465,6 @@ def test_restart_forgets_the_consumer_table():
     doc = synthetic(streams=4, consumers=40, durable=1.0, r3=0.0)
     collector, source, _ = run(doc, level="consumers", max_consumers=3)
     assert len(collector.table.placed) == 3
-    asyncio.run(collector.refresh(source, ServerInfo("NSIM", "start-2", 0, 0, {})))
+    restarted = replace(INFO, start="start-2", server_name=source.name)
+    asyncio.run(collector.refresh(source, restarted))
     assert len(collector.table.placed) == 3 and collector._held is not None
