@@ -171,6 +171,8 @@ class Listing:
 
     def __init__(self, me: str, options: JszOptions) -> None:
         self.me = me
+        #: Whether the server is in a JetStream cluster (its /jsz has a meta group).
+        self.clustered = False
         self.depth = options.depth
         self.replicas = options.replicas
         self.stream_keys = options.stream_meta_keys
@@ -235,6 +237,7 @@ class Listing:
             m.NATS_JETSTREAM_API_LEVEL.name: [((), api.counter("level"))],
         }
         meta = doc.object("meta_cluster")
+        self.clustered = meta is not None
         if meta is None:
             # A server without a meta group (JetStream outside a cluster).
             return out
@@ -281,11 +284,16 @@ class Listing:
         name = stream.text("name")
         stream_label = m.client_value(name)
         cluster = stream.object("cluster")
-        # A stream without a cluster block (JetStream outside a cluster, before 2.10) or
-        # without a raft group ({"leader": <this server>}) lives here alone.
-        leader = self.me if cluster is None else cluster.text("leader", "")
-        leading = leader != "" and leader == self.me
         config = stream.object("config")
+        # A stream without a cluster block (JetStream outside a cluster, before 2.10) or an R1
+        # stream without a raft group ({"leader": <this server>}) lives here alone. A
+        # replicated stream without a raft group is a server still recovering its meta layer,
+        # which names itself leader of every stream it holds: not to be believed.
+        leader = self.me if cluster is None else cluster.text("leader", "")
+        if (cluster is not None and not cluster.has("raft_group") and config is not None
+                and config.has("num_replicas") and config.counter("num_replicas") > 1):
+            leader = ""
+        leading = leader != "" and leader == self.me
         labels = (label, stream_label, *_metadata(config, self.stream_keys))
         if leading or self.replicas:
             state = stream.object("state")
@@ -347,7 +355,7 @@ class Listing:
             return
         if type(consumers) is not list:
             raise _error(f"{stream.path}consumer_detail is not an array")
-        me, keys, k = self.me, self.consumer_keys, self.top_k
+        me, keys, k, clustered = self.me, self.consumer_keys, self.top_k, self.clustered
         top = self.top
         count = pending_sum = pending_max = ack_sum = ack_max = 0
         durables = self.durables
@@ -362,6 +370,10 @@ class Listing:
                     raise _explain(stream, consumers, consumer)
                 if cluster.get("leader") != me:
                     continue
+            elif clustered:
+                # A clustered server lists its consumers without a cluster block only while it
+                # recovers its meta layer: it does not know who leads them.
+                continue
             name = consumer.get("name")
             pending = consumer.get("num_pending")
             ack = consumer.get("num_ack_pending")

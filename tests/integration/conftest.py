@@ -24,3 +24,16 @@ def supercluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[cluster.S
     require_tool("nats-server")
     with cluster.supercluster(tmp_path_factory.mktemp("supercluster")) as started:
         yield started
+
+
+@pytest.fixture(scope="session")
+def jetstream_assets(supercluster: cluster.Supercluster):
+    """Streams and consumers in T1 and T2 on cluster A, with messages, pending and ack pending:
+    see tests.support.jetstream. A test that stops a node restarts it and waits for
+    ``jetstream_assets.settled()`` before it ends; a test that publishes keeps
+    ``published`` true by publishing through ``jetstream_assets.publish``."""
+    # Imported here: only the JetStream tests need nats-py.
+    from tests.support.jetstream import JetStreamAssets
+
+    supercluster.wait_formed()
+    return JetStreamAssets.create(supercluster)
