@@ -12,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats import metrics
 from fastnats.nats import launcher
@@ -30,6 +31,7 @@ from tests.e2e.support import (
 )
 from tests.support.certs import server_certificate
 from tests.support.cluster import TENANTS, Supercluster
+from tests.support.jetstream import JetStreamAssets
 from tests.support.leafcrowd import LeafCrowd
 from tests.support.natsclient import Traffic, stall_a_consumer
 from tests.support.process import exporting, require_tool, running_nats, wait_until
@@ -66,9 +68,11 @@ def test_promtool_rule_unit_tests_pass():
 
 #: Leafnodes on the supercluster's hub while the exposition is taken.
 LEAVES = 200
-#: Flags that turn on every collector and every health check the dashboard reads.
+#: Flags that turn on every collector and every health check the dashboard reads; the
+#: fixture adds --jsz.max-consumers.
 EVERY_COLLECTOR = ("--collector.accstatz", "--collector.subsz",
-                   "--healthz.jetstream", "enabled-only,server-only")
+                   "--healthz.jetstream", "enabled-only,server-only",
+                   "--collector.jsz", "--jsz.level", "consumers")
 
 
 @contextmanager
@@ -100,12 +104,14 @@ cluster {{ name: X, host: 127.0.0.1, port: -1,
 
 
 @pytest.fixture(scope="module")
-def real_exposition(supercluster: Supercluster,
+def real_exposition(supercluster: Supercluster, jetstream_assets: JetStreamAssets,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
     """Sample names (and the texts) of scrapes taken while one exporter, every collector on,
-    watches: the supercluster (routes, gateways, JetStream, 200 leafnodes on the hub, traffic
-    across a route and the gateway); a troubled server (TLS, JetStream failing its health
-    check); and a plain server under traffic with one consumer falling behind, then stopped.
+    watches: the supercluster (routes, gateways, JetStream with the streams, mirror, sources,
+    durable and ephemeral consumers of ``jetstream_assets``, T2 under account limits, 200
+    leafnodes on the hub, traffic across a route and the gateway); a troubled server (TLS,
+    JetStream failing its health check); and a plain server under traffic with one consumer
+    falling behind, then stopped.
 
     The names are the union over the scrapes, since some families exist only in one phase
     (pending bytes while a consumer stalls, refresh errors once the plain server is gone).
@@ -129,9 +135,12 @@ def real_exposition(supercluster: Supercluster,
                                       names="deploy", groups=4))
         targets = [f"{node.name}={node.monitor_url}" for node in supercluster.nodes]
         targets += [f"troubled={troubled.monitor_url}", f"plain={plain.monitor_url}"]
+        # Some A server leads at least this many durables (pigeonhole): a cap one below it
+        # sends at least one of them into _other, whatever the placement.
+        most_led = -(-len(jetstream_assets.durables) // len(supercluster.a))
         exporter = stack.enter_context(exporting(
-            *targets, *EVERY_COLLECTOR, "--web.listen-address", "127.0.0.1:0",
-            "--refresh-interval", "0.2"))
+            *targets, *EVERY_COLLECTOR, "--jsz.max-consumers", str(most_led - 1),
+            "--web.listen-address", "127.0.0.1:0", "--refresh-interval", "0.2"))
         traffic = Traffic(plain.client_port, seconds=30).start()
         stack.callback(traffic.stop)
         stalled = stall_a_consumer(plain.client_port)
@@ -163,6 +172,22 @@ def test_dashboard_metrics_appear_in_a_real_exposition(real_exposition):
         f"rendered them. Either the collector does not produce them yet, or the dashboard must "
         f"stop using them, or NOT_IN_TEST_EXPOSITION must say why this test cannot see them.")
     assert not NOT_IN_TEST_EXPOSITION.keys() - wanted, "stale NOT_IN_TEST_EXPOSITION entries"
+
+
+def test_durables_beyond_the_cap_are_summed_into_other_in_a_real_exposition(real_exposition):
+    # The dashboard's consumer panels show _other and the overflow: both must be real here.
+    def overflowing(text: str) -> bool:
+        families = {f.name: f.samples for f in text_string_to_metric_families(text)}
+        other = {s.labels["server"]: s.labels for s in
+                 families.get(metrics.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES.name, ())
+                 if s.labels["consumer"] == metrics.OTHER_GROUP}
+        overflow = {s.labels["server"]: s.value for s in
+                    families.get(metrics.NATS_JETSTREAM_CONSUMER_OVERFLOW.name, ())}
+        return bool(other) and all(
+            labels["account"] == labels["stream"] == metrics.OTHER_GROUP
+            and overflow[server] > 0 for server, labels in other.items())
+
+    assert any(map(overflowing, real_exposition["texts"]))
 
 
 def test_promtool_check_metrics_on_a_real_exposition(real_exposition):

@@ -3,9 +3,10 @@ and health, all on loopback.
 
 Cluster "A" is three servers in a full route mesh, each with a leafnode listener; cluster "B" is
 one server with no route listener. Every server has a gateway to the other cluster, so gateways
-run both ways. JetStream runs on the A servers only (accounts T1 and T2 enabled there): a
-JetStream server in a supercluster refuses to start without routes, which B1 has none of. All
-servers share one accounts block: SYS (the system account), T1 and T2, each with one user.
+run both ways. JetStream runs on the A servers only: a JetStream server in a supercluster
+refuses to start without routes, which B1 has none of. There, T1 has JetStream without limits
+and T2 with account limits (``ACCOUNT_JETSTREAM``). All servers share one accounts block: SYS
+(the system account), T1 and T2, each with one user.
 
 Ports: the route and gateway listeners appear in the other servers' confs, so they are picked
 free up front; the client, monitoring and leafnode ports are picked by nats-server (``-1``) and
@@ -34,6 +35,9 @@ from tests.support.process import free_port, wait_until
 #: Each account and its one user's (user, password); SYS is the system account.
 ACCOUNTS = {"SYS": ("sys", "sys"), "T1": ("t1", "t1"), "T2": ("t2", "t2")}
 TENANTS = ("T1", "T2")
+#: Each tenant's JetStream on the A servers: T2 has account limits, so that /jsz reports an
+#: account's reserved memory and storage; T1 has none, and other tests count on that.
+ACCOUNT_JETSTREAM = {"T1": "enabled", "T2": "{ max_mem: 32MB, max_file: 256MB }"}
 FORM_TIMEOUT = 30.0
 _START_ATTEMPTS = 3
 
@@ -157,7 +161,8 @@ def _render(plan: _Plan, plans: list[_Plan]) -> str:
         blocks.append(f"leafnodes {{\n  host: 127.0.0.1\n  port: {plan.leaf_port}\n}}")
     users = "".join(
         f'  {account}: {{ users: [{{ user: "{user}", password: "{password}" }}]'
-        + ("" if account == "SYS" or not plan.jetstream else ", jetstream: enabled") + " }\n"
+        + (f", jetstream: {ACCOUNT_JETSTREAM[account]}"
+           if plan.jetstream and account in ACCOUNT_JETSTREAM else "") + " }\n"
         for account, (user, password) in ACCOUNTS.items())
     blocks.append(f"accounts {{\n{users}}}\nsystem_account: SYS")
     return "\n\n".join(blocks) + "\n"
