@@ -10,10 +10,12 @@ median seconds of:
 - ``loads``: ``orjson.loads`` of the body, the floor of any Python walk; ``loads_gc_paused``
   the same with the cyclic collector off, as ``Listing.read`` parses (the collections that
   hundreds of thousands of new dicts trigger cost more than the parse);
-- ``read``: ``jsz.Listing.read``: orjson, then the walk (every value used checked, the streams
-  and consumers this server leads picked out, ephemeral consumers aggregated, the top-K);
+- ``read``: ``jsz.Listing.read``, the core's ``JszListing``: the page scanned without the GIL,
+  then the walk (every value used checked, the streams and consumers this server leads picked
+  out, ephemeral consumers aggregated, the top-K); ``read_reference`` the same by the
+  reference (``_reference/jsz.py``: orjson, then the walk in Python);
 - ``full``: ``read`` and the commit (the consumer table, every sample built): what a refresh
-  costs the exporter, off the event loop;
+  costs the exporter, off the event loop; ``full_reference`` with the reference's listing;
 - ``server``: nats-server's time to answer ``/jsz?accounts=true&streams=true&consumers=true&
   config=true``, measured on a real server with ``--server-streams`` streams and
   ``--server-consumers`` durable consumers (memory storage, JetStream outside a cluster) and
@@ -45,8 +47,9 @@ import checkout  # noqa: F401
 import orjson
 from harness import median_seconds
 
+from fastnats import _core, _reference
 from fastnats.collectors.base import ServerContext
-from fastnats.collectors.jsz import JszCollector, JszOptions, Listing
+from fastnats.collectors.jsz import JszCollector, JszOptions
 from tests.support import jszgen
 from tests.support.process import free_port
 
@@ -133,11 +136,14 @@ def main() -> None:
     options = JszOptions("consumers", top_k=10)
     collector = JszCollector(ServerContext("bench", "127.0.0.1"), options)
 
-    def read() -> Listing:
-        listing = Listing(plan.me, options)
-        listing.read(body)
-        return listing
+    def reader(cls: type) -> Callable[[], object]:
+        def read() -> object:
+            listing = cls(plan.me, options)
+            listing.read(body)
+            return listing
+        return read
 
+    read, read_reference = reader(_core.JszListing), reader(_reference.JszListing)
     listing = read()
     result: dict[str, object] = {
         "streams": args.streams, "consumers": args.consumers, "accounts": args.accounts,
@@ -148,7 +154,10 @@ def main() -> None:
         "loads_gc_paused": median_seconds(lambda: _paused(lambda: orjson.loads(body)),
                                           args.repeats),
         "read": median_seconds(read, args.repeats),
+        "read_reference": median_seconds(read_reference, args.repeats),
         "full": median_seconds(lambda: collector._commit(read()), args.repeats),
+        "full_reference": median_seconds(lambda: collector._commit(read_reference()),
+                                         args.repeats),
     }
     if not args.no_server:
         seconds, size = server_seconds(args.server_streams, args.server_consumers,
@@ -161,7 +170,9 @@ def main() -> None:
             "server_bytes_per_second": size / seconds,
             "server_by_bytes": len(body) / (size / seconds),
         })
-        result["full_per_server_tenth"] = result["full"] / (result["server"] / 10)  # type: ignore[operator]
+        tenth = result["server"] / 10  # type: ignore[operator]
+        result["full_per_server_tenth"] = result["full"] / tenth  # type: ignore[operator]
+        result["full_reference_per_server_tenth"] = result["full_reference"] / tenth  # type: ignore[operator]
     if args.json:
         print(json.dumps(result))
     else:

@@ -530,3 +530,53 @@ cdef class WireCounter:
     cdef int _socket(self, const uint8_t *m, uint32_t mlen, Py_ssize_t at,
                      uint16_t flags) except -1
     cdef int _commit(self) except -1
+
+
+# --- /jsz: a page's recorded offsets and the listing (_core/jsz_scan.pxi, jsz.pxi) --------
+
+cdef struct JzNode:
+    # One object of a page (the document, an account, a stream, a consumer): where its value
+    # starts, where each of its keys' values starts (-1 when absent; the last of a repeated
+    # key), and its children (streams of an account, consumers of a stream) in the next array.
+    Py_ssize_t at
+    Py_ssize_t off[12]
+    Py_ssize_t first
+    Py_ssize_t count
+
+cdef struct JzNodes:
+    JzNode *v
+    Py_ssize_t n
+    Py_ssize_t cap
+
+cdef struct JzScan:
+    JzNode doc
+    JzNodes levels[3]      # accounts, streams, consumers
+
+
+cdef class JszListing:
+    cdef readonly str me
+    cdef readonly bint clustered
+    cdef readonly int depth
+    cdef readonly bint replicas
+    cdef readonly tuple stream_keys
+    cdef readonly tuple consumer_keys
+    cdef readonly Py_ssize_t top_k
+    cdef readonly object server
+    cdef readonly bint disabled
+    cdef readonly object total
+    cdef readonly bint paged
+    cdef readonly object streams_held
+    cdef readonly object consumers_held
+    cdef readonly set accounts_seen
+    cdef readonly list accounts, streams, replica_rows, durables, ephemeral, top
+    cdef readonly dict account_streams, sources
+
+    cdef bytes me_utf8
+    cdef list stream_keys_utf8, consumer_keys_utf8
+    cdef uint64_t top_floor        # top[0][0] once top holds top_k entries
+    cdef JzScan scan
+    cdef const unsigned char *b
+    cdef Py_ssize_t n
+    # Where the walk is, for the path an error names: indices in account_details,
+    # stream_detail and consumer_detail, -1 above them.
+    cdef Py_ssize_t at_account, at_stream, at_consumer

@@ -1,6 +1,6 @@
 # cython: language_level=3, embedsignature=True
-"""fastnats' compiled core: /connz and /leafz scanners and aggregators, wire byte counter, text
-writer.
+"""fastnats' compiled core: /connz and /leafz scanners and aggregators, the /jsz listing, wire
+byte counter, text writer.
 
 _core.pxd declares the C layouts and the state of the classes; the code lives in include parts
 under _core/, one concern each (the uvloop layout), so each stays readable on its own. The core
@@ -14,7 +14,7 @@ from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.math cimport INFINITY, fabs, floor
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdio cimport snprintf
-from libc.stdlib cimport free, malloc, qsort, realloc
+from libc.stdlib cimport free, malloc, qsort, realloc, strtod
 from libc.string cimport memcmp, memcpy, memset, strerror, strlen
 
 
@@ -31,4 +31,7 @@ include "_core/connz_snapshot.pxi"
 include "_core/leafz_scan.pxi"
 include "_core/leafz.pxi"
 include "_core/leafz_snapshot.pxi"
+include "_core/jsz_scan.pxi"
+include "_core/jsz_values.pxi"
+include "_core/jsz.pxi"
 include "_core/sockdiag.pxi"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from ._impl import impl
@@ -67,15 +67,17 @@ positive_size = number(bytes_size, "size (bytes, or 512KiB, 16MiB, 1GiB)", lambd
                        "must be at least 1 byte")
 
 
-def field_list(choices: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
-    """An argparse type: comma-separated names from ``choices``, each at most once."""
+def field_list(choices: Collection[str], what: str = "field to group by"
+               ) -> Callable[[str], tuple[str, ...]]:
+    """An argparse type: comma-separated names from ``choices`` (each a ``what``), each at most
+    once; empty items are skipped."""
     def parse(text: str) -> tuple[str, ...]:
-        fields = tuple(field.strip() for field in text.split(","))
+        fields = tuple(field.strip() for field in text.split(",") if field.strip())
         for field in fields:
             if field not in choices:
                 raise argparse.ArgumentTypeError(
-                    f"cannot group by {field!r}; choose from {', '.join(choices)}")
+                    f"no {what} {field!r}; choose from {', '.join(choices)}")
         if len(set(fields)) != len(fields):
-            raise argparse.ArgumentTypeError(f"a field is listed twice: {text!r}")
+            raise argparse.ArgumentTypeError(f"a {what} is listed twice: {text!r}")
         return fields
     return parse

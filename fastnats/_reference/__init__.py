@@ -10,7 +10,8 @@ writes the same bytes as the compiled core:
 - ``leafz``: ``LeafzAggregator`` (``_core/leafz.pxi``), likewise;
 - ``common``: what those two share (``_core/json.pxi``, ``tables.pxi``): number rules, saturating
   sums, distributions, the group table;
-- ``wire``: ``WireCounter`` and ``wire_parse`` (``_core/sockdiag.pxi``).
+- ``wire``: ``WireCounter`` and ``wire_parse`` (``_core/sockdiag.pxi``);
+- ``jsz``: ``JszListing`` (``_core/jsz*.pxi``), orjson and ``collectors.decode.Fields``.
 """
 
 from __future__ import annotations
@@ -23,5 +24,14 @@ from .writer import render_text
 
 IMPLEMENTATION = "reference"
 
-__all__ = ["IMPLEMENTATION", "ConnzAggregator", "LeafzAggregator", "WireCounter",
+__all__ = ["IMPLEMENTATION", "ConnzAggregator", "JszListing", "LeafzAggregator", "WireCounter",
            "parse_go_duration", "render_text", "wire_parse"]
+
+
+def __getattr__(name: str) -> object:
+    # jsz reads through collectors.decode, and importing the collectors imports _impl, which
+    # imports this package: it is imported on first use.
+    if name == "JszListing":
+        from .jsz import JszListing
+        return JszListing
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

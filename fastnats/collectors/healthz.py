@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .. import metrics as m
 from ..errors import ScrapeError
+from ..flags import field_list
 from ..interop import Sample
 from .base import Collector, Samples, ServerContext, ServerInfo, Source
 from .decode import Fields, decode_json
@@ -33,15 +34,7 @@ class HealthzOptions:
     jetstream: tuple[str, ...] = ()
 
 
-def _checks(text: str) -> tuple[str, ...]:
-    checks = tuple(check.strip() for check in text.split(",") if check.strip())
-    for check in checks:
-        if check not in JETSTREAM_CHECKS:
-            raise argparse.ArgumentTypeError(
-                f"no JetStream health check {check!r}; choose from {', '.join(JETSTREAM_CHECKS)}")
-    if len(set(checks)) != len(checks):
-        raise argparse.ArgumentTypeError(f"a check is listed twice: {text!r}")
-    return checks
+_checks = field_list(JETSTREAM_CHECKS, "JetStream health check")
 
 
 def health(body: bytes | bytearray) -> tuple[bool, Counter[str] | None]:
