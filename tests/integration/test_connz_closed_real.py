@@ -9,19 +9,15 @@ burst unable to keep a real client out of the group table.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastnats.collector import ServerCollector
-from fastnats.collectors import ConnzCollector, ConnzOptions
+from fastnats.collectors import ConnzOptions
 from fastnats.collectors.connz import CLOSED_PAGE
 from fastnats.collectors.decode import parse_rfc3339_ns
 from fastnats.metrics import UNKNOWN_GROUP
-from fastnats.sources.monitor import MonitorClient, new_session
-from fastnats.target import Target
 from tests.integration.test_connz_real import (
     FAST,
     Series,
@@ -33,6 +29,7 @@ from tests.integration.test_connz_real import (
     two_refreshes_later,
 )
 from tests.support.crowd import Crowd
+from tests.support.inprocess import InProcess
 from tests.support.natsclient import RawClient, pub
 from tests.support.process import exporting, running_nats, start_exporter, wait_until
 
@@ -73,37 +70,6 @@ def test_the_closed_list_is_most_recent_first_keeps_the_last_closes_and_pages(tm
             (0, 7, 20, 7), (7, 7, 20, 7), (14, 7, 20, 6), (21, 7, 20, 0)]
 
 
-class InProcess:
-    """The exporter's collector for one server in this process, refreshed when the test says,
-    with a clock of its own that a refresh moves on by ``step`` seconds."""
-
-    def __init__(self, monitor: str, **options) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.session = self.loop.run_until_complete(self._session())
-        self.server = ServerCollector(Target("nats", monitor),
-                                      MonitorClient(monitor, self.session, 10.0),
-                                      {"connz": ConnzOptions(**options)})
-        connz = self.server.collector("connz")
-        assert isinstance(connz, ConnzCollector)
-        self.connz = connz
-        self.now = 1_000.0
-        connz.clock = lambda: self.now
-
-    @staticmethod
-    async def _session():
-        return new_session()
-
-    def refresh(self, step: float = 5.0) -> dict[str, list]:
-        self.now += step
-        self.loop.run_until_complete(self.server.refresh())
-        assert not self.server.problems, self.server.problems
-        return self.connz.samples()
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.session.close())
-        self.loop.close()
-
-
 def settled_closed_list(monitor: str) -> None:
     """Wait until nats-server has filed every close: the newest entry stops changing."""
     last: list[object] = [None]
@@ -124,7 +90,7 @@ def test_closes_beyond_max_closed_clients_are_counted_lost_and_logged(tmp_path, 
     lost cids above the highest one read are counted once a later connection shows one."""
     caplog.set_level(logging.WARNING, "fastnats.scrape")
     with server_keeping(tmp_path, 100) as server:
-        exporter = InProcess(server.monitor_url, group_by=("name",))
+        exporter = InProcess(server.monitor_url, {"connz": ConnzOptions(group_by=("name",))})
         later = None
         try:
             exporter.refresh()
@@ -135,7 +101,7 @@ def test_closes_beyond_max_closed_clients_are_counted_lost_and_logged(tmp_path, 
             settled_closed_list(server.monitor_url)
             for _ in range(3):
                 samples = exporter.refresh()
-            aggregator = exporter.connz.aggregator
+            aggregator = exporter.collector("connz").aggregator
             assert aggregator.lost_known == 0 and 0 < aggregator.lost_unknown <= 1900
             later = RawClient(server.client_port, name="later")
             for _ in range(3):
@@ -206,7 +172,7 @@ def test_closed_connections_are_requested_by_pages_down_to_the_watermark(tmp_pat
     """The requests themselves: one small first page when little closed, whole pages in a burst,
     never past the server's list."""
     with server_keeping(tmp_path, 10_000) as server:
-        exporter = InProcess(server.monitor_url)
+        exporter = InProcess(server.monitor_url, {"connz": ConnzOptions()})
         asked: list[dict] = []
         source = exporter.server.source
         get = source.get

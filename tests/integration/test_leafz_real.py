@@ -10,21 +10,18 @@ fix: a leafnode that connects and closes changes no client family.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 
 import pytest
 
 from fastnats._impl import impl
-from fastnats.collector import ServerCollector
 from fastnats.collectors import ConnzOptions
-from fastnats.collectors.leafz import LeafzCollector, LeafzOptions
+from fastnats.collectors.leafz import LeafzOptions
 from fastnats.metrics import BY_NAME, CONNZ, LEAF_GROUP_LABELS, LEAFZ
 from fastnats.nats import launcher
-from fastnats.sources.monitor import MonitorClient, new_session
-from fastnats.target import Target
 from tests.integration.test_connz_real import get_json
 from tests.support.cluster import AccountClient
+from tests.support.inprocess import InProcess
 from tests.support.leafcrowd import LeafCrowd
 from tests.support.process import running_nats, wait_until
 
@@ -34,41 +31,11 @@ TENANTS = [("T1", "t1", "t1"), ("T2", "t2", "t2")]
 LEAVES = 300
 GROUPS = 7
 COUNTERS = ("in_msgs", "out_msgs", "in_bytes", "out_bytes")
+HUB_COLLECTORS = {"leafz": LeafzOptions(), "connz": ConnzOptions()}
 
 
 def metric_of(key: str) -> str:
     return f"nats_leafnode_{key.replace('msgs', 'messages')}_total"
-
-
-class InProcess:
-    """The exporter's collectors for one server in this process, refreshed when the test says,
-    with a clock of their own that a refresh moves on by ``step`` seconds."""
-
-    def __init__(self, monitor: str, **options) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.session = self.loop.run_until_complete(self._session())
-        self.server = ServerCollector(
-            Target("hub", monitor), MonitorClient(monitor, self.session, 10.0),
-            {"leafz": LeafzOptions(**options), "connz": ConnzOptions()})
-        leafz = self.server.collector("leafz")
-        assert isinstance(leafz, LeafzCollector)
-        self.leafz = leafz
-        self.now = 1_000.0
-        leafz.clock = lambda: self.now
-
-    @staticmethod
-    async def _session():
-        return new_session()
-
-    def refresh(self, step: float = 5.0) -> dict[str, list]:
-        self.now += step
-        self.loop.run_until_complete(self.server.refresh())
-        assert not self.server.problems, self.server.problems
-        return self.server.snapshot
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.session.close())
-        self.loop.close()
 
 
 def mine(samples: dict[str, list], name: str, prefix: str) -> dict[tuple[str, ...], object]:
@@ -101,7 +68,7 @@ def hub(supercluster):
 
 def test_families_equal_the_leafz_json_of_the_same_moment(hub):
     prefix = "lzsame"
-    exporter = InProcess(hub.monitor_url)
+    exporter = InProcess(hub.monitor_url, HUB_COLLECTORS)
     try:
         with LeafCrowd(hub.leaf_port, LEAVES, accounts=TENANTS, names=prefix, groups=GROUPS):
             wait_until(lambda: len(still(hub, prefix)) == LEAVES)
@@ -134,7 +101,7 @@ def test_families_equal_the_leafz_json_of_the_same_moment(hub):
 
 def test_closes_and_reconnects_keep_counters_monotonic_with_final_counters_from_connz(hub):
     prefix = "lzclose"
-    exporter = InProcess(hub.monitor_url)
+    exporter = InProcess(hub.monitor_url, HUB_COLLECTORS)
     try:
         with LeafCrowd(hub.leaf_port, LEAVES, accounts=TENANTS, names=prefix,
                        groups=GROUPS) as crowd:
@@ -199,7 +166,7 @@ leafnodes { listen: 127.0.0.1:-1 }
 def test_a_leafnode_that_connects_and_closes_changes_no_client_family(tmp_path):
     (tmp_path / "hub.conf").write_text(HUB_CONF)
     with running_nats("-c", str(tmp_path / "hub.conf")) as server:
-        exporter = InProcess(server.monitor_url)
+        exporter = InProcess(server.monitor_url, HUB_COLLECTORS)
         client = AccountClient(server.client_port, "t1", "t1", "svc")
         try:
             def clients(samples: dict[str, list]) -> dict[str, list]:

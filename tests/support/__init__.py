@@ -7,7 +7,11 @@
 - ``bodysource``: a source in this process that answers with a given body, and a collector
   refreshed from it on a simulated clock.
 - ``faultproxy``: a TCP proxy in front of a real monitoring port that injects one fault.
-- ``connzgen``: seeded /connz bodies.
+- ``inprocess``: the exporter's collectors for one real server in the test's process, on a
+  clock of their own.
+- ``connzgen``, ``leafzgen``, ``jszgen``: seeded /connz, /leafz and /jsz bodies.
+- ``cluster``: a real supercluster; ``jetstream``: its JetStream streams and consumers;
+  ``leafcrowd``: fake leafnodes from helper processes; ``certs``: TLS certificates (trustme).
 
 Nothing here imports at package level: ``crowd`` runs as a helper process that loads only the
 standard library and ``natsclient``.
