@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -25,6 +26,32 @@ async def off_loop(size: int, fn: Callable[..., _T], *args: object) -> _T:
     if size > THREAD_ABOVE:
         return await asyncio.to_thread(fn, *args)
     return fn(*args)
+
+
+_CHUNK = 1 << 20
+
+
+def check_utf8(endpoint: str, body: bytes | bytearray) -> None:
+    """Raise ``ScrapeError(endpoint, "decode")`` unless ``body`` is valid UTF-8, as JSON must be.
+
+    For a scanner that decodes only the strings it exports: a body of tens of MB is checked a
+    megabyte at a time, and a chunk of ASCII (most of every body) costs a ``isascii`` pass."""
+    if body.isascii():
+        return
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    at = 0
+    try:
+        for at in range(0, len(body), _CHUNK):
+            chunk = body[at:at + _CHUNK]
+            # A chunk of ASCII is valid unless a sequence was cut before it; then it starts
+            # with a continuation byte, and is no ASCII.
+            if not decoder.getstate()[0] and chunk.isascii():
+                continue
+            decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise ScrapeError(endpoint, DECODE, f"/{endpoint} is not UTF-8: {exc.reason}, in "
+                                            f"the megabyte from byte {at}") from None
 
 
 def decode_json(endpoint: str, body: bytes | bytearray) -> dict:

@@ -16,7 +16,7 @@ from ..errors import ScrapeError
 from ..flags import non_negative_int
 from ..interop import Sample
 from .base import Collector, Samples, ServerContext, ServerInfo, Source, with_margin
-from .decode import off_loop
+from .decode import check_utf8, off_loop
 
 ENDPOINT = "jsz"
 #: ``--jsz.level``, each reading what the ones before it read and more.
@@ -115,6 +115,13 @@ class JszOptions:
 #: ``read(body)`` takes a page and returns how many accounts it listed, or raises the /jsz decode
 #: error; the listing is then dropped.
 Listing = impl.JszListing
+
+
+def _read(listing: Listing, body: bytearray) -> int:
+    # The core decodes only the strings it exports; JSON is UTF-8 throughout, or it is no
+    # /jsz body (the reference, through orjson, refuses it the same way).
+    check_utf8(ENDPOINT, body)
+    return listing.read(body)
 
 
 class ConsumerTable:
@@ -270,7 +277,7 @@ class JszCollector(Collector):
             params["consumers"] = "true"
         if self._held is None and depth >= ACCOUNTS:
             probe = Listing(me, JszOptions("server"))
-            probe.read(await self._get(source, {}))
+            _read(probe, await self._get(source, {}))
             self._held = (probe.total, probe.streams_held, probe.consumers_held)
         listing = Listing(me, options)
         offset, limit, pages = 0, ACCOUNTS_PER_PAGE, 0
@@ -279,7 +286,7 @@ class JszCollector(Collector):
             if depth >= ACCOUNTS:
                 page.update(offset=offset, limit=limit)
             body = await self._get(source, page)
-            listed = await off_loop(len(body), listing.read, body)
+            listed = await off_loop(len(body), _read, listing, body)
             del body
             offset += listed
             pages += 1

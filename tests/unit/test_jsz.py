@@ -496,3 +496,30 @@ def test_restart_forgets_the_consumer_table():
     restarted = replace(INFO, start="start-2", server_name=source.name)
     asyncio.run(collector.refresh(source, restarted))
     assert len(collector.table.placed) == 3 and collector._held is not None
+
+
+@pytest.mark.parametrize("bad", [b"\xff" * 16, b"\xc3", b"\xed\xa0\x80", b"\xe2\x82"])
+def test_a_body_that_is_not_utf8_is_a_decode_error_even_where_the_core_reads_nothing(bad):
+    # /jsz of a server without JetStream: the core stops at "disabled" and decodes none of the
+    # strings; the body is still checked whole (the fault proxy's "corrupt" case).
+    body = (b'{"server_id": "N' + bad + b'", "now": "2026-11-29T20:00:00Z", '
+            b'"disabled": true}')
+    with pytest.raises(ScrapeError, match="is not UTF-8"):
+        collect("A1", body)
+    big = b'{"server_id": "N", "pad": "' + b"x" * (3 << 20) + bad + b'", "disabled": true}'
+    with pytest.raises(ScrapeError, match="is not UTF-8"):
+        collect("A1", big)
+    fine = body.replace(bad, "é中😀".encode())
+    assert collect("A1", fine) == {}
+
+
+def test_a_character_cut_by_the_utf8_check_s_chunks_is_valid():
+    from fastnats.collectors.decode import check_utf8
+
+    head = b'{"server_id": "'
+    for shift in range(4):
+        pad = (1 << 20) - len(head) - shift
+        body = head + b"x" * pad + "😀".encode() + b'", "disabled": true}'
+        check_utf8("jsz", body)
+        with pytest.raises(ScrapeError):
+            check_utf8("jsz", body[:len(head) + pad + 2] + b'", "disabled": true}')
