@@ -1,0 +1,735 @@
+"""The NATS system account as a source: monitoring endpoints requested over NATS itself.
+
+A connection to the system account reaches every server of a supercluster:
+``$SYS.REQ.SERVER.PING.<ENDPOINT>`` asks them all, ``$SYS.REQ.SERVER.<id>.<ENDPOINT>`` asks
+one. A reply is ``{"server": {...}, "data": {...}}`` (or ``"error"`` in place of ``"data"``);
+``SystemSource`` hands the collectors the bytes of ``"data"``, the same document the HTTP
+endpoint serves, so they never know which way their bytes came.
+
+Large replies are asked for compressed. nats-server (server/events.go, ``getAcceptEncoding``)
+answers an ``Accept-Encoding`` naming ``snappy`` or ``s2`` with the snappy framing format
+(``Content-Encoding: snappy``, written by s2 in its snappy-compatible mode), else ``gzip``.
+Snappy costs the server about a tenth of what gzip does, and cramjam inflates it at about
+1.5 GB/s into a buffer sized beforehand from the frames' own lengths, so the size limit is
+checked before anything is inflated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import ssl
+import zlib
+from collections.abc import Collection, Generator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import cramjam
+import nats
+import nats.errors
+import orjson
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from ..errors import FastNatsError, ScrapeError
+from .monitor import BodyLimits
+
+log = logging.getLogger("fastnats.fleet")
+
+_STATUS = "Status"
+_NO_RESPONDERS = "503"
+_CONTENT_ENCODING = "Content-Encoding"
+#: Endpoints whose replies grow with the server (connections, accounts, streams): asked for
+#: compressed. /varz and /healthz are a few KB: compressing them costs more than it saves.
+_COMPRESSED = frozenset({"CONNZ", "LEAFZ", "JSZ", "SUBSZ", "ROUTEZ", "GATEWAYZ", "STATZ"})
+_ACCEPT = {"Accept-Encoding": "snappy"}
+#: The most a subscription may hold unread: a reply of a large server is tens of MB.
+_PENDING_BYTES = 1 << 30
+#: The shortest wait for another PING reply after the last one.
+_MIN_GAP = 0.05
+_INFLATE_STEP = 1 << 20
+
+
+class SystemAccountError(FastNatsError):
+    """The system account could not be reached: bad credentials, no server, or an account
+    that is not the system account."""
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    """How to connect to the system account; ``password`` and ``token`` never show in repr."""
+
+    urls: tuple[str, ...]
+    creds: str | None = None
+    user: str | None = None
+    password: str | None = None
+    nkey: str | None = None
+    token: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    name: str = "fastnats"
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{key}={'<hidden>' if key in ('password', 'token') and value else value!r}"
+            for key, value in (
+                ("urls", tuple(_redact_url(u) for u in self.urls)), ("creds", self.creds),
+                ("user", self.user), ("password", self.password), ("nkey", self.nkey),
+                ("token", self.token), ("tls_ca", self.tls_ca), ("tls_cert", self.tls_cert),
+                ("tls_key", self.tls_key), ("name", self.name)))
+        return f"NatsOptions({shown})"
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert
+                or any(u.startswith("tls://") for u in self.urls)):
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
+_USERINFO = re.compile(r"(?<=//)[^/@\s]+@")
+
+
+def _redact_url(url: str) -> str:
+    return _USERINFO.sub("***@", url)
+
+
+class SystemAccount:
+    """One connection to the system account, shared by every server's ``SystemSource``.
+
+    ``events`` counts ``disconnected``, ``reconnected`` and ``error`` (asynchronous errors);
+    each change of state is logged once.
+    """
+
+    def __init__(self, options: NatsOptions) -> None:
+        self.options = options
+        self.events: collections.Counter[str] = collections.Counter()
+        self._nc: Client | None = None
+        self._last_error: str | None = None
+        self._logged_error: str | None = None
+        self._closing = False
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    def _redact(self, text: str) -> str:
+        text = _redact_url(text)
+        for secret in (self.options.password, self.options.token):
+            if secret:
+                text = text.replace(secret, "<hidden>")
+        return text
+
+    async def _on_error(self, exc: Exception) -> None:
+        what = self._redact(str(exc) or type(exc).__name__)
+        self._last_error = what
+        if self._nc is None or self._closing:
+            return      # during connect: connect() reports it
+        self.events["error"] += 1
+        if what != self._logged_error:
+            self._logged_error = what
+            log.warning("system account: %s", what)
+
+    async def _on_disconnected(self) -> None:
+        if self._nc is None or self._closing:
+            return
+        self.events["disconnected"] += 1
+        log.warning("system account: disconnected; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        self.events["reconnected"] += 1
+        self._logged_error = None
+        url = self._nc.connected_url if self._nc is not None else None
+        where = _redact_url(url.geturl()) if url is not None else "a server"
+        log.info("system account: reconnected to %s", where)
+
+    async def connect(self, timeout: float = 5.0) -> None:
+        """Connect, and check that the account is the system account; any failure raises
+        ``SystemAccountError`` with what to check."""
+        o = self.options
+        kwargs: dict[str, Any] = dict(
+            servers=list(o.urls), name=o.name, error_cb=self._on_error,
+            disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
+            connect_timeout=min(timeout, 2.0), max_reconnect_attempts=-1,
+            reconnect_time_wait=1.0, allow_reconnect=True)
+        if o.creds:
+            kwargs["user_credentials"] = o.creds
+        if o.nkey:
+            kwargs["nkeys_seed"] = o.nkey
+        if o.user is not None:
+            kwargs.update(user=o.user, password=o.password)
+        if o.token:
+            kwargs["token"] = o.token
+        try:
+            tls = o.tls_context()
+        except (OSError, ssl.SSLError) as exc:
+            raise SystemAccountError(f"TLS options: {exc}") from None
+        if tls is not None:
+            kwargs["tls"] = tls
+        self._last_error = None
+        nc = Client()
+        try:
+            # With reconnects on, nats-py retries a refused first connection for ever.
+            await asyncio.wait_for(nc.connect(**kwargs), timeout)
+        except (asyncio.TimeoutError, Exception) as exc:
+            await _quiet_close(nc)
+            raise SystemAccountError(self._connect_failure(exc, timeout)) from None
+        self._nc = nc
+        try:
+            await self._check_system(timeout)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect_failure(self, exc: BaseException, timeout: float) -> str:
+        last = self._last_error or self._redact(str(exc) or type(exc).__name__)
+        urls = ", ".join(_redact_url(u) for u in self.options.urls)
+        if "authorization" in last.lower() or "authentication" in last.lower():
+            return (f"authorization violation from {urls}: check --nats.creds, --nats.nkey, "
+                    f"--nats.user/--nats.password or --nats.token")
+        if isinstance(exc, asyncio.TimeoutError) and self._last_error is None:
+            return f"no NATS server answered at {urls} within {timeout:g}s"
+        return f"cannot connect to {urls}: {last}"
+
+    async def _check_system(self, timeout: float) -> None:
+        try:
+            await self.ping("IDZ", None, timeout=timeout, expected=1)
+        except ScrapeError as exc:
+            if exc.reason == "timeout":
+                raise SystemAccountError(f"no server answered $SYS.REQ.SERVER.PING.IDZ within "
+                                         f"{timeout:g}s") from None
+            account = await self._account_name(timeout)
+            raise SystemAccountError(
+                f"the user is in account {account or '(unknown)'}, which is not the system "
+                f"account: no server answers $SYS.REQ.SERVER requests there; give the "
+                f"credentials of a system-account user (--nats.creds/--nats.user)") from None
+
+    async def _account_name(self, timeout: float) -> str | None:
+        assert self._nc is not None
+        try:
+            msg = await self._nc.request("$SYS.REQ.USER.INFO", b"", timeout=timeout)
+            account = orjson.loads(msg.data).get("data", {}).get("account")
+        except Exception:
+            return None
+        return account if isinstance(account, str) else None
+
+    async def close(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is not None:
+            self._closing = True
+            try:
+                await _quiet_close(nc)
+            finally:
+                self._closing = False
+
+    def _client(self, endpoint: str) -> Client:
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise ScrapeError(endpoint.lower(), "connect", "not connected to the system account")
+        return nc
+
+    async def ping(self, endpoint: str, body: dict | None, *, timeout: float,
+                   expected: int | None = None) -> list[bytes]:
+        """Ask every server (``$SYS.REQ.SERVER.PING.<ENDPOINT>``) and return their raw replies.
+
+        Waiting stops at ``expected`` replies, at ``timeout``, or a gap after the last reply
+        of three times the longest interval seen between replies (50 ms at least).
+        """
+        return [msg.data for msg in await self._ping(
+            f"$SYS.REQ.SERVER.PING.{endpoint.upper()}", endpoint, body, timeout=timeout,
+            expected=expected)]
+
+    async def _ping(self, subject: str, endpoint: str, body: dict | None, *, timeout: float,
+                    expected: int | None, headers: dict[str, str] | None = None) -> list[Msg]:
+        nc = self._client(endpoint)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        deadline = start + timeout
+        sub = await nc.subscribe(nc.new_inbox(), pending_bytes_limit=_PENDING_BYTES)
+        replies: list[Msg] = []
+        try:
+            await nc.publish(subject, _payload(body), reply=sub.subject, headers=headers)
+            last = None
+            widest = 0.0
+            while expected is None or len(replies) < expected:
+                now = loop.time()
+                wait = deadline - now
+                if last is not None:
+                    wait = min(wait, max(_MIN_GAP, 3 * widest) - (now - last))
+                if wait <= 0:
+                    break
+                try:
+                    msg = await sub.next_msg(timeout=wait)
+                except nats.errors.TimeoutError:
+                    break
+                if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
+                    raise ScrapeError(endpoint.lower(), "connect",
+                                      f"no responders on {subject}")
+                now = loop.time()
+                if last is not None:
+                    widest = max(widest, now - last)
+                last = now
+                replies.append(msg)
+        finally:
+            await _quiet_unsubscribe(sub)
+        return replies
+
+    async def request(self, server_id: str, endpoint: str, body: dict | None, *,
+                      timeout: float, max_bytes: int | None = None,
+                      compress: bool | None = None) -> bytes | bytearray:
+        """Ask one server (``$SYS.REQ.SERVER.<id>.<ENDPOINT>``) and return its reply inflated.
+
+        ``compress`` asks for a compressed reply; by default, for the endpoints whose replies
+        grow with the server. ``max_bytes`` bounds the inflated reply.
+        """
+        name = endpoint.upper()
+        subject = f"$SYS.REQ.SERVER.{server_id}.{name}"
+        return await self._request(subject, endpoint, body, timeout=timeout,
+                                   max_bytes=max_bytes,
+                                   compress=name in _COMPRESSED if compress is None
+                                   else compress)
+
+    async def _request(self, subject: str, endpoint: str, body: dict | None, *,
+                       timeout: float, max_bytes: int | None, compress: bool) -> bytes | bytearray:
+        nc = self._client(endpoint)
+        label = endpoint.lower()
+        sub = await nc.subscribe(nc.new_inbox(), max_msgs=1, pending_bytes_limit=_PENDING_BYTES)
+        try:
+            await nc.publish(subject, _payload(body), reply=sub.subject,
+                             headers=_ACCEPT if compress else None)
+            try:
+                msg = await sub.next_msg(timeout=timeout)
+            except nats.errors.TimeoutError:
+                raise ScrapeError(label, "timeout", f"no reply on {subject} within "
+                                                    f"{timeout:g}s") from None
+        finally:
+            await _quiet_unsubscribe(sub)
+        headers = msg.headers or {}
+        if headers.get(_STATUS) == _NO_RESPONDERS:
+            raise ScrapeError(label, "connect", f"no responders on {subject}: the server is "
+                                                f"gone, or does not serve {endpoint.upper()}")
+        coding = headers.get(_CONTENT_ENCODING, "identity").strip().lower()
+        return inflate(label, coding, msg.data, max_bytes)
+
+    async def account_statz(self, server_id: str, server_name: str, body: dict | None, *,
+                            timeout: float, max_bytes: int | None = None) -> bytes | bytearray:
+        """The account statistics of one server. nats-server serves them only as
+        ``$SYS.REQ.ACCOUNT.PING.STATZ``, which every server answers: the request names the
+        server (``server_name``, exactly) to keep the others silent, and only the reply of
+        ``server_id`` is kept."""
+        request = dict(body or {}, server_name=server_name, exact_match=True)
+        subject = "$SYS.REQ.ACCOUNT.PING.STATZ"
+        for msg in await self._ping(subject, "accstatz", request, timeout=timeout,
+                                    expected=1, headers=_ACCEPT):
+            coding = (msg.headers or {}).get(_CONTENT_ENCODING, "identity").strip().lower()
+            reply = inflate("accstatz", coding, msg.data, max_bytes)
+            if reply_server_id("accstatz", reply) == server_id:
+                return reply
+        raise ScrapeError("accstatz", "timeout", f"no reply from server {server_id} on "
+                                                 f"{subject} within {timeout:g}s")
+
+
+def _payload(body: dict | None) -> bytes:
+    return orjson.dumps(body) if body else b""
+
+
+async def _quiet_unsubscribe(sub: Any) -> None:
+    try:
+        await sub.unsubscribe()
+    except Exception:  # the connection may have closed under it
+        pass
+
+
+async def _quiet_close(nc: Client) -> None:
+    try:
+        await nc.close()
+    except Exception:
+        pass
+
+
+def inflate(endpoint: str, coding: str, data: bytes,
+            max_bytes: int | None) -> bytes | bytearray:
+    """A reply's payload decoded from its Content-Encoding, never inflating past ``max_bytes``."""
+    if coding in ("", "identity"):
+        if max_bytes is not None and len(data) > max_bytes:
+            raise _too_large(endpoint, f"{len(data)} bytes", max_bytes)
+        return data
+    if coding == "snappy":
+        size = snappy_framed_size(endpoint, data)
+        if max_bytes is not None and size > max_bytes:
+            raise _too_large(endpoint, f"{size} bytes inflated from {len(data)}", max_bytes)
+        out = bytearray(size)
+        try:
+            written = cramjam.snappy.decompress_into(data, out)
+        except cramjam.DecompressionError as exc:
+            raise ScrapeError(endpoint, "decode", f"bad snappy reply: {exc}") from None
+        if written != size:
+            raise ScrapeError(endpoint, "decode", f"bad snappy reply: {written} bytes inflated "
+                                                  f"where its frames announce {size}")
+        return out
+    if coding == "gzip":
+        return _gunzip(endpoint, data, max_bytes)
+    raise ScrapeError(endpoint, "decode", f"unsupported Content-Encoding {coding!r}")
+
+
+def _gunzip(endpoint: str, data: bytes, max_bytes: int | None) -> bytearray:
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = bytearray()
+    pending = data
+    limit = max_bytes
+    try:
+        while pending or not inflater.eof:
+            step = _INFLATE_STEP if limit is None else min(_INFLATE_STEP, limit - len(out) + 1)
+            chunk = inflater.decompress(pending, step)
+            out += chunk
+            if limit is not None and len(out) > limit:
+                raise _too_large(endpoint, f"more than {limit} bytes inflated from "
+                                           f"{len(data)}", limit)
+            pending = inflater.unconsumed_tail
+            if not pending and not chunk:
+                break
+    except zlib.error as exc:
+        raise ScrapeError(endpoint, "decode", f"bad gzip reply: {exc}") from None
+    if not inflater.eof:
+        raise ScrapeError(endpoint, "decode", "bad gzip reply: the stream ends early")
+    return out
+
+
+def snappy_framed_size(endpoint: str, data: bytes | bytearray) -> int:
+    """The inflated size of a snappy framing-format stream, from its frames' headers and each
+    compressed block's length preamble, without inflating anything."""
+    view = memoryview(data)
+    pos, size, end = 0, 0, len(data)
+    while pos < end:
+        if pos + 4 > end:
+            raise ScrapeError(endpoint, "decode", f"bad snappy reply: frame header cut short "
+                                                  f"(byte {pos})")
+        kind = view[pos]
+        length = view[pos + 1] | view[pos + 2] << 8 | view[pos + 3] << 16
+        body = pos + 4
+        pos = body + length
+        if pos > end:
+            raise ScrapeError(endpoint, "decode", f"bad snappy reply: frame cut short "
+                                                  f"(byte {body - 4})")
+        if kind == 0x00:
+            size += _varint(endpoint, view, body + 4, pos)
+        elif kind == 0x01:
+            size += length - 4
+        elif 0x02 <= kind <= 0x7f:
+            raise ScrapeError(endpoint, "decode", f"bad snappy reply: reserved frame type "
+                                                  f"{kind:#x} (byte {body - 4})")
+    return size
+
+
+def _varint(endpoint: str, view: memoryview, pos: int, end: int) -> int:
+    value = shift = 0
+    while pos < end and shift < 35:
+        byte = view[pos]
+        value |= (byte & 0x7f) << shift
+        if not byte & 0x80:
+            return value
+        pos += 1
+        shift += 7
+    raise ScrapeError(endpoint, "decode", f"bad snappy reply: bad block length (byte {pos})")
+
+
+def _too_large(endpoint: str, what: str, limit: int) -> ScrapeError:
+    return ScrapeError(endpoint, "too_large", f"reply of {what}, over its limit of {limit} "
+                                              f"bytes")
+
+
+_WS = re.compile(rb"[ \t\r\n]*")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_SCALAR = re.compile(rb"[^,}\]\s]+")
+# Strings as a whole (so braces in them do not count), brackets, or a quote left open.
+_STRUCTURE = re.compile(rb'"(?:[^"\\]|\\.)*"|[{}\[\]]|"', re.S)
+_ERROR_MEMBER = b',"error":{"code":'
+
+
+def _decode_error(endpoint: str, what: str, offset: int) -> ScrapeError:
+    return ScrapeError(endpoint, "decode", f"system reply: {what} (byte {offset})")
+
+
+def _skip_value(endpoint: str, buf: bytes | bytearray, pos: int) -> int:
+    """The end of the JSON value at ``pos``."""
+    if pos >= len(buf):
+        raise _decode_error(endpoint, "cut short", pos)
+    first = buf[pos]
+    if first == 0x22:
+        string = _STRING.match(buf, pos)
+        if string is None:
+            raise _decode_error(endpoint, "unterminated string", pos)
+        return string.end()
+    if first not in b"{[":
+        scalar = _SCALAR.match(buf, pos)
+        if scalar is None:
+            raise _decode_error(endpoint, "value expected", pos)
+        return scalar.end()
+    depth = 0
+    for token in _STRUCTURE.finditer(buf, pos):
+        mark = buf[token.start()]
+        if mark in b"{[":
+            depth += 1
+        elif mark in b"}]":
+            depth -= 1
+            if depth == 0:
+                return token.end()
+        elif token.end() - token.start() == 1:
+            raise _decode_error(endpoint, "unterminated string", token.start())
+    raise _decode_error(endpoint, "cut short", len(buf))
+
+
+def _members(endpoint: str, buf: bytes | bytearray) -> Generator[tuple[bytes, int], int, None]:
+    """The top-level members of a reply, as (key, value start, value end); the value end is
+    found by the caller's ``_skip_value`` only when it reads on."""
+    pos = _WS.match(buf).end()  # type: ignore[union-attr]
+    if pos >= len(buf) or buf[pos] != 0x7b:
+        raise _decode_error(endpoint, "not a JSON object", pos)
+    pos += 1
+    while True:
+        pos = _WS.match(buf, pos).end()  # type: ignore[union-attr]
+        if pos < len(buf) and buf[pos] == 0x7d:
+            return
+        key = _STRING.match(buf, pos)
+        if key is None:
+            raise _decode_error(endpoint, "member name expected", pos)
+        pos = _WS.match(buf, key.end()).end()  # type: ignore[union-attr]
+        if pos >= len(buf) or buf[pos] != 0x3a:
+            raise _decode_error(endpoint, "':' expected", pos)
+        pos = _WS.match(buf, pos + 1).end()  # type: ignore[union-attr]
+        pos = yield bytes(buf[key.start() + 1:key.end() - 1]), pos
+        pos = _WS.match(buf, pos).end()  # type: ignore[union-attr]
+        if pos < len(buf) and buf[pos] == 0x2c:
+            pos += 1
+        elif pos < len(buf) and buf[pos] == 0x7d:
+            return
+        else:
+            raise _decode_error(endpoint, "',' or '}' expected", pos)
+
+
+def _api_error(endpoint: str, raw: bytes | bytearray) -> ScrapeError:
+    try:
+        error = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return ScrapeError(endpoint, "decode", f"system reply: bad error member: {exc}")
+    code = error.get("code") if isinstance(error, dict) else None
+    description = error.get("description", "") if isinstance(error, dict) else ""
+    if isinstance(code, int) and 100 <= code <= 599:
+        return ScrapeError(endpoint, "http_status", f"status {code}: {description}",
+                           status=code)
+    return ScrapeError(endpoint, "decode", f"system reply error {code!r}: {description}")
+
+
+def reply_data(endpoint: str, reply: bytes | bytearray) -> bytearray:
+    """The bytes of a system reply's ``"data"`` object, without parsing the object.
+
+    The members before ``"data"`` (nats-server sends ``"server"`` first, a few hundred bytes)
+    are skipped token by token; the data object ends before the reply's closing brace, unless
+    an ``"error"`` member follows it (nats-server writes server, data, error in that order).
+    A NATS message arrives whole, so the span is checked by counting braces (C speed); a
+    full scan runs only when the counts differ, which braces inside strings also cause.
+    """
+    members = _members(endpoint, reply)
+    pos = None
+    try:
+        key, start = next(members)
+        while True:
+            if key == b"data":
+                pos = start
+                break
+            end = _skip_value(endpoint, reply, start)
+            if key == b"error":
+                raise _api_error(endpoint, reply[start:end])
+            key, start = members.send(end)
+    except StopIteration:
+        pass
+    if pos is None:
+        raise ScrapeError(endpoint, "decode", "system reply has neither data nor error")
+    if pos >= len(reply) or reply[pos] != 0x7b:
+        raise _decode_error(endpoint, "data is not an object", pos)
+    close = len(reply) - 1
+    while close > pos and reply[close] in b" \t\r\n":
+        close -= 1
+    if close <= pos or reply[close] != 0x7d:
+        raise _decode_error(endpoint, "cut short", len(reply))
+    error = reply.rfind(_ERROR_MEMBER, pos)
+    if error != -1:
+        # Top-level only if the rest is exactly one object and the reply's closing brace.
+        try:
+            orjson.loads(reply[error + 9:close])
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            raise _api_error(endpoint, reply[error + 9:close])
+    end = close
+    while end > pos and reply[end - 1] in b" \t\r\n":
+        end -= 1
+    data = bytearray(memoryview(reply)[pos:end])
+    if data[-1:] != b"}":
+        raise _decode_error(endpoint, "data is not an object", end)
+    if data.count(b"{") != data.count(b"}") and _skip_value(endpoint, data, 0) != len(data):
+        # Braces in strings make the counts differ too; only a full scan tells.
+        raise _decode_error(endpoint, "data object does not end where the reply does", pos)
+    return data
+
+
+def reply_server_id(endpoint: str, reply: bytes | bytearray) -> str:
+    """The ``server.id`` of a system reply."""
+    members = _members(endpoint, reply)
+    try:
+        key, start = next(members)
+        while True:
+            end = _skip_value(endpoint, reply, start)
+            if key == b"server":
+                server = orjson.loads(reply[start:end])
+                ident = server.get("id") if isinstance(server, dict) else None
+                if isinstance(ident, str):
+                    return ident
+                break
+            key, start = members.send(end)
+    except StopIteration:
+        pass
+    except orjson.JSONDecodeError as exc:
+        raise ScrapeError(endpoint, "decode", f"system reply: bad server member: {exc}") from None
+    raise ScrapeError(endpoint, "decode", "system reply names no server id")
+
+
+_STATES = {"open": 0, "closed": 1, "all": 2, "any": 2}
+_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
+_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
+
+#: Per endpoint: each HTTP query parameter of nats-server's handler (server/monitor.go) and the
+#: JSON option it sets in the endpoint's Options struct, with the value's kind.
+PARAMS: dict[str, dict[str, tuple[str, str]]] = {
+    "varz": {},
+    "connz": {"sort": ("sort", "str"), "auth": ("auth", "bool"), "subs": ("subscriptions", "subs"),
+              "offset": ("offset", "int"), "limit": ("limit", "int"), "cid": ("cid", "int"),
+              "state": ("state", "state"), "user": ("user", "str"), "acc": ("acc", "str"),
+              "mqtt_client": ("mqtt_client", "str"),
+              "filter_subject": ("filter_subject", "str")},
+    "routez": {"subs": ("subscriptions", "subs")},
+    "gatewayz": {"subs": ("subscriptions", "subs"), "accs": ("accounts", "bool"),
+                 "gw_name": ("name", "str"), "acc_name": ("account_name", "str")},
+    "leafz": {"subs": ("subscriptions", "bool"), "acc": ("account", "str")},
+    "subsz": {"subs": ("subscriptions", "bool"), "offset": ("offset", "int"),
+              "limit": ("limit", "int"), "test": ("test", "str"), "acc": ("account", "str")},
+    "jsz": {"acc": ("account", "str"), "accounts": ("accounts", "bool"),
+            "streams": ("streams", "bool"), "consumers": ("consumer", "bool"),
+            "direct-consumers": ("direct_consumer", "bool"), "config": ("config", "bool"),
+            "leader-only": ("leader_only", "bool"), "offset": ("offset", "int"),
+            "limit": ("limit", "int"), "raft": ("raft", "bool"),
+            "stream-leader-only": ("stream_leader_only", "bool")},
+    "healthz": {"js-enabled": ("js-enabled", "bool"),
+                "js-enabled-only": ("js-enabled-only", "bool"),
+                "js-server-only": ("js-server-only", "bool"),
+                "js-meta-only": ("js-meta-only", "bool"), "details": ("details", "bool"),
+                "account": ("account", "str"), "stream": ("stream", "str"),
+                "consumer": ("consumer", "str")},
+    "accstatz": {"unused": ("include_unused", "bool")},
+}
+
+
+def _bool(endpoint: str, name: str, value: str | int) -> bool:
+    # Go's strconv.ParseBool, as nats-server reads a query parameter.
+    text = str(value)
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{endpoint}: {name}={value!r} is not a boolean")
+
+
+def options_json(endpoint: str, params: Mapping[str, str | int] | None) -> dict[str, Any]:
+    """The options object of a system request that asks what ``params`` ask over HTTP."""
+    table = PARAMS.get(endpoint)
+    if table is None:
+        raise ValueError(f"no system request for endpoint {endpoint!r}")
+    options: dict[str, Any] = {}
+    for name, value in (params or {}).items():
+        if name not in table:
+            raise ValueError(f"{endpoint}: no system option for query parameter {name!r}")
+        key, kind = table[name]
+        if kind == "bool":
+            options[key] = _bool(endpoint, name, value)
+        elif kind == "int":
+            options[key] = int(value)
+        elif kind == "state":
+            state = _STATES.get(str(value).lower())
+            if state is None:
+                raise ValueError(f"{endpoint}: state={value!r} is not open, closed or all")
+            options[key] = state
+        elif kind == "subs":
+            if str(value).lower() == "detail":
+                options["subscriptions_detail"] = True
+            else:
+                options[key] = _bool(endpoint, name, value)
+        else:
+            options[key] = str(value)
+    return options
+
+
+class SystemSource:
+    """The collectors' ``Source`` for one server, over the system account."""
+
+    def __init__(self, account: SystemAccount, server_id: str, timeout: float) -> None:
+        self.account = account
+        self.server_id = server_id
+        self.timeout = timeout
+        self._limits = BodyLimits()
+        self._name: str | None = None
+
+    async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
+                  max_bytes: int | None = None,
+                  statuses: Collection[int] = (200,)) -> bytearray:
+        """The ``data`` of ``endpoint``'s reply; /healthz's verdict is in its data, so
+        ``statuses`` has nothing to select here."""
+        body = options_json(endpoint, params) or None
+        limit = self._limits.for_request(endpoint, params) if max_bytes is None else max_bytes
+        try:
+            if endpoint == "accstatz":
+                reply = await self.account.account_statz(
+                    self.server_id, await self._server_name(), body, timeout=self.timeout,
+                    max_bytes=limit)
+            else:
+                reply = await self.account.request(self.server_id, endpoint, body,
+                                                   timeout=self.timeout, max_bytes=limit)
+        except ScrapeError as exc:
+            if exc.reason == "connect" and "no responders" in exc.detail and \
+                    await self._answers():
+                raise ScrapeError(endpoint, "http_status", f"server {self.server_id} does not "
+                                  f"serve {endpoint.upper()} over the system account",
+                                  status=404) from None
+            raise
+        return await asyncio.to_thread(reply_data, endpoint, reply) \
+            if len(reply) > _OFF_LOOP else reply_data(endpoint, reply)
+
+    async def _server_name(self) -> str:
+        if self._name is None:
+            reply = await self.account.request(self.server_id, "IDZ", None,
+                                               timeout=self.timeout, compress=False)
+            try:
+                name = orjson.loads(reply).get("name")
+            except (orjson.JSONDecodeError, AttributeError):
+                name = None
+            if not isinstance(name, str):
+                raise ScrapeError("accstatz", "decode", "IDZ reply names no server")
+            self._name = name
+        return self._name
+
+    async def _answers(self) -> bool:
+        """Whether the server is there (answers IDZ), when it did not answer an endpoint."""
+        try:
+            await self.account.request(self.server_id, "IDZ", None, timeout=self.timeout,
+                                       compress=False)
+        except ScrapeError:
+            return False
+        return True
+
+
+#: Replies larger than this are cut out of their envelope off the event loop.
+_OFF_LOOP = 1 << 20
