@@ -63,13 +63,50 @@ Deliberate differences from the official exporter:
   are the sums of the tiers' limits (no series when unlimited).
 - jetstream_server_jetstream_disabled is 0 for a server whose /jsz was read; a server without
   JetStream has no jetstream_server_* series.
+
+``--compat=surveyor``: the ``nats_core_*`` and ``nats_survey_*`` names that nats-surveyor's
+published Grafana dashboards query (tests/data/compat-surveyor.txt), with Surveyor's labels
+(``server_cluster``, ``server_name``, ``server_id`` per server; ``server_id``, ``server_name``,
+``cluster_name`` on the JetStream server families; ``account``, ``account_name`` on the account
+ones). Names are fixed (no prefix). Served: info, connection_count, total_connection_count,
+subs_count, sent/recv msgs and bytes, slow_consumer_count, mem_bytes, core_count,
+cpu_percentage, route_count (/varz); route_* per route peer (/routez); gateway_count and
+gateway_* per gateway (/gatewayz); jetstream_info, jetstream_enabled, the jetstream
+filestore/memstore size, used and reserved bytes and api_requests/api_errors (/varz);
+jetstream_ha_assets, jetstream_api_pending, jetstream_cluster_raft_group_{info,leader,replicas},
+jetstream_server_total_{stream,consumer}_leaders and account_jetstream_* (/jsz);
+nats_survey_{expected,surveyed}_count. Not served, with the reason, in ``SURVEYOR_NOT_SERVED``:
+go_memlimit_bytes, rtt_nanoseconds, the per-peer raft_group_replica_peer_*, the
+jetstream_meta_snapshot_*, raftz_meta_*, nats_survey_duration_seconds and
+nats_survey_nats_reconnects.
+
+Deliberate differences from Surveyor:
+
+- Counters are typed ``counter``, slow_consumer_count included (a gauge in Surveyor).
+- route_*: one series per route peer, its pooled routes summed (Surveyor: one per route
+  connection); ``server_route_name_id`` is the peer's server id, not a route id; peers with no
+  route now are left out.
+- gateway_*: one series per remote cluster, both directions summed; ``server_gateway_name_id``
+  is empty. gateway_count counts the remote clusters with an open outbound gateway.
+- jetstream_info: ``server_host`` is empty (fastnats keeps no host); ``server_domain`` and
+  raft_group_info's ``jetstream_domain`` are ``Default`` for the empty domain, as in Surveyor.
+- server_total_consumer_leaders: the durable consumers the server leads (those past
+  ``--jsz.max-consumers`` counted) plus its ephemeral ones; needs ``--jsz.level=consumers``.
+  server_total_stream_leaders and account_jetstream_stream_count need ``--jsz.level`` streams.
+- account_jetstream_*: one series per account for the whole fleet (no ``server`` label even
+  with several servers), usage from the first server that reports the account (each reports the
+  cluster's figure); ``account_name`` is the account's id; reserved is 0 when unlimited.
+  consumer_count and replica_count are per stream from its leader: state.consumer_count, and 1
+  plus the followers the leader lists; ``raft_group`` is empty.
+- nats_survey_expected_count is the number of monitored servers, nats_survey_surveyed_count
+  those read at their last refresh.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import metrics as m
 from .collectors.base import Samples
@@ -77,7 +114,8 @@ from .interop import Family, Sample
 
 #: The ``--compat`` profiles.
 PROMETHEUS_NATS_EXPORTER = "prometheus-nats-exporter"
-PROFILES = (PROMETHEUS_NATS_EXPORTER,)
+SURVEYOR = "surveyor"
+PROFILES = (PROMETHEUS_NATS_EXPORTER, SURVEYOR)
 #: The official exporter's namespaces, which ``--compat.prefix`` replaces.
 CORE = "gnatsd"
 JETSTREAM = "jetstream"
@@ -106,6 +144,9 @@ class _Spec:
     help: str
     labels: tuple[str, ...]
     sources: tuple[m.Metric, ...]
+    #: One series for the whole fleet, never labelled by ``server`` (surveyor's account and
+    #: survey families).
+    fleet: bool = False
 
 
 def _core(name: str, kind: str, help: str, labels: tuple[str, ...],
@@ -296,7 +337,7 @@ def _meta(row: dict[str, str], prefix: str) -> tuple[tuple[str, str], ...]:
 
 class Compat:
     """The compat families of one profile and prefix; raises ValueError when a name would
-    collide with a native family."""
+    collide with a native family or with another profile's."""
 
     def __init__(self, profile: str = PROMETHEUS_NATS_EXPORTER, prefix: str | None = None) -> None:
         if profile not in PROFILES:
@@ -304,25 +345,31 @@ class Compat:
                              f"{', '.join(PROFILES)}")
         if prefix is not None and not _PREFIX.fullmatch(prefix):
             raise ValueError(f"compat prefix {prefix!r} is not a metric name prefix")
+        if prefix is not None and profile != PROMETHEUS_NATS_EXPORTER:
+            raise ValueError(f"a prefix applies to {PROMETHEUS_NATS_EXPORTER} only; "
+                             f"{profile} names are fixed")
         self.profile = profile
         self.prefix = prefix
-        core, jetstream = (prefix, prefix) if prefix else (CORE, JETSTREAM)
-        #: Each family by its spec key (``varz_cpu``; ``js:stream_total_bytes`` for /jsz ones).
+        #: Each family by its spec key (``varz_cpu``; ``js:stream_total_bytes`` for /jsz ones;
+        #: the full name for surveyor's).
         self.metrics: dict[str, m.Metric] = {}
         self._sources: dict[str, tuple[m.Metric, ...]] = {}
-        names: set[str] = set()
-        for spec in SPECS:
-            name = f"{jetstream if spec.jetstream else core}_{spec.name}"
+        self._fleet: set[str] = set()
+        others = _other_names(profile)
+        for key, name, spec in _named(profile, prefix):
             if name in m.BY_NAME:
                 raise ValueError(f"compat family {name} would collide with the native family of "
                                  f"that name; choose another --compat.prefix")
-            if name in names:
+            if name in others:
+                raise ValueError(f"compat family {name} would collide with a family of "
+                                 f"another --compat profile; choose another --compat.prefix")
+            if any(metric.name == name for metric in self.metrics.values()):
                 raise ValueError(f"compat family {name} is defined twice")
-            names.add(name)
-            key = ("js:" if spec.jetstream else "") + spec.name
             self.metrics[key] = m.Metric(name, spec.type, spec.help, spec.labels,
                                          source="--compat " + profile)
             self._sources[key] = spec.sources
+            if spec.fleet:
+                self._fleet.add(key)
 
     def enabled(self, label_names: Mapping[str, tuple[str, ...]]) -> list[str]:
         """The keys of the compat families whose native sources are exported."""
@@ -331,28 +378,35 @@ class Compat:
 
     def families(self, servers: Sequence[tuple[str, Samples]],
                  label_names: Mapping[str, tuple[str, ...]], labelled: bool) -> list[Family]:
-        """The compat families of every server's snapshot; with ``labelled``, each series also
-        carries the native ``server`` label first."""
+        """The compat families of every server's snapshot; with ``labelled``, each per-server
+        series also carries the native ``server`` label first."""
         per_family: dict[str, list[Sample]] = {}
         extra: dict[str, tuple[str, ...]] = {}
-        for server_name, samples in servers:
-            for name, labels, value in self._server(_Server(samples, label_names)):
-                metric = self.metrics[name]
-                fixed = dict(labels)
-                values = tuple(fixed.pop(label, "") for label in metric.labels)
-                if fixed:
-                    # Metadata labels past the official ones, in the order they came.
-                    extra.setdefault(name, tuple(fixed))
-                    values += tuple(fixed.get(label, "") for label in extra[name])
-                if labelled:
-                    values = (server_name, *values)
-                per_family.setdefault(name, []).append((values, value))
+        views = [(name, _Server(samples, label_names)) for name, samples in servers]
+        if self.profile == SURVEYOR:
+            found: Iterable[tuple[str, str, Iterable[tuple[str, str]], int | float]] = \
+                _surveyor(views)
+        else:
+            found = ((server_name, *sample) for server_name, view in views
+                     for sample in self._server(view))
+        for server_name, name, labels, value in found:
+            metric = self.metrics[name]
+            fixed = dict(labels)
+            values = tuple(fixed.pop(label, "") for label in metric.labels)
+            if fixed:
+                # Metadata labels past the official ones, in the order they came.
+                extra.setdefault(name, tuple(fixed))
+                values += tuple(fixed.get(label, "") for label in extra[name])
+            if labelled and name not in self._fleet:
+                values = (server_name, *values)
+            per_family.setdefault(name, []).append((values, value))
         out: list[Family] = []
         for key in self.enabled(label_names):
             metric = self.metrics[key]
             names = (*metric.labels, *extra.get(key, ()))
-            out.append((metric, ("server", *names) if labelled else names,
-                        per_family.get(key, [])))
+            if labelled and key not in self._fleet:
+                names = ("server", *names)
+            out.append((metric, names, per_family.get(key, [])))
         return out
 
     def _server(self, server: _Server) -> Iterator[tuple[str, Iterable[tuple[str, str]],
@@ -491,3 +545,327 @@ class Compat:
 
 def _account(account: str) -> tuple[tuple[str, str], ...]:
     return ("account", account), ("account_name", account), ("account_id", account)
+
+
+# --compat=surveyor.
+
+_SV_SERVER = ("server_cluster", "server_name", "server_id")
+_SV_INFO = (*_SV_SERVER, "server_version")
+_SV_ROUTE = (*_SV_SERVER, "server_route_name", "server_route_name_id")
+_SV_GATEWAY = (*_SV_SERVER, "server_gateway_name", "server_gateway_name_id")
+_SV_JS = ("server_id", "server_name", "cluster_name")
+_SV_JS_INFO = ("server_name", "server_host", "server_id", "server_cluster", "server_domain",
+               "server_version", "server_jetstream")
+_SV_RAFT_INFO = ("jetstream_domain", "raft_group", "server_id", "server_name", "cluster_name",
+                 "leader")
+_SV_ACCOUNT = ("account", "account_name")
+_SV_ACCOUNT_STREAM = (*_SV_ACCOUNT, "stream", "raft_group")
+#: Surveyor's stand-in for the empty JetStream domain.
+DEFAULT_DOMAIN = "Default"
+#: Surveyor's per-server statsz families: (name, type, native family, factor to its unit).
+_SV_STATSZ: tuple[tuple[str, str, m.Metric, int], ...] = (
+    ("nats_core_connection_count", G, m.NATS_SERVER_CLIENTS, 1),
+    ("nats_core_total_connection_count", C, m.NATS_SERVER_TOTAL_CONNECTIONS, 1),
+    ("nats_core_subs_count", G, m.NATS_SERVER_SUBSCRIPTIONS, 1),
+    ("nats_core_sent_msgs_count", C, m.NATS_SERVER_TOTAL_MESSAGES_SENT, 1),
+    ("nats_core_sent_bytes", C, m.NATS_SERVER_TOTAL_PAYLOAD_BYTES_SENT, 1),
+    ("nats_core_recv_msgs_count", C, m.NATS_SERVER_TOTAL_MESSAGES_RECEIVED, 1),
+    ("nats_core_recv_bytes", C, m.NATS_SERVER_TOTAL_PAYLOAD_BYTES_RECEIVED, 1),
+    ("nats_core_slow_consumer_count", C, m.NATS_SERVER_SLOW_CONSUMERS, 1),
+    ("nats_core_mem_bytes", G, m.NATS_SERVER_MEMORY_BYTES, 1),
+    ("nats_core_core_count", G, m.NATS_SERVER_CPU_CORES, 1),
+    ("nats_core_cpu_percentage", G, m.NATS_SERVER_CPU_RATIO, 100),
+    ("nats_core_route_count", G, m.NATS_SERVER_ROUTES, 1),
+)
+#: Surveyor's JetStream server families from statsz, which fastnats reads in /varz.
+_SV_JS_VARZ: tuple[tuple[str, str, m.Metric], ...] = (
+    ("nats_core_jetstream_filestore_size_bytes", G, m.NATS_SERVER_JETSTREAM_MAX_STORAGE_BYTES),
+    ("nats_core_jetstream_memstore_size_bytes", G, m.NATS_SERVER_JETSTREAM_MAX_MEMORY_BYTES),
+    ("nats_core_jetstream_filestore_used_bytes", G, m.NATS_SERVER_JETSTREAM_STORAGE_BYTES),
+    ("nats_core_jetstream_memstore_used_bytes", G, m.NATS_SERVER_JETSTREAM_MEMORY_BYTES),
+    ("nats_core_jetstream_filestore_reserved_bytes", G,
+     m.NATS_SERVER_JETSTREAM_RESERVED_STORAGE_BYTES),
+    ("nats_core_jetstream_memstore_reserved_bytes", G,
+     m.NATS_SERVER_JETSTREAM_RESERVED_MEMORY_BYTES),
+    ("nats_core_jetstream_api_requests", C, m.NATS_SERVER_JETSTREAM_API_REQUESTS_TOTAL),
+    ("nats_core_jetstream_api_errors", C, m.NATS_SERVER_JETSTREAM_API_ERRORS_TOTAL),
+)
+#: Per route peer: (name, type, native family).
+_SV_ROUTES = (("nats_core_route_sent_msg_count", C, m.NATS_ROUTE_OUT_MESSAGES_TOTAL),
+              ("nats_core_route_sent_bytes", C, m.NATS_ROUTE_OUT_BYTES_TOTAL),
+              ("nats_core_route_recv_msg_count", C, m.NATS_ROUTE_IN_MESSAGES_TOTAL),
+              ("nats_core_route_recv_bytes", C, m.NATS_ROUTE_IN_BYTES_TOTAL),
+              ("nats_core_route_pending_bytes", G, m.NATS_ROUTE_PENDING_BYTES))
+#: Per gateway, both directions summed: (name, native family).
+_SV_GATEWAYS = (("nats_core_gateway_sent_msgs_count", m.NATS_GATEWAY_OUT_MESSAGES_TOTAL),
+                ("nats_core_gateway_sent_bytes", m.NATS_GATEWAY_OUT_BYTES_TOTAL),
+                ("nats_core_gateway_recv_msg_count", m.NATS_GATEWAY_IN_MESSAGES_TOTAL),
+                ("nats_core_gateway_recv_bytes", m.NATS_GATEWAY_IN_BYTES_TOTAL))
+#: Account JetStream usage and limits: (name, native family), the limit 0 when unlimited.
+_SV_ACCOUNT_JS = (
+    ("nats_core_account_jetstream_memory_used", m.NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES),
+    ("nats_core_account_jetstream_storage_used", m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES),
+    ("nats_core_account_jetstream_memory_reserved", m.NATS_JETSTREAM_ACCOUNT_MAX_MEMORY_BYTES),
+    ("nats_core_account_jetstream_storage_reserved",
+     m.NATS_JETSTREAM_ACCOUNT_MAX_STORAGE_BYTES))
+_SV_META = (m.NATS_JETSTREAM_META_LEADER, m.NATS_JETSTREAM_META_LEADER_INFO)
+
+#: Names the nats-surveyor dashboards query that fastnats does not serve, and why.
+SURVEYOR_NOT_SERVED: dict[str, str] = {
+    "nats_core_go_memlimit_bytes":
+        "fastnats does not read /varz gomemlimit (no native family)",
+    "nats_core_rtt_nanoseconds":
+        "Surveyor's own round trip of its statsz request; fastnats measures no per-server ping",
+    **dict.fromkeys(
+        ("nats_core_jetstream_cluster_raft_group_replica_peer_active",
+         "nats_core_jetstream_cluster_raft_group_replica_peer_current",
+         "nats_core_jetstream_cluster_raft_group_replica_peer_offline"),
+        "fastnats counts the meta group's peers by state (nats_jetstream_meta_peers), it keeps "
+        "no per-peer series"),
+    **dict.fromkeys(
+        ("nats_core_jetstream_meta_snapshot_last_duration_seconds",
+         "nats_core_jetstream_meta_snapshot_last_timestamp_seconds",
+         "nats_core_jetstream_meta_snapshot_pending_bytes",
+         "nats_core_jetstream_meta_snapshot_pending_entries"),
+        "fastnats does not read the meta snapshot statistics of /jsz meta_cluster"),
+    **dict.fromkeys(
+        ("nats_core_raftz_meta_applied", "nats_core_raftz_meta_committed",
+         "nats_core_raftz_meta_pindex"),
+        "fastnats does not read /raftz"),
+    "nats_survey_duration_seconds_count":
+        "Surveyor's poll-time histogram; fastnats keeps the last refresh duration per server "
+        "(fastnats_refresh_duration_seconds), not a cumulative sum and count",
+    "nats_survey_duration_seconds_sum": "as nats_survey_duration_seconds_count",
+    "nats_survey_nats_reconnects":
+        "Surveyor's NATS connection; fastnats reads HTTP today and the fleet mode's reconnect "
+        "counter is not in the catalogue yet",
+}
+#: Labels the nats-surveyor dashboards use with a served name that Surveyor does not export on
+#: it either: Prometheus' target labels, labels a query joins in from another family
+#: (``group_left``), and a legend that names no label.
+SURVEYOR_FOREIGN_LABELS: dict[str, frozenset[str]] = {
+    "*": frozenset({"job", "instance"}),
+    "nats_core_jetstream_cluster_raft_group_leader": frozenset({"server_cluster",
+                                                                "server_domain"}),
+    "nats_core_jetstream_cluster_raft_group_replicas": frozenset({"server_cluster",
+                                                                  "server_domain"}),
+    "nats_core_jetstream_cluster_raft_group_info": frozenset({"server_domain"}),
+}
+
+
+def _surveyor_specs() -> tuple[_Spec, ...]:
+    info, streams = m.NATS_SERVER_INFO, m.NATS_JETSTREAM_STREAMS
+    specs = [_core("nats_core_info", G, "Server identity; value 1", _SV_INFO, info)]
+    specs += [_core(name, kind, f"statsz (fastnats: {native.name})", _SV_SERVER, native)
+              for name, kind, native, _ in _SV_STATSZ]
+    specs.append(_core("nats_core_gateway_count", G, "Remote clusters with an outbound gateway "
+                       f"(fastnats: {m.NATS_GATEWAY_CONNECTIONS.name})", _SV_SERVER,
+                       m.NATS_GATEWAY_CONNECTIONS))
+    specs += [_core(name, kind, f"Route peer (fastnats: sum of {native.name} per peer)",
+                    _SV_ROUTE, native) for name, kind, native in _SV_ROUTES]
+    specs += [_core(name, C, f"Gateway, both directions (fastnats: {native.name})",
+                    _SV_GATEWAY, native) for name, native in _SV_GATEWAYS]
+    specs.append(_core("nats_core_jetstream_info", G, "JetStream identity of the server; "
+                       "value 1", _SV_JS_INFO, info))
+    specs.append(_core("nats_core_jetstream_enabled", G, "1 if JetStream is enabled, else 0",
+                       _SV_JS, info))
+    specs += [_core(name, kind, f"statsz jetstream (fastnats: {native.name})", _SV_JS, native)
+              for name, kind, native in _SV_JS_VARZ]
+    specs.append(_core("nats_core_jetstream_ha_assets", G, "Replicated assets (fastnats: "
+                       f"{m.NATS_JETSTREAM_HA_ASSETS.name})", _SV_JS, m.NATS_JETSTREAM_HA_ASSETS))
+    specs.append(_core("nats_core_jetstream_api_pending", G, "Meta group API requests queued "
+                       f"(fastnats: {m.NATS_JETSTREAM_META_PENDING.name})", _SV_JS,
+                       m.NATS_JETSTREAM_META_PENDING))
+    specs.append(_core("nats_core_jetstream_cluster_raft_group_info", G, "The meta group and "
+                       "its leader; value 1 (0 without a meta group)", _SV_RAFT_INFO, streams))
+    specs.append(_core("nats_core_jetstream_cluster_raft_group_leader", G, "1 if the server "
+                       f"leads the meta group (fastnats: {m.NATS_JETSTREAM_META_LEADER.name})",
+                       _SV_JS, *_SV_META))
+    specs.append(_core("nats_core_jetstream_cluster_raft_group_replicas", G, "Meta group peers "
+                       "the leader sees, 0 on a follower (fastnats: sum of "
+                       f"{m.NATS_JETSTREAM_META_PEERS.name})", _SV_JS, *_SV_META))
+    specs.append(_core("nats_core_jetstream_server_total_stream_leaders", G, "Streams the server "
+                       f"leads (fastnats: sum of {m.NATS_JETSTREAM_ACCOUNT_STREAMS.name})",
+                       _SV_JS, m.NATS_JETSTREAM_ACCOUNT_STREAMS))
+    specs.append(_core("nats_core_jetstream_server_total_consumer_leaders", G, "Consumers the "
+                       "server leads: durable and ephemeral (--jsz.level=consumers)", _SV_JS,
+                       m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES))
+    fleet = [_core("nats_core_account_jetstream_enabled", G, "1 for an account with JetStream",
+                   _SV_ACCOUNT, m.NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES)]
+    fleet += [_core(name, G, f"Account JetStream (fastnats: {native.name}; 0 when unlimited)",
+                    _SV_ACCOUNT, native) for name, native in _SV_ACCOUNT_JS]
+    fleet.append(_core("nats_core_account_jetstream_stream_count", G, "Streams of the account "
+                       f"(fastnats: sum over servers of {m.NATS_JETSTREAM_ACCOUNT_STREAMS.name})",
+                       _SV_ACCOUNT, m.NATS_JETSTREAM_ACCOUNT_STREAMS))
+    fleet.append(_core("nats_core_account_jetstream_consumer_count", G, "Consumers of the stream "
+                       f"(fastnats: {m.NATS_JETSTREAM_STREAM_CONSUMERS.name})",
+                       _SV_ACCOUNT_STREAM, m.NATS_JETSTREAM_STREAM_CONSUMERS))
+    fleet.append(_core("nats_core_account_jetstream_replica_count", G, "Replicas of the stream "
+                       f"(fastnats: 1 + its {m.NATS_JETSTREAM_STREAM_REPLICA_CURRENT.name} "
+                       "followers)", _SV_ACCOUNT_STREAM, m.NATS_JETSTREAM_STREAM_CONSUMERS))
+    fleet.append(_core("nats_survey_expected_count", G, "Servers the exporter monitors", (),
+                       info))
+    fleet.append(_core("nats_survey_surveyed_count", G, "Servers read at their last refresh", (),
+                       info))
+    return (*specs, *(replace(spec, fleet=True) for spec in fleet))
+
+
+SURVEYOR_SPECS = _surveyor_specs()
+
+
+def _named(profile: str, prefix: str | None) -> Iterator[tuple[str, str, _Spec]]:
+    """Each family of a profile: (key, exported name, spec)."""
+    if profile == SURVEYOR:
+        for spec in SURVEYOR_SPECS:
+            yield spec.name, spec.name, spec
+        return
+    core, jetstream = (prefix, prefix) if prefix else (CORE, JETSTREAM)
+    for spec in SPECS:
+        key = ("js:" if spec.jetstream else "") + spec.name
+        yield key, f"{jetstream if spec.jetstream else core}_{spec.name}", spec
+
+
+def _other_names(profile: str) -> set[str]:
+    """The names of the other profiles (the official exporter's with its own namespaces and
+    with the Helm chart's ``nats`` prefix)."""
+    if profile == SURVEYOR:
+        return {name for prefix in (None, "nats")
+                for _, name, _ in _named(PROMETHEUS_NATS_EXPORTER, prefix)}
+    return {spec.name for spec in SURVEYOR_SPECS}
+
+
+Found = Iterator[tuple[str, str, Iterable[tuple[str, str]], int | float]]
+
+
+def _surveyor(views: Sequence[tuple[str, _Server]]) -> Found:
+    """Every surveyor sample: (server, family name, labels, value)."""
+    up = [(name, view, next(view.rows(m.NATS_SERVER_INFO))[0]) for name, view in views
+          if next(view.rows(m.NATS_SERVER_INFO), None) is not None]
+    for name, view, info in up:
+        for family, labels, value in _surveyor_server(view, info):
+            yield name, family, labels, value
+    fleet = next(iter(views), ("", None))[0]
+    for family, labels, value in _surveyor_accounts([view for _, view, _ in up]):
+        yield fleet, family, labels, value
+    yield fleet, "nats_survey_expected_count", (), len(views)
+    yield fleet, "nats_survey_surveyed_count", (), len(up)
+
+
+def _surveyor_server(view: _Server, info: dict[str, str]
+                     ) -> Iterator[tuple[str, Iterable[tuple[str, str]], int | float]]:
+    server_name = info["server_name"] or info["server_id"]
+    server = (("server_cluster", info["cluster"]), ("server_name", server_name),
+              ("server_id", info["server_id"]))
+    yield "nats_core_info", (*server, ("server_version", info["version"])), 1
+    for family, _, native, factor in _SV_STATSZ:
+        value = view.value(native)
+        if value is not None:
+            yield family, server, _scaled(value, factor)
+
+    live = {row["remote_id"] for row, value in view.rows(m.NATS_ROUTE_CONNECTIONS) if value}
+    for family, _, native in _SV_ROUTES:
+        for row, value in view.rows(native):
+            if row["remote_id"] in live:
+                yield family, (*server, ("server_route_name", row["remote_name"]),
+                               ("server_route_name_id", row["remote_id"])), value
+    if view.has(m.NATS_GATEWAY_CONNECTIONS):
+        outbound = {row["gateway"] for row, value in view.rows(m.NATS_GATEWAY_CONNECTIONS)
+                    if value and row["direction"] == "outbound"}
+        yield "nats_core_gateway_count", server, len(outbound)
+        connected = {row["gateway"] for row, value in view.rows(m.NATS_GATEWAY_CONNECTIONS)
+                     if value}
+        for family, native in _SV_GATEWAYS:
+            sums: dict[str, int | float] = {}
+            for row, value in view.rows(native):
+                if row["gateway"] in connected:
+                    sums[row["gateway"]] = sums.get(row["gateway"], 0) + value
+            for gateway, value in sums.items():
+                yield family, (*server, ("server_gateway_name", gateway),
+                               ("server_gateway_name_id", "")), value
+
+    js = (("server_id", info["server_id"]), ("server_name", server_name),
+          ("cluster_name", info["cluster"]))
+    enabled = view.value(m.NATS_SERVER_JETSTREAM_MAX_MEMORY_BYTES) is not None
+    yield "nats_core_jetstream_info", (
+        ("server_name", info["server_name"]), ("server_host", ""),
+        ("server_id", info["server_id"]), ("server_cluster", info["cluster"]),
+        ("server_domain", info["domain"] or DEFAULT_DOMAIN), ("server_version", info["version"]),
+        ("server_jetstream", "true" if enabled else "false")), 1
+    yield "nats_core_jetstream_enabled", js, 1 if enabled else 0
+    if not enabled:
+        return
+    for family, _, native in _SV_JS_VARZ:
+        value = view.value(native)
+        if value is not None:
+            yield family, js, value
+    for family, native in (("nats_core_jetstream_ha_assets", m.NATS_JETSTREAM_HA_ASSETS),
+                           ("nats_core_jetstream_api_pending", m.NATS_JETSTREAM_META_PENDING)):
+        value = view.value(native)
+        if value is not None:
+            yield family, js, value
+    if view.value(m.NATS_JETSTREAM_STREAMS) is not None:
+        leader = view.value(m.NATS_JETSTREAM_META_LEADER)
+        if leader is None:
+            # JetStream without a meta group: Surveyor's row of empty labels, value 0.
+            yield "nats_core_jetstream_cluster_raft_group_info", js[:2], 0
+        else:
+            named = next(view.rows(m.NATS_JETSTREAM_META_LEADER_INFO), None)
+            yield "nats_core_jetstream_cluster_raft_group_info", (
+                ("jetstream_domain", info["domain"] or DEFAULT_DOMAIN), ("raft_group", "_meta_"),
+                *js[:2], ("cluster_name", info["cluster"]),
+                ("leader", named[0]["leader"] if named else "")), 1
+            yield "nats_core_jetstream_cluster_raft_group_leader", js, leader
+            yield ("nats_core_jetstream_cluster_raft_group_replicas", js,
+                   view.total(m.NATS_JETSTREAM_META_PEERS) if leader else 0)
+    if view.has(m.NATS_JETSTREAM_ACCOUNT_STREAMS):
+        yield ("nats_core_jetstream_server_total_stream_leaders", js,
+               view.total(m.NATS_JETSTREAM_ACCOUNT_STREAMS))
+    if view.has(m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES):
+        durable = sum(1 for row, _ in view.rows(m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES)
+                      if row["consumer"] != m.OTHER_GROUP)
+        yield ("nats_core_jetstream_server_total_consumer_leaders", js,
+               durable + (view.value(m.NATS_JETSTREAM_CONSUMER_OVERFLOW) or 0)
+               + view.total(m.NATS_JETSTREAM_STREAM_EPHEMERAL_CONSUMERS))
+
+
+def _surveyor_accounts(views: Sequence[_Server]
+                       ) -> Iterator[tuple[str, Iterable[tuple[str, str]], int | float]]:
+    """The account and stream families, once for the fleet: an account's usage as the first
+    server that reports it heard it, its streams from their leaders."""
+    usage: dict[str, dict[str, int | float]] = {}
+    for view in views:
+        seen: dict[str, dict[str, int | float]] = {}
+        for family, native in _SV_ACCOUNT_JS:
+            for row, value in view.rows(native):
+                sums = seen.setdefault(row["account"], {})
+                sums[family] = sums.get(family, 0) + value
+        for row, _ in view.rows(m.NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES):
+            seen.setdefault(row["account"], {})
+        for account, values in seen.items():
+            usage.setdefault(account, values)
+    streams: dict[str, int | float] = {}
+    consumers: dict[tuple[str, str], int | float] = {}
+    replicas: dict[tuple[str, str], int] = {}
+    counted = any(view.has(m.NATS_JETSTREAM_ACCOUNT_STREAMS) for view in views)
+    for view in views:
+        for row, value in view.rows(m.NATS_JETSTREAM_ACCOUNT_STREAMS):
+            streams[row["account"]] = streams.get(row["account"], 0) + value
+        for row, value in view.rows(m.NATS_JETSTREAM_STREAM_CONSUMERS):
+            if row.get("replica_role", LEADER_ROLE) == LEADER_ROLE:
+                consumers[(row["account"], row["stream"])] = value
+        for row, _ in view.rows(m.NATS_JETSTREAM_STREAM_REPLICA_CURRENT):
+            key = (row["account"], row["stream"])
+            replicas[key] = replicas.get(key, 0) + 1
+    for account, values in usage.items():
+        labels = (("account", account), ("account_name", account))
+        yield "nats_core_account_jetstream_enabled", labels, 1
+        for family, _ in _SV_ACCOUNT_JS:
+            yield family, labels, values.get(family, 0)
+        if counted:
+            yield "nats_core_account_jetstream_stream_count", labels, streams.get(account, 0)
+    for (account, stream), value in consumers.items():
+        stream_labels = (("account", account), ("account_name", account), ("stream", stream),
+                         ("raft_group", ""))
+        yield "nats_core_account_jetstream_consumer_count", stream_labels, value
+        yield ("nats_core_account_jetstream_replica_count", stream_labels,
+               1 + replicas.get((account, stream), 0))

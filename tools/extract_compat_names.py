@@ -2,10 +2,16 @@
 ``--compat`` is tested against (tests/data/compat-*.txt).
 
     python tools/extract_compat_names.py DIR > tests/data/compat-prometheus-nats-exporter.txt
+    python tools/extract_compat_names.py DIR > tests/data/compat-surveyor.txt
+
+(DIR: the official exporter's ``walkthrough/``, or nats-surveyor's
+``docker-compose/grafana/provisioning/dashboards/``.)
 
 Every ``*.json`` dashboard in DIR is read; the PromQL of its panel targets (``expr``), the queries
 of its template variables (``query``, ``definition``, with Grafana's ``label_values(...)``) and its
-legends (``legendFormat``, ``{{label}}``) are scanned. Each output line is a metric name and the
+legends (``legendFormat``, ``{{label}}``) are scanned; a custom variable's option values are read
+as queries (panels use them so), and variables that hold no query (data source, interval,
+constant, text box, ad hoc filters) are skipped. Each output line is a metric name and the
 labels the queries use with it (in its matchers, in a ``by``/``without``/``on``/``ignoring``
 clause or a legend of the same target, or as the label of ``label_values``), sorted.
 """
@@ -28,6 +34,9 @@ _AGGREGATIONS = {"sum", "min", "max", "avg", "group", "stddev", "stdvar", "count
                  "bottomk", "topk", "quantile", "limitk", "limit_ratio"}
 _KEYWORDS = _GROUPING | _AGGREGATIONS | {"bool", "offset", "and", "or", "unless", "inf", "nan",
                                          "atan2"}
+#: Template variables whose ``query`` is no PromQL: a data source type, intervals, a constant,
+#: a text box, ad hoc filters.
+_NOT_QUERIES = {"datasource", "interval", "constant", "textbox", "adhoc"}
 _LEGEND = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 Names = dict[str, set[str]]
@@ -86,11 +95,24 @@ def scan(query: str) -> tuple[set[str], set[str]]:
     return metrics, labels
 
 
+def _custom(options: str) -> list[str]:
+    """The values of a custom variable's options (``text : value`` or ``value``, separated by
+    unescaped commas), which panels use as queries."""
+    return [re.split(r"\s+:\s+", option, maxsplit=1)[-1].replace("\\,", ",")
+            for option in re.split(r"(?<!\\),", options) if option.strip()]
+
+
 def _targets(node: object) -> Iterator[tuple[list[str], list[str]]]:
     """Each dashboard object that queries: its queries and its legends."""
     if isinstance(node, dict):
+        if node.get("type") in _NOT_QUERIES:
+            return
         queries = [node[k] for k in ("expr", "definition") if isinstance(node.get(k), str)]
         query = node.get("query")
+        if isinstance(query, str) and node.get("type") == "custom":
+            # Each option is a query of its own.
+            yield from (([value], []) for value in _custom(query))
+            return
         if isinstance(query, str):
             queries.append(query)
         elif isinstance(query, dict) and isinstance(query.get("query"), str):

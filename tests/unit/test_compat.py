@@ -1,12 +1,13 @@
-"""``--compat=prometheus-nats-exporter`` without a network: the mapping from native samples to the
-official names and labels, the name checks, the flags, and the list of names the official
-dashboards query (tests/data/compat-prometheus-nats-exporter.txt) with the tool that builds it."""
+"""``--compat=prometheus-nats-exporter`` and ``--compat=surveyor`` without a network: the mapping
+from native samples to the other exporters' names and labels, the name checks, the flags, and the
+lists of names their dashboards query (tests/data/compat-*.txt) with the tool that builds them."""
 
 from __future__ import annotations
 
 import asyncio
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -16,7 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from fastnats import cli
 from fastnats import metrics as m
 from fastnats.collector import NatsCollector, ServerCollector
-from fastnats.compat import SPECS, Compat
+from fastnats.compat import (
+    SPECS,
+    SURVEYOR,
+    SURVEYOR_FOREIGN_LABELS,
+    SURVEYOR_NOT_SERVED,
+    SURVEYOR_SPECS,
+    Compat,
+)
 from fastnats.exposition import render
 from fastnats.interop import Sample
 from fastnats.target import Target
@@ -24,7 +32,9 @@ from tests.unit.test_collector import VARZ, FakeClient
 
 ROOT = Path(__file__).parents[2]
 LIST = ROOT / "tests" / "data" / "compat-prometheus-nats-exporter.txt"
+SURVEYOR_LIST = ROOT / "tests" / "data" / "compat-surveyor.txt"
 DASHBOARDS = Path("/work/shared/anchor-dashboards/prometheus-nats-exporter")
+SURVEYOR_DASHBOARDS = DASHBOARDS.parent / "nats-surveyor"
 sys.path.insert(0, str(ROOT / "tools"))
 import extract_compat_names as tool  # noqa: E402
 
@@ -298,3 +308,207 @@ def test_the_tool_rebuilds_the_list_from_the_dashboards():
 ])
 def test_the_tool_tells_metrics_from_labels_and_functions(query, metrics, labels):
     assert tool.scan(query) == (metrics, labels)
+
+
+# --compat=surveyor.
+
+def surveyor_snapshot(server_id="NID", name="n1", leader=1) -> dict[str, list[Sample]]:
+    """snapshot() with what the surveyor families read past it: routes, gateways, the meta
+    group, /jsz accounts, streams and consumers."""
+    samples = snapshot()
+    samples[m.NATS_SERVER_INFO.name] = info(server_id, name)
+    samples.update({
+        m.NATS_SERVER_ROUTES.name: [((), 3)],
+        m.NATS_SERVER_CPU_CORES.name: [((), 8)],
+        m.NATS_SERVER_TOTAL_CONNECTIONS.name: [((), 30)],
+        m.NATS_SERVER_JETSTREAM_RESERVED_MEMORY_BYTES.name: [((), 5)],
+        m.NATS_SERVER_JETSTREAM_API_REQUESTS_TOTAL.name: [((), 40)],
+        m.NATS_SERVER_JETSTREAM_API_ERRORS_TOTAL.name: [((), 1)],
+        m.NATS_SERVER_JETSTREAM_RESERVED_STORAGE_BYTES.name: [((), 6)],
+        m.NATS_ROUTE_OUT_MESSAGES_TOTAL.name: [(("n2", "ID2"), 7), (("n3", "ID3"), 9)],
+        m.NATS_ROUTE_PENDING_BYTES.name: [(("n2", "ID2"), 0), (("n3", "ID3"), 0)],
+        m.NATS_ROUTE_OUT_BYTES_TOTAL.name: [(("n2", "ID2"), 70)],
+        m.NATS_ROUTE_IN_MESSAGES_TOTAL.name: [(("n2", "ID2"), 8)],
+        m.NATS_ROUTE_IN_BYTES_TOTAL.name: [(("n2", "ID2"), 80)],
+        m.NATS_GATEWAY_CONNECTIONS.name: [(("east", "outbound"), 1), (("east", "inbound"), 2),
+                                          (("gone", "outbound"), 0)],
+        m.NATS_GATEWAY_OUT_BYTES_TOTAL.name: [(("east", "outbound"), 100),
+                                             (("east", "inbound"), 20), (("gone", "outbound"), 5)],
+        m.NATS_GATEWAY_OUT_MESSAGES_TOTAL.name: [(("east", "outbound"), 10)],
+        m.NATS_GATEWAY_IN_BYTES_TOTAL.name: [(("east", "inbound"), 30)],
+        m.NATS_GATEWAY_IN_MESSAGES_TOTAL.name: [(("east", "inbound"), 3)],
+        m.NATS_JETSTREAM_HA_ASSETS.name: [((), 4)],
+        m.NATS_JETSTREAM_META_PENDING.name: [((), 0)],
+        m.NATS_JETSTREAM_META_LEADER.name: [((), leader)],
+        m.NATS_JETSTREAM_META_PEERS.name: [(("current",), 1), (("offline",), 1)] if leader else [],
+        m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES.name: [(("A",), 30)],
+        m.NATS_JETSTREAM_ACCOUNT_MAX_STORAGE_BYTES.name: [(("A",), 1 << 30)],
+        m.NATS_JETSTREAM_ACCOUNT_STREAMS.name: [(("A",), 2)],
+        m.NATS_JETSTREAM_STREAM_CONSUMERS.name: [(("A", "ORDERS"), 3), (("A", "COPY"), 0)],
+        m.NATS_JETSTREAM_STREAM_REPLICA_CURRENT.name: [(("A", "ORDERS", "n2"), 1),
+                                                       (("A", "ORDERS", "n3"), 0)],
+        m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES.name: [(("A", "ORDERS", "worker"), 4),
+                                                          (("_other",) * 3, 9)],
+        m.NATS_JETSTREAM_CONSUMER_OVERFLOW.name: [((), 5)],
+        m.NATS_JETSTREAM_STREAM_EPHEMERAL_CONSUMERS.name: [(("A", "ORDERS"), 2)],
+    })
+    return samples
+
+
+def test_surveyor_names_collide_with_no_native_family_nor_the_official_exporters():
+    names = [metric.name for metric in Compat(SURVEYOR).metrics.values()]
+    assert len(set(names)) == len(names) == len(SURVEYOR_SPECS)
+    assert not set(names) & set(m.BY_NAME)
+    for prefix in (None, "nats"):
+        assert not set(names) & {metric.name for metric in Compat(prefix=prefix).metrics.values()}
+
+
+def test_a_surveyor_name_colliding_with_the_other_profile_is_refused(monkeypatch):
+    clash = replace(SURVEYOR_SPECS[0], name="gnatsd_varz_cpu")
+    monkeypatch.setattr("fastnats.compat.SURVEYOR_SPECS", (*SURVEYOR_SPECS, clash))
+    for profile in (SURVEYOR, "prometheus-nats-exporter"):
+        with pytest.raises(ValueError, match="gnatsd_varz_cpu would collide with a family of "
+                                             "another --compat profile"):
+            Compat(profile)
+    with pytest.raises(ValueError, match="prefix applies to prometheus-nats-exporter only"):
+        Compat(SURVEYOR, "nats")
+
+
+def test_surveyor_server_families_map_from_varz_routez_gatewayz():
+    out, names = series(Compat(SURVEYOR), [("a", surveyor_snapshot())])
+    server = {"server_cluster": "c1", "server_name": "n1", "server_id": "NID"}
+    assert names["nats_core_connection_count"] == tuple(server)
+    assert out["nats_core_connection_count"] == {frozenset(server.items()): 3}
+    assert one(out, "nats_core_info", server_version="2.15.1") == 1
+    assert one(out, "nats_core_cpu_percentage") == 3.5
+    assert one(out, "nats_core_recv_msgs_count") == 100
+    assert one(out, "nats_core_sent_bytes") == 2000
+    assert one(out, "nats_core_route_count") == 3
+    # A peer routed to before and not now (connections 0) is left out, as Surveyor does.
+    assert one(out, "nats_core_route_sent_msg_count", server_route_name="n2",
+               server_route_name_id="ID2") == 7
+    assert len(out["nats_core_route_sent_msg_count"]) == 1
+    assert one(out, "nats_core_gateway_count") == 1
+    assert out["nats_core_gateway_sent_bytes"] == {frozenset({
+        **server, "server_gateway_name": "east", "server_gateway_name_id": ""}.items()): 120}
+    types = {metric.name: metric.type for metric, _, _ in
+             Compat(SURVEYOR).families([("a", surveyor_snapshot())], LABELS, False)}
+    assert types["nats_core_recv_bytes"] == types["nats_core_total_connection_count"] == m.COUNTER
+    assert types["nats_core_mem_bytes"] == m.GAUGE
+
+
+def test_surveyor_jetstream_families_map_from_varz_and_jsz():
+    out, names = series(Compat(SURVEYOR), [("a", surveyor_snapshot())])
+    js = {"server_id": "NID", "server_name": "n1", "cluster_name": "c1"}
+    assert names["nats_core_jetstream_memstore_used_bytes"] == tuple(js)
+    assert one(out, "nats_core_jetstream_memstore_used_bytes") == 10
+    assert one(out, "nats_core_jetstream_filestore_size_bytes") == 2000
+    assert one(out, "nats_core_jetstream_memstore_reserved_bytes") == 5
+    assert one(out, "nats_core_jetstream_api_requests") == 40
+    assert one(out, "nats_core_jetstream_enabled") == 1
+    assert one(out, "nats_core_jetstream_info", server_jetstream="true",
+               server_domain="Default", server_cluster="c1") == 1
+    assert one(out, "nats_core_jetstream_ha_assets") == 4
+    assert one(out, "nats_core_jetstream_cluster_raft_group_info", raft_group="_meta_",
+               leader="n1", jetstream_domain="Default") == 1
+    assert one(out, "nats_core_jetstream_cluster_raft_group_leader") == 1
+    assert one(out, "nats_core_jetstream_cluster_raft_group_replicas") == 2
+    assert one(out, "nats_core_jetstream_server_total_stream_leaders") == 2
+    # worker, the five durables in _other, two ephemerals.
+    assert one(out, "nats_core_jetstream_server_total_consumer_leaders") == 8
+    account = {"account": "A", "account_name": "A"}
+    assert names["nats_core_account_jetstream_memory_used"] == tuple(account)
+    assert out["nats_core_account_jetstream_memory_used"] == {frozenset(account.items()): 3}
+    assert one(out, "nats_core_account_jetstream_memory_reserved") == 0  # unlimited
+    assert one(out, "nats_core_account_jetstream_storage_reserved") == 1 << 30
+    assert one(out, "nats_core_account_jetstream_enabled") == 1
+    assert one(out, "nats_core_account_jetstream_consumer_count", stream="ORDERS") == 3
+    assert one(out, "nats_core_account_jetstream_replica_count", stream="ORDERS") == 3
+    assert one(out, "nats_core_account_jetstream_replica_count", stream="COPY") == 1
+    assert one(out, "nats_survey_expected_count") == one(out, "nats_survey_surveyed_count") == 1
+
+
+def test_surveyor_without_jetstream_or_meta_group():
+    samples = {name: rows for name, rows in surveyor_snapshot().items()
+               if "jetstream" not in name}
+    out, _ = series(Compat(SURVEYOR), [("a", samples)])
+    assert one(out, "nats_core_jetstream_enabled") == 0
+    assert one(out, "nats_core_jetstream_info", server_jetstream="false") == 1
+    assert not out["nats_core_jetstream_memstore_used_bytes"]
+    samples = surveyor_snapshot()
+    del samples[m.NATS_JETSTREAM_META_LEADER.name]
+    out, _ = series(Compat(SURVEYOR), [("a", samples)])
+    assert one(out, "nats_core_jetstream_cluster_raft_group_info", raft_group="") == 0
+    assert not out["nats_core_jetstream_cluster_raft_group_leader"]
+
+
+def test_surveyor_fleet_families_count_accounts_and_streams_once():
+    follower = surveyor_snapshot("NID2", "n2", leader=0)
+    follower[m.NATS_JETSTREAM_ACCOUNT_STREAMS.name] = [(("A",), 1)]
+    follower[m.NATS_JETSTREAM_STREAM_CONSUMERS.name] = [(("A", "EVENTS"), 1)]
+    follower[m.NATS_JETSTREAM_STREAM_REPLICA_CURRENT.name] = []
+    out, names = series(Compat(SURVEYOR), [("a", surveyor_snapshot()), ("b", follower),
+                                           ("down", {})], labelled=True)
+    assert names["nats_core_connection_count"][0] == "server"
+    assert names["nats_core_account_jetstream_stream_count"] == ("account", "account_name")
+    assert out["nats_core_account_jetstream_stream_count"] == {
+        frozenset({("account", "A"), ("account_name", "A")}): 3}
+    assert len(out["nats_core_account_jetstream_memory_used"]) == 1
+    assert {dict(k)["stream"] for k in out["nats_core_account_jetstream_consumer_count"]} == {
+        "ORDERS", "COPY", "EVENTS"}
+    assert one(out, "nats_core_jetstream_cluster_raft_group_replicas", server="b") == 0
+    assert one(out, "nats_survey_expected_count") == 3
+    assert one(out, "nats_survey_surveyed_count") == 2
+
+
+def test_surveyor_families_render_and_the_flag():
+    server = ServerCollector(Target("a", "http://a"), FakeClient({"varz": orjson.dumps(VARZ)}), {})
+    collector = NatsCollector([server], Compat(SURVEYOR))
+    asyncio.run(collector.refresh())
+    parsed = {f.name: f for f in text_string_to_metric_families(
+        render(collector.families())[0].decode())}
+    [sample] = parsed["nats_core_connection_count"].samples
+    assert sample.labels == {"server_cluster": VARZ.get("cluster", {}).get("name", ""),
+                             "server_name": VARZ["server_name"],
+                             "server_id": VARZ["server_id"]}
+    assert sample.value == VARZ["connections"]
+    compat = cli.resolve(cli.build_parser().parse_args(["--compat=surveyor"])).compat
+    assert compat is not None and compat.profile == SURVEYOR
+    with pytest.raises(cli.UsageError, match="names are fixed"):
+        cli.resolve(cli.build_parser().parse_args(["--compat=surveyor", "--compat.prefix=x"]))
+
+
+def surveyor_listed() -> dict[str, set[str]]:
+    return tool.parse(SURVEYOR_LIST.read_text())
+
+
+def test_every_listed_surveyor_name_is_served_or_said_not_to_be():
+    names = surveyor_listed()
+    assert len(names) > 40
+    assert set(SURVEYOR_NOT_SERVED) < set(names)
+    out, labels = series(Compat(SURVEYOR), [("a", surveyor_snapshot())])
+    served = {name: set(labels[name]) for name, rows in out.items() if rows}
+    assert not set(SURVEYOR_NOT_SERVED) & set(labels)
+    for name, wanted in names.items():
+        if name in SURVEYOR_NOT_SERVED:
+            continue
+        assert name in served, name
+        foreign = SURVEYOR_FOREIGN_LABELS["*"] | SURVEYOR_FOREIGN_LABELS.get(name, frozenset())
+        assert wanted - foreign <= served[name], (name, wanted - foreign - served[name])
+
+
+@pytest.mark.skipif(not SURVEYOR_DASHBOARDS.is_dir(), reason=f"{SURVEYOR_DASHBOARDS} is not here")
+def test_the_tool_rebuilds_the_surveyor_list_from_the_dashboards():
+    rebuilt = subprocess.run([sys.executable, str(ROOT / "tools" / "extract_compat_names.py"),
+                              str(SURVEYOR_DASHBOARDS)], check=True, capture_output=True,
+                             text=True)
+    assert rebuilt.stdout == SURVEYOR_LIST.read_text()
+
+
+def test_the_tool_reads_custom_variables_and_skips_those_that_hold_no_query(tmp_path):
+    (tmp_path / "d.json").write_text(orjson.dumps({"templating": {"list": [
+        {"type": "datasource", "query": "prometheus"},
+        {"type": "interval", "query": "1m,5m"},
+        {"type": "custom", "query": "Rate : sum(rate(a_total[1m])) by (x), Count : count(b)"},
+    ]}}).decode())
+    assert tool.extract(tmp_path) == {"a_total": {"x"}, "b": set()}
