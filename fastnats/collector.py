@@ -120,6 +120,18 @@ class ServerCollector:
             self.refreshed_at = time.monotonic()
             self.publish()
 
+    async def unreachable(self, error: ScrapeError) -> None:
+        """A refresh that could not ask the server at all (fleet mode: it did not answer
+        discovery): counted, logged and published as a refresh whose /varz failed."""
+        self.refreshes += 1
+        self.problems = []
+        try:
+            await self._down(error)
+        finally:
+            self.duration = 0.0
+            self.refreshed_at = time.monotonic()
+            self.publish()
+
     async def poll(self) -> None:
         """The extra reads between refreshes, of the collectors that have a poll interval."""
         if self.up:
@@ -230,20 +242,31 @@ class NatsCollector:
     of a compatibility profile (``--compat``) follow the native ones, built from the same samples.
     """
 
-    def __init__(self, servers: Sequence[ServerCollector], compat: Compat | None = None) -> None:
-        if not servers:
+    #: The process-wide families (``per_server=False``) this collector exports, each from
+    #: ``process_samples()``; a subclass that adds some extends both.
+    process_families: tuple[m.Metric, ...] = (m.FASTNATS_BUILD_INFO,)
+    #: True when ``servers`` changes between refreshes (fleet mode): the refresher then runs
+    #: one loop of ``refresh()`` instead of one per server.
+    dynamic = False
+
+    def __init__(self, servers: Sequence[ServerCollector], compat: Compat | None = None, *,
+                 prototype: ServerCollector | None = None, labelled: bool | None = None) -> None:
+        """``prototype`` gives the collectors and their label names when ``servers`` may be
+        empty (it is never refreshed); ``labelled`` forces the ``server`` label on or off."""
+        if not servers and prototype is None:
             raise ValueError("at least one server to monitor is required")
         names = [s.target.name for s in servers]
         if len(set(names)) != len(names):
             raise ValueError(f"server names must be unique: {names}")
         self.servers = list(servers)
-        self.labelled = len(self.servers) > 1
+        self.labelled = len(self.servers) > 1 if labelled is None else labelled
         self.compat = compat
-        first = self.servers[0]
+        first = prototype if prototype is not None else self.servers[0]
         #: The families to export and their label names, without ``server``.
         self.label_names: dict[str, tuple[str, ...]] = {
             metric.name: metric.labels for metric in m.CATALOGUE
-            if metric in _OWN or not metric.per_server or metric in first.varz.families}
+            if metric in _OWN or metric in self.process_families
+            or metric in first.varz.families}
         for collector in first.collectors:
             for metric in collector.families:
                 self.label_names[metric.name] = collector.label_names(metric)
@@ -256,14 +279,14 @@ class NatsCollector:
 
     def families(self) -> list[Family]:
         per_server = [(s.target.name, s.snapshot) for s in self.servers]
+        process = self.process_samples()
         out: list[Family] = []
         for metric in m.CATALOGUE:
             labels = self.label_names.get(metric.name)
             if labels is None:
                 continue
             if not metric.per_server:
-                if metric is m.FASTNATS_BUILD_INFO:
-                    out.append((metric, labels, [((__version__, IMPLEMENTATION), 1)]))
+                out.append((metric, labels, process.get(metric.name, [])))
                 continue
             if not self.labelled:
                 out.append((metric, labels, per_server[0][1].get(metric.name, [])))
@@ -276,6 +299,10 @@ class NatsCollector:
         if self.compat is not None:
             out.extend(self.compat.families(per_server, self.label_names, self.labelled))
         return out
+
+    def process_samples(self) -> Samples:
+        """The samples of ``process_families``, keyed by family name."""
+        return {m.FASTNATS_BUILD_INFO.name: [((__version__, IMPLEMENTATION), 1)]}
 
     # prometheus_client interop: the last refreshed state, no I/O.
     def collect(self) -> Iterator[ClientMetric]:

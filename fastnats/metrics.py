@@ -1089,9 +1089,38 @@ SELF = (
     FASTNATS_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS,
 )
 
+# Fleet mode (--nats.url): the servers the system account discovers, and its connection.
+FLEET_SCOPES = ("shard", "all")
+NATS_FLEET_SERVERS_EXPECTED = Metric(
+    "nats_fleet_servers_expected", GAUGE,
+    "Servers the whole fleet should have, as configured; compare with "
+    "sum(nats_fleet_servers_responding) over the shards", per_server=False,
+    source="--fleet.expected-servers (only with the flag)", example=4)
+NATS_FLEET_SERVERS_DISCOVERED = Metric(
+    "nats_fleet_servers_discovered", GAUGE,
+    "Servers that answered the last discovery ping, in this exporter's shard (scope=shard) and "
+    "in the whole fleet (scope=all)", ("scope",), per_server=False,
+    source="replies to $SYS.REQ.SERVER.PING.STATSZ; a shard keeps the servers whose name "
+           "hashes to it (--fleet.shard)", example=4)
+NATS_FLEET_SERVERS_RESPONDING = Metric(
+    "nats_fleet_servers_responding", GAUGE,
+    "Servers of this exporter's shard that were read at the last refresh (nats_up 1)",
+    per_server=False, source="the fleet's last refresh", example=4)
+FASTNATS_NATS_CONNECTION_EVENTS_TOTAL = Metric(
+    "fastnats_nats_connection_events_total", COUNTER,
+    "Events of the exporter's connection to the system account: disconnected, reconnected, "
+    "error", ("event",), per_server=False, source="the NATS client's callbacks", example=1)
+
+FLEET = (
+    NATS_FLEET_SERVERS_EXPECTED,
+    NATS_FLEET_SERVERS_DISCOVERED,
+    NATS_FLEET_SERVERS_RESPONDING,
+    FASTNATS_NATS_CONNECTION_EVENTS_TOTAL,
+)
+
 #: Every family, in the order the exposition lists them.
 CATALOGUE: tuple[Metric, ...] = (SEED + HEALTH + VARZ + CONNZ + ROUTEZ + GATEWAYZ + LEAFZ
-                                + HEALTHZ + ACCSTATZ + SUBSZ + JSZ + WIRE + SELF)
+                                + HEALTHZ + ACCSTATZ + SUBSZ + JSZ + WIRE + SELF + FLEET)
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}
 assert len(BY_NAME) == len(CATALOGUE), "duplicate metric name in the catalogue"

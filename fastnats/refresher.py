@@ -1,5 +1,6 @@
 """The refresh loop: each server refreshes on its own schedule, and every result is rendered
-once and published as it arrives.
+once and published as it arrives. A collector whose servers come and go (fleet mode, where
+discovery decides them) gets one loop instead: refresh everything, then render.
 
 Scrapes read ``Refresher.payload``, an immutable object swapped in one assignment after each
 render, so a scrape never waits for a refresh and never sees half of one. One server that hangs
@@ -26,15 +27,30 @@ class Refresher:
             raise ValueError("the refresh interval must be positive")
         self.collector = collector
         self.interval = interval
+        #: The collector's servers come and go (fleet mode): one loop refreshes them all.
+        self.dynamic = getattr(collector, "dynamic", False)
         self.payload: Payload | None = None
         self.rendered_at: float | None = None  # monotonic time of the last render
+        #: Monotonic time the last refresh of a dynamic collector (fleet mode) ended.
+        self.refreshed_at: float | None = None
         self._changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def refresh(self) -> None:
         """One refresh of every server at once, then one render: the first one, and tests."""
-        await asyncio.gather(*(self._refresh(server) for server in self.collector.servers))
+        if self.dynamic:
+            await self._refresh_all()
+        else:
+            await asyncio.gather(*(self._refresh(server) for server in self.collector.servers))
         await self.render()
+
+    async def _refresh_all(self) -> None:
+        try:
+            await self.collector.refresh()
+        except Exception:
+            log.exception("refresh failed; serving the previous metrics")
+        else:
+            self.refreshed_at = time.monotonic()
 
     async def _refresh(self, server: ServerCollector) -> None:
         try:
@@ -59,6 +75,9 @@ class Refresher:
     async def start(self) -> None:
         """Refresh once, so the first scrape has data, then keep refreshing in the background."""
         await self.refresh()
+        if self.dynamic:
+            self._tasks = [asyncio.create_task(self._run_all(), name="fastnats-refresh")]
+            return
         self._tasks = [asyncio.create_task(self._render_changes(), name="fastnats-render")]
         self._tasks += [
             asyncio.create_task(self._run(server), name=f"fastnats-refresh-{server.target.name}")
@@ -69,6 +88,20 @@ class Refresher:
         while True:
             await self._changed.wait()
             self._changed.clear()
+            try:
+                await self.render()
+            except Exception:
+                log.exception("render failed; serving the previous metrics")
+
+    async def _run_all(self) -> None:
+        # A collector whose servers come and go (fleet mode) refreshes them all itself, under
+        # its own deadline: one loop of refresh then render.
+        loop = asyncio.get_running_loop()
+        next_refresh = loop.time()
+        while True:
+            next_refresh = _next_tick(next_refresh, self.interval, loop.time())
+            await asyncio.sleep(max(next_refresh - loop.time(), 0))
+            await self._refresh_all()
             try:
                 await self.render()
             except Exception:
@@ -106,8 +139,11 @@ class Refresher:
 
     def healthy(self) -> bool:
         """True while every server's refreshes keep completing; stale after three missed
-        intervals of any one of them."""
+        intervals of any one of them (of the whole refresh, for a dynamic collector)."""
         now = time.monotonic()
+        if self.dynamic:
+            return (self.payload is not None and self.refreshed_at is not None
+                    and now - self.refreshed_at < 3 * self.interval + 1)
         return self.payload is not None and all(
             server.refreshed_at is not None and now - server.refreshed_at < 3 * self.interval + 1
             for server in self.collector.servers)

@@ -76,6 +76,9 @@ SECTIONS = (
      "accounts by storage tier, streams (each exported once, by its leader), durable consumers "
      "under a cap and ephemeral ones aggregated per stream. Collector `jsz`, off by default; "
      "`--jsz.level` says how deep it reads."),
+    ("Fleet mode (the system account)", m.FLEET,
+     "With `--nats.url`, one exporter discovers the servers of a whole supercluster through the "
+     "system account: how many it found, in its shard and in all, and how many answered."),
     ("Exporter", m.SELF, "The exporter's own health."),
 )
 
@@ -114,6 +117,8 @@ EXAMPLE_LABELS = {
     "replica": "nats-2",
     "stat": "sum",
     "durable": "true",
+    "scope": "shard",
+    "event": "reconnected",
 }
 EXAMPLE_LABELS_BY_METRIC = {
     "fastnats_build_info": {"version": "0.1.0"},

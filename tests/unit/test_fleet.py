@@ -1,0 +1,406 @@
+"""Fleet mode without processes: discovery, shards, slow and down servers, forgetting, and the
+fleet flags, against a fake system account with the shape of ``sources.system``."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+from collections import Counter
+from collections.abc import Collection, Mapping
+from pathlib import Path
+
+import pytest
+
+from fastnats import cli
+from fastnats import metrics as m
+from fastnats.errors import ScrapeError
+from fastnats.fleet import Fleet, Shard, labels_of, parse_shard, parse_statsz, shard_of
+from fastnats.refresher import Refresher
+
+DATA = Path(__file__).parent.parent / "data"
+VARZ = json.loads((DATA / "varz.json").read_text())
+TIMEOUT = 0.2
+
+
+class FakeAccount:
+    """The system account of a fleet of fake servers: ``servers`` maps an id to a name;
+    ``hung`` servers never answer their requests until released, ``broken`` ones fail them."""
+
+    def __init__(self, servers: Mapping[str, str]) -> None:
+        self.servers = dict(servers)
+        self.events: Counter[str] = Counter()
+        self.hung: dict[str, asyncio.Event] = {}
+        self.broken: set[str] = set()
+        self.ping_fails = False
+        #: Servers whose discovery reply misses the ping's gap (they answer requests).
+        self.slow_to_ping: set[str] = set()
+        self.requests: Counter[str] = Counter()
+
+    async def ping(self, endpoint: str, body: dict | None, *, timeout: float,
+                   expected: int | None = None) -> list[bytes]:
+        assert endpoint == "STATSZ"
+        if self.ping_fails:
+            raise ScrapeError("statsz", "connect", "not connected to the system account")
+        return [json.dumps({"server": {"name": name, "host": "10.0.0.1", "id": server_id,
+                                       "cluster": "C", "ver": "2.15.1"},
+                            "statsz": {"active_servers": len(self.servers)}}).encode()
+                for server_id, name in self.servers.items() if server_id not in self.slow_to_ping]
+
+    def source(self, server_id: str) -> FakeSource:
+        return FakeSource(self, server_id)
+
+
+class FakeSource:
+    def __init__(self, account: FakeAccount, server_id: str) -> None:
+        self.account = account
+        self.server_id = server_id
+
+    async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
+                  max_bytes: int | None = None,
+                  statuses: Collection[int] = (200,)) -> bytearray:
+        self.account.requests[self.server_id] += 1
+        if self.server_id in self.account.hung:
+            await self.account.hung[self.server_id].wait()
+        if self.server_id in self.account.broken:
+            raise ScrapeError(endpoint, "timeout", "no reply")
+        if self.server_id not in self.account.servers:
+            # A server that is gone: nats-server answers "no responders" at once.
+            raise ScrapeError(endpoint, "connect", "no responders")
+        assert endpoint == "varz"
+        name = self.account.servers[self.server_id]
+        connections = 10 + sum(map(ord, name)) % 50
+        return bytearray(json.dumps({**VARZ, "server_id": self.server_id, "server_name": name,
+                                     "connections": connections}).encode())
+
+
+def fleet_of(account: FakeAccount, **options) -> Fleet:
+    return Fleet(account, account.source, {}, timeout=TIMEOUT, **options)
+
+
+def samples(fleet: Fleet, name: str) -> dict[tuple[str, ...], object]:
+    for metric, _, family in fleet.families():
+        if metric.name == name:
+            return dict(family)
+    return {}
+
+
+def up(fleet: Fleet) -> dict[str, object]:
+    return {labels[0]: value for labels, value in samples(fleet, "nats_up").items()}
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+SERVERS = {"NID1": "A1", "NID2": "A2", "NID3": "B1"}
+
+
+def test_the_shard_hash_is_the_documented_one():
+    for label in ("A1", "NDKF3LQHPW4PS3IE3WZRA7GV6XHZ3R363VJKA2MDFEK5ZTKZPGUGDGSF", "é"):
+        digest = hashlib.sha256(label.encode("utf-8")).digest()
+        for n in (1, 2, 3, 7):
+            assert shard_of(label, n) == int.from_bytes(digest[:8], "big") % n
+    # Pinned, so that a change of the rule cannot pass unnoticed.
+    assert [shard_of(f"S{i}", 2) for i in range(8)] == [
+        int.from_bytes(hashlib.sha256(f"S{i}".encode()).digest()[:8], "big") % 2
+        for i in range(8)]
+
+
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_shards_partition_any_set_exactly_once(count):
+    seed = random.randrange(1 << 30)
+    print("seed", seed)
+    rng = random.Random(seed)
+    labels = {"".join(rng.choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", k=56))
+              for _ in range(500)} | {f"nats-{i}" for i in range(50)}
+    owners = Counter(index for label in labels for index in range(count)
+                     if Shard(index, count).owns(label))
+    assert sum(owners.values()) == len(labels)
+    assert all(owners[index] > 0 for index in range(count))
+    for label in labels:
+        assert sum(Shard(index, count).owns(label) for index in range(count)) == 1
+
+
+def test_parse_shard():
+    assert parse_shard("1/2") == Shard(1, 2)
+    assert str(parse_shard("0/1")) == "0/1"
+    for bad in ("2/2", "-1/2", "1", "a/b", "0/0", "1/2/3"):
+        with pytest.raises(ValueError):
+            parse_shard(bad)
+
+
+def test_statsz_replies_and_labels():
+    reply = (b'{"server":{"name":"A1","host":"h","id":"NID","cluster":"A","domain":"hub",'
+             b'"ver":"2.15.1","tags":["b","a"]},"statsz":{"active_servers":3}}')
+    server = parse_statsz(reply)
+    assert server.info_sample() == (("A1", "NID", "2.15.1", "A", "hub", "a,b"), 1)
+    assert parse_statsz(b'{"server":{"id":"NX"}}').name == "NX"
+    with pytest.raises(ValueError):
+        parse_statsz(b'{"statsz":{}}')
+    twins = [parse_statsz(b'{"server":{"id":"N%d","name":"same"}}' % i) for i in (1, 2)]
+    assert sorted(labels_of([*twins, server])) == ["A1", "N1", "N2"]
+
+
+def test_discovery_gives_every_server_up_and_its_identity():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account, expected=4)
+    run(fleet.refresh())
+    assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
+    info = samples(fleet, "nats_server_info")
+    assert {(labels[0], labels[1], labels[2]) for labels in info} == {
+        ("A1", "A1", "NID1"), ("A2", "A2", "NID2"), ("B1", "B1", "NID3")}
+    assert samples(fleet, "nats_fleet_servers_expected") == {(): 4}
+    assert samples(fleet, "nats_fleet_servers_discovered") == {("shard",): 3, ("all",): 3}
+    assert samples(fleet, "nats_fleet_servers_responding") == {(): 3}
+    assert samples(fleet, "fastnats_nats_connection_events_total") == {
+        ("disconnected",): 0, ("error",): 0, ("reconnected",): 0}
+    assert samples(fleet, "fastnats_build_info")
+    # Every per-server family carries the server label, process-wide ones do not.
+    for metric, label_names, _ in fleet.families():
+        assert (label_names[:1] == ("server",)) == metric.per_server, metric.name
+
+
+def test_without_expected_servers_there_is_no_expected_family():
+    fleet = fleet_of(FakeAccount(SERVERS))
+    run(fleet.refresh())
+    assert all(metric is not m.NATS_FLEET_SERVERS_EXPECTED for metric, _, _ in fleet.families())
+    assert m.NATS_FLEET_SERVERS_EXPECTED.name not in fleet.label_names
+
+
+def test_a_server_alone_is_still_labelled_and_an_empty_fleet_renders():
+    account = FakeAccount({})
+    fleet = fleet_of(account)
+    run(fleet.refresh())
+    assert up(fleet) == {}
+    assert samples(fleet, "nats_fleet_servers_discovered") == {("shard",): 0, ("all",): 0}
+    account.servers = {"NID1": "A1"}
+    run(fleet.refresh())
+    assert up(fleet) == {"A1": 1}
+
+
+def test_collectors_are_kept_across_refreshes():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account)
+    run(fleet.refresh())
+    first = {s.target.name: s for s in fleet.servers}
+    run(fleet.refresh())
+    assert {s.target.name: s for s in fleet.servers} == first
+    assert all(s.refreshes == 2 for s in fleet.servers)
+
+
+def test_shards_split_the_fleet_exactly_once():
+    servers = {f"NID{i}": f"S{i}" for i in range(20)}
+    account = FakeAccount(servers)
+    shards = [fleet_of(account, shard=Shard(i, 2)) for i in range(2)]
+    seen: list[str] = []
+    for fleet in shards:
+        run(fleet.refresh())
+        seen += up(fleet)
+        assert samples(fleet, "nats_fleet_servers_discovered")[("all",)] == 20
+    assert sorted(seen) == sorted(servers.values())
+
+
+def test_a_slow_server_never_delays_the_others():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        await fleet.refresh()
+        clients = samples(fleet, "nats_server_clients")
+        account.hung["NID2"] = release = asyncio.Event()
+        started = loop.time()
+        await fleet.refresh()
+        # Bounded by the timeout; A2 keeps its previous snapshot this round.
+        assert loop.time() - started < TIMEOUT * 3
+        assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
+        assert samples(fleet, "nats_server_clients") == clients
+        await fleet.refresh()
+        # Still not done a refresh later: down, its series dropped but its identity kept.
+        assert up(fleet) == {"A1": 1, "A2": 0, "B1": 1}
+        assert ("A2",) not in samples(fleet, "nats_server_clients")
+        assert any(labels[0] == "A2" for labels in samples(fleet, "nats_server_info"))
+        assert samples(fleet, "fastnats_refresh_errors_total")[("A2", "varz", "timeout")] >= 1
+        assert samples(fleet, "nats_fleet_servers_responding") == {(): 2}
+        # Only one read of a server at a time.
+        assert account.requests["NID2"] == 2
+        release.set()
+        del account.hung["NID2"]
+        await asyncio.sleep(0)
+        await fleet.refresh()
+        assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
+        await fleet.close()
+
+    run(scenario())
+
+
+def test_a_server_that_stops_answering_is_down_within_one_refresh_then_forgotten():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account, forget_after=3)
+
+    async def scenario():
+        await fleet.refresh()
+        del account.servers["NID3"]
+        await fleet.refresh()
+        assert up(fleet) == {"A1": 1, "A2": 1, "B1": 0}
+        assert {labels[0] for labels in samples(fleet, "nats_server_clients")} == {"A1", "A2"}
+        assert not any(labels[0] == "B1" for labels in samples(fleet, "nats_server_info"))
+        assert samples(fleet, "fastnats_refresh_errors_total")[("B1", "varz", "connect")] == 1
+        assert samples(fleet, "nats_fleet_servers_discovered")[("shard",)] == 2
+        await fleet.refresh()
+        assert up(fleet)["B1"] == 0
+        await fleet.refresh()
+        assert up(fleet) == {"A1": 1, "A2": 1}
+        assert all(labels[0] != "B1" for labels in samples(fleet, "fastnats_refreshes_total"))
+
+    run(scenario())
+
+
+def test_a_known_server_missing_one_discovery_is_read_by_its_id_and_stays_up():
+    # Its discovery reply came after the ping's gap: a busy fleet, not a server gone.
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account)
+
+    async def scenario():
+        await fleet.refresh()
+        account.slow_to_ping.add("NID3")
+        await fleet.refresh()
+        assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
+        assert account.requests["NID3"] == 2
+        assert ("B1",) in {labels[:1] for labels in samples(fleet, "nats_server_clients")}
+        await fleet.close()
+
+    run(scenario())
+
+
+def test_a_server_whose_requests_fail_is_down_with_its_identity():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account)
+    run(fleet.refresh())
+    account.broken.add("NID1")
+    run(fleet.refresh())
+    assert up(fleet) == {"A1": 0, "A2": 1, "B1": 1}
+    assert ("A1",) not in samples(fleet, "nats_server_clients")
+    assert any(labels[:3] == ("A1", "A1", "NID1")
+               for labels in samples(fleet, "nats_server_info"))
+
+
+def test_a_restarted_server_continues_its_collector_with_its_new_id():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account)
+    run(fleet.refresh())
+    a1 = next(s for s in fleet.servers if s.target.name == "A1")
+    del account.servers["NID1"]
+    account.servers["NID1-again"] = "A1"
+    run(fleet.refresh())
+    assert next(s for s in fleet.servers if s.target.name == "A1") is a1
+    assert up(fleet)["A1"] == 1
+    assert any(labels[:3] == ("A1", "A1", "NID1-again")
+               for labels in samples(fleet, "nats_server_info"))
+
+
+def test_a_lost_connection_is_every_server_down_and_counted():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account)
+    run(fleet.refresh())
+    account.ping_fails = True
+    account.events.update(disconnected=1)
+    run(fleet.refresh())
+    assert up(fleet) == {"A1": 0, "A2": 0, "B1": 0}
+    assert samples(fleet, "fastnats_nats_connection_events_total")[("disconnected",)] == 1
+    account.ping_fails = False
+    account.events.update(reconnected=1)
+    run(fleet.refresh())
+    assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
+
+
+def test_the_refresher_runs_the_fleet_in_one_loop_and_is_healthy():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account)
+
+    async def scenario():
+        refresher = Refresher(fleet, 0.05)
+        await refresher.start()
+        assert refresher.healthy()
+        assert refresher.payload is not None
+        assert b'nats_up{server="A2"} 1' in refresher.payload.body
+        del account.servers["NID2"]
+        deadline = asyncio.get_running_loop().time() + 5
+        while b'nats_up{server="A2"} 0' not in refresher.payload.body:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.01)
+        assert [t.get_name() for t in refresher._tasks] == ["fastnats-refresh"]
+        await refresher.stop()
+        await fleet.close()
+
+    run(scenario())
+
+
+# The flags.
+
+def parse(*argv: str, environ: Mapping[str, str] = {}) -> cli.FleetSettings | None:
+    return cli.resolve_fleet(cli.build_parser().parse_args(argv), environ)
+
+
+def test_fleet_flags():
+    fleet = parse("--nats.url", "nats://a:4222", "--nats.url", "nats://b:4222",
+                  "--nats.user", "sys", "--nats.password", "s3cret", "--fleet.shard", "1/3",
+                  "--fleet.expected-servers", "9")
+    assert fleet is not None
+    assert fleet.urls == ("nats://a:4222", "nats://b:4222")
+    assert (fleet.user, fleet.password, fleet.shard, fleet.expected) == (
+        "sys", "s3cret", Shard(1, 3), 9)
+    assert parse() is None
+
+
+def test_secrets_from_a_file_or_the_environment_and_never_in_repr(tmp_path):
+    secret = tmp_path / "password"
+    secret.write_text("from-file\n")
+    fleet = parse("--nats.url", "nats://a:4222", "--nats.user", "sys",
+                  "--nats.password-file", str(secret))
+    assert fleet is not None and fleet.password == "from-file"
+    fleet = parse("--nats.url", "nats://a:4222", "--nats.user", "sys",
+                  environ={cli.PASSWORD_ENV: "from-env", cli.TOKEN_ENV: "tok-env"})
+    assert fleet is not None and (fleet.password, fleet.token) == ("from-env", "tok-env")
+    assert "from-env" not in repr(fleet) and "tok-env" not in repr(fleet)
+    args = cli.build_parser().parse_args(["--nats.url", "nats://a:4222", "--nats.user", "sys",
+                                          "--nats.password", "hunter2"])
+    assert "hunter2" not in repr(cli.resolve(args))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (("--nats.url", "nats://a:4222", "http://a:8222"), "takes no monitoring URL"),
+    (("--nats.url", "nats://a:4222", "--demo"), "takes no monitoring URL"),
+    (("--nats.url", "http://a:8222"), "not a NATS URL"),
+    (("--nats.user", "sys"), "needs --nats.url"),
+    (("--fleet.shard", "0/2"), "needs --nats.url"),
+    (("--nats.url", "nats://a", "--nats.password", "x"), "needs --nats.user"),
+    (("--nats.url", "nats://a", "--nats.user", "u", "--nats.password", "x",
+      "--nats.password-file", "f"), "give one"),
+    (("--nats.url", "nats://a", "--nats.tls.cert", "c"), "go together"),
+    (("--nats.url", "nats://a", "--nats.user", "u", "--nats.password-file", "/nonexistent"),
+     "cannot read"),
+])
+def test_fleet_usage_errors(argv, message):
+    with pytest.raises(cli.UsageError, match=message):
+        parse(*argv)
+
+
+def test_a_bad_shard_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args(["--nats.url", "nats://a", "--fleet.shard", "2/2"])
+    assert exited.value.code == 2
+    assert "--fleet.shard" in capsys.readouterr().err
+
+
+def test_help_shows_no_secret(monkeypatch, capsys):
+    monkeypatch.setenv(cli.PASSWORD_ENV, "env-secret")
+    monkeypatch.setenv(cli.TOKEN_ENV, "env-token")
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "--nats.password-file" in out and cli.PASSWORD_ENV in out
+    assert "env-secret" not in out and "env-token" not in out
+
