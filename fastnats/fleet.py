@@ -9,8 +9,8 @@ other series dropped) from the next round on until its read ends, so a slow serv
 the others. A known server whose discovery reply missed the ping's gap is read by its id all
 the same; if that read fails too (a server that is gone: "no responders", at once), it is down
 in that refresh, and it is forgotten (its collector closed) after ``FORGET_AFTER`` refreshes in
-a row without answering. While discovery itself fails (the connection is down), every server
-is down.
+a row without answering. While discovery itself fails (the connection is down, or its
+credentials are refused), every server is down, and none is forgotten: nothing says it is gone.
 
 Servers are known by their label: the server's name, or its id when it has none (nats-server
 then reports the id as its name). A restarted nats-server has a new id but the same name, so it
@@ -246,7 +246,8 @@ class Fleet(NatsCollector):
         if started:
             await asyncio.wait(started, timeout=self.timeout)
         for label, member in list(self.members.items()):
-            if member.missing >= self.forget_after and not member.busy:
+            if member.missing >= self.forget_after and not member.busy \
+                    and not self._discovery_failing:
                 log.info("server %s forgotten: no answer for %d refreshes", label, member.missing)
                 del self.members[label]
                 await member.server.close()

@@ -52,6 +52,17 @@ def connz_total(body: bytes | bytearray) -> int | None:
     return int(match[1]) if match else None
 
 
+async def read_pages(source: Source, endpoint: str,
+                     params: dict[str, str | int]) -> list[bytearray]:
+    """One listing, as the pages the source splits it into (``get_pages``, a source whose
+    replies are bounded in size), else as one page."""
+    get_pages = getattr(source, "get_pages", None)
+    if get_pages is None:
+        return [await source.get(endpoint, params)]
+    pages: list[bytearray] = await get_pages(endpoint, params)
+    return pages
+
+
 def _decode_error(what: str) -> ScrapeError:
     return ScrapeError(ConnzCollector.endpoint, DECODE, what)
 
@@ -99,6 +110,8 @@ class ConnzCollector(Collector):
     One request asks for all open connections: nats-server builds and sorts every connection
     before it cuts a page, so paging would cost it more. The limit comes from the previous count
     or /varz, plus a margin; if the server still has more, the request is repeated larger.
+    A source whose replies are bounded in size (the system account's, by ``max_payload``)
+    splits a listing into pages itself (``read_pages``); the aggregator reads them as one.
 
     Closed connections carry their final counters. They are read by a watermark, not by a
     count: ``state=closed&sort=stop`` lists the most recent first, and the collector pages
@@ -197,13 +210,17 @@ class ConnzCollector(Collector):
         self.follow(info)
         limit = with_margin(max(self.aggregator.total, info.connections))
         for _ in range(self.MAX_ATTEMPTS):
-            open_body = await source.get(
-                self.endpoint, {"state": "open", "limit": limit, "auth": "true", "subs": "false"})
-            total = connz_total(open_body)
+            open_pages = await read_pages(
+                source, self.endpoint,
+                {"state": "open", "limit": limit, "auth": "true", "subs": "false"})
+            totals = [connz_total(page) for page in open_pages]
+            total = max((t for t in totals if t is not None), default=None)
             if total is None or total <= limit:
                 break
             limit = with_margin(total)
-        listed_at = listing_time(open_body)
+        # Closes after the first page's listing were read as open or are read as closed next.
+        listed_at = listing_time(open_pages[0])
+        open_body = open_pages[0] if len(open_pages) == 1 else open_pages
         closed_pages: list[bytearray] | None = None
         overflow = False
         oldest = None
@@ -246,22 +263,28 @@ class ConnzCollector(Collector):
         offset = 0
         oldest: int | None = None
         most = 1
+        reads = 0
         while True:
-            body = await source.get(self.endpoint, {
+            # A source may split a read into smaller pages, each listed after the one before.
+            parts = await read_pages(source, self.endpoint, {
                 "state": "closed", "sort": "stop", "auth": "true", "offset": offset,
                 "limit": limit})
-            pages.append(body)
-            total = _head_int(body, _CONNZ_HEAD, "total")
-            count = _head_int(body, _CONNZ_COUNT, "num_connections")
-            if len(pages) == 1:
+            pages += parts
+            reads += 1
+            total = _head_int(parts[0], _CONNZ_HEAD, "total")
+            count = 0
+            for part in parts:
+                found = _head_int(part, _CONNZ_COUNT, "num_connections")
+                if found:
+                    oldest = last_stop(part)
+                count += found
+            if reads == 1:
                 # Closes during the read shift the list: a few pages more than it holds.
                 most = -(-total // CLOSED_PAGE) + 2
-            if count:
-                oldest = last_stop(body)
-                if oldest < watermark:
-                    return pages, False, oldest
+            if count and oldest is not None and oldest < watermark:
+                return pages, False, oldest
             offset += count
-            if count < limit or offset >= total or len(pages) >= most:
+            if count < limit or offset >= total or reads >= most:
                 break
             limit = CLOSED_PAGE
         # The end of the list, and everything in it stopped after the watermark.

@@ -12,6 +12,15 @@ answers an ``Accept-Encoding`` naming ``snappy`` or ``s2`` with the snappy frami
 Snappy costs the server about a tenth of what gzip does, and cramjam inflates it at about
 1.5 GB/s into a buffer sized beforehand from the frames' own lengths, so the size limit is
 checked before anything is inflated.
+
+A reply travels as one NATS message. nats-server does not hold its own replies to
+``max_payload``: with ``max_payload: 64KB``, a CONNZ of 400 connections (159 KB plain, 21 KB
+snappy) reaches a client connected to that very server whole (nats-server 2.15.1, measured by
+tests/integration/test_fleet_paging_real.py). Whether it passes a hop to a server configured
+smaller, such as a leafnode's, is not measured here, and the exporter does not count on it:
+it counts on the limit it knows, its own server's (``SystemAccount.max_payload``), and
+``SystemSource.get_pages`` splits a CONNZ read whose reply would not fit into offset/limit pages
+that do.
 """
 
 from __future__ import annotations
@@ -104,19 +113,40 @@ class SystemAccount:
 
     ``events`` counts ``disconnected``, ``reconnected`` and ``error`` (asynchronous errors);
     each change of state is logged once.
+
+    nats-py reconnects by itself after a lost connection, but gives up on one that the server
+    closes with an error, as it does when a conf reload revokes the credentials (authorization
+    violation): a new client then connects in the background until the server accepts it.
+
+    ``max_payload`` caps the size of the replies counted on, below the ``max_payload`` that the
+    connected server announces (``SystemSource.get_pages``).
     """
 
-    def __init__(self, options: NatsOptions) -> None:
+    def __init__(self, options: NatsOptions, max_payload: int | None = None) -> None:
+        if max_payload is not None and max_payload < 1:
+            raise ValueError(f"max_payload must be positive, not {max_payload}")
         self.options = options
+        self._max_payload = max_payload
         self.events: collections.Counter[str] = collections.Counter()
         self._nc: Client | None = None
         self._last_error: str | None = None
         self._logged_error: str | None = None
         self._closing = False
+        self._connect_kwargs: dict[str, Any] = {}
+        self._revival: asyncio.Task[None] | None = None
 
     @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
+
+    @property
+    def max_payload(self) -> int | None:
+        """The largest reply the exporter counts on receiving: the connected server's
+        ``max_payload``, capped by the constructor's; None before the first connection."""
+        announced = self._nc.max_payload if self._nc is not None else None
+        if announced is None or self._max_payload is None:
+            return announced if announced is not None else self._max_payload
+        return min(announced, self._max_payload)
 
     def _redact(self, text: str) -> str:
         text = _redact_url(text)
@@ -127,10 +157,24 @@ class SystemAccount:
 
     async def _on_error(self, exc: Exception) -> None:
         what = self._redact(str(exc) or type(exc).__name__)
+        if isinstance(exc, ConnectionResetError) and _refused(self._last_error or ""):
+            # nats-server closes a refused connection right after its -ERR, which the client
+            # may read as a reset: the same refusal, not a change.
+            what = self._last_error or what
         self._last_error = what
         if self._nc is None or self._closing:
             return      # during connect: connect() reports it
         self.events["error"] += 1
+        self._log_error(what)
+
+    def _refusal(self) -> str:
+        urls = ", ".join(_redact_url(u) for u in self.options.urls)
+        return (f"credentials refused (authorization violation from {urls}); every server is "
+                f"down until they are accepted again")
+
+    def _log_error(self, what: str) -> None:
+        if _refused(what):
+            what = self._refusal()
         if what != self._logged_error:
             self._logged_error = what
             log.warning("system account: %s", what)
@@ -141,9 +185,29 @@ class SystemAccount:
         self.events["disconnected"] += 1
         log.warning("system account: disconnected; reconnecting")
 
+    async def _on_closed(self) -> None:
+        nc = self._nc
+        if nc is None or self._closing or not nc.is_closed or self._revival is not None:
+            return
+        self._last_error = self._redact(str(nc.last_error or "the server closed the connection"))
+        self._log_error(self._last_error)
+        self._revival = asyncio.create_task(self._revive(), name="fastnats-system-reconnect")
+
+    async def _revive(self) -> None:
+        """Connect a new client; nats-py retries every ``reconnect_time_wait``, and each
+        refusal reaches ``_on_error``."""
+        nc = Client()
+        try:
+            await nc.connect(**self._connect_kwargs)
+        except BaseException:
+            await _quiet_close(nc)
+            raise
+        self._nc, self._revival = nc, None
+        await self._on_reconnected()
+
     async def _on_reconnected(self) -> None:
         self.events["reconnected"] += 1
-        self._logged_error = None
+        self._last_error = self._logged_error = None
         url = self._nc.connected_url if self._nc is not None else None
         where = _redact_url(url.geturl()) if url is not None else "a server"
         log.info("system account: reconnected to %s", where)
@@ -155,6 +219,7 @@ class SystemAccount:
         kwargs: dict[str, Any] = dict(
             servers=list(o.urls), name=o.name, error_cb=self._on_error,
             disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
+            closed_cb=self._on_closed,
             connect_timeout=min(timeout, 2.0), max_reconnect_attempts=-1,
             reconnect_time_wait=1.0, allow_reconnect=True)
         if o.creds:
@@ -171,6 +236,7 @@ class SystemAccount:
             raise SystemAccountError(f"TLS options: {exc}") from None
         if tls is not None:
             kwargs["tls"] = tls
+        self._connect_kwargs = kwargs
         self._last_error = None
         nc = Client()
         try:
@@ -189,7 +255,7 @@ class SystemAccount:
     def _connect_failure(self, exc: BaseException, timeout: float) -> str:
         last = self._last_error or self._redact(str(exc) or type(exc).__name__)
         urls = ", ".join(_redact_url(u) for u in self.options.urls)
-        if "authorization" in last.lower() or "authentication" in last.lower():
+        if _refused(last):
             return (f"authorization violation from {urls}: check --nats.creds, --nats.nkey, "
                     f"--nats.user/--nats.password or --nats.token")
         if isinstance(exc, asyncio.TimeoutError) and self._last_error is None:
@@ -220,12 +286,16 @@ class SystemAccount:
 
     async def close(self) -> None:
         nc, self._nc = self._nc, None
-        if nc is not None:
-            self._closing = True
-            try:
+        revival, self._revival = self._revival, None
+        self._closing = True
+        try:
+            if revival is not None:
+                revival.cancel()
+                await asyncio.gather(revival, return_exceptions=True)
+            if nc is not None:
                 await _quiet_close(nc)
-            finally:
-                self._closing = False
+        finally:
+            self._closing = False
 
     def _client(self, endpoint: str) -> Client:
         nc = self._nc
@@ -287,6 +357,13 @@ class SystemAccount:
         ``compress`` asks for a compressed reply; by default, for the endpoints whose replies
         grow with the server. ``max_bytes`` bounds the inflated reply.
         """
+        return (await self.request_sized(server_id, endpoint, body, timeout=timeout,
+                                         max_bytes=max_bytes, compress=compress))[0]
+
+    async def request_sized(self, server_id: str, endpoint: str, body: dict | None, *,
+                            timeout: float, max_bytes: int | None = None,
+                            compress: bool | None = None) -> tuple[bytes | bytearray, int]:
+        """``request``, and the size of the reply's payload as it travelled."""
         name = endpoint.upper()
         subject = f"$SYS.REQ.SERVER.{server_id}.{name}"
         return await self._request(subject, endpoint, body, timeout=timeout,
@@ -295,7 +372,8 @@ class SystemAccount:
                                    else compress)
 
     async def _request(self, subject: str, endpoint: str, body: dict | None, *,
-                       timeout: float, max_bytes: int | None, compress: bool) -> bytes | bytearray:
+                       timeout: float, max_bytes: int | None,
+                       compress: bool) -> tuple[bytes | bytearray, int]:
         nc = self._client(endpoint)
         label = endpoint.lower()
         sub = await nc.subscribe(nc.new_inbox(), max_msgs=1, pending_bytes_limit=_PENDING_BYTES)
@@ -314,7 +392,7 @@ class SystemAccount:
             raise ScrapeError(label, "connect", f"no responders on {subject}: the server is "
                                                 f"gone, or does not serve {endpoint.upper()}")
         coding = headers.get(_CONTENT_ENCODING, "identity").strip().lower()
-        return inflate(label, coding, msg.data, max_bytes)
+        return inflate(label, coding, msg.data, max_bytes), len(msg.data)
 
     async def account_statz(self, server_id: str, server_name: str, body: dict | None, *,
                             timeout: float, max_bytes: int | None = None) -> bytes | bytearray:
@@ -343,6 +421,11 @@ async def _quiet_unsubscribe(sub: Any) -> None:
         await sub.unsubscribe()
     except Exception:  # the connection may have closed under it
         pass
+
+
+def _refused(error: str) -> bool:
+    """Whether a connection error says the server refused the credentials."""
+    return "authorization" in error.lower() or "authentication" in error.lower()
 
 
 async def _quiet_close(nc: Client) -> None:
@@ -682,12 +765,87 @@ class SystemSource:
         self.timeout = timeout
         self._limits = BodyLimits()
         self._name: str | None = None
+        #: Bytes on the wire per connection listed, by CONNZ state, from the last paged read.
+        self._per_connection: dict[int, float] = {}
 
     async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
                   max_bytes: int | None = None,
                   statuses: Collection[int] = (200,)) -> bytearray:
         """The ``data`` of ``endpoint``'s reply; /healthz's verdict is in its data, so
         ``statuses`` has nothing to select here."""
+        return (await self._read(endpoint, params, max_bytes))[0]
+
+    async def get_pages(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
+                        max_bytes: int | None = None) -> list[bytearray]:
+        """``get``, as the list of pages that a CONNZ listing takes when its reply would not fit
+        the account's ``max_payload``; any other read is one page.
+
+        The expected reply is the connections asked for (``limit``, nats-server's 1024 when
+        absent) times the bytes each took on the wire in the last read of that state, or
+        ``FIRST_ESTIMATE`` before any. Each page asks for what fits, with room for the
+        envelope and a margin (``PAGE_FILL``).
+
+        nats-server sorts the whole list and then cuts a page at ``offset``, so the list may
+        shift between two pages. A connection that opens is listed at the end (by cid) or at
+        the start (closed, by stop time), which shifts the rest towards later pages: a
+        connection is read twice, and the aggregator counts a cid once. A connection that
+        closes shifts the open connections after it towards earlier pages, where one could be
+        skipped: so the pages of an open listing by cid overlap by ``OVERLAP`` connections,
+        and a page that starts after the last cid of the page before is asked again from
+        further back.
+        """
+        fits = self.account.max_payload
+        plan = _paging(endpoint, params)
+        if fits is None or plan is None:
+            return [await self.get(endpoint, params, max_bytes=max_bytes)]
+        state, by_cid, offset, asked = plan
+        per = self._per_connection.get(state, FIRST_ESTIMATE)
+        size = max(2, int(max(fits - REPLY_HEAD, 0) * PAGE_FILL / per))
+        base = dict(params or {})
+        pages: list[bytearray] = []
+        wire = listed = 0
+
+        async def read(at: int | None, count: int) -> tuple[bytearray, int]:
+            nonlocal wire, listed
+            data, sent = await self._read(
+                endpoint, params if at is None else {**base, "offset": at, "limit": count},
+                max_bytes)
+            found = _head(data, _NUM_CONNECTIONS)
+            wire += sent
+            listed += found
+            return data, found
+
+        if asked <= size:
+            data, _ = await read(None, asked)
+            pages.append(data)
+        else:
+            overlap = min(OVERLAP, size // 4) if by_cid else 0
+            at, end = offset, offset + asked
+            while True:
+                count = min(size, end - at)
+                data, found = await read(at, count)
+                if pages and overlap:
+                    back, last = overlap, _last_cid(pages[-1])
+                    for _ in range(GAP_RETRIES):
+                        first = _first_cid(data) if found else None
+                        if last is None or (first is not None and first <= last) or at == 0:
+                            break
+                        # More connections closed before ``at`` than the pages overlap.
+                        back *= 4
+                        at = max(at - back, 0)
+                        count = min(size, end - at)
+                        data, found = await read(at, count)
+                pages.append(data)
+                if found < count or at + found >= min(end, _head(data, _TOTAL)):
+                    break
+                at += found - overlap
+        if listed:
+            self._per_connection[state] = max(wire / listed, MIN_ESTIMATE)
+        return pages
+
+    async def _read(self, endpoint: str, params: Mapping[str, str | int] | None,
+                    max_bytes: int | None) -> tuple[bytearray, int]:
+        """The ``data`` of ``endpoint``'s reply, and the reply's size on the wire."""
         body = options_json(endpoint, params) or None
         limit = self._limits.for_request(endpoint, params) if max_bytes is None else max_bytes
         try:
@@ -695,9 +853,10 @@ class SystemSource:
                 reply = await self.account.account_statz(
                     self.server_id, await self._server_name(), body, timeout=self.timeout,
                     max_bytes=limit)
+                sent = len(reply)
             else:
-                reply = await self.account.request(self.server_id, endpoint, body,
-                                                   timeout=self.timeout, max_bytes=limit)
+                reply, sent = await self.account.request_sized(
+                    self.server_id, endpoint, body, timeout=self.timeout, max_bytes=limit)
         except ScrapeError as exc:
             if exc.reason == "connect" and "no responders" in exc.detail and \
                     await self._answers():
@@ -705,8 +864,9 @@ class SystemSource:
                                   f"serve {endpoint.upper()} over the system account",
                                   status=404) from None
             raise
-        return await asyncio.to_thread(reply_data, endpoint, reply) \
+        data = await asyncio.to_thread(reply_data, endpoint, reply) \
             if len(reply) > _OFF_LOOP else reply_data(endpoint, reply)
+        return data, sent
 
     async def _server_name(self) -> str:
         if self._name is None:
@@ -733,3 +893,60 @@ class SystemSource:
 
 #: Replies larger than this are cut out of their envelope off the event loop.
 _OFF_LOOP = 1 << 20
+
+#: Bytes per connection expected on the wire before a read measured them: about a compact
+#: JSON entry, which a compressed reply takes several times less of.
+FIRST_ESTIMATE = 400.0
+#: The least bytes per connection a measure is taken for, lest a page grow without bound.
+MIN_ESTIMATE = 16.0
+#: Room for the reply envelope and the listing's head, besides the connections.
+REPLY_HEAD = 2048
+#: The share of ``max_payload`` a page is sized for: entries vary in size from page to page.
+PAGE_FILL = 0.75
+#: Connections each page of an open listing reads again of the page before.
+OVERLAP = 8
+#: How many times a page that starts past the page before is asked again from further back;
+#: the aggregator waits a few refreshes before it counts a connection missing from a read.
+GAP_RETRIES = 3
+#: nats-server's CONNZ limit when a request names none.
+_DEFAULT_LIMIT = 1024
+
+_NUM_CONNECTIONS = re.compile(rb'"num_connections":(\d+)')
+_TOTAL = re.compile(rb'"total":(\d+)')
+# nats-server writes ``cid`` first in each connection; a subscription's cid comes later in its
+# object, and a string cannot hold '"cid":' unescaped.
+_CID = re.compile(rb'\{"cid":(\d+)')
+_CONNECTIONS = b'"connections":['
+
+
+def _paging(endpoint: str, params: Mapping[str, str | int] | None
+            ) -> tuple[int, bool, int, int] | None:
+    """For a CONNZ listing that may be paged: its state, whether it is sorted by cid, its
+    offset and how many connections it asks for; None for any other read."""
+    if endpoint != "connz" or params is None or "cid" in params:
+        return None
+    options = options_json(endpoint, params)
+    state = options.get("state", 0)
+    sort = options.get("sort", "cid")
+    return (state, sort == "cid" and state == 0, options.get("offset", 0),
+            options.get("limit") or _DEFAULT_LIMIT)
+
+
+def _head(data: bytes | bytearray, pattern: re.Pattern[bytes]) -> int:
+    """A count from the head of a listing, before its connections."""
+    match = pattern.search(data, 0, data.find(_CONNECTIONS) if _CONNECTIONS in data else 4096)
+    if match is None:
+        raise ScrapeError("connz", "decode", f"a CONNZ page without "
+                          f"{pattern.pattern[1:pattern.pattern.index(b':') - 1].decode()}")
+    return int(match[1])
+
+
+def _first_cid(data: bytes | bytearray) -> int | None:
+    match = _CID.search(data, max(data.find(_CONNECTIONS), 0))
+    return int(match[1]) if match else None
+
+
+def _last_cid(data: bytes | bytearray) -> int | None:
+    at = data.rfind(b'{"cid":')
+    match = _CID.match(data, at) if at >= 0 else None
+    return int(match[1]) if match else None

@@ -3,22 +3,27 @@ compressed replies and the secrets."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
+from collections.abc import Callable
 
 import cramjam
 import pytest
 
+from fastnats._impl import impl
 from fastnats.errors import ScrapeError
 from fastnats.sources.system import (
     NatsOptions,
     SystemAccount,
+    SystemSource,
     inflate,
     options_json,
     reply_data,
     reply_server_id,
 )
+from tests.support import connzgen
 
 SERVER = {"name": "n1", "host": "0.0.0.0", "id": "NABC", "ver": "2.15.1", "seq": 3}
 
@@ -145,10 +150,128 @@ def test_secrets_never_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None
     assert "hunter2" not in repr(options) and "s3cret-token" not in repr(options)
     account = SystemAccount(options)
     account._nc = object()  # type: ignore[assignment]
-    import asyncio
     with caplog.at_level(logging.INFO, logger="fastnats.fleet"):
         asyncio.run(account._on_error(OSError("nats://u:hunter2@host:4222 refused hunter2")))
         asyncio.run(account._on_error(OSError("nats://u:hunter2@host:4222 refused hunter2")))
     assert account.events["error"] == 2
     assert len(caplog.records) == 1
     assert "hunter2" not in caplog.text
+
+
+class PagedAccount:
+    """A system account over a simulated server (tests.support.connzgen) whose CONNZ replies
+    must fit ``max_payload``; ``between`` runs before each request after the first."""
+
+    def __init__(self, server: connzgen.Server, max_payload: int | None,
+                 between: Callable[[int], None] | None = None, compress: bool = False) -> None:
+        self.server = server
+        self.compress = compress
+        self.max_payload = max_payload
+        self.between = between
+        self.requests: list[dict] = []
+
+    async def request_sized(self, server_id: str, endpoint: str, body: dict | None, *,
+                            timeout: float, max_bytes: int | None = None,
+                            compress: bool | None = None) -> tuple[bytes, int]:
+        options = body or {}
+        if self.requests and self.between is not None:
+            self.between(len(self.requests))
+        self.requests.append(options)
+        offset, limit = options.get("offset", 0), options.get("limit", 1024)
+        if options.get("state") == 1:
+            data = self.server.closed_listing(offset, limit, indent=False)
+        else:
+            conns = [self.server.open[cid] for cid in sorted(self.server.open)]
+            data = connzgen.render_body(conns[offset:offset + limit], indent=False,
+                                        clock_ns=self.server.clock_ns, total=len(conns),
+                                        offset=offset, limit=limit)
+        reply = b'{"server":{"id":"NABC"},"data":' + data + b"}"
+        # The bytes that travel: snappy, as the source asks CONNZ replies.
+        wire = len(cramjam.snappy.compress(reply)) if self.compress else len(reply)
+        if self.max_payload is not None:
+            assert wire <= self.max_payload, (wire, options)
+        return reply, wire
+
+
+OPEN = {"state": "open", "limit": 1000, "auth": "true", "subs": "false"}
+
+
+def crowded(seed: int = 7, opens: int = 600) -> connzgen.Server:
+    print(f"connzgen seed {seed}")
+    server = connzgen.Server(seed)
+    server.step(opens=opens)
+    server.step(closes=150)
+    return server
+
+
+def cids(pages: list[bytearray]) -> list[int]:
+    return [c["cid"] for page in pages for c in json.loads(page)["connections"]]
+
+
+def test_a_small_max_payload_pages_an_open_listing_into_what_one_read_gives() -> None:
+    server = crowded()
+    whole = asyncio.run(SystemSource(PagedAccount(server, None), "NABC", 5).get_pages(
+        "connz", OPEN))
+    assert len(whole) == 1
+    account = PagedAccount(server, 32 * 1024, compress=True)
+    source = SystemSource(account, "NABC", 5)
+    pages = asyncio.run(source.get_pages("connz", OPEN))
+    assert len(pages) == len(account.requests) > 3
+    assert sorted(set(cids(pages))) == cids(whole) == sorted(server.open)
+    # The same aggregates as one read, the overlap counted once.
+    one, paged = impl.ConnzAggregator(), impl.ConnzAggregator()
+    one.update(whole[0], None, server.now)
+    paged.update(pages, None, server.now)
+    assert paged.count == one.count == len(server.open)
+    assert paged.families() == one.families()
+    # The second read sizes its pages from the bytes each connection took, compressed.
+    again = asyncio.run(source.get_pages("connz", OPEN))
+    assert sorted(set(cids(again))) == sorted(server.open)
+    assert len(again) < len(pages)
+
+
+def test_pages_read_again_from_further_back_when_connections_close_between_them() -> None:
+    server = crowded(11)
+    kept = set(server.open)
+
+    def close_first(request: int) -> None:
+        # Many connections closed before where the next page starts: the list shifts left.
+        victims = sorted(server.open)[:40]
+        for cid in victims:
+            kept.discard(cid)
+            server._close(server.open[cid])
+
+    account = PagedAccount(server, 32 * 1024, between=close_first)
+    pages = asyncio.run(SystemSource(account, "NABC", 5).get_pages("connz", OPEN))
+    assert kept <= set(cids(pages))
+    assert any(r.get("offset", 0) for r in account.requests)
+
+
+def test_closed_pages_and_small_reads_are_read_as_asked() -> None:
+    server = crowded(5)
+    account = PagedAccount(server, 24 * 1024)
+    source = SystemSource(account, "NABC", 5)
+    closed = {"state": "closed", "sort": "stop", "auth": "true", "offset": 20, "limit": 120}
+    pages = asyncio.run(source.get_pages("connz", closed))
+    whole = json.loads(server.closed_listing(20, 120, indent=False))["connections"]
+    assert len(pages) > 1 and cids(pages) == [c["cid"] for c in whole]
+    account.requests.clear()
+    small = asyncio.run(source.get_pages("connz", {"state": "open", "limit": 3}))
+    assert len(small) == 1 and account.requests == [{"state": 0, "limit": 3}]
+
+
+def test_max_payload_is_the_smaller_of_the_server_and_the_cap() -> None:
+    options = NatsOptions(("nats://host:4222",))
+    assert SystemAccount(options).max_payload is None
+    assert SystemAccount(options, max_payload=4096).max_payload == 4096
+
+    class Connected:
+        max_payload = 1 << 20
+
+    account = SystemAccount(options, max_payload=65536)
+    account._nc = Connected()  # type: ignore[assignment]
+    assert account.max_payload == 65536
+    account._max_payload = None
+    assert account.max_payload == 1 << 20
+    with pytest.raises(ValueError):
+        SystemAccount(options, max_payload=0)
