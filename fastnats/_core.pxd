@@ -556,6 +556,7 @@ cdef struct JzScan:
 cdef class JszListing:
     cdef readonly str me
     cdef readonly bint clustered
+    cdef readonly bint settled
     cdef readonly int depth
     cdef readonly bint replicas
     cdef readonly tuple stream_keys

@@ -60,6 +60,7 @@ cdef class JszListing:
         self.me = me
         self.me_utf8 = me.encode("utf-8", "surrogatepass")
         self.clustered = False
+        self.settled = True
         self.depth = options.depth
         self.replicas = options.replicas
         self.stream_keys = tuple(options.stream_meta_keys)
@@ -160,6 +161,8 @@ cdef dict jz_server(JszListing self):
     jz_fields_at(self, off[JZ_D_META], JZ_T_META, meta)
     leader = jz_text(self, meta[0], "meta_cluster.", "leader", "")
     leading = leader != "" and leader == self.me
+    # No meta leader: recovering or cut off; see _reference/jsz.py (settled).
+    self.settled = leader != ""
     out[_JZ_META_LEADER.name] = [((), 1 if leading else 0)]
     out[_JZ_META_LEADER_INFO.name] = [((leader,), 1)] if leader else []
     out[_JZ_META_CLUSTER_SIZE.name] = [((), jz_counter(self, meta[1], "meta_cluster.",
@@ -256,7 +259,7 @@ cdef int jz_stream(JszListing self, str account, str label, list counts,
     if (has_cluster and cluster[1] < 0 and has_config and config[0] >= 0
             and jz_counter(self, config[0], "config.", "num_replicas") > 1):
         leader = ""
-    leading = leader != "" and leader == self.me
+    leading = leader != "" and leader == self.me and self.settled
     labels = (label, stream_label,
               *jz_metadata(self, config[1] if has_config else -1, self.stream_keys,
                            self.stream_keys_utf8, "config."))
@@ -394,7 +397,7 @@ cdef bint jz_led_here(JszListing self, JzNode *c) except -1:
     if not jz_null(self.b, cluster):
         if self.b[cluster] != b'{':
             jz_bad(self, cluster, "", "cluster", "an object")
-        return jz_is_me(self, c.off[JZ_C_LEADER])
+        return self.settled and jz_is_me(self, c.off[JZ_C_LEADER])
     return not self.clustered
 
 

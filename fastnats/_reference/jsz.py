@@ -81,6 +81,9 @@ class JszListing:
         self.me = me
         #: Whether the server is in a JetStream cluster (its /jsz has a meta group).
         self.clustered = False
+        #: False while a clustered server knows no meta leader (it is recovering, or cut off):
+        #: it then claims no stream and no consumer, whose leaders it cannot know.
+        self.settled = True
         self.depth = options.depth
         self.replicas = options.replicas
         self.stream_keys = options.stream_meta_keys
@@ -151,6 +154,7 @@ class JszListing:
             return out
         leader = meta.text("leader", "")
         leading = leader != "" and leader == self.me
+        self.settled = leader != ""
         out[m.NATS_JETSTREAM_META_LEADER.name] = [((), 1 if leading else 0)]
         out[m.NATS_JETSTREAM_META_LEADER_INFO.name] = [((leader,), 1)] if leader else []
         out[m.NATS_JETSTREAM_META_CLUSTER_SIZE.name] = [((), meta.counter("cluster_size"))]
@@ -201,7 +205,7 @@ class JszListing:
         if (cluster is not None and not cluster.has("raft_group") and config is not None
                 and config.has("num_replicas") and config.counter("num_replicas") > 1):
             leader = ""
-        leading = leader != "" and leader == self.me
+        leading = leader != "" and leader == self.me and self.settled
         labels = (label, stream_label, *_metadata(config, self.stream_keys))
         if leading or self.replicas:
             state = stream.object("state")
@@ -264,6 +268,7 @@ class JszListing:
         if type(consumers) is not list:
             raise _error(f"{stream.path}consumer_detail is not an array")
         me, keys, k, clustered = self.me, self.consumer_keys, self.top_k, self.clustered
+        settled = self.settled
         top = self.top
         count = pending_sum = pending_max = ack_sum = ack_max = 0
         durables = self.durables
@@ -281,6 +286,8 @@ class JszListing:
             elif clustered:
                 # A clustered server lists its consumers without a cluster block only while it
                 # recovers its meta layer: it does not know who leads them.
+                continue
+            if not settled:
                 continue
             name = consumer.get("name")
             pending = consumer.get("num_pending")

@@ -86,6 +86,32 @@ def series(samples: dict, metric: m.Metric) -> dict:
 
 # -- recorded bodies of the three-server cluster -------------------------------------------
 
+@pytest.mark.parametrize("implementation", ["core", "reference"])
+def test_a_server_without_a_meta_leader_claims_no_stream_and_no_consumer(implementation,
+                                                                          monkeypatch):
+    # A restarted server can list a consumer as led by itself, from before its stop, while the
+    # cluster has moved on (tests/integration/test_jsz_real.py saw it counted twice once). Until
+    # it knows a meta leader, it claims nothing; its own families are still exported.
+    from fastnats import _reference
+    from fastnats.collectors import jsz as jsz_module
+
+    if implementation == "reference":
+        monkeypatch.setattr(jsz_module, "Listing", _reference.JszListing)
+    led_streams = led_durables = 0
+    for server in SERVERS:
+        doc = orjson.loads(recorded(server))
+        normal = collect(server, level="consumers")
+        led_streams += len(series(normal, m.NATS_JETSTREAM_STREAM_MESSAGES))
+        led_durables += len(series(normal, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES))
+        doc["meta_cluster"]["leader"] = ""
+        got = collect(server, orjson.dumps(doc), level="consumers")
+        assert series(got, m.NATS_JETSTREAM_STREAM_MESSAGES) == {}
+        assert series(got, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES) == {}
+        assert series(got, m.NATS_JETSTREAM_STREAMS)
+        assert series(got, m.NATS_JETSTREAM_META_LEADER_INFO) == {}
+    assert led_streams and led_durables
+
+
 def test_a_server_recovering_its_meta_layer_claims_nothing():
     # For a moment after a restart, nats-server lists every replicated stream it holds with
     # itself as leader and no raft group, and its consumers without a cluster block: believed,
