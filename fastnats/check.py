@@ -22,7 +22,7 @@ def report(collector: NatsCollector) -> tuple[str, bool]:
 
 def _server_lines(server: ServerCollector) -> Iterator[str]:
     state = "up" if server.up else "DOWN"
-    yield f"server {server.target.name} ({server.target.url}): {state}"
+    yield f"server {server.target.name} ({server.target.shown}): {state}"
     samples = server.nats_samples()
     failed = {problem.endpoint: problem for problem in server.problems}
     for collector in (server.varz, *server.collectors):

@@ -58,6 +58,10 @@ class FleetConnectError(FastNatsError):
 #: Where the fleet's password and token may come from instead of the command line.
 PASSWORD_ENV = "FASTNATS_NATS_PASSWORD"
 TOKEN_ENV = "FASTNATS_NATS_TOKEN"
+#: The password of monitoring URLs that give a user and no password, instead of the URL.
+MONITOR_PASSWORD_ENV = "FASTNATS_MONITOR_PASSWORD"
+#: Where --demo serves without --web.listen-address: this host only.
+DEMO_LISTEN = "127.0.0.1:7777"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -114,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much larger a /connz reply may be for each connection it asks for: its "
              "limit is --monitor.max-body-size plus this times the connections expected "
              "(default: 8KiB)")
+
+    auth = parser.add_argument_group("monitoring credentials")
+    auth.add_argument(
+        "--monitor.password-file", dest="monitor_password_file", metavar="FILE",
+        help="file holding the password of the monitoring URLs that give a user and no "
+             "password (http://USER@HOST:PORT), for a monitoring port behind an "
+             "authenticating proxy; one trailing newline is ignored. Keeps the password out of "
+             f"the process list, as ${MONITOR_PASSWORD_ENV} does; sent as HTTP Basic "
+             "authentication, and shown nowhere (URLs are logged as http://USER:***@HOST:PORT)")
 
     collectors = parser.add_argument_group("collectors")
     for collector in sorted(OPTIONAL, key=lambda c: c.name):
@@ -190,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = parser.add_argument_group("demo")
     demo.add_argument("--demo", action="store_true",
                       help="start an embedded nats-server on free ports with synthetic clients, "
-                           "and serve its metrics")
+                           f"and serve its metrics on {DEMO_LISTEN} (this host only) unless "
+                           "--web.listen-address says otherwise")
     demo.add_argument("--demo.clients", dest="demo_clients", type=non_negative_int,
                       default=200, metavar="N", help="synthetic clients (default: %(default)s)")
 
@@ -290,13 +304,7 @@ def resolve_fleet(args: argparse.Namespace,
                          "give one")
     password = args.nats_password
     if args.nats_password_file is not None:
-        try:
-            with open(args.nats_password_file, encoding="utf-8") as f:
-                password = f.read().removesuffix("\n").removesuffix("\r")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"--nats.password-file: cannot read {args.nats_password_file}: "
-                             f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}"
-                             ) from None
+        password = _read_password("--nats.password-file", args.nats_password_file)
     if password is None:
         password = environ.get(PASSWORD_ENV) or None
     token = args.nats_token if args.nats_token is not None else environ.get(TOKEN_ENV) or None
@@ -309,6 +317,42 @@ def resolve_fleet(args: argparse.Namespace,
         password=password, nkey=args.nats_nkey, token=token, tls_ca=args.nats_tls_ca,
         tls_cert=args.nats_tls_cert, tls_key=args.nats_tls_key,
         shard=args.fleet_shard or Shard(), expected=args.fleet_expected)
+
+
+def _read_password(flag: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().removesuffix("\n").removesuffix("\r")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{flag}: cannot read {path}: "
+                         f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
+
+
+def resolve_monitor_password(targets: list[Target], args: argparse.Namespace,
+                             environ: Mapping[str, str] | None = None) -> list[Target]:
+    """``targets`` with the password of --monitor.password-file or $FASTNATS_MONITOR_PASSWORD
+    given to those with a user and no password. Raises UsageError when the password comes two
+    ways, or has no user to go with."""
+    environ = os.environ if environ is None else environ
+    from_env = environ.get(MONITOR_PASSWORD_ENV)
+    path = args.monitor_password_file
+    if path is None and not from_env:
+        return targets
+    where = "--monitor.password-file" if path is not None else f"${MONITOR_PASSWORD_ENV}"
+    if path is not None and from_env:
+        raise UsageError(f"--monitor.password-file and ${MONITOR_PASSWORD_ENV} both give the "
+                         f"monitoring password; give one")
+    with_user = [t for t in targets if t.user is not None]
+    if not with_user:
+        raise UsageError(f"{where} gives a monitoring password, but no monitoring URL names a "
+                         f"user (http://USER@HOST:PORT)")
+    both = [t for t in with_user if t.password is not None]
+    if both:
+        raise UsageError(f"{both[0].shown} gives its password in the URL and {where} gives one "
+                         f"too; give it one way (prefer {where}, out of the process list)")
+    password = from_env if path is None else _read_password("--monitor.password-file", path)
+    assert password is not None
+    return [t.with_password(password) if t.user is not None else t for t in targets]
 
 
 def _redacted(url: str) -> str:
@@ -347,6 +391,8 @@ def resolve(args: argparse.Namespace) -> Settings:
     listen = args.listen_address
     if listen is None and conf is not None and conf.metrics_port is not None:
         listen = f"{conf.metrics_host or ''}:{conf.metrics_port}"
+    if listen is None and args.demo:
+        listen = DEMO_LISTEN
     try:
         host, port = parse_listen_address(listen or DEFAULT_LISTEN)
     except ValueError as exc:
@@ -369,6 +415,7 @@ def resolve(args: argparse.Namespace) -> Settings:
         targets = [parse_target(spec) for spec in specs]
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    targets = resolve_monitor_password(targets, args)
     if len({t.name for t in targets}) != len(targets):
         raise UsageError(f"two servers have the same name: {', '.join(t.name for t in targets)}")
     compat = None
@@ -500,8 +547,9 @@ def _routes(settings: Settings, refresher: Refresher) -> dict[str, Route]:
 
 def _collector(settings: Settings, session) -> NatsCollector:
     return NatsCollector([
-        ServerCollector(t, MonitorClient(t.url, session, settings.timeout,
-                                         settings.body_limits), settings.collectors)
+        ServerCollector(t, MonitorClient(t.url, session, settings.timeout, settings.body_limits,
+                                         user=t.user, password=t.password),
+                        settings.collectors)
         for t in settings.targets], settings.compat)
 
 
@@ -523,7 +571,7 @@ async def _exporter(settings: Settings, until_stopped) -> int:
     session = new_session()
     try:
         return await _serve(settings, _collector(settings, session), until_stopped,
-                            ", ".join(f"{t.name} ({t.url})" for t in settings.targets))
+                            ", ".join(f"{t.name} ({t.shown})" for t in settings.targets))
     finally:
         await session.close()
 

@@ -170,28 +170,44 @@ class ServerCollector:
         self.failures[collector.endpoint] = 0
 
     def _failed(self, collector: Collector, exc: Exception) -> None:
-        error = _as_scrape_error(collector, exc)
+        error = self._scrape_error(collector, exc)
         self.errors[(error.endpoint, error.reason)] += 1
         self.problems.append(error)
         if not self.failures[collector.endpoint]:
             # Once per change of state; content no check foresaw gets its traceback.
-            log.log(logging.WARNING if error is exc else logging.ERROR, "server %s: %s",
-                    self.target.name, error, exc_info=None if error is exc else exc)
+            log.log(logging.WARNING if isinstance(exc, ScrapeError) else logging.ERROR,
+                    "server %s: %s", self.target.name, error, exc_info=self._traceback(exc))
         self.failures[collector.endpoint] += 1
         collector.failed(error)
 
     async def _down(self, exc: Exception) -> None:
-        error = _as_scrape_error(self.varz, exc)
+        error = self._scrape_error(self.varz, exc)
         if self.up or self.refreshes == 1:
-            log.log(logging.WARNING if error is exc else logging.ERROR,
+            log.log(logging.WARNING if isinstance(exc, ScrapeError) else logging.ERROR,
                     "server %s is down: %s", self.target.name, error,
-                    exc_info=None if error is exc else exc)
+                    exc_info=self._traceback(exc))
         self.errors[(error.endpoint, error.reason)] += 1
         self.problems.append(error)
         self.failures[self.varz.endpoint] += 1
         self.up = False
         for collector in (self.varz, *self.collectors):
             await collector.server_down()
+
+    def _scrape_error(self, collector: Collector, exc: Exception) -> ScrapeError:
+        """``exc`` as a ScrapeError whose text holds no password of this server: a source may
+        quote its URL whole (MonitorClient never does)."""
+        error = _as_scrape_error(collector, exc)
+        detail = self.target.redact(error.detail)
+        if detail == error.detail:
+            return error
+        return ScrapeError(error.endpoint, error.reason, detail, status=error.status)
+
+    def _traceback(self, exc: Exception) -> Exception | None:
+        """The traceback to log for ``exc``: none for a ScrapeError, nor for an error whose
+        message would show a password."""
+        if isinstance(exc, ScrapeError) or self.target.redact(str(exc)) != str(exc):
+            return None
+        return exc
 
     async def close(self) -> None:
         for collector in self.collectors:

@@ -1,38 +1,90 @@
-"""A monitored server: its ``server`` label value and its monitoring URL, parsed from a flag."""
+"""A monitored server: its ``server`` label value, its monitoring URL and the credentials the URL
+may carry, parsed from a flag.
+
+Credentials are taken out of the URL as it is parsed: ``url`` never holds them, so nothing that
+prints it or hands it to aiohttp can leak them. Every message that names a target uses ``shown``,
+the one redacted form: ``http://user:***@host:8222`` (the user is shown, the password never).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+#: What stands for a password wherever a URL or a message would show it.
+MASK = "***"
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One monitored server: ``name`` is its ``server`` label value, ``url`` its monitor URL."""
+    """One monitored server: ``name`` is its ``server`` label value, ``url`` its monitor URL
+    (without credentials); ``user`` and ``password``, percent-decoded, are sent as HTTP Basic
+    authentication when ``user`` is set."""
 
     name: str
     url: str
+    user: str | None = None
+    password: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
 
+    @property
+    def shown(self) -> str:
+        """``url`` as every message shows it: the user, if any, and a masked password."""
+        return shown_url(self.url, self.user)
+
+    def with_password(self, password: str) -> Target:
+        return dataclasses.replace(self, password=password)
+
+    def redact(self, text: str) -> str:
+        """``text`` with this target's password masked, as given and as percent-encoded."""
+        if not self.password:
+            return text
+        for form in {self.password, quote(self.password, safe=""), quote(self.password)}:
+            text = text.replace(form, MASK)
+        return text
+
+
+def shown_url(url: str, user: str | None) -> str:
+    """``url`` (without credentials) as messages show it when ``user`` authenticates to it."""
+    if user is None:
+        return url
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{quote(user, safe='')}:{MASK}@{rest}"
+
 
 def parse_target(spec: str) -> Target:
-    """Parse ``URL`` or ``name=URL``; the name defaults to the URL's host:port."""
+    """Parse ``URL`` or ``name=URL``; the name defaults to the URL's host:port.
+
+    ``http://USER:PASSWORD@HOST:PORT`` gives credentials, percent-encoded as URLs require.
+    """
     name, sep, url = spec.partition("=")
-    if not sep or "://" in name:
+    # "u:pa=ss@host" is a URL whose password holds "=", not a name "u:pa": a password must
+    # never become a label.
+    in_password = ":" in name and "://" not in url and "@" in url.partition("/")[0]
+    if not sep or "://" in name or "@" in name or in_password:
         name, url = "", spec
     if "://" not in url:
         url = "http://" + url
     parts = urlsplit(url)
+    user = None if parts.username is None else unquote(parts.username)
+    password = None if parts.password is None else unquote(parts.password)
+    if user is not None and ":" in user:
+        raise ValueError("a monitoring URL's user cannot hold ':' (HTTP Basic authentication "
+                         "ends the user at the first ':')")
+    netloc = parts.netloc.rpartition("@")[2]
+    quoted = shown_url(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), user)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not a monitoring URL: {spec!r} (expected http://HOST:PORT)")
+        raise ValueError(f"not a monitoring URL: {quoted!r} (expected http://HOST:PORT)")
     try:
         port = parts.port
     except ValueError:
-        raise ValueError(f"bad port in monitoring URL: {spec!r}") from None
+        raise ValueError(f"bad port in monitoring URL: {quoted!r}") from None
     if port is None:
-        url = f"{parts.scheme}://{parts.netloc}:8222{parts.path}"
+        netloc = f"{netloc}:8222"
         port = 8222
-    return Target(name or f"{parts.hostname}:{port}", url.rstrip("/"))
+    plain = urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")).rstrip("/")
+    return Target(name or f"{parts.hostname}:{port}", plain, user, password)

@@ -10,6 +10,7 @@ more than the limit, so a decompression bomb costs the limit and not what it wou
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import zlib
 from collections.abc import Collection, Iterator, Mapping
@@ -20,6 +21,7 @@ import aiohttp
 from aiohttp.http_exceptions import BadStatusLine, HttpProcessingError
 
 from ..errors import ScrapeError
+from ..target import parse_target, shown_url
 
 # What a NATS client port says first, where an HTTP server would send a status line.
 _NATS_GREETING = "INFO {"
@@ -67,11 +69,26 @@ class BodyLimits:
 
 class MonitorClient:
     """Reads monitoring endpoints of one server, each request bounded by ``timeout`` (seconds,
-    body included) and by ``limits``."""
+    body included) and by ``limits``.
+
+    With ``user`` (or a user in ``base_url``, which is then taken out of it), requests carry
+    HTTP Basic authentication. The URL requested never holds the credentials, and every error
+    names the server by its redacted form (``fastnats.target.shown_url``).
+    """
 
     def __init__(self, base_url: str, session: aiohttp.ClientSession, timeout: float,
-                 limits: BodyLimits | None = None) -> None:
+                 limits: BodyLimits | None = None, *, user: str | None = None,
+                 password: str | None = None) -> None:
+        if urlsplit(base_url).username is not None:
+            target = parse_target(base_url)
+            base_url, user = target.url, target.user
+            password = target.password if password is None else password
         self.base_url = base_url.rstrip("/")
+        self.shown_url = shown_url(self.base_url, user)
+        self._headers = {"Accept-Encoding": _ACCEPT_ENCODING}
+        if user is not None:
+            token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+            self._headers["Authorization"] = f"Basic {token}"
         self._session = session
         self.timeout = timeout
         self.limits = limits or BodyLimits()
@@ -87,13 +104,13 @@ class MonitorClient:
         url = f"{self.base_url}/{endpoint}"
         reply = _Reply(endpoint, url,
                        self.limits.for_request(endpoint, params) if max_bytes is None
-                       else max_bytes, statuses)
+                       else max_bytes, statuses, shown=f"{self.shown_url}/{endpoint}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         try:
             return await asyncio.wait_for(self._get(reply, params), self.timeout)
         except asyncio.TimeoutError:
-            raise ScrapeError(endpoint, "timeout", f"no complete answer from {url} within "
+            raise ScrapeError(endpoint, "timeout", f"no complete answer from {reply.shown} within "
                                                    f"{self.timeout:g}s ({reply.progress()})"
                               ) from None
         except aiohttp.ClientError as exc:
@@ -106,7 +123,7 @@ class MonitorClient:
     async def _failure(self, reply: _Reply, exc: aiohttp.ClientError,
                        within: float) -> ScrapeError:
         """What an aiohttp error means: ``connect``, or ``body`` once the server answered."""
-        endpoint, url = reply.endpoint, reply.url
+        endpoint, url = reply.endpoint, reply.shown
         if _NATS_GREETING in str(exc) or (
                 # Connected, then dropped before any reply: a NATS greeting may have come first
                 # and closed the connection before the request was written.
@@ -114,7 +131,7 @@ class MonitorClient:
                 and not isinstance(exc, aiohttp.ClientConnectorError)
                 and not reply.answered and await self._greets_in_nats(within)):
             return ScrapeError(
-                endpoint, "connect", f"{self.base_url} is the NATS client port, not the "
+                endpoint, "connect", f"{self.shown_url} is the NATS client port, not the "
                 f"monitoring port; point fastnats at the monitoring port (nats-server -m "
                 f"PORT, or http: PORT in the conf)")
         if reply.answered:
@@ -148,7 +165,7 @@ class MonitorClient:
     async def _get(self, reply: _Reply, params: Mapping[str, str | int] | None) -> bytearray:
         async with self._session.get(
                 reply.url, params=params, timeout=_NO_CLIENT_TIMEOUT, allow_redirects=False,
-                headers={"Accept-Encoding": _ACCEPT_ENCODING}) as resp:
+                headers=self._headers) as resp:
             # Leaving early, by an error or over a limit, closes the connection, not pools it.
             reply.answered = True
             reply.check_head(resp)
@@ -164,9 +181,11 @@ class _Reply:
     """One reply as it arrives: its limit, the bytes so far on the wire and inflated."""
 
     def __init__(self, endpoint: str, url: str, limit: int,
-                 statuses: Collection[int] = (200,)) -> None:
+                 statuses: Collection[int] = (200,), *, shown: str | None = None) -> None:
         self.endpoint = endpoint
         self.url = url
+        #: ``url`` as errors name it, credentials masked.
+        self.shown = url if shown is None else shown
         self.limit = limit
         self.statuses = statuses
         self.answered = False
@@ -183,7 +202,7 @@ class _Reply:
     def check_head(self, resp: aiohttp.ClientResponse) -> None:
         if resp.status not in self.statuses:
             reason = f" {resp.reason}" if resp.reason else ""
-            detail = f"HTTP {resp.status}{reason} from {self.url}"
+            detail = f"HTTP {resp.status}{reason} from {self.shown}"
             if 300 <= resp.status < 400:
                 location = resp.headers.get("Location", "")
                 detail += (f", redirecting to {location!r}; a nats-server monitoring port never "
@@ -196,7 +215,7 @@ class _Reply:
             wbits = _WBITS.get(coding)
             if wbits is None:
                 raise ScrapeError(self.endpoint, "body",
-                                  f"{self.url}: unsupported Content-Encoding {coding!r} "
+                                  f"{self.shown}: unsupported Content-Encoding {coding!r} "
                                   f"(fastnats asks for {_ACCEPT_ENCODING} or none)")
             self._inflate = zlib.decompressobj(wbits)
 
@@ -234,12 +253,12 @@ class _Reply:
 
     def _too_large(self, what: str) -> ScrapeError:
         return ScrapeError(self.endpoint, "too_large",
-                           f"{self.url} {what}, over its limit of {self.limit} bytes; raise "
+                           f"{self.shown} {what}, over its limit of {self.limit} bytes; raise "
                            f"--monitor.max-body-size (or --monitor.max-body-size-per-connection "
                            f"for /connz) if this server is really that large")
 
     def _bad_coding(self, what: str) -> ScrapeError:
-        return ScrapeError(self.endpoint, "body", f"{self.url}: bad compressed body: {what} "
+        return ScrapeError(self.endpoint, "body", f"{self.shown}: bad compressed body: {what} "
                                                   f"({self.progress()})")
 
 
