@@ -14,7 +14,16 @@ from .. import metrics as m
 from ..errors import ScrapeError
 from ..flags import non_negative_int, non_negative_seconds, positive_int
 from ..interop import Sample
-from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source
+from .base import (
+    DECODE,
+    Collector,
+    Samples,
+    ServerContext,
+    ServerInfo,
+    Source,
+    get_growing,
+    with_margin,
+)
 from .decode import Fields, decode_json, off_loop
 
 log = logging.getLogger("fastnats.scrape")
@@ -38,10 +47,6 @@ Row = tuple[str, tuple[int, int, int], tuple[int, int, int, int, int]]
 #: 56-character public keys, pretty-printed) with room for long names.
 DOCUMENT_BYTES = 16 << 20
 ACCOUNT_BYTES = 2 << 10
-#: A reply over its bound is asked for again, this many times larger, at most MAX_ATTEMPTS times
-#: in all: only the first refresh, or a jump in accounts, needs more than one.
-GROWTH = 4
-MAX_ATTEMPTS = 3
 #: Refreshes an account that was active must stay idle before a new one may take its place.
 IDLE_REFRESHES = 5
 
@@ -392,16 +397,9 @@ class AccstatzCollector(Collector):
         self.table = AccountTable(self.options, self.server.name)
 
     async def _read(self, source: Source) -> bytearray:
-        listed = self._accounts_listed
-        limit = DOCUMENT_BYTES + ACCOUNT_BYTES * (listed + listed // 8 + 64)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return await source.get(self.endpoint, {"unused": "true"}, max_bytes=limit)
-            except ScrapeError as exc:
-                if exc.reason != "too_large" or attempt == MAX_ATTEMPTS:
-                    raise
-                limit *= GROWTH
-        raise AssertionError("unreachable")
+        return await get_growing(
+            source, self.endpoint, {"unused": "true"},
+            DOCUMENT_BYTES + ACCOUNT_BYTES * with_margin(self._accounts_listed))
 
     def _apply(self, body: bytes | bytearray, now: float) -> Samples:
         listed_at, rows = decode(body)

@@ -38,6 +38,27 @@ class Source(Protocol):
         ...
 
 
+#: A reply over its size bound is asked for again this many times larger, at most
+#: ``GROW_ATTEMPTS`` times in all: a bound that follows the last count can be outgrown (the
+#: first refresh, or a jump), and the new count is learnt only from a reply.
+GROWTH = 4
+GROW_ATTEMPTS = 3
+
+
+async def get_growing(source: Source, endpoint: str, params: Mapping[str, str | int],
+                      max_bytes: int) -> bytearray:
+    """``source.get`` under ``max_bytes``, asked again ``GROWTH`` times larger after a
+    ``too_large``, up to ``GROW_ATTEMPTS`` requests."""
+    for _ in range(GROW_ATTEMPTS - 1):
+        try:
+            return await source.get(endpoint, params, max_bytes=max_bytes)
+        except ScrapeError as exc:
+            if exc.reason != "too_large":
+                raise
+        max_bytes *= GROWTH
+    return await source.get(endpoint, params, max_bytes=max_bytes)
+
+
 def with_margin(n: int) -> int:
     """``n`` items expected, with room for those that come while a request is on its way."""
     return n + n // 8 + 64

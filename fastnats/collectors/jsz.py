@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 from .. import metrics as m
 from .._impl import impl
-from ..errors import ScrapeError
 from ..flags import non_negative_int
 from ..interop import Sample
-from .base import Collector, Samples, ServerContext, ServerInfo, Source, with_margin
+from .base import Collector, Samples, ServerContext, ServerInfo, Source, get_growing, with_margin
 from .decode import check_utf8, off_loop
 
 ENDPOINT = "jsz"
@@ -32,10 +31,6 @@ DOCUMENT_BYTES = 1 << 20
 ACCOUNT_BYTES = 1 << 10
 STREAM_BYTES = 16 << 10
 CONSUMER_BYTES = 4 << 10
-#: A reply over its bound is asked for again, this many times larger, at most MAX_ATTEMPTS times
-#: in all.
-GROWTH = 4
-MAX_ATTEMPTS = 3
 
 #: The families whose series carry ``replica_role`` under ``--jsz.replicas``: what a follower
 #: holds of a stream (its state and its configured limits), so that a fill ratio divides
@@ -318,15 +313,7 @@ class JszCollector(Collector):
         return bound
 
     async def _get(self, source: Source, params: dict[str, str | int]) -> bytearray:
-        limit = self._bound()
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return await source.get(self.endpoint, params, max_bytes=limit)
-            except ScrapeError as exc:
-                if exc.reason != "too_large" or attempt == MAX_ATTEMPTS:
-                    raise
-                limit *= GROWTH
-        raise AssertionError("unreachable")
+        return await get_growing(source, self.endpoint, params, self._bound())
 
     def _commit(self, listing: Listing) -> Samples:
         """The samples of a whole listing; the one step that changes the consumer table."""
