@@ -23,17 +23,19 @@ import logging
 import re
 import resource
 import socket
+import ssl
 import struct
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import cast
+from typing import Any, Protocol, cast
 
 import httptools
 
 __all__ = [
+    "Gate",
     "HttpServer",
     "Payload",
     "Route",
@@ -100,6 +102,34 @@ class Payload:
         object.__setattr__(self, "_gzip_head", b"" if self.gzip_body is None else (
             b"Content-Type: %s\r\nContent-Length: %d\r\nContent-Encoding: gzip\r\n%s" % (
                 self.content_type, len(self.gzip_body), vary)))
+
+
+class Gate(Protocol):
+    """Who may be served, and how: TLS, authentication, rate limit and extra headers.
+
+    The server reads ``HttpServer.gate`` afresh for each connection and each request, so a
+    reload swaps in a whole new gate in one assignment (``fastnats.webconfig`` builds them).
+    """
+
+    #: Wraps new connections, or None for plain HTTP. Fixed for the life of a listener:
+    #: a listener that started with TLS keeps TLS, whatever gate replaces this one.
+    ssl_context: ssl.SSLContext | None
+    #: Header lines (``b"Name: value\r\n"`` each) added to every response after the rate limit.
+    headers: bytes
+
+    def allow_request(self) -> bool:
+        """Take a token from the rate limiter; False is answered 429."""
+
+    def check_peer(self, peercert: dict[str, Any] | None) -> bool:
+        """Whether a TLS client's verified certificate may connect (``client_allowed_sans``)."""
+
+    def authorize(self, authorization: bytes | None) -> bool | None:
+        """The cheap decision on an Authorization header (None when absent): True admits (no
+        users configured, or a cached success), False refuses with 401, and None means the
+        password must be checked by ``verify()``."""
+
+    async def verify(self, authorization: bytes) -> bool:
+        """The slow check (bcrypt, off the event loop); remembers a success."""
 
 
 #: Returns the current payload, cheaply, so its owner can swap it atomically; None while there
