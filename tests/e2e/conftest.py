@@ -16,10 +16,12 @@ from tests.support.process import free_port, require_tool, stop_process, wait_un
 
 
 class Prometheus:
-    """A Prometheus process scraping ``targets`` as job ``job`` every second."""
+    """A Prometheus process scraping ``targets`` as job ``job`` every second; ``scrape``
+    adds settings to the job (scheme, tls_config, basic_auth), and ``more_jobs`` whole jobs."""
 
     def __init__(self, binary: str, workdir: Path, job: str, targets: Sequence[str],
-                 rule_files: Sequence[Path]) -> None:
+                 rule_files: Sequence[Path], scrape: dict | None = None,
+                 more_jobs: Sequence[dict] = ()) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
@@ -29,7 +31,9 @@ class Prometheus:
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s",
                        "evaluation_interval": "1s"},
             "rule_files": [str(path) for path in rule_files],
-            "scrape_configs": [{"job_name": job, "static_configs": [{"targets": list(targets)}]}],
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": list(targets)}], **(scrape or {})},
+                *more_jobs],
         }, indent=2))
         self.log_path = workdir / "prometheus.log"
         # Prometheus cannot be told to pick its own port and report it, so a free port is
@@ -85,15 +89,16 @@ class Prometheus:
 
 @pytest.fixture(scope="module")
 def start_prometheus(tmp_path_factory) -> Iterator:
-    """``start_prometheus(job, targets, rule_files=())`` returns a ready Prometheus; all the
-    ones started are stopped when the module's tests are done."""
+    """``start_prometheus(job, targets, rule_files=(), scrape=None, more_jobs=())`` returns a
+    ready Prometheus; all the ones started are stopped when the module's tests are done."""
     binary = require_tool("prometheus")
     started: list[Prometheus] = []
 
-    def start(job: str, targets: Sequence[str], rule_files: Sequence[Path] = ()) -> Prometheus:
+    def start(job: str, targets: Sequence[str], rule_files: Sequence[Path] = (),
+              scrape: dict | None = None, more_jobs: Sequence[dict] = ()) -> Prometheus:
         for _attempt in range(3):
             prometheus = Prometheus(binary, tmp_path_factory.mktemp("prometheus"), job, targets,
-                                    rule_files)
+                                    rule_files, scrape, more_jobs)
             started.append(prometheus)
             try:
                 wait_until(prometheus.ready, timeout=30, interval=0.1)

@@ -72,7 +72,7 @@ def http_get(url: str, timeout: float = 10.0) -> bytes:
         return resp.read()
 
 
-_SERVING = re.compile(r"serving \S+ on (http://\S+)")
+_SERVING = re.compile(r"serving \S+ on (https?://\S+)")
 
 
 @dataclass
