@@ -9,6 +9,11 @@ class ConfError(FastNatsError, ValueError):
     """A nats-server.conf could not be read; the message starts with ``file:line:``."""
 
 
+class WebConfigError(FastNatsError, ValueError):
+    """A --web.config.file could not be used; the message starts with ``file:line:`` when the
+    fault has a place in the file, and never holds a password or key material."""
+
+
 class ConnzDecodeError(FastNatsError, ValueError):
     """A /connz body is malformed or truncated; ``offset`` is the byte where decoding stopped."""
 
@@ -44,7 +49,9 @@ class ScrapeError(FastNatsError):
 
     ``reason`` is a short, stable word used as a metric label: ``timeout``, ``connect``,
     ``http_status``, ``body`` (the reply broke off or was malformed on the wire), ``too_large``
-    (over its size limit), ``decode``; the wire counter adds ``netlink`` and ``events_lost``.
+    (over its size limit), ``decode``, ``tls`` (the TLS handshake with an https:// monitoring URL
+    failed: untrusted or misnamed certificate, client certificate missing or refused, no TLS
+    on the port); the wire counter adds ``netlink`` and ``events_lost``.
     ``status`` is the HTTP status of an ``http_status`` error.
     """
 
