@@ -12,11 +12,36 @@ connection that has been quiet longest (no request answered since it was, or sin
 is closed to make room: an idle keep-alive connection, a client that never finished its request
 or one that stopped reading, long before a scrape in progress. A new scraper is therefore always
 served, and a flood of idle connections only shortens how long each of them stays open.
+
+A ``Gate`` (``HttpServer.gate``; ``fastnats.webconfig`` builds them from ``--web.config.file``)
+decides who is served. Without one (None) the server is plain HTTP with no checks at all, and a
+request costs one attribute check more than it would without gates. With one, every request is
+rate-limited first (429, without the gate's headers) and then authorized before it is routed,
+so unknown paths are behind the password too; a refusal is a 401 with ``WWW-Authenticate:
+Basic`` and never carries a payload. A password that needs the slow check (bcrypt) is verified
+off the connection's path: its answer keeps its place among pipelined answers, and the
+connection is not read until it is known, so a client that hangs up meanwhile is noticed when
+its answer is written (a connection the server closes meanwhile cancels the check). The gate's
+header lines go on every answer to a request (200, 401, 404, 405, 500, 503) but not on 429, nor
+on 400/414/431, which refuse bytes that never became a request. The gate is read afresh for
+each connection and each request, so assigning a new one (a reload) applies to the next of each.
+
+When the gate has an ``ssl_context`` at start, the listener speaks TLS for its whole life (and
+one that started without stays plain). It binds its own sockets and accepts in a loop: the
+first byte of each connection says whether it is a TLS handshake, and anything else (plain HTTP
+to the TLS port) gets a short 400 and a clean close. The handshake uses the context of the gate
+current at that moment (the last one seen, if the gate has none), so a renewed certificate
+serves the next connection while established ones carry on; after it, the gate checks the
+client's certificate. Connections still waiting for their first byte or their handshake count
+against ``max_connections`` and are the first to go when it is reached, so a flood of silent
+connections cannot take the descriptors; they time out after 10 seconds (or the keep-alive
+timeout, if shorter). ``HttpServer.refused`` counts what was turned away.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import ipaddress
 import logging
@@ -25,6 +50,7 @@ import resource
 import socket
 import ssl
 import struct
+import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -38,6 +64,7 @@ __all__ = [
     "Gate",
     "HttpServer",
     "Payload",
+    "REFUSAL_REASONS",
     "Route",
     "Routes",
     "accepts_gzip",
@@ -60,6 +87,15 @@ LINGER_SECONDS = 2.0
 # rest of the process (monitoring requests, netlink sockets, a nats-server child); a handful of
 # Prometheus servers never come near this ceiling, which bounds the memory idle clients can hold.
 MAX_CONNECTIONS_CEILING = 4096
+# How long an accepted TLS-port connection may take to send its first byte, and then to finish
+# its handshake (the keep-alive timeout, if shorter).
+TLS_HANDSHAKE_SECONDS = 10.0
+# After accept() failed for want of descriptors or memory, pause before accepting again rather
+# than spin on the same error.
+ACCEPT_RETRY_SECONDS = 1.0
+#: Keys of ``HttpServer.refused``, stable names for a metric's label.
+REFUSAL_REASONS = ("unauthorized", "rate_limited", "tls_handshake", "plain_http",
+                   "client_certificate")
 
 
 def default_max_connections() -> int:
@@ -216,14 +252,23 @@ def _page(text: bytes) -> Payload:
 
 
 _STATUS_200 = b"HTTP/1.1 200 OK\r\n"
+_STATUS_401 = b"HTTP/1.1 401 Unauthorized\r\n"
 _STATUS_404 = b"HTTP/1.1 404 Not Found\r\n"
 _STATUS_405 = b"HTTP/1.1 405 Method Not Allowed\r\n"
+_STATUS_429 = b"HTTP/1.1 429 Too Many Requests\r\n"
 _STATUS_500 = b"HTTP/1.1 500 Internal Server Error\r\n"
 _STATUS_503 = b"HTTP/1.1 503 Service Unavailable\r\n"
 _NOT_FOUND = _page(b"404 page not found\n")
 _NOT_ALLOWED = _page(b"405 method not allowed; use GET or HEAD\n")
 _INTERNAL_ERROR = _page(b"500 internal server error\n")
 _NOT_READY = _page(b"503 nothing to serve yet\n")
+_UNAUTHORIZED = _page(b"401 Unauthorized\n")
+_TOO_MANY_REQUESTS = _page(b"429 too many requests\n")
+_PLAIN_HTTP_TO_TLS = _page(b"Client sent an HTTP request to an HTTPS server.\n")
+_WWW_AUTHENTICATE = b"WWW-Authenticate: Basic\r\n"
+# Stands for an Authorization header sent more than once, which is refused; httptools never
+# hands over a header value holding CR LF, so no real header can be this value.
+_REPEATED = b"\r\n"
 _ALLOW = b"Allow: GET, HEAD\r\n"
 _CLOSE = b"Connection: close\r\n"
 _KEEP_ALIVE = b"Connection: keep-alive\r\n"
@@ -254,9 +299,22 @@ def _route_key(path: bytes | str) -> bytes:
 
 
 class HttpServer:
-    """A running server: its bound addresses, counters, and shutdown."""
+    """A running server: its bound addresses, counters, gate and shutdown.
 
-    def __init__(self, routes: Routes, keepalive_timeout: float, max_connections: int) -> None:
+    ``gate`` is read for each new connection and each request; assign another to reload.
+    ``refused`` counts, since start, what was turned away (keys in ``REFUSAL_REASONS``):
+
+    - ``unauthorized``: requests answered 401 (no, wrong or repeated Authorization header);
+    - ``rate_limited``: requests answered 429;
+    - ``tls_handshake``: connections to a TLS listener closed before their handshake completed
+      (a failed handshake, e.g. an unknown or missing client certificate; no first byte or no
+      finished handshake in time; closed before sending anything; or closed to make room);
+    - ``plain_http``: connections to a TLS listener that spoke plain HTTP (answered 400);
+    - ``client_certificate``: TLS connections whose verified certificate the gate refused.
+    """
+
+    def __init__(self, routes: Routes, keepalive_timeout: float, max_connections: int,
+                 gate: Gate | None = None) -> None:
         if not keepalive_timeout > 0:
             raise ValueError(f"keepalive_timeout must be positive, not {keepalive_timeout!r}")
         if isinstance(max_connections, bool) or not isinstance(max_connections, int) \
@@ -271,10 +329,23 @@ class HttpServer:
         self.keepalive_timeout = keepalive_timeout
         self.max_connections = max_connections
         self.linger = min(LINGER_SECONDS, keepalive_timeout)
+        self.handshake_timeout = min(TLS_HANDSHAKE_SECONDS, keepalive_timeout)
+        self.gate = gate
+        self.refused: dict[str, int] = dict.fromkeys(REFUSAL_REASONS, 0)
         self.shutting_down = False
         self._route_failure_logged = False
+        self._gate_failure_logged = False
         self._cap_logged = False
+        self._accept_failure_logged = False
         self._listener: asyncio.Server | None = None
+        # A TLS listener's own sockets (as bound), accept loops, and the context last used.
+        self._bound: list[tuple[str, int]] = []
+        self._accepting: list[asyncio.Task[None]] = []
+        self._ssl_context: ssl.SSLContext | None = None
+        # Accepted TLS-port sockets before their handshake completes, the oldest first.
+        self._admitting: OrderedDict[_Admission, None] = OrderedDict()
+        # Handshakes and password checks in flight, awaited by wait_closed().
+        self._tasks: set[asyncio.Task[Any]] = set()
         # Open connections, the one quiet longest first.
         self._connections: OrderedDict[_Connection, None] = OrderedDict()
         self._all_closed: asyncio.Future[None] | None = None
@@ -284,7 +355,8 @@ class HttpServer:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         """(host, port) of every listening socket; with host "" and port 0 ports may differ."""
-        assert self._listener is not None
+        if self._listener is None:
+            return list(self._bound)
         return [sock.getsockname()[:2] for sock in self._listener.sockets]
 
     @property
@@ -293,16 +365,28 @@ class HttpServer:
         return self.addresses[0][1]
 
     @property
+    def tls(self) -> bool:
+        """Whether the listener speaks TLS."""
+        return self._ssl_context is not None
+
+    @property
     def open_connections(self) -> int:
         return len(self._connections)
 
     def close(self) -> None:
-        """Stop listening and close every connection, after its pending response is flushed."""
+        """Stop listening and close every connection, after its pending response is flushed.
+
+        Connections still before their TLS handshake are closed at once.
+        """
         if self.shutting_down:
             return
         self.shutting_down = True
         if self._listener is not None:
             self._listener.close()
+        for task in self._accepting:
+            task.cancel()
+        for admission in list(self._admitting):
+            admission.close()
         if self._connections:
             self._all_closed = asyncio.get_running_loop().create_future()
             for conn in list(self._connections):
@@ -312,8 +396,12 @@ class HttpServer:
         """Wait until the listener and every connection are closed; call close() first."""
         if self._listener is not None:
             await self._listener.wait_closed()
+        if self._accepting:
+            await asyncio.gather(*self._accepting, return_exceptions=True)
         if self._all_closed is not None:
             await self._all_closed
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def __aenter__(self) -> HttpServer:
         return self
@@ -331,14 +419,27 @@ class HttpServer:
             self._date_line = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
         return self._date_line
 
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _log_gate_failure(self, what: str, exc: BaseException) -> None:
+        # A bug in the gate: refuse (never serve on an error), say so once, count every one.
+        if not self._gate_failure_logged:
+            self._gate_failure_logged = True
+            log.error("the gate failed to %s; refusing", what, exc_info=exc)
+
+    def _log_cap(self) -> None:
+        if not self._cap_logged:
+            self._cap_logged = True
+            log.warning("%d connections are open, the most allowed (--web.max-connections); "
+                        "from now on a new connection closes the one quiet longest",
+                        len(self._connections) + len(self._admitting))
+
     def _connection_opened(self, conn: _Connection) -> None:
         connections = self._connections
         if len(connections) >= self.max_connections:
-            if not self._cap_logged:
-                self._cap_logged = True
-                log.warning("%d connections are open, the most allowed (--web.max-connections); "
-                            "from now on a new connection closes the one quiet longest",
-                            len(connections))
+            self._log_cap()
             quietest, _ = connections.popitem(last=False)
             quietest.evict()
         connections[conn] = None
@@ -352,22 +453,282 @@ class HttpServer:
         if not self._connections and self._all_closed is not None and not self._all_closed.done():
             self._all_closed.set_result(None)
 
+    # --- the TLS listener ---
+
+    def _serve_tls(self, sockets: list[socket.socket], context: ssl.SSLContext) -> None:
+        self._ssl_context = context
+        self._bound = [sock.getsockname()[:2] for sock in sockets]
+        loop = asyncio.get_running_loop()
+        self._accepting = [loop.create_task(self._accept(sock)) for sock in sockets]
+
+    def _current_ssl_context(self) -> ssl.SSLContext:
+        # A listener that started with TLS keeps it: a gate without a context (or no gate)
+        # leaves the last one in use.
+        gate = self.gate
+        if gate is not None and gate.ssl_context is not None:
+            self._ssl_context = gate.ssl_context
+        assert self._ssl_context is not None
+        return self._ssl_context
+
+    async def _accept(self, listening: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    sock, peer = await loop.sock_accept(listening)
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    continue
+                except OSError as exc:
+                    if listening.fileno() < 0:
+                        return
+                    if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                        if not self._accept_failure_logged:
+                            self._accept_failure_logged = True
+                            log.warning("cannot accept connections: %s; retrying every %gs",
+                                        exc.strerror or exc, ACCEPT_RETRY_SECONDS)
+                        await asyncio.sleep(ACCEPT_RETRY_SECONDS)
+                    else:
+                        log.debug("accept failed: %s", exc)
+                    continue
+                self._admit(sock, peer)
+        finally:
+            listening.close()
+
+    def _admit(self, sock: socket.socket, peer: Any) -> None:
+        waiting = self._admitting
+        if len(self._connections) + len(waiting) >= self.max_connections:
+            self._log_cap()
+            if waiting:
+                # Still silent or mid-handshake: cheaper to lose than an established client.
+                next(iter(waiting)).evict()
+            else:
+                quietest, _ = self._connections.popitem(last=False)
+                quietest.evict()
+        sock.setblocking(False)
+        waiting[_Admission(self, sock, peer)] = None
+
+    def _plain_http_answer(self) -> bytes:
+        page = _PLAIN_HTTP_TO_TLS
+        return b"".join((_BAD_REQUEST.status_line, self._date_line_now(), page._head, _CLOSE,
+                         b"\r\n", page.body))
+
+
+async def _bind(host: str | None, port: int, backlog: int) -> list[socket.socket]:
+    """Listening sockets for host:port as ``loop.create_server`` would bind them: one per
+    address the host resolves to (every interface, IPv4 and IPv6, for ""/None), IPv6 ones
+    IPv6-only, SO_REUSEADDR, non-blocking."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host or None, port, family=socket.AF_UNSPEC,
+                                   type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            try:
+                sock = socket.socket(family, kind, proto)
+            except OSError:
+                continue  # a family this host cannot open, such as IPv6 when it is disabled
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                # Otherwise the IPv6 socket would also take IPv4 and collide with the IPv4 one.
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise OSError(exc.errno, f"error while attempting to bind on address "
+                                         f"{address!r}: {exc.strerror}") from None
+            sock.listen(backlog)
+            sock.setblocking(False)
+        if not sockets:
+            raise OSError(errno.EADDRNOTAVAIL, f"no address to listen on for {host!r}")
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class _Admission:
+    """A socket accepted by a TLS listener, until its handshake completes.
+
+    Its first byte decides: a TLS handshake record goes to the loop's TLS transport (with the
+    current gate's context), anything else is plain HTTP and gets a 400. Until then it waits
+    for that byte with a reader and a deadline, not a task, so silent connections cost little.
+    """
+
+    __slots__ = ("_server", "_loop", "_sock", "_fd", "peer", "_timer", "_task", "_handed",
+                 "_answered", "_closed")
+
+    def __init__(self, server: HttpServer, sock: socket.socket, peer: Any) -> None:
+        self._server = server
+        self._loop = asyncio.get_running_loop()
+        self._sock = sock
+        self._fd = sock.fileno()
+        self.peer = peer
+        self._task: asyncio.Task[None] | None = None
+        self._handed = False  # the loop's transport owns the socket
+        self._answered = False  # plain HTTP, answered; draining until the client closes
+        self._closed = False
+        self._loop.add_reader(self._fd, self._readable)
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(
+            server.handshake_timeout, self._expired)
+
+    def _readable(self) -> None:
+        if self._answered:
+            if self._drain():
+                self.close()
+            return
+        try:
+            first = self._sock.recv(1, socket.MSG_PEEK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fail(exc)
+            return
+        if not first:
+            self._fail("closed before sending anything")
+        elif first == b"\x16":  # a TLS handshake record
+            self._loop.remove_reader(self._fd)
+            if self._timer is not None:
+                self._timer.cancel()  # the handshake has its own timeout
+                self._timer = None
+            self._task = self._loop.create_task(self._handshake())
+            self._server._track(self._task)
+        else:
+            self._refuse_plain_http()
+
+    async def _handshake(self) -> None:
+        self._handed = True
+        server = self._server
+        loop = self._loop
+        options: dict[str, Any] = {"ssl_handshake_timeout": server.handshake_timeout}
+        if sys.version_info >= (3, 11) or not isinstance(loop, asyncio.BaseEventLoop):
+            options["ssl_shutdown_timeout"] = server.linger  # uvloop, or asyncio from 3.11
+        try:
+            await loop.connect_accepted_socket(
+                lambda: _TlsConnection(server, self), self._sock,
+                ssl=server._current_ssl_context(), **options)
+        except (OSError, asyncio.TimeoutError) as exc:  # ssl.SSLError is an OSError
+            # Clients with the wrong certificate, scanners, timeouts: routine, so no traceback.
+            if not self._closed:
+                server.refused["tls_handshake"] += 1
+                log.debug("TLS handshake with %s failed: %s: %s", self.peer,
+                          type(exc).__name__, exc)
+        except Exception as exc:
+            if not self._closed:
+                server.refused["tls_handshake"] += 1
+                server._log_gate_failure("set up a TLS connection", exc)
+        finally:
+            self.handed_over()
+
+    def handed_over(self) -> None:
+        """The handshake is over (either way): leave the waiting set; the loop owns the socket."""
+        self._closed = True
+        self._server._admitting.pop(self, None)
+
+    def _refuse_plain_http(self) -> None:
+        server = self._server
+        server.refused["plain_http"] += 1
+        log.debug("answering 400 to %s: plain HTTP sent to the TLS port", self.peer)
+        closed = self._drain()
+        try:
+            # A fresh socket's send buffer takes this short answer whole.
+            self._sock.send(server._plain_http_answer())
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            closed = True
+        if closed:
+            self.close()
+            return
+        # Keep reading (and discarding) until the client closes, so unread bytes cannot make
+        # the close a reset that destroys the answer.
+        self._answered = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._loop.call_later(server.linger, self._expired)
+
+    def _drain(self) -> bool:
+        """Discard what the client sent; True once it closed its side (or broke)."""
+        for _ in range(64):  # a bounded turn, so that a fast sender cannot hold the loop
+            try:
+                if not self._sock.recv(65536):
+                    return True
+            except (BlockingIOError, InterruptedError):
+                return False
+            except OSError:
+                return True
+        return False
+
+    def _expired(self) -> None:
+        self._timer = None
+        if not self._answered:
+            self._fail(f"no TLS handshake within {self._server.handshake_timeout:g}s")
+        else:
+            self.close()
+
+    def evict(self) -> None:
+        """Close to make room for a newer connection."""
+        if self._answered:
+            self.close()  # already counted as plain HTTP
+        else:
+            self._fail("closed before its handshake, to make room")
+
+    def _fail(self, why: object) -> None:
+        self._server.refused["tls_handshake"] += 1
+        log.debug("TLS handshake with %s failed: %s", self.peer, why)
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket, or cancel its handshake, and leave the waiting set."""
+        if self._closed:
+            return
+        self._closed = True
+        self._server._admitting.pop(self, None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()  # the transport closes the socket if it has it
+            if self._handed:
+                return
+        else:
+            self._loop.remove_reader(self._fd)
+        self._sock.close()
+
 
 # (header block, body or None for no body, close the connection after it)
 _Response = tuple[bytes, bytes | None, bool]
 
 
+class _Check:
+    """A request whose password is being verified, holding its answer's place in the queue.
+
+    Both possible answers are built when the request completes, from what it asked for then
+    (method, path, Accept-Encoding, keep-alive, HTTP version): the routed one is queued right
+    behind this placeholder, and ``refused`` (the 401) replaces it if the password is wrong.
+    """
+
+    __slots__ = ("authorization", "task", "verdict", "refused")
+
+    def __init__(self, authorization: bytes, task: asyncio.Task[bool]) -> None:
+        self.authorization = authorization
+        self.task = task
+        self.verdict: bool | None = None  # None while the check is in flight
+        self.refused: _Response = (b"", None, True)
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: parses requests and answers each as soon as it is complete.
 
-    Answers are written in the order requests complete, which is what pipelining requires.
+    Answers are written in the order requests complete, which is what pipelining requires,
+    including answers that wait for a password check.
     """
 
     __slots__ = (
         "_server", "_routes", "_loop", "_parser", "_transport", "_url", "_accept_encoding",
-        "_headers", "_head_bytes", "_head_chunk_bytes", "_in_head", "_began", "_rejection",
-        "_expects_continue", "_has_body", "_pending", "_write_paused", "_closing", "_lingering",
-        "_deadline", "_timer", "_timer_when", "_stall_mark",
+        "_authorization", "_headers", "_head_bytes", "_head_chunk_bytes", "_in_head", "_began",
+        "_rejection", "_expects_continue", "_has_body", "_pending", "_write_paused", "_closing",
+        "_lingering", "_deadline", "_timer", "_timer_when", "_stall_mark",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -378,6 +739,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._url = b""
         self._accept_encoding: bytes | None = None
+        self._authorization: bytes | None = None
         self._headers = 0
         self._head_bytes = 0  # exact, from completed request-line and header callbacks
         self._head_chunk_bytes = 0  # whole reads that fell inside one unfinished head
@@ -386,8 +748,9 @@ class _Connection(asyncio.Protocol):
         self._rejection: _Rejection | None = None
         self._expects_continue = False  # Expect: 100-continue
         self._has_body = False  # Content-Length above 0, or Transfer-Encoding
-        # Responses held back while the transport is over its high-water mark.
-        self._pending: deque[_Response] = deque()
+        # Responses held back while the transport is over its high-water mark, or behind a
+        # password check.
+        self._pending: deque[_Response | _Check] = deque()
         self._write_paused = False
         self._closing = False  # the last response is decided; input is discarded from here on
         self._lingering = False
@@ -409,7 +772,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
-        self._pending.clear()
+        self._drop_pending()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -452,15 +815,7 @@ class _Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        pending = self._pending
-        while pending and not self._write_paused:
-            self._write(*pending.popleft())
-        if pending or self._write_paused or self._transport is None:
-            return
-        if self._closing:
-            self._finish()
-        else:
-            self._transport.resume_reading()
+        self._flush()
 
     # --- httptools callbacks ---
 
@@ -469,6 +824,7 @@ class _Connection(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._accept_encoding = None
+        self._authorization = None
         self._expects_continue = False
         self._has_body = False
         self._headers = 0
@@ -498,6 +854,9 @@ class _Connection(asyncio.Protocol):
             self._has_body = self._has_body or value.strip() not in (b"", b"0")
         elif size == 17 and name.lower() == b"transfer-encoding":
             self._has_body = True
+        elif size == 13 and name.lower() == b"authorization":
+            # Two credentials are ambiguous: refuse rather than pick one.
+            self._authorization = value if self._authorization is None else _REPEATED
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -521,18 +880,26 @@ class _Connection(asyncio.Protocol):
         keep_alive = keep_alive and not server.shutting_down
         method = parser.get_method()
         head_only = method == b"HEAD"
+        extra = b""
+        gate = server.gate
+        if gate is not None:
+            # Before routing, so that even a 404 says nothing to a client not let in.
+            gated = self._pass_gate(gate, head_only, keep_alive)
+            if gated is None:
+                return
+            extra = gated
         path = self._path()
         route = None if path is None else self._routes.get(path)
         if route is None:
-            self._respond(_STATUS_404, _NOT_FOUND, head_only, keep_alive)
+            self._respond(_STATUS_404, _NOT_FOUND, head_only, keep_alive, extra)
             return
         if method != b"GET" and not head_only:
-            self._respond(_STATUS_405, _NOT_ALLOWED, False, keep_alive, _ALLOW)
+            self._respond(_STATUS_405, _NOT_ALLOWED, False, keep_alive, _ALLOW + extra)
             return
         try:
             payload = route()
             if payload is None:
-                self._respond(_STATUS_503, _NOT_READY, head_only, keep_alive)
+                self._respond(_STATUS_503, _NOT_READY, head_only, keep_alive, extra)
                 return
             if not isinstance(payload, Payload):
                 raise TypeError(f"the route returned {type(payload).__name__}, not a Payload")
@@ -541,9 +908,71 @@ class _Connection(asyncio.Protocol):
             if not server._route_failure_logged:
                 server._route_failure_logged = True
                 log.exception("a route failed to produce its payload; answering 500")
-            self._respond(_STATUS_500, _INTERNAL_ERROR, head_only, keep_alive)
+            self._respond(_STATUS_500, _INTERNAL_ERROR, head_only, keep_alive, extra)
             return
-        self._respond(_STATUS_200, payload, head_only, keep_alive)
+        self._respond(_STATUS_200, payload, head_only, keep_alive, extra)
+
+    # --- the gate ---
+
+    def _pass_gate(self, gate: Gate, head_only: bool, keep_alive: bool) -> bytes | None:
+        """The header lines the answer to this request carries, or None if it was refused here.
+
+        A request whose password needs the slow check passes too: it is routed as usual, but
+        its answer waits behind a placeholder (see ``_Check``).
+        """
+        server = self._server
+        if not gate.allow_request():
+            server.refused["rate_limited"] += 1
+            self._respond(_STATUS_429, _TOO_MANY_REQUESTS, head_only, keep_alive)
+            return None
+        authorization = self._authorization
+        verdict = False if authorization is _REPEATED else gate.authorize(authorization)
+        if verdict is True:
+            return gate.headers
+        if verdict is None and authorization is not None:
+            self._check(gate, authorization, head_only, keep_alive)
+            return gate.headers
+        server.refused["unauthorized"] += 1
+        self._respond(_STATUS_401, _UNAUTHORIZED, head_only, keep_alive,
+                      _WWW_AUTHENTICATE + gate.headers)
+        return None
+
+    def _check(self, gate: Gate, authorization: bytes, head_only: bool, keep_alive: bool) -> None:
+        pending = self._pending
+        # An earlier check of the same credentials on this connection (pipelined requests)
+        # decides this one too.
+        task = None
+        for entry in reversed(pending):
+            if isinstance(entry, _Check):
+                if entry.verdict is None and entry.authorization == authorization:
+                    task = entry.task
+                break
+        if task is None:
+            task = self._loop.create_task(gate.verify(authorization))
+            self._server._track(task)
+        check = _Check(authorization, task)
+        # With the placeholder queued, _respond() queues behind it instead of writing.
+        pending.append(check)
+        self._respond(_STATUS_401, _UNAUTHORIZED, head_only, keep_alive,
+                      _WWW_AUTHENTICATE + gate.headers)
+        check.refused = cast(_Response, pending.pop())
+        task.add_done_callback(functools.partial(self._checked, check))
+        if self._transport is not None:
+            # No more requests until this one is decided (pipelined ones already read queue
+            # up). The loop then no longer watches the socket, so a client that hangs up
+            # meanwhile is noticed when its answer is written.
+            self._transport.pause_reading()
+
+    def _checked(self, check: _Check, task: asyncio.Task[bool]) -> None:
+        if check.verdict is not None or task.cancelled() or self._transport is None:
+            return  # the connection went away meanwhile
+        exc = task.exception()
+        if exc is not None:
+            self._server._log_gate_failure("verify a password", exc)
+        check.verdict = exc is None and task.result() is True
+        if not check.verdict:
+            self._server.refused["unauthorized"] += 1
+        self._flush()
 
     # --- internals ---
 
@@ -588,6 +1017,33 @@ class _Connection(asyncio.Protocol):
         else:
             self._write(*response)
 
+    def _flush(self) -> None:
+        """Write held-back answers in order, up to a check still in flight."""
+        pending = self._pending
+        while pending and not self._write_paused:
+            entry = pending.popleft()
+            if isinstance(entry, _Check):
+                if entry.verdict is None:
+                    pending.appendleft(entry)
+                    return
+                if not entry.verdict:
+                    pending[0] = entry.refused  # instead of the routed answer behind it
+                continue
+            self._write(*entry)
+        if pending or self._write_paused or self._transport is None:
+            return
+        if self._closing:
+            self._finish()
+        else:
+            self._transport.resume_reading()
+
+    def _drop_pending(self) -> None:
+        for entry in self._pending:
+            if isinstance(entry, _Check) and entry.verdict is None:
+                entry.verdict = False
+                entry.task.cancel()
+        self._pending.clear()
+
     def _write(self, header: bytes, body: bytes | None, close: bool) -> None:
         transport = self._transport
         if transport is None or transport.is_closing():
@@ -609,7 +1065,8 @@ class _Connection(asyncio.Protocol):
         if self._pending:
             return  # resume_writing() finishes once the held-back responses are written
         if not transport.can_write_eof():
-            transport.close()
+            transport.close()  # TLS: close_notify, bounded by the linger deadline
+            self._extend_deadline(self._server.linger, force=True)
             return
         self._lingering = True
         transport.write_eof()
@@ -621,7 +1078,7 @@ class _Connection(asyncio.Protocol):
     def evict(self) -> None:
         """Close at once, to make room for a new connection; unsent bytes are dropped."""
         self._closing = True
-        self._pending.clear()
+        self._drop_pending()
         if self._transport is not None:
             self._transport.abort()
 
@@ -630,7 +1087,7 @@ class _Connection(asyncio.Protocol):
         transport = self._transport
         if transport is None:
             return
-        self._pending.clear()
+        self._drop_pending()
         transport.close()
         # close() waits for the write buffer to drain; bound that for clients that never read.
         self._extend_deadline(self._server.linger, force=True)
@@ -658,7 +1115,10 @@ class _Connection(asyncio.Protocol):
             return
         buffered = transport.get_write_buffer_size()
         if not buffered:
-            transport.close()  # idle, or done lingering
+            if transport.is_closing():
+                transport.abort()  # a TLS close the client never completed
+            else:
+                transport.close()  # idle, or done lingering
         elif buffered != self._stall_mark:
             # Still sending a large response to a slow reader: give it another period.
             self._stall_mark = buffered
@@ -674,21 +1134,57 @@ class _Connection(asyncio.Protocol):
             transport.abort()
 
 
+class _TlsConnection(_Connection):
+    """A connection from a TLS listener: made once the handshake is done, if the gate then
+    accepts the client's certificate."""
+
+    __slots__ = ("_admission",)
+
+    def __init__(self, server: HttpServer, admission: _Admission) -> None:
+        super().__init__(server)
+        self._admission = admission
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._admission.handed_over()  # before it counts as open, so it is not counted twice
+        server = self._server
+        gate = server.gate
+        if gate is not None:
+            peercert = transport.get_extra_info("peercert")
+            try:
+                allowed = gate.check_peer(peercert) is True
+            except Exception as exc:
+                server._log_gate_failure("check a client certificate", exc)
+                allowed = False
+            if not allowed:
+                server.refused["client_certificate"] += 1
+                log.debug("refusing %s: the gate does not accept its certificate",
+                          transport.get_extra_info("peername"))
+                self._closing = True
+                cast(asyncio.Transport, transport).abort()
+                return
+        super().connection_made(transport)
+
+
 async def start_server(routes: Routes, host: str | None, port: int, *,
                        keepalive_timeout: float = 75.0, backlog: int = 1024,
-                       max_connections: int | None = None) -> HttpServer:
+                       max_connections: int | None = None,
+                       gate: Gate | None = None) -> HttpServer:
     """Listen on host:port and serve ``routes`` until the returned server is closed.
 
     ``host`` "" or None listens on every interface; ``port`` 0 picks a free port (see
     ``HttpServer.addresses``). Idle keep-alive connections close after ``keepalive_timeout``.
     At most ``max_connections`` are open at once (default: :func:`default_max_connections`);
-    a new one beyond that closes the connection quiet longest.
+    a new one beyond that closes the connection quiet longest. ``gate`` (see ``Gate``) decides
+    who is served; if it has an ``ssl_context`` now, the listener speaks TLS until closed.
     """
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be from 0 to 65535, not {port}")
     if max_connections is None:
         max_connections = default_max_connections()
-    server = HttpServer(routes, keepalive_timeout, max_connections)
+    server = HttpServer(routes, keepalive_timeout, max_connections, gate)
+    if gate is not None and gate.ssl_context is not None:
+        server._serve_tls(await _bind(host, port, backlog), gate.ssl_context)
+        return server
     loop = asyncio.get_running_loop()
     server._listener = await loop.create_server(
         lambda: _Connection(server), host or None, port, backlog=backlog, reuse_address=True)
