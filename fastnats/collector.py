@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from . import metrics as m
@@ -72,6 +72,8 @@ class ServerCollector:
         #: Monotonic time the last refresh ended, for staleness.
         self.refreshed_at: float | None = None
         self.duration = 0.0
+        #: Every refresh's duration, summed.
+        self.duration_total = 0.0
         #: The errors of the last refresh, as logged.
         self.problems: list[ScrapeError] = []
         #: Failed refreshes in a row, by endpoint.
@@ -117,6 +119,7 @@ class ServerCollector:
                 await self._run(collector, collector.refresh(self.source, info))
         finally:
             self.duration = time.perf_counter() - started
+            self.duration_total += self.duration
             self.refreshed_at = time.monotonic()
             self.publish()
 
@@ -235,6 +238,7 @@ class ServerCollector:
                 for collector in (self.varz, *self.collectors)],
             m.FASTNATS_REFRESH_DURATION_SECONDS.name: [((), self.duration)],
             m.FASTNATS_REFRESHES_TOTAL.name: [((), self.refreshes)],
+            m.FASTNATS_REFRESH_SECONDS_TOTAL.name: [((), self.duration_total)],
             m.FASTNATS_REFRESH_ERRORS_TOTAL.name: [
                 (key, count) for key, count in sorted(self.errors.items())],
         }
@@ -275,6 +279,7 @@ class NatsCollector:
         if len(set(names)) != len(names):
             raise ValueError(f"server names must be unique: {names}")
         self.servers = list(servers)
+        self._refusals: Callable[[], Mapping[str, int]] | None = None
         self.labelled = len(self.servers) > 1 if labelled is None else labelled
         self.compat = compat
         first = prototype if prototype is not None else self.servers[0]
@@ -313,12 +318,24 @@ class NatsCollector:
                                for values, value in server_samples.get(metric.name, ()))
             out.append((metric, ("server", *labels), samples))
         if self.compat is not None:
-            out.extend(self.compat.families(per_server, self.label_names, self.labelled))
+            out.extend(self.compat.families(per_server, self.label_names, self.labelled,
+                                            process))
         return out
+
+    def export_refusals(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Export the web server's refusal counters (``fastnats_http_refused_total``), read
+        from ``counts()`` at each render."""
+        self._refusals = counts
+        self.label_names[m.FASTNATS_HTTP_REFUSED_TOTAL.name] = \
+            m.FASTNATS_HTTP_REFUSED_TOTAL.labels
 
     def process_samples(self) -> Samples:
         """The samples of ``process_families``, keyed by family name."""
-        return {m.FASTNATS_BUILD_INFO.name: [((__version__, IMPLEMENTATION), 1)]}
+        out: Samples = {m.FASTNATS_BUILD_INFO.name: [((__version__, IMPLEMENTATION), 1)]}
+        if self._refusals is not None:
+            out[m.FASTNATS_HTTP_REFUSED_TOTAL.name] = [
+                ((reason,), count) for reason, count in self._refusals().items()]
+        return out
 
     # prometheus_client interop: the last refreshed state, no I/O.
     def collect(self) -> Iterator[ClientMetric]:

@@ -69,16 +69,17 @@ published Grafana dashboards query (tests/data/compat-surveyor.txt), with Survey
 (``server_cluster``, ``server_name``, ``server_id`` per server; ``server_id``, ``server_name``,
 ``cluster_name`` on the JetStream server families; ``account``, ``account_name`` on the account
 ones). Names are fixed (no prefix). Served: info, connection_count, total_connection_count,
-subs_count, sent/recv msgs and bytes, slow_consumer_count, mem_bytes, core_count,
-cpu_percentage, route_count (/varz); route_* per route peer (/routez); gateway_count and
-gateway_* per gateway (/gatewayz); jetstream_info, jetstream_enabled, the jetstream
-filestore/memstore size, used and reserved bytes and api_requests/api_errors (/varz);
+subs_count, sent/recv msgs and bytes, slow_consumer_count, mem_bytes, go_memlimit_bytes,
+core_count, cpu_percentage, route_count (/varz); route_* per route peer (/routez);
+gateway_count and gateway_* per gateway (/gatewayz); jetstream_info, jetstream_enabled, the
+jetstream filestore/memstore size, used and reserved bytes and api_requests/api_errors (/varz);
 jetstream_ha_assets, jetstream_api_pending, jetstream_cluster_raft_group_{info,leader,replicas},
+jetstream_cluster_raft_group_replica_peer_{active,current,offline}, jetstream_meta_snapshot_*,
 jetstream_server_total_{stream,consumer}_leaders and account_jetstream_* (/jsz);
-nats_survey_{expected,surveyed}_count. Not served, with the reason, in ``SURVEYOR_NOT_SERVED``:
-go_memlimit_bytes, rtt_nanoseconds, the per-peer raft_group_replica_peer_*, the
-jetstream_meta_snapshot_*, raftz_meta_*, nats_survey_duration_seconds and
-nats_survey_nats_reconnects.
+nats_survey_{expected,surveyed}_count and nats_survey_duration_seconds_{sum,count} (the
+exporter's own refreshes). In fleet mode only (``SURVEYOR_FLEET_ONLY``): rtt_nanoseconds and
+nats_survey_nats_reconnects. Not served, with the reason, in ``SURVEYOR_NOT_SERVED``: the
+raftz_meta_* of /raftz.
 
 Deliberate differences from Surveyor:
 
@@ -100,6 +101,23 @@ Deliberate differences from Surveyor:
   plus the followers the leader lists; ``raft_group`` is empty.
 - nats_survey_expected_count is the number of monitored servers, nats_survey_surveyed_count
   those read at their last refresh.
+- go_memlimit_bytes is 0 for a server whose /varz has no gomemlimit (GOMEMLIMIT unset), as in
+  Surveyor.
+- rtt_nanoseconds (fleet mode) is the round trip of the exporter's discovery ping to each
+  server, as Surveyor's is of its statsz ping; no series for a server whose reply missed it.
+- raft_group_replica_peer_*: the meta group's peers as its leader reports them in /jsz (Surveyor
+  reads the leader's statsz, the same peer list); peer_active has no series for a peer the
+  leader never heard from (Surveyor: 0).
+- jetstream_meta_snapshot_*: last_timestamp_seconds and last_duration_seconds have no series
+  before the server's first meta snapshot since it started (Surveyor: Go's zero time,
+  -62135596800, and 0). Needs ``--collector.jsz``.
+- nats_survey_duration_seconds_{sum,count}: two counter families, not one summary; the sum of
+  every server's refresh time and the number of refreshes (fastnats_refresh_seconds_total and
+  fastnats_refreshes_total summed over the servers), so their ratio is the mean time to
+  refresh one server; Surveyor's is the mean time of one poll of the whole fleet.
+- nats_survey_nats_reconnects (fleet mode) counts the reconnects of the system-account
+  connection (fastnats_nats_connection_events_total{event="reconnected"}), from 0; no ``name``
+  label.
 """
 
 from __future__ import annotations
@@ -377,15 +395,17 @@ class Compat:
                 if any(source.name in label_names for source in sources)]
 
     def families(self, servers: Sequence[tuple[str, Samples]],
-                 label_names: Mapping[str, tuple[str, ...]], labelled: bool) -> list[Family]:
-        """The compat families of every server's snapshot; with ``labelled``, each per-server
-        series also carries the native ``server`` label first."""
+                 label_names: Mapping[str, tuple[str, ...]], labelled: bool,
+                 process: Samples | None = None) -> list[Family]:
+        """The compat families of every server's snapshot and of the exporter's process-wide
+        samples; with ``labelled``, each per-server series also carries the native ``server``
+        label first."""
         per_family: dict[str, list[Sample]] = {}
         extra: dict[str, tuple[str, ...]] = {}
         views = [(name, _Server(samples, label_names)) for name, samples in servers]
         if self.profile == SURVEYOR:
             found: Iterable[tuple[str, str, Iterable[tuple[str, str]], int | float]] = \
-                _surveyor(views)
+                _surveyor(views, _Server(process or {}, label_names))
         else:
             found = ((server_name, *sample) for server_name, view in views
                      for sample in self._server(view))
@@ -559,6 +579,7 @@ _SV_JS_INFO = ("server_name", "server_host", "server_id", "server_cluster", "ser
 _SV_RAFT_INFO = ("jetstream_domain", "raft_group", "server_id", "server_name", "cluster_name",
                  "leader")
 _SV_ACCOUNT = ("account", "account_name")
+_SV_PEER = ("server_id", "server_name", "peer", "cluster_name")
 _SV_ACCOUNT_STREAM = (*_SV_ACCOUNT, "stream", "raft_group")
 #: Surveyor's stand-in for the empty JetStream domain.
 DEFAULT_DOMAIN = "Default"
@@ -609,36 +630,44 @@ _SV_ACCOUNT_JS = (
     ("nats_core_account_jetstream_storage_reserved",
      m.NATS_JETSTREAM_ACCOUNT_MAX_STORAGE_BYTES))
 _SV_META = (m.NATS_JETSTREAM_META_LEADER, m.NATS_JETSTREAM_META_LEADER_INFO)
+#: The meta group's peers, from its leader: (name, native family, factor to Surveyor's unit).
+_SV_PEERS = (
+    ("nats_core_jetstream_cluster_raft_group_replica_peer_active",
+     m.NATS_JETSTREAM_META_PEER_LAST_SEEN_SECONDS, 1_000_000_000),
+    ("nats_core_jetstream_cluster_raft_group_replica_peer_current",
+     m.NATS_JETSTREAM_META_PEER_CURRENT, 1),
+    ("nats_core_jetstream_cluster_raft_group_replica_peer_offline",
+     m.NATS_JETSTREAM_META_PEER_OFFLINE, 1))
+#: The server's meta snapshot statistics: (name, native family, whether in whole seconds as
+#: Surveyor's timestamp, Go's Time.Unix).
+_SV_SNAPSHOT = (
+    ("nats_core_jetstream_meta_snapshot_pending_entries",
+     m.NATS_JETSTREAM_META_SNAPSHOT_PENDING_ENTRIES, False),
+    ("nats_core_jetstream_meta_snapshot_pending_bytes",
+     m.NATS_JETSTREAM_META_SNAPSHOT_PENDING_BYTES, False),
+    ("nats_core_jetstream_meta_snapshot_last_duration_seconds",
+     m.NATS_JETSTREAM_META_SNAPSHOT_LAST_DURATION_SECONDS, False),
+    ("nats_core_jetstream_meta_snapshot_last_timestamp_seconds",
+     m.NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS, True))
+#: The exporter's refreshes, summed over the servers: (name, native family).
+_SV_DURATION = (("nats_survey_duration_seconds_sum", m.FASTNATS_REFRESH_SECONDS_TOTAL),
+                ("nats_survey_duration_seconds_count", m.FASTNATS_REFRESHES_TOTAL))
 
 #: Names the nats-surveyor dashboards query that fastnats does not serve, and why.
-SURVEYOR_NOT_SERVED: dict[str, str] = {
-    "nats_core_go_memlimit_bytes":
-        "fastnats does not read /varz gomemlimit (no native family)",
+SURVEYOR_NOT_SERVED: dict[str, str] = dict.fromkeys(
+    ("nats_core_raftz_meta_applied", "nats_core_raftz_meta_committed",
+     "nats_core_raftz_meta_pindex"),
+    "the meta group's raft log indexes are only in /raftz (HTTP /raftz?group=_meta_, "
+    "$SYS.REQ.SERVER.PING.RAFTZ), which no fastnats collector reads; /jsz meta_cluster has "
+    "none of them (Surveyor too reads them only with its --raftz)")
+#: Names served in fleet mode only (``--nats.url``), and why not over HTTP.
+SURVEYOR_FLEET_ONLY: dict[str, str] = {
     "nats_core_rtt_nanoseconds":
-        "Surveyor's own round trip of its statsz request; fastnats measures no per-server ping",
-    **dict.fromkeys(
-        ("nats_core_jetstream_cluster_raft_group_replica_peer_active",
-         "nats_core_jetstream_cluster_raft_group_replica_peer_current",
-         "nats_core_jetstream_cluster_raft_group_replica_peer_offline"),
-        "fastnats counts the meta group's peers by state (nats_jetstream_meta_peers), it keeps "
-        "no per-peer series"),
-    **dict.fromkeys(
-        ("nats_core_jetstream_meta_snapshot_last_duration_seconds",
-         "nats_core_jetstream_meta_snapshot_last_timestamp_seconds",
-         "nats_core_jetstream_meta_snapshot_pending_bytes",
-         "nats_core_jetstream_meta_snapshot_pending_entries"),
-        "fastnats does not read the meta snapshot statistics of /jsz meta_cluster"),
-    **dict.fromkeys(
-        ("nats_core_raftz_meta_applied", "nats_core_raftz_meta_committed",
-         "nats_core_raftz_meta_pindex"),
-        "fastnats does not read /raftz"),
-    "nats_survey_duration_seconds_count":
-        "Surveyor's poll-time histogram; fastnats keeps the last refresh duration per server "
-        "(fastnats_refresh_duration_seconds), not a cumulative sum and count",
-    "nats_survey_duration_seconds_sum": "as nats_survey_duration_seconds_count",
+        "the round trip of the fleet's discovery ping (nats_fleet_server_rtt_seconds); HTTP "
+        "mode sends no ping",
     "nats_survey_nats_reconnects":
-        "Surveyor's NATS connection; fastnats reads HTTP today and the fleet mode's reconnect "
-        "counter is not in the catalogue yet",
+        "the reconnects of the fleet's system-account connection "
+        "(fastnats_nats_connection_events_total); HTTP mode has no NATS connection",
 }
 #: Labels the nats-surveyor dashboards use with a served name that Surveyor does not export on
 #: it either: Prometheus' target labels, labels a query joins in from another family
@@ -650,6 +679,7 @@ SURVEYOR_FOREIGN_LABELS: dict[str, frozenset[str]] = {
     "nats_core_jetstream_cluster_raft_group_replicas": frozenset({"server_cluster",
                                                                   "server_domain"}),
     "nats_core_jetstream_cluster_raft_group_info": frozenset({"server_domain"}),
+    "nats_core_jetstream_cluster_raft_group_replica_peer_offline": frozenset({"label_name"}),
 }
 
 
@@ -658,6 +688,12 @@ def _surveyor_specs() -> tuple[_Spec, ...]:
     specs = [_core("nats_core_info", G, "Server identity; value 1", _SV_INFO, info)]
     specs += [_core(name, kind, f"statsz (fastnats: {native.name})", _SV_SERVER, native)
               for name, kind, native, _ in _SV_STATSZ]
+    specs.append(_core("nats_core_go_memlimit_bytes", G, "GOMEMLIMIT, 0 if not set (fastnats: "
+                       f"{m.NATS_SERVER_GO_MEMLIMIT_BYTES.name})", _SV_SERVER,
+                       m.NATS_SERVER_GO_MEMLIMIT_BYTES))
+    specs.append(_core("nats_core_rtt_nanoseconds", G, "Round trip of the discovery ping "
+                       f"(fastnats: {m.NATS_FLEET_SERVER_RTT_SECONDS.name})", _SV_SERVER,
+                       m.NATS_FLEET_SERVER_RTT_SECONDS))
     specs.append(_core("nats_core_gateway_count", G, "Remote clusters with an outbound gateway "
                        f"(fastnats: {m.NATS_GATEWAY_CONNECTIONS.name})", _SV_SERVER,
                        m.NATS_GATEWAY_CONNECTIONS))
@@ -684,6 +720,10 @@ def _surveyor_specs() -> tuple[_Spec, ...]:
     specs.append(_core("nats_core_jetstream_cluster_raft_group_replicas", G, "Meta group peers "
                        "the leader sees, 0 on a follower (fastnats: sum of "
                        f"{m.NATS_JETSTREAM_META_PEERS.name})", _SV_JS, *_SV_META))
+    specs += [_core(name, G, f"Meta group peer, from the leader (fastnats: {native.name})",
+                    _SV_PEER, native) for name, native, _ in _SV_PEERS]
+    specs += [_core(name, G, f"Meta snapshot (fastnats: {native.name})", _SV_JS, native)
+              for name, native, _ in _SV_SNAPSHOT]
     specs.append(_core("nats_core_jetstream_server_total_stream_leaders", G, "Streams the server "
                        f"leads (fastnats: sum of {m.NATS_JETSTREAM_ACCOUNT_STREAMS.name})",
                        _SV_JS, m.NATS_JETSTREAM_ACCOUNT_STREAMS))
@@ -707,6 +747,11 @@ def _surveyor_specs() -> tuple[_Spec, ...]:
                        info))
     fleet.append(_core("nats_survey_surveyed_count", G, "Servers read at their last refresh", (),
                        info))
+    fleet += [_core(name, C, f"Refreshes of every server (fastnats: sum of {native.name})", (),
+                    native) for name, native in _SV_DURATION]
+    fleet.append(_core("nats_survey_nats_reconnects", C, "Reconnects of the system-account "
+                       f"connection (fastnats: {m.FASTNATS_NATS_CONNECTION_EVENTS_TOTAL.name})",
+                       (), m.FASTNATS_NATS_CONNECTION_EVENTS_TOTAL))
     return (*specs, *(replace(spec, fleet=True) for spec in fleet))
 
 
@@ -737,8 +782,9 @@ def _other_names(profile: str) -> set[str]:
 Found = Iterator[tuple[str, str, Iterable[tuple[str, str]], int | float]]
 
 
-def _surveyor(views: Sequence[tuple[str, _Server]]) -> Found:
-    """Every surveyor sample: (server, family name, labels, value)."""
+def _surveyor(views: Sequence[tuple[str, _Server]], process: _Server) -> Found:
+    """Every surveyor sample: (server, family name, labels, value); ``process`` holds the
+    exporter's process-wide samples."""
     up = [(name, view, next(view.rows(m.NATS_SERVER_INFO))[0]) for name, view in views
           if next(view.rows(m.NATS_SERVER_INFO), None) is not None]
     for name, view, info in up:
@@ -749,6 +795,11 @@ def _surveyor(views: Sequence[tuple[str, _Server]]) -> Found:
         yield fleet, family, labels, value
     yield fleet, "nats_survey_expected_count", (), len(views)
     yield fleet, "nats_survey_surveyed_count", (), len(up)
+    for family, native in _SV_DURATION:
+        yield fleet, family, (), sum(view.total(native) for _, view in views)
+    for row, value in process.rows(m.FASTNATS_NATS_CONNECTION_EVENTS_TOTAL):
+        if row["event"] == "reconnected":
+            yield fleet, "nats_survey_nats_reconnects", (), value
 
 
 def _surveyor_server(view: _Server, info: dict[str, str]
@@ -761,6 +812,9 @@ def _surveyor_server(view: _Server, info: dict[str, str]
         value = view.value(native)
         if value is not None:
             yield family, server, _scaled(value, factor)
+    yield "nats_core_go_memlimit_bytes", server, view.value(m.NATS_SERVER_GO_MEMLIMIT_BYTES) or 0
+    if (rtt := view.value(m.NATS_FLEET_SERVER_RTT_SECONDS)) is not None:
+        yield "nats_core_rtt_nanoseconds", server, int(round(rtt * 1e9))
 
     live = {row["remote_id"] for row, value in view.rows(m.NATS_ROUTE_CONNECTIONS) if value}
     for family, _, native in _SV_ROUTES:
@@ -817,6 +871,14 @@ def _surveyor_server(view: _Server, info: dict[str, str]
             yield "nats_core_jetstream_cluster_raft_group_leader", js, leader
             yield ("nats_core_jetstream_cluster_raft_group_replicas", js,
                    view.total(m.NATS_JETSTREAM_META_PEERS) if leader else 0)
+    for family, native, factor in _SV_PEERS:
+        for row, value in view.rows(native):
+            yield (family, (*js[:2], ("peer", row["peer"]), js[2]),
+                   int(round(value * factor)) if factor != 1 else value)
+    for family, native, whole in _SV_SNAPSHOT:
+        value = view.value(native)
+        if value is not None:
+            yield family, js, int(value) if whole else value
     if view.has(m.NATS_JETSTREAM_ACCOUNT_STREAMS):
         yield ("nats_core_jetstream_server_total_stream_leaders", js,
                view.total(m.NATS_JETSTREAM_ACCOUNT_STREAMS))

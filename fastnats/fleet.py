@@ -2,8 +2,9 @@
 one ``ServerCollector`` per server of this exporter's shard.
 
 A refresh pings ``$SYS.REQ.SERVER.PING.STATSZ`` (for at most ``timeout``), keeps the servers of
-this shard, and refreshes each of them concurrently through its own source (the system
-account's requests by server id). It then waits at most ``timeout`` for them: a server still
+this shard (each with the time its reply took, ``nats_fleet_server_rtt_seconds``), and
+refreshes each of them concurrently through its own source (the system account's requests by
+server id). It then waits at most ``timeout`` for them: a server still
 being read keeps its previous snapshot for that round and is shown down (``nats_up 0``, its
 other series dropped) from the next round on until its read ends, so a slow server never delays
 the others. A known server whose discovery reply missed the ping's gap is read by its id all
@@ -11,6 +12,13 @@ the same; if that read fails too (a server that is gone: "no responders", at onc
 in that refresh, and it is forgotten (its collector closed) after ``FORGET_AFTER`` refreshes in
 a row without answering. While discovery itself fails (the connection is down, or its
 credentials are refused), every server is down, and none is forgotten: nothing says it is gone.
+
+Replies must fit the smallest ``max_payload`` on their way back, or a server they cross over a
+leafnode closes that leafnode connection; the exporter cannot know the way, so it pages CONNZ
+to fit the smallest ``max_payload`` of every server discovered, its shard's and the others'
+(``Account.fleet_max_payload``). Each server's is read from its /varz when it is first
+discovered, before anything else is asked of the fleet (for at most ``timeout``; a failed read
+is tried again at the next refresh), and again at each refresh of a server of the shard.
 
 Servers are known by their label: the server's name, or its id when it has none (nats-server
 then reports the id as its name). A restarted nats-server has a new id but the same name, so it
@@ -33,11 +41,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from . import metrics as m
 from .collector import NatsCollector, ServerCollector
+from .collectors import ServerContext, VarzCollector
 from .collectors.base import FETCH_REASONS, Samples, Source
 from .errors import ScrapeError
 from .target import Target
@@ -56,6 +65,13 @@ CONNECTION_EVENTS = ("disconnected", "reconnected", "error")
 NOT_DISCOVERED = "connect"
 LATE = "timeout"
 assert NOT_DISCOVERED in FETCH_REASONS and LATE in FETCH_REASONS
+
+
+def _max_payload(samples: Samples) -> int | None:
+    """A server's ``max_payload`` in its /varz samples."""
+    rows = samples.get(m.NATS_SERVER_MAX_PAYLOAD_BYTES.name)
+    value = rows[0][1] if rows else None
+    return int(value) if isinstance(value, (int, float)) else None
 
 
 def shard_of(label: str, count: int) -> int:
@@ -98,9 +114,11 @@ class Account(Protocol):
     """What the fleet needs of the system account (``sources.system.SystemAccount``)."""
 
     events: Counter[str]
+    #: The smallest ``max_payload`` of the fleet, which the account's replies must fit.
+    fleet_max_payload: int | None
 
-    async def ping(self, endpoint: str, body: dict | None, *, timeout: float,
-                   expected: int | None = None) -> list[bytes]: ...
+    async def ping_timed(self, endpoint: str, body: dict | None, *, timeout: float,
+                         expected: int | None = None) -> list[tuple[bytes, float]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +131,8 @@ class Discovered:
     domain: str = ""
     version: str = ""
     tags: tuple[str, ...] = ()
+    #: Seconds from the discovery ping to this reply.
+    rtt: float | None = None
 
     def info_sample(self) -> tuple[tuple[str, ...], int]:
         """Its ``nats_server_info`` sample, as /varz would give it."""
@@ -189,11 +209,14 @@ class Fleet(NatsCollector):
                  expected: int | None = None, forget_after: int = FORGET_AFTER,
                  compat: Compat | None = None) -> None:
         self.process_families = (m.FASTNATS_BUILD_INFO, *(
-            metric for metric in m.FLEET
-            if metric is not m.NATS_FLEET_SERVERS_EXPECTED or expected is not None))
+            metric for metric in m.FLEET if not metric.per_server
+            and (metric is not m.NATS_FLEET_SERVERS_EXPECTED or expected is not None)))
         self.options = options
         super().__init__([], compat, labelled=True,
                          prototype=ServerCollector(Target("prototype", ""), _Unread(), options))
+        for metric in m.FLEET:
+            if metric.per_server:
+                self.label_names[metric.name] = metric.labels
         self.account = account
         self.source_for = source_for
         self.timeout = timeout
@@ -203,12 +226,17 @@ class Fleet(NatsCollector):
         self.members: dict[str, _Member] = {}
         #: Servers that answered the last discovery, in the whole fleet.
         self.discovered_all = 0
+        #: The ids of those servers.
+        self.fleet_ids: set[str] = set()
+        #: Each server's ``max_payload``, by id, as last read from its /varz.
+        self.max_payloads: dict[str, int] = {}
         #: Monotonic time the last refresh ended.
         self.refreshed_at: float | None = None
         self._discovery_failing = False
 
     async def refresh(self) -> None:
         found = await self._discover()
+        await self._learn_max_payloads()
         started: list[asyncio.Task[None]] = []
         for label, server in found.items():
             member = self.members.get(label)
@@ -252,14 +280,51 @@ class Fleet(NatsCollector):
                 del self.members[label]
                 await member.server.close()
         self.servers = [self.members[label].server for label in sorted(self.members)]
+        for member in self.members.values():
+            if (limit := _max_payload(member.server.snapshot)) is not None:
+                self.max_payloads[member.found.id] = limit
+        self._limit_payload()
         self.refreshed_at = time.monotonic()
+
+    async def _learn_max_payloads(self) -> None:
+        """Read the ``max_payload`` of each discovered server not known yet, whichever shard it
+        is in, before anything else is asked of the fleet: a reply that crosses a server
+        configured smaller would close a leafnode connection."""
+        new = self.fleet_ids - self.max_payloads.keys()
+        if new:
+            tasks = [asyncio.create_task(self._read_max_payload(ident)) for ident in new]
+            _, late = await asyncio.wait(tasks, timeout=self.timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        self._limit_payload()
+
+    async def _read_max_payload(self, ident: str) -> None:
+        try:
+            await (varz := VarzCollector(ServerContext(ident, ""))).read(self.source_for(ident))
+        except Exception as exc:  # noqa: BLE001  (tried again at the next refresh)
+            log.debug("max_payload of %s not read: %s", ident, exc)
+            return
+        if (limit := _max_payload(varz.samples())) is not None:
+            self.max_payloads[ident] = limit
+
+    def _limit_payload(self) -> None:
+        """The account's replies fit the smallest ``max_payload`` of the servers discovered
+        last and of those still read; the others' are forgotten."""
+        present = self.fleet_ids | {member.found.id for member in self.members.values()}
+        self.max_payloads = {ident: limit for ident, limit in self.max_payloads.items()
+                             if ident in present}
+        smallest = min(self.max_payloads.values()) if self.max_payloads else None
+        if smallest != self.account.fleet_max_payload:
+            log.info("replies sized for max_payload %s, the fleet's smallest", smallest)
+            self.account.fleet_max_payload = smallest
 
     async def _discover(self) -> dict[str, Discovered]:
         """The servers of this shard that answered the STATSZ ping, by label; none when the
         ping fails (the connection is down: every server is down this round)."""
         try:
-            replies = await self.account.ping("STATSZ", None, timeout=self.timeout,
-                                              expected=self.expected)
+            replies = await self.account.ping_timed("STATSZ", None, timeout=self.timeout,
+                                                    expected=self.expected)
         except Exception as exc:  # noqa: BLE001  (whatever the connection raises)
             if not self._discovery_failing:
                 log.warning("discovery failed: %s; every server is down until it works", exc)
@@ -270,14 +335,15 @@ class Fleet(NatsCollector):
             log.info("discovery works again")
             self._discovery_failing = False
         servers: dict[str, Discovered] = {}
-        for reply in replies:
+        for reply, rtt in replies:
             try:
-                server = parse_statsz(reply)
+                server = replace(parse_statsz(reply), rtt=rtt)
             except ValueError as exc:
                 log.debug("discovery: a reply skipped: %s", exc)
                 continue
             servers[server.id] = server
         self.discovered_all = len(servers)
+        self.fleet_ids = set(servers)
         return {label: server for label, server in labels_of(servers.values()).items()
                 if self.shard.owns(label)}
 
@@ -291,7 +357,12 @@ class Fleet(NatsCollector):
             log.info("server %s: its late refresh ended", member.server.target.name)
             member.late = False
         if member.server.up:
-            member.missing = 0
+            # Read by its id after its discovery reply missed the gap: no round trip this time.
+            answered, member.missing = not member.missing, 0
+            if answered and member.found.rtt is not None:
+                member.server.snapshot = {**member.server.snapshot,
+                                          m.NATS_FLEET_SERVER_RTT_SECONDS.name:
+                                              [((), member.found.rtt)]}
         else:
             self._show_down(member)
 

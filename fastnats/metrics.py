@@ -124,6 +124,15 @@ NATS_SERVER_CPU_RATIO = Metric(
     "nats_server_cpu_ratio", GAUGE,
     "CPU used by the NATS server process, as a ratio of one core (1.5 is one and a half cores)",
     source="/varz cpu / 100", example=0.35)
+NATS_SERVER_MAX_PAYLOAD_BYTES = Metric(
+    "nats_server_max_payload_bytes", GAUGE,
+    "Largest message payload the server accepts from a connection (max_payload)",
+    varz="max_payload", source="/varz max_payload", example=1048576)
+NATS_SERVER_GO_MEMLIMIT_BYTES = Metric(
+    "nats_server_go_memlimit_bytes", GAUGE,
+    "Soft memory limit of the NATS server's Go runtime (GOMEMLIMIT); no series when none is set",
+    varz="gomemlimit", source="/varz gomemlimit (left out by the server when unset)",
+    example=4294967296)
 NATS_SERVER_SUBSCRIPTIONS = Metric(
     "nats_server_subscriptions", GAUGE, "Subscriptions in the server's subscription list",
     varz="subscriptions", source="/varz subscriptions", example=1830)
@@ -193,6 +202,8 @@ NATS_SERVER_JETSTREAM_API_ERRORS_TOTAL = Metric(
 
 VARZ: tuple[Metric, ...] = (
     NATS_SERVER_CPU_RATIO,
+    NATS_SERVER_MAX_PAYLOAD_BYTES,
+    NATS_SERVER_GO_MEMLIMIT_BYTES,
     NATS_SERVER_SUBSCRIPTIONS,
     NATS_SERVER_ROUTES,
     NATS_SERVER_REMOTES,
@@ -810,6 +821,42 @@ NATS_JETSTREAM_META_PENDING = Metric(
     "JetStream API requests queued on the server for the meta group (routed requests and "
     "info requests) and not yet processed",
     source=_JSZ + " meta_cluster.pending", example=0)
+_META_PEER = _JSZ + " meta_cluster.replicas[], on the meta leader"
+NATS_JETSTREAM_META_PEER_CURRENT = Metric(
+    "nats_jetstream_meta_peer_current", GAUGE,
+    "1 if the meta group peer is current with the leader, else 0; exported by the meta leader "
+    "only, one series per peer other than itself", ("peer",),
+    source=_META_PEER + "; current", example=1)
+NATS_JETSTREAM_META_PEER_OFFLINE = Metric(
+    "nats_jetstream_meta_peer_offline", GAUGE,
+    "1 if the meta group peer is offline, else 0; exported by the meta leader only", ("peer",),
+    source=_META_PEER + "; offline", example=0)
+NATS_JETSTREAM_META_PEER_LAG = Metric(
+    "nats_jetstream_meta_peer_lag", GAUGE,
+    "Operations the meta group peer is behind the leader; exported by the meta leader only",
+    ("peer",), source=_META_PEER + "; lag", example=0)
+NATS_JETSTREAM_META_PEER_LAST_SEEN_SECONDS = Metric(
+    "nats_jetstream_meta_peer_last_seen_seconds", GAUGE,
+    "Seconds since the meta leader last heard from the peer; exported by the meta leader only, "
+    "no series for a peer it never heard from", ("peer",),
+    source=_META_PEER + "; active (nanoseconds; 0 when never)", example=0.25)
+_META_SNAPSHOT = _JSZ + " meta_cluster.snapshot"
+NATS_JETSTREAM_META_SNAPSHOT_PENDING_ENTRIES = Metric(
+    "nats_jetstream_meta_snapshot_pending_entries", GAUGE,
+    "Entries of the server's meta group log not yet compacted into a snapshot",
+    source=_META_SNAPSHOT + ".pending_entries", example=12)
+NATS_JETSTREAM_META_SNAPSHOT_PENDING_BYTES = Metric(
+    "nats_jetstream_meta_snapshot_pending_bytes", GAUGE,
+    "Bytes of the server's meta group log not yet compacted into a snapshot",
+    source=_META_SNAPSHOT + ".pending_size", example=4096)
+NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS = Metric(
+    "nats_jetstream_meta_snapshot_last_timestamp_seconds", GAUGE,
+    "Unix time the server last took a meta group snapshot; no series before its first since "
+    "it started", source=_META_SNAPSHOT + ".last_time", example=1767225600.5)
+NATS_JETSTREAM_META_SNAPSHOT_LAST_DURATION_SECONDS = Metric(
+    "nats_jetstream_meta_snapshot_last_duration_seconds", GAUGE,
+    "How long the server's last meta group snapshot took; no series before its first since it "
+    "started", source=_META_SNAPSHOT + ".last_duration (nanoseconds)", example=0.0031)
 
 # /jsz has no storage tiers: an account's entry holds its usage over every tier and its
 # untiered limits (reserved_memory, reserved_storage); tiered limits are not in /jsz.
@@ -979,6 +1026,14 @@ JSZ: tuple[Metric, ...] = (
     NATS_JETSTREAM_META_CLUSTER_SIZE,
     NATS_JETSTREAM_META_PEERS,
     NATS_JETSTREAM_META_PENDING,
+    NATS_JETSTREAM_META_PEER_CURRENT,
+    NATS_JETSTREAM_META_PEER_OFFLINE,
+    NATS_JETSTREAM_META_PEER_LAG,
+    NATS_JETSTREAM_META_PEER_LAST_SEEN_SECONDS,
+    NATS_JETSTREAM_META_SNAPSHOT_PENDING_ENTRIES,
+    NATS_JETSTREAM_META_SNAPSHOT_PENDING_BYTES,
+    NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS,
+    NATS_JETSTREAM_META_SNAPSHOT_LAST_DURATION_SECONDS,
     NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES,
     NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES,
     NATS_JETSTREAM_ACCOUNT_MAX_MEMORY_BYTES,
@@ -1071,6 +1126,12 @@ FASTNATS_REFRESH_DURATION_SECONDS = Metric(
 FASTNATS_REFRESHES_TOTAL = Metric(
     "fastnats_refreshes_total", COUNTER, "Refreshes attempted for the server", source="refresher",
     example=17280)
+# Not ``fastnats_refresh_duration_seconds_total``: parsers that drop a counter's ``_total``
+# would take it for the gauge above.
+FASTNATS_REFRESH_SECONDS_TOTAL = Metric(
+    "fastnats_refresh_seconds_total", COUNTER,
+    "Wall time of every refresh of the server's metrics, summed; divided by "
+    "fastnats_refreshes_total, the mean refresh time", source="refresher", example=727.5)
 FASTNATS_REFRESH_ERRORS_TOTAL = Metric(
     "fastnats_refresh_errors_total", COUNTER,
     "Failed reads of a monitoring endpoint, by endpoint and reason",
@@ -1085,9 +1146,21 @@ SELF = (
     FASTNATS_COLLECTOR_SUCCESS,
     FASTNATS_REFRESH_DURATION_SECONDS,
     FASTNATS_REFRESHES_TOTAL,
+    FASTNATS_REFRESH_SECONDS_TOTAL,
     FASTNATS_REFRESH_ERRORS_TOTAL,
     FASTNATS_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS,
 )
+
+# The exporter's web server, with --web.config.file.
+FASTNATS_HTTP_REFUSED_TOTAL = Metric(
+    "fastnats_http_refused_total", COUNTER,
+    "Requests and connections the exporter's web server turned away, by reason: unauthorized "
+    "(401), rate_limited (429), tls_handshake (closed before its TLS handshake finished), "
+    "plain_http (plain HTTP sent to the TLS port), client_certificate (not in "
+    "client_allowed_sans)", ("reason",), per_server=False,
+    source="the web server (only with --web.config.file)", example=3)
+
+WEB = (FASTNATS_HTTP_REFUSED_TOTAL,)
 
 # Fleet mode (--nats.url): the servers the system account discovers, and its connection.
 FLEET_SCOPES = ("shard", "all")
@@ -1111,16 +1184,23 @@ FASTNATS_NATS_CONNECTION_EVENTS_TOTAL = Metric(
     "Events of the exporter's connection to the system account: disconnected, reconnected, "
     "error", ("event",), per_server=False, source="the NATS client's callbacks", example=1)
 
+NATS_FLEET_SERVER_RTT_SECONDS = Metric(
+    "nats_fleet_server_rtt_seconds", GAUGE,
+    "Seconds from the exporter's discovery ping to the server's reply at the last refresh; no "
+    "series when the reply missed the discovery", source="the arrival of the server's reply to "
+    "$SYS.REQ.SERVER.PING.STATSZ, on the exporter's clock", example=0.0012)
+
 FLEET = (
     NATS_FLEET_SERVERS_EXPECTED,
     NATS_FLEET_SERVERS_DISCOVERED,
     NATS_FLEET_SERVERS_RESPONDING,
     FASTNATS_NATS_CONNECTION_EVENTS_TOTAL,
+    NATS_FLEET_SERVER_RTT_SECONDS,
 )
 
 #: Every family, in the order the exposition lists them.
 CATALOGUE: tuple[Metric, ...] = (SEED + HEALTH + VARZ + CONNZ + ROUTEZ + GATEWAYZ + LEAFZ
-                                + HEALTHZ + ACCSTATZ + SUBSZ + JSZ + WIRE + SELF + FLEET)
+                                + HEALTHZ + ACCSTATZ + SUBSZ + JSZ + WIRE + SELF + WEB + FLEET)
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}
 assert len(BY_NAME) == len(CATALOGUE), "duplicate metric name in the catalogue"

@@ -17,6 +17,10 @@ from fastnats.metrics import (
     NATS_JETSTREAM_META_CLUSTER_SIZE as _JZ_META_CLUSTER_SIZE,
     NATS_JETSTREAM_META_LEADER as _JZ_META_LEADER,
     NATS_JETSTREAM_META_LEADER_INFO as _JZ_META_LEADER_INFO,
+    NATS_JETSTREAM_META_PEER_CURRENT as _JZ_META_PEER_CURRENT,
+    NATS_JETSTREAM_META_PEER_LAG as _JZ_META_PEER_LAG,
+    NATS_JETSTREAM_META_PEER_LAST_SEEN_SECONDS as _JZ_META_PEER_LAST_SEEN_SECONDS,
+    NATS_JETSTREAM_META_PEER_OFFLINE as _JZ_META_PEER_OFFLINE,
     NATS_JETSTREAM_META_PEERS as _JZ_META_PEERS,
     NATS_JETSTREAM_META_PENDING as _JZ_META_PENDING,
     NATS_JETSTREAM_STREAMS as _JZ_STREAMS,
@@ -72,6 +76,7 @@ cdef class JszListing:
                                    for k in self.consumer_keys]
         self.top_k = options.top_k
         self.server = None
+        self.meta_snapshot = None
         self.disabled = False
         self.total = 0
         self.paged = False
@@ -141,7 +146,8 @@ cdef Py_ssize_t jz_read(JszListing self) except -1:
 cdef dict jz_server(JszListing self):
     cdef Py_ssize_t *off = self.scan.doc.off
     cdef Py_ssize_t api[1]
-    cdef Py_ssize_t meta[4]
+    cdef Py_ssize_t meta[5]
+    cdef Py_ssize_t snap[4]
     if not jz_object(self, off[JZ_D_API], "", "api"):
         raise jz_error("has no api")
     jz_fields_at(self, off[JZ_D_API], JZ_T_API, api)
@@ -168,15 +174,29 @@ cdef dict jz_server(JszListing self):
     out[_JZ_META_CLUSTER_SIZE.name] = [((), jz_counter(self, meta[1], "meta_cluster.",
                                                        "cluster_size"))]
     out[_JZ_META_PENDING.name] = [((), jz_count(self, meta[2], "meta_cluster.", "pending"))]
-    peers = jz_meta_peers(self, meta[3])
+    per_peer = ([], [], [], [])
+    peers = jz_meta_peers(self, meta[3], per_peer)
     # Only the leader knows how the others are doing.
     out[_JZ_META_PEERS.name] = [((state,), n) for state, n in peers.items()] if leading else []
+    for metric, samples in zip((_JZ_META_PEER_CURRENT, _JZ_META_PEER_OFFLINE, _JZ_META_PEER_LAG,
+                                _JZ_META_PEER_LAST_SEEN_SECONDS), per_peer):
+        out[metric.name] = samples if leading else []
+    if jz_object(self, meta[4], "meta_cluster.", "snapshot"):
+        jz_fields_at(self, meta[4], JZ_T_SNAPSHOT, snap)
+        sub = "meta_cluster.snapshot."
+        self.meta_snapshot = (jz_counter(self, snap[0], sub, "pending_entries"),
+                              jz_counter(self, snap[1], sub, "pending_size"),
+                              jz_text(self, snap[2], sub, "last_time", ""),
+                              jz_count(self, snap[3], sub, "last_duration"))
     return out
 
 
-cdef dict jz_meta_peers(JszListing self, Py_ssize_t at):
-    cdef Py_ssize_t peer[4]
+cdef dict jz_meta_peers(JszListing self, Py_ssize_t at, tuple per_peer):
+    # The peers counted by state; per_peer gets each one's current, offline, lag and
+    # last-seen samples.
+    cdef Py_ssize_t peer[5]
     cdef Py_ssize_t k = 0, i
+    cdef bint offline, current
     peers = {"current": 0, "lagging": 0, "offline": 0}
     if not jz_array(self, at, "meta_cluster.", "replicas"):
         return peers
@@ -186,13 +206,16 @@ cdef dict jz_meta_peers(JszListing self, Py_ssize_t at):
         if self.b[i] != b'{':
             raise jz_error(f"meta_cluster.replicas[{k}] is not an object")
         jz_fields_at(self, i, JZ_T_PEER, peer)
-        jz_text(self, peer[0], sub, "name")
-        if peer[1] >= 0 and jz_flag(self, peer[1], sub, "offline"):
-            peers["offline"] += 1
-        elif jz_flag(self, peer[2], sub, "current"):
-            peers["current"] += 1
-        else:
-            peers["lagging"] += 1
+        labels = (jz_text(self, peer[0], sub, "name"),)
+        offline = peer[1] >= 0 and jz_flag(self, peer[1], sub, "offline")
+        current = jz_flag(self, peer[2], sub, "current")
+        peers["offline" if offline else "current" if current else "lagging"] += 1
+        per_peer[0].append((labels, 1 if current else 0))
+        per_peer[1].append((labels, 1 if offline else 0))
+        per_peer[2].append((labels, jz_count(self, peer[3], sub, "lag")))
+        active = jz_count(self, peer[4], sub, "active")
+        if active:
+            per_peer[3].append((labels, active / 1e9))
         i = jz_array_next(self, i)
         k += 1
     return peers
@@ -300,7 +323,7 @@ cdef int jz_leader_view(JszListing self, str label, str stream_label, const Py_s
     # What only the stream's leader knows: its mirror and sources, and its followers
     # (replicas is -2 for a stream without a cluster block).
     cdef Py_ssize_t i, k = 0
-    cdef Py_ssize_t peer[4]
+    cdef Py_ssize_t peer[5]
     if jz_object(self, off[JZ_S_MIRROR], "", "mirror"):
         jz_source(self, label, stream_label, off[JZ_S_MIRROR], "mirror.", "mirror")
     if jz_array(self, off[JZ_S_SOURCES], "", "sources"):

@@ -24,6 +24,7 @@ cdef enum:
     JZ_T_STATE
     JZ_T_SOURCE
     JZ_T_SEQUENCES
+    JZ_T_SNAPSHOT
     JZ_NTABLES
     JZ_MAX_KEYS = 12       # the most keys a node records, its nested objects' included
 
@@ -92,14 +93,15 @@ cdef tuple _JZ_KEYS = (
     (b"leader",),
     (b"durable_name", b"metadata"),
     (b"level",),
-    (b"leader", b"cluster_size", b"pending", b"replicas"),
-    (b"name", b"offline", b"current", b"lag"),
+    (b"leader", b"cluster_size", b"pending", b"replicas", b"snapshot"),
+    (b"name", b"offline", b"current", b"lag", b"active"),
     (b"leader", b"raft_group", b"replicas"),
     (b"num_replicas", b"metadata", b"max_age", b"max_bytes", b"max_msgs"),
     (b"messages", b"bytes", b"first_seq", b"last_seq", b"num_deleted", b"num_subjects",
      b"consumer_count"),
     (b"name", b"lag", b"active"),
     (b"consumer_seq", b"stream_seq"),
+    (b"pending_entries", b"pending_size", b"last_time", b"last_duration"),
 )
 cdef const char *jz_key_names[80]
 cdef Py_ssize_t jz_key_lens[80]

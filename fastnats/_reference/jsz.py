@@ -17,6 +17,7 @@ from .. import metrics as m
 from ..collectors.base import DECODE, Samples
 from ..collectors.decode import Fields, decode_json
 from ..errors import ScrapeError
+from ..interop import Sample
 
 if TYPE_CHECKING:
     from ..collectors.jsz import JszOptions
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 ENDPOINT = "jsz"
 #: The depths of ``collectors.jsz.LEVELS`` this walk tells apart.
 STREAMS, CONSUMERS = 2, 3
+#: The per-peer families of the meta group, in the order both walks fill them.
+META_PEER_FAMILIES = (m.NATS_JETSTREAM_META_PEER_CURRENT, m.NATS_JETSTREAM_META_PEER_OFFLINE,
+                      m.NATS_JETSTREAM_META_PEER_LAG, m.NATS_JETSTREAM_META_PEER_LAST_SEEN_SECONDS)
 #: An unsigned limit this large is a Go -1 (unlimited) cast to uint64.
 _UNLIMITED_FROM = 1 << 63
 
@@ -91,6 +95,10 @@ class JszListing:
         self.top_k = options.top_k
         #: The server's own families, from the first page; None while JetStream is off.
         self.server: Samples | None = None
+        #: The meta group's snapshot statistics, as /jsz gives them: pending entries and
+        #: bytes, the last snapshot's time (RFC 3339; Go's zero time before the first) and
+        #: duration in nanoseconds; None without them.
+        self.meta_snapshot: tuple[int, int, str, int] | None = None
         self.disabled = False
         #: Accounts with JetStream as the server counts them (``total``; ``accounts`` before
         #: 2.11.10), and whether the server pages sorted (it gives ``total``).
@@ -160,19 +168,31 @@ class JszListing:
         out[m.NATS_JETSTREAM_META_CLUSTER_SIZE.name] = [((), meta.counter("cluster_size"))]
         out[m.NATS_JETSTREAM_META_PENDING.name] = [((), _count(meta, "pending"))]
         peers = {"current": 0, "lagging": 0, "offline": 0}
+        per_peer: tuple[list[Sample], ...] = ([], [], [], [])
         for i, peer in enumerate(meta.array("replicas", required=False)):
             peer_fields = Fields(ENDPOINT, peer, f"{meta.path}replicas[{i}].")
-            peer_fields.text("name")
-            if peer_fields.has("offline") and peer_fields.flag("offline"):
-                peers["offline"] += 1
-            elif peer_fields.flag("current"):
-                peers["current"] += 1
-            else:
-                peers["lagging"] += 1
+            labels = (peer_fields.text("name"),)
+            offline = peer_fields.has("offline") and peer_fields.flag("offline")
+            current = peer_fields.flag("current")
+            peers["offline" if offline else "current" if current else "lagging"] += 1
+            per_peer[0].append((labels, 1 if current else 0))
+            per_peer[1].append((labels, 1 if offline else 0))
+            per_peer[2].append((labels, _count(peer_fields, "lag")))
+            active = _count(peer_fields, "active")
+            if active:
+                per_peer[3].append((labels, active / 1e9))
         # Only the leader knows how the others are doing; a follower shows the other
         # followers as not current, whatever they are.
         out[m.NATS_JETSTREAM_META_PEERS.name] = (
             [((state,), n) for state, n in peers.items()] if leading else [])
+        for metric, samples in zip(META_PEER_FAMILIES, per_peer):
+            out[metric.name] = samples if leading else []
+        snapshot = meta.object("snapshot")
+        if snapshot is not None:
+            self.meta_snapshot = (snapshot.counter("pending_entries"),
+                                  snapshot.counter("pending_size"),
+                                  snapshot.text("last_time", ""),
+                                  _count(snapshot, "last_duration"))
         return out
 
     def _account(self, acc: Fields) -> None:

@@ -21,8 +21,9 @@ Samples = dict[str, list[Sample]]
 
 #: Why a request to a source can fail; the ``reason`` label of fastnats_refresh_errors_total.
 #: ``body``: the reply broke after it began (cut short, reset, bad chunking or compression);
-#: ``too_large``: it passed its size limit (``--monitor.max-body-size``).
-FETCH_REASONS = ("timeout", "connect", "http_status", "body", "too_large")
+#: ``too_large``: it passed its size limit (``--monitor.max-body-size``); ``tls``: the TLS
+#: handshake with an https:// URL failed.
+FETCH_REASONS = ("timeout", "connect", "http_status", "body", "too_large", "tls")
 #: Why a reply can be unusable.
 DECODE = "decode"
 

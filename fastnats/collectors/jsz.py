@@ -12,10 +12,20 @@ from dataclasses import dataclass
 
 from .. import metrics as m
 from .._impl import impl
+from ..errors import ScrapeError
 from ..flags import non_negative_int
 from ..interop import Sample
-from .base import Collector, Samples, ServerContext, ServerInfo, Source, get_growing, with_margin
-from .decode import check_utf8, off_loop
+from .base import (
+    DECODE,
+    Collector,
+    Samples,
+    ServerContext,
+    ServerInfo,
+    Source,
+    get_growing,
+    with_margin,
+)
+from .decode import check_utf8, off_loop, parse_rfc3339_ns
 
 ENDPOINT = "jsz"
 #: ``--jsz.level``, each reading what the ones before it read and more.
@@ -320,6 +330,8 @@ class JszCollector(Collector):
         if listing.disabled or listing.server is None:
             return {}
         out = dict(listing.server)
+        if listing.meta_snapshot is not None:
+            _meta_snapshot(out, listing.meta_snapshot)
         depth = self.options.depth
         if depth >= ACCOUNTS:
             _accounts(out, listing)
@@ -388,6 +400,23 @@ def _fresh(out: Samples, metric: m.Metric) -> list[Sample]:
     samples: list[Sample] = []
     out[metric.name] = samples
     return samples
+
+
+def _meta_snapshot(out: Samples, snapshot: tuple[int, int, str, int]) -> None:
+    """The meta snapshot families; the last snapshot's only once there is one (nats-server
+    gives Go's zero time before it)."""
+    entries, size, last_time, duration_ns = snapshot
+    out[m.NATS_JETSTREAM_META_SNAPSHOT_PENDING_ENTRIES.name] = [((), entries)]
+    out[m.NATS_JETSTREAM_META_SNAPSHOT_PENDING_BYTES.name] = [((), size)]
+    try:
+        taken_ns = parse_rfc3339_ns(last_time) if last_time else 0
+    except ValueError:
+        raise ScrapeError(ENDPOINT, DECODE, f"/{ENDPOINT} meta_cluster.snapshot.last_time is "
+                                            f"{last_time[:60]!r}, not an RFC 3339 time") from None
+    if taken_ns > 0:
+        out[m.NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS.name] = [((), taken_ns / 1e9)]
+        out[m.NATS_JETSTREAM_META_SNAPSHOT_LAST_DURATION_SECONDS.name] = [
+            ((), duration_ns / 1e9)]
 
 
 def _accounts(out: Samples, listing: Listing) -> None:

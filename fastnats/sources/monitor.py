@@ -5,6 +5,10 @@ its inflation together, so a server that drips its body cannot hold a refresh. I
 may hold no more than its endpoint's limit (``BodyLimits``), counted on the wire and again after
 a gzip or deflate body is inflated, which this module does itself, in steps that never produce
 more than the limit, so a decompression bomb costs the limit and not what it would inflate to.
+
+An https:// URL is read with the session's TLS context (``new_session``); a handshake that fails
+is a ScrapeError with reason ``tls`` and a detail that says why (``sources.tls``). Plain http://
+URLs never touch it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ssl
 import zlib
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,6 +27,7 @@ from aiohttp.http_exceptions import BadStatusLine, HttpProcessingError
 
 from ..errors import ScrapeError
 from ..target import parse_target, shown_url
+from .tls import describe_failure, speaks_no_tls
 
 # What a NATS client port says first, where an HTTP server would send a status line.
 _NATS_GREETING = "INFO {"
@@ -74,11 +80,14 @@ class MonitorClient:
     With ``user`` (or a user in ``base_url``, which is then taken out of it), requests carry
     HTTP Basic authentication. The URL requested never holds the credentials, and every error
     names the server by its redacted form (``fastnats.target.shown_url``).
+
+    ``tls`` is the context the session's https connections use (``new_session``); it serves
+    here only to tell why a server dropped a connection after the handshake.
     """
 
     def __init__(self, base_url: str, session: aiohttp.ClientSession, timeout: float,
                  limits: BodyLimits | None = None, *, user: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, tls: ssl.SSLContext | None = None) -> None:
         if urlsplit(base_url).username is not None:
             target = parse_target(base_url)
             base_url, user = target.url, target.user
@@ -90,6 +99,7 @@ class MonitorClient:
             token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
             self._headers["Authorization"] = f"Basic {token}"
         self._session = session
+        self._tls = tls
         self.timeout = timeout
         self.limits = limits or BodyLimits()
 
@@ -122,14 +132,29 @@ class MonitorClient:
 
     async def _failure(self, reply: _Reply, exc: aiohttp.ClientError,
                        within: float) -> ScrapeError:
-        """What an aiohttp error means: ``connect``, or ``body`` once the server answered."""
+        """What an aiohttp error means: ``connect``, ``tls`` for a failed handshake, or ``body``
+        once the server answered."""
         endpoint, url = reply.endpoint, reply.shown
-        if _NATS_GREETING in str(exc) or (
-                # Connected, then dropped before any reply: a NATS greeting may have come first
-                # and closed the connection before the request was written.
-                isinstance(exc, aiohttp.ClientConnectionError)
-                and not isinstance(exc, aiohttp.ClientConnectorError)
-                and not reply.answered and await self._greets_in_nats(within)):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        # Connected, then dropped before any reply.
+        dropped = (isinstance(exc, aiohttp.ClientConnectionError)
+                   and not isinstance(exc, aiohttp.ClientConnectorError) and not reply.answered)
+        cause: BaseException = exc
+        if dropped and describe_failure(exc) is None:
+            cause = await self._tls_refusal(within) or exc
+        tls = None if reply.answered else describe_failure(cause)
+        if tls is not None:
+            if not speaks_no_tls(cause):
+                return ScrapeError(endpoint, "tls", f"{url}: {tls}")
+            # Plain text where a handshake was due: the NATS client port, or plain HTTP.
+            if not await self._greets_in_nats(deadline - loop.time()):
+                return ScrapeError(endpoint, "tls", f"{url}: {tls}; a plain monitoring port is "
+                                                    f"read with http://")
+        if _NATS_GREETING in str(exc) or tls is not None or (
+                # A NATS greeting may have come first and closed the connection before the
+                # request was written.
+                dropped and await self._greets_in_nats(deadline - loop.time())):
             return ScrapeError(
                 endpoint, "connect", f"{self.shown_url} is the NATS client port, not the "
                 f"monitoring port; point fastnats at the monitoring port (nats-server -m "
@@ -141,6 +166,32 @@ class MonitorClient:
         if _body_error(exc):
             return ScrapeError(endpoint, "body", f"{url}: {_describe(exc)}")
         return ScrapeError(endpoint, "connect", f"{url}: {_describe(exc)}")
+
+    async def _tls_refusal(self, within: float) -> BaseException | None:
+        """The TLS error that ends a connection that asks nothing, if the server sends one.
+
+        Over TLS 1.3 a server refuses a client certificate (or its absence) only after the
+        handshake, when the request is on its way: the reset that the unread request causes
+        can reach the client before the server's alert, and the alert is lost.
+        """
+        url = urlsplit(self.base_url)
+        if url.scheme != "https" or url.hostname is None:
+            return None
+
+        async def handshake(host: str, port: int) -> None:
+            context = self._tls or ssl.create_default_context()
+            reader, writer = await asyncio.open_connection(host, port, ssl=context)
+            try:
+                await reader.read(1)
+            finally:
+                writer.close()
+
+        try:
+            await asyncio.wait_for(handshake(url.hostname, url.port or 443),
+                                   min(within, _GREETING_WAIT))
+        except (OSError, asyncio.TimeoutError) as exc:
+            return exc if describe_failure(exc) is not None else None
+        return None
 
     async def _greets_in_nats(self, within: float) -> bool:
         """Whether the port says ``INFO {`` unasked, as a NATS client port does."""
@@ -322,12 +373,15 @@ def _first_line(message: str) -> str:
     return message.strip().splitlines()[0].rstrip(":") if message.strip() else message
 
 
-def new_session() -> aiohttp.ClientSession:
+def new_session(tls: ssl.SSLContext | None = None) -> aiohttp.ClientSession:
+    """The session of every MonitorClient; ``tls`` (``sources.tls.client_context``) is how
+    https:// URLs are checked, by default against the system's trust store."""
     # One pooled session for all servers; nats-server serves each endpoint on a short-lived
     # request, so a small per-host limit is enough and keeps a hung server from hoarding sockets.
     # Bodies are inflated by MonitorClient, within their limit.
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit_per_host=4, ttl_dns_cache=60),
+        connector=aiohttp.TCPConnector(limit_per_host=4, ttl_dns_cache=60,
+                                       ssl=True if tls is None else tls),
         auto_decompress=False,
         raise_for_status=False,
     )

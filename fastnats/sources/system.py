@@ -16,11 +16,14 @@ checked before anything is inflated.
 A reply travels as one NATS message. nats-server does not hold its own replies to
 ``max_payload``: with ``max_payload: 64KB``, a CONNZ of 400 connections (159 KB plain, 21 KB
 snappy) reaches a client connected to that very server whole (nats-server 2.15.1, measured by
-tests/integration/test_fleet_paging_real.py). Whether it passes a hop to a server configured
-smaller, such as a leafnode's, is not measured here, and the exporter does not count on it:
-it counts on the limit it knows, its own server's (``SystemAccount.max_payload``), and
+tests/integration/test_fleet_paging_real.py). A server that receives it over a leafnode
+connection does: one over its own ``max_payload`` closes that leafnode connection ("Maximum
+Payload Violation"), so a reply must fit the smallest ``max_payload`` on its way, which may be
+neither the replying server's nor the exporter's (a middle leaf of a chain, measured by
+tests/integration/test_fleet_leafnode_paging_real.py). The exporter counts on the smallest it
+knows (``SystemAccount.max_payload``: its own server's, a cap, and the fleet's smallest), and
 ``SystemSource.get_pages`` splits a CONNZ read whose reply would not fit into offset/limit pages
-that do.
+that do; other replies are not split.
 """
 
 from __future__ import annotations
@@ -38,12 +41,14 @@ from typing import Any
 import cramjam
 import nats
 import nats.errors
+import nkeys  # type: ignore[import-untyped]  # nats-py[nkeys] brings it, untyped
 import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from ..errors import FastNatsError, ScrapeError
 from .monitor import BodyLimits
+from .tls import CERT_FLAG, KEY_FLAG, ClientTLS, TLSConfigError, describe_failure
 
 log = logging.getLogger("fastnats.fleet")
 
@@ -76,9 +81,7 @@ class NatsOptions:
     password: str | None = None
     nkey: str | None = None
     token: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    tls: ClientTLS = ClientTLS()
     name: str = "fastnats"
 
     def __repr__(self) -> str:
@@ -87,18 +90,15 @@ class NatsOptions:
             for key, value in (
                 ("urls", tuple(_redact_url(u) for u in self.urls)), ("creds", self.creds),
                 ("user", self.user), ("password", self.password), ("nkey", self.nkey),
-                ("token", self.token), ("tls_ca", self.tls_ca), ("tls_cert", self.tls_cert),
-                ("tls_key", self.tls_key), ("name", self.name)))
+                ("token", self.token), ("tls", self.tls), ("name", self.name)))
         return f"NatsOptions({shown})"
 
     def tls_context(self) -> ssl.SSLContext | None:
-        if not (self.tls_ca or self.tls_cert
-                or any(u.startswith("tls://") for u in self.urls)):
+        """The context of ``tls``; None when it is not configured and no URL is tls://
+        (nats-py then makes its own, should a server require TLS). Raises TLSConfigError."""
+        if not (self.tls.configured or any(u.startswith("tls://") for u in self.urls)):
             return None
-        context = ssl.create_default_context(cafile=self.tls_ca)
-        if self.tls_cert:
-            context.load_cert_chain(self.tls_cert, self.tls_key)
-        return context
+        return self.tls.context()
 
 
 _USERINFO = re.compile(r"(?<=//)[^/@\s]+@")
@@ -106,6 +106,52 @@ _USERINFO = re.compile(r"(?<=//)[^/@\s]+@")
 
 def _redact_url(url: str) -> str:
     return _USERINFO.sub("***@", url)
+
+
+#: The first two characters of a user's nkey seed.
+_USER_SEED = b"SU"
+
+
+def _read_credentials(flag: str, path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise SystemAccountError(f"{flag} {path}: cannot read: "
+                                 f"{exc.strerror or type(exc).__name__}") from None
+
+
+def check_credential_files(options: NatsOptions) -> str | None:
+    """Read --nats.nkey and --nats.creds as nats-py will at each connection, so that a bad file
+    is one clear SystemAccountError now, not a failed connection later; returns the public key
+    of the nkey seed, if any. Quotes no secret."""
+    public_key = None if options.nkey is None else _public_key(options.nkey)
+    if options.creds is not None:
+        text = _read_credentials("--nats.creds", options.creds)
+        if b"BEGIN NATS USER JWT" not in text or b"BEGIN USER NKEY SEED" not in text:
+            raise SystemAccountError(
+                f"--nats.creds {options.creds}: not a NATS credentials file (it holds a user "
+                f"JWT and the user's nkey seed, each between -----BEGIN and -----END lines)")
+    return public_key
+
+
+def _public_key(path: str) -> str:
+    """The public key of the user seed in ``path``; raises SystemAccountError."""
+    seed = bytearray(_read_credentials("--nats.nkey", path).strip())
+    try:
+        if not seed.startswith(_USER_SEED):
+            raise ValueError("not a user seed")
+        pair = nkeys.from_seed(seed)
+        public_key = pair.public_key.decode()
+        pair.wipe()
+    except (nkeys.NkeysError, ValueError, TypeError):
+        raise SystemAccountError(
+            f"--nats.nkey {path}: holds no user nkey seed (one line starting with "
+            f"{_USER_SEED.decode()}, as `nk -gen user` writes it; its public key, starting with "
+            f"U, goes in the server's conf)") from None
+    finally:
+        seed[:] = bytes(len(seed))
+    return public_key
 
 
 class SystemAccount:
@@ -119,7 +165,8 @@ class SystemAccount:
     violation): a new client then connects in the background until the server accepts it.
 
     ``max_payload`` caps the size of the replies counted on, below the ``max_payload`` that the
-    connected server announces (``SystemSource.get_pages``).
+    connected server announces (``SystemSource.get_pages``); so does ``fleet_max_payload``, the
+    smallest of every server's, which the fleet sets as it learns them.
     """
 
     def __init__(self, options: NatsOptions, max_payload: int | None = None) -> None:
@@ -127,9 +174,12 @@ class SystemAccount:
             raise ValueError(f"max_payload must be positive, not {max_payload}")
         self.options = options
         self._max_payload = max_payload
+        self.fleet_max_payload: int | None = None
         self.events: collections.Counter[str] = collections.Counter()
         self._nc: Client | None = None
         self._last_error: str | None = None
+        self._last_reset = False
+        self._nkey_public: str | None = None
         self._logged_error: str | None = None
         self._closing = False
         self._connect_kwargs: dict[str, Any] = {}
@@ -142,11 +192,12 @@ class SystemAccount:
     @property
     def max_payload(self) -> int | None:
         """The largest reply the exporter counts on receiving: the connected server's
-        ``max_payload``, capped by the constructor's; None before the first connection."""
+        ``max_payload``, capped by the constructor's and by ``fleet_max_payload``; None before
+        the first connection when neither is set."""
         announced = self._nc.max_payload if self._nc is not None else None
-        if announced is None or self._max_payload is None:
-            return announced if announced is not None else self._max_payload
-        return min(announced, self._max_payload)
+        limits = [limit for limit in (announced, self._max_payload, self.fleet_max_payload)
+                  if limit is not None]
+        return min(limits) if limits else None
 
     def _redact(self, text: str) -> str:
         text = _redact_url(text)
@@ -156,7 +207,8 @@ class SystemAccount:
         return text
 
     async def _on_error(self, exc: Exception) -> None:
-        what = self._redact(str(exc) or type(exc).__name__)
+        self._last_reset = isinstance(exc, ConnectionResetError)
+        what = self._redact(describe_failure(exc) or str(exc) or type(exc).__name__)
         if isinstance(exc, ConnectionResetError) and _refused(self._last_error or ""):
             # nats-server closes a refused connection right after its -ERR, which the client
             # may read as a reset: the same refusal, not a change.
@@ -232,12 +284,14 @@ class SystemAccount:
             kwargs["token"] = o.token
         try:
             tls = o.tls_context()
-        except (OSError, ssl.SSLError) as exc:
-            raise SystemAccountError(f"TLS options: {exc}") from None
+        except TLSConfigError as exc:
+            raise SystemAccountError(str(exc)) from None
+        self._nkey_public = check_credential_files(o)
         if tls is not None:
             kwargs["tls"] = tls
         self._connect_kwargs = kwargs
         self._last_error = None
+        self._last_reset = False
         nc = Client()
         try:
             # With reconnects on, nats-py retries a refused first connection for ever.
@@ -256,11 +310,31 @@ class SystemAccount:
         last = self._last_error or self._redact(str(exc) or type(exc).__name__)
         urls = ", ".join(_redact_url(u) for u in self.options.urls)
         if _refused(last):
-            return (f"authorization violation from {urls}: check --nats.creds, --nats.nkey, "
-                    f"--nats.user/--nats.password or --nats.token")
+            return f"authorization violation from {urls}: {self._credentials_hint()}"
         if isinstance(exc, asyncio.TimeoutError) and self._last_error is None:
             return f"no NATS server answered at {urls} within {timeout:g}s"
+        reset = self._last_reset or isinstance(exc, ConnectionResetError)
+        if reset and self.options.tls.cert is None:
+            # Over TLS 1.3 a server that wants a client certificate may drop the connection
+            # once the handshake is over, without a word.
+            last += (f" (a server that requires a client certificate drops a connection "
+                     f"without one: give {CERT_FLAG} and {KEY_FLAG})")
         return f"cannot connect to {urls}: {last}"
+
+    def _credentials_hint(self) -> str:
+        """What to check when the server refuses the credentials."""
+        o = self.options
+        if o.creds:
+            return "check --nats.creds (a user of the system account)"
+        if o.nkey:
+            return (f"check --nats.nkey: the public key of its seed ({self._nkey_public}) must "
+                    f"be a user of the system account")
+        if o.user is not None:
+            return "check --nats.user and its password"
+        if o.token:
+            return "check --nats.token"
+        return ("the server requires credentials: give those of a system-account user "
+                "(--nats.creds, --nats.nkey, --nats.user with a password, or --nats.token)")
 
     async def _check_system(self, timeout: float) -> None:
         try:
@@ -314,8 +388,17 @@ class SystemAccount:
             f"$SYS.REQ.SERVER.PING.{endpoint.upper()}", endpoint, body, timeout=timeout,
             expected=expected)]
 
+    async def ping_timed(self, endpoint: str, body: dict | None, *, timeout: float,
+                         expected: int | None = None) -> list[tuple[bytes, float]]:
+        """``ping``, each reply with the seconds from the request to its arrival."""
+        arrivals: list[float] = []
+        replies = await self._ping(f"$SYS.REQ.SERVER.PING.{endpoint.upper()}", endpoint, body,
+                                   timeout=timeout, expected=expected, arrivals=arrivals)
+        return [(msg.data, rtt) for msg, rtt in zip(replies, arrivals)]
+
     async def _ping(self, subject: str, endpoint: str, body: dict | None, *, timeout: float,
-                    expected: int | None, headers: dict[str, str] | None = None) -> list[Msg]:
+                    expected: int | None, headers: dict[str, str] | None = None,
+                    arrivals: list[float] | None = None) -> list[Msg]:
         nc = self._client(endpoint)
         loop = asyncio.get_running_loop()
         start = loop.time()
@@ -345,6 +428,8 @@ class SystemAccount:
                     widest = max(widest, now - last)
                 last = now
                 replies.append(msg)
+                if arrivals is not None:
+                    arrivals.append(now - start)
         finally:
             await _quiet_unsubscribe(sub)
         return replies

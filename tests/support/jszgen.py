@@ -51,6 +51,30 @@ def _peer(name: str, current: bool, active: int) -> dict:
     return {"name": name, "current": current, "active": active, "peer": f"P{name:>7}"[:8]}
 
 
+def _meta_cluster(plan: Plan) -> dict:
+    """The meta group as the server sees it: peers current, lagging or offline, some never
+    heard from, and a snapshot taken or not yet. Its own generator, so that the rest of a
+    document stays what its seed made it before."""
+    rng = random.Random(repr((plan.me, plan.servers, plan.accounts, plan.streams)))
+    replicas = []
+    for server in plan.servers:
+        if server == plan.me:
+            continue
+        peer = _peer(server, rng.random() < 0.7, rng.choice((0, rng.randrange(1, 10**10))))
+        if rng.random() < 0.2:
+            peer["offline"] = True
+        if rng.random() < 0.3:
+            peer["lag"] = rng.randrange(1, 10**6)
+        replicas.append(peer)
+    snapshot: dict = {"pending_entries": rng.randrange(100), "pending_size": rng.randrange(10**6),
+                      "last_time": "0001-01-01T00:00:00Z"}
+    if rng.random() < 0.5:
+        snapshot.update(last_time=_NOW, last_duration=rng.randrange(1, 10**9))
+    return {"name": "A", "leader": plan.servers[-1], "peer": "JStu5IeU", "replicas": replicas,
+            "cluster_size": len(plan.servers), "quorum_needed": len(plan.servers) // 2 + 1,
+            "pending": 0, "pending_requests": 0, "pending_infos": 0, "snapshot": snapshot}
+
+
 def _cluster(rng: random.Random, plan: Plan, leader: str, replicated: bool,
              group: str) -> dict:
     cluster: dict = {"name": "A"}
@@ -224,14 +248,7 @@ def document(plan: Plan, seed: int) -> dict:
         "limits": {"default_max_consumers": 1000},
         "streams": plan.streams, "consumers": plan.consumers,
         "messages": totals["messages"], "bytes": totals["bytes"],
-        "meta_cluster": {
-            "name": "A", "leader": plan.servers[-1], "peer": "JStu5IeU",
-            "replicas": [_peer(server, True, rng.randrange(10**9))
-                         for server in plan.servers if server != plan.me],
-            "cluster_size": len(plan.servers), "quorum_needed": len(plan.servers) // 2 + 1,
-            "pending": 0, "pending_requests": 0, "pending_infos": 0,
-            "snapshot": {"pending_entries": 14, "pending_size": 13269,
-                         "last_time": "0001-01-01T00:00:00Z"}},
+        "meta_cluster": _meta_cluster(plan),
         "account_details": accounts,
         "total": plan.accounts,
     }

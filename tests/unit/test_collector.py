@@ -196,8 +196,9 @@ def test_every_catalogue_family_has_exactly_one_owner():
     for collector in ALL:
         for metric in collector.families:
             owners.setdefault(metric.name, []).append(collector.__name__)
-    # The exporter's own families, and the fleet's, which no endpoint collector owns.
-    own = {m.NATS_UP.name, *(metric.name for metric in (*m.SELF, *m.FLEET))}
+    # The exporter's own families, its web server's and the fleet's, which no endpoint
+    # collector owns.
+    own = {m.NATS_UP.name, *(metric.name for metric in (*m.SELF, *m.WEB, *m.FLEET))}
     for metric in m.CATALOGUE:
         assert len(owners.get(metric.name, [])) + (metric.name in own) == 1, metric.name
 

@@ -20,6 +20,7 @@ from fastnats.collector import NatsCollector, ServerCollector
 from fastnats.compat import (
     SPECS,
     SURVEYOR,
+    SURVEYOR_FLEET_ONLY,
     SURVEYOR_FOREIGN_LABELS,
     SURVEYOR_NOT_SERVED,
     SURVEYOR_SPECS,
@@ -106,10 +107,11 @@ def snapshot() -> dict[str, list[Sample]]:
     }
 
 
-def series(compat: Compat, servers, labels=None, labelled=False):
+def series(compat: Compat, servers, labels=None, labelled=False, process=None):
     """{family name: {frozenset(label items): value}}, with each family's label names."""
     out, names = {}, {}
-    for metric, label_names, samples in compat.families(servers, labels or LABELS, labelled):
+    for metric, label_names, samples in compat.families(servers, labels or LABELS, labelled,
+                                                        process):
         names[metric.name] = label_names
         out[metric.name] = {frozenset(zip(label_names, values)): value
                             for values, value in samples}
@@ -351,8 +353,24 @@ def surveyor_snapshot(server_id="NID", name="n1", leader=1) -> dict[str, list[Sa
                                                           (("_other",) * 3, 9)],
         m.NATS_JETSTREAM_CONSUMER_OVERFLOW.name: [((), 5)],
         m.NATS_JETSTREAM_STREAM_EPHEMERAL_CONSUMERS.name: [(("A", "ORDERS"), 2)],
+        m.NATS_SERVER_GO_MEMLIMIT_BYTES.name: [((), 1 << 30)],
+        m.NATS_FLEET_SERVER_RTT_SECONDS.name: [((), 0.0015)],
+        m.NATS_JETSTREAM_META_PEER_CURRENT.name: [(("n2",), 1), (("n3",), 0)] if leader else [],
+        m.NATS_JETSTREAM_META_PEER_OFFLINE.name: [(("n2",), 0), (("n3",), 1)] if leader else [],
+        m.NATS_JETSTREAM_META_PEER_LAST_SEEN_SECONDS.name: [(("n2",), 0.25)] if leader else [],
+        m.NATS_JETSTREAM_META_SNAPSHOT_PENDING_ENTRIES.name: [((), 7)],
+        m.NATS_JETSTREAM_META_SNAPSHOT_PENDING_BYTES.name: [((), 512)],
+        m.NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS.name: [((), 1767225600.75)],
+        m.NATS_JETSTREAM_META_SNAPSHOT_LAST_DURATION_SECONDS.name: [((), 0.002)],
+        m.FASTNATS_REFRESHES_TOTAL.name: [((), 10)],
+        m.FASTNATS_REFRESH_SECONDS_TOTAL.name: [((), 0.5)],
     })
     return samples
+
+
+#: The fleet's process-wide samples the surveyor families read.
+FLEET_PROCESS = {m.FASTNATS_NATS_CONNECTION_EVENTS_TOTAL.name: [
+    (("disconnected",), 3), (("error",), 1), (("reconnected",), 2)]}
 
 
 def test_surveyor_names_collide_with_no_native_family_nor_the_official_exporters():
@@ -461,6 +479,62 @@ def test_surveyor_fleet_families_count_accounts_and_streams_once():
     assert one(out, "nats_survey_surveyed_count") == 2
 
 
+def test_surveyor_names_from_the_meta_group_the_runtime_and_the_exporter():
+    follower = surveyor_snapshot("NID2", "n2", leader=0)
+    del follower[m.NATS_SERVER_GO_MEMLIMIT_BYTES.name]
+    del follower[m.NATS_FLEET_SERVER_RTT_SECONDS.name]
+    del follower[m.NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS.name]
+    follower[m.FASTNATS_REFRESH_SECONDS_TOTAL.name] = [((), 0.25)]
+    down = {m.FASTNATS_REFRESHES_TOTAL.name: [((), 4)],
+            m.FASTNATS_REFRESH_SECONDS_TOTAL.name: [((), 8.0)]}
+    out, names = series(Compat(SURVEYOR), [("a", surveyor_snapshot()), ("b", follower),
+                                           ("down", down)], labelled=True, process=FLEET_PROCESS)
+    assert one(out, "nats_core_go_memlimit_bytes", server="a") == 1 << 30
+    assert one(out, "nats_core_go_memlimit_bytes", server="b") == 0   # GOMEMLIMIT unset
+    assert out["nats_core_rtt_nanoseconds"] == {frozenset({
+        ("server", "a"), ("server_cluster", "c1"), ("server_name", "n1"),
+        ("server_id", "NID")}): 1_500_000}
+    peer = "nats_core_jetstream_cluster_raft_group_replica_peer_"
+    assert names[peer + "current"] == ("server", "server_id", "server_name", "peer",
+                                       "cluster_name")
+    # From the meta leader only, one series per peer; never-heard peers have no active.
+    assert {(dict(k)["server"], dict(k)["peer"]): v for k, v in out[peer + "current"].items()} \
+        == {("a", "n2"): 1, ("a", "n3"): 0}
+    assert one(out, peer + "offline", peer="n3") == 1
+    assert out[peer + "active"] == {frozenset({
+        ("server", "a"), ("server_id", "NID"), ("server_name", "n1"), ("peer", "n2"),
+        ("cluster_name", "c1")}): 250_000_000}
+    snap = "nats_core_jetstream_meta_snapshot_"
+    assert names[snap + "pending_entries"] == ("server", "server_id", "server_name",
+                                               "cluster_name")
+    assert one(out, snap + "pending_entries", server="b") == 7
+    assert one(out, snap + "pending_bytes", server="a") == 512
+    assert one(out, snap + "last_timestamp_seconds", server="a") == 1767225600
+    assert {dict(k)["server"] for k in out[snap + "last_timestamp_seconds"]} == {"a"}
+    assert one(out, snap + "last_duration_seconds", server="a") == 0.002
+    # Every server's refreshes, the down one's too; fleet-wide, without a server label.
+    assert names["nats_survey_duration_seconds_sum"] == ()
+    assert one(out, "nats_survey_duration_seconds_count") == 24
+    assert one(out, "nats_survey_duration_seconds_sum") == 8.75
+    assert one(out, "nats_survey_nats_reconnects") == 2
+    types = {metric.name: metric.type for metric, _, _ in Compat(SURVEYOR).families(
+        [("a", surveyor_snapshot())], LABELS, False, FLEET_PROCESS)}
+    assert types["nats_survey_duration_seconds_sum"] == m.COUNTER
+    assert types["nats_survey_nats_reconnects"] == m.COUNTER
+    assert types[peer + "active"] == types[snap + "pending_bytes"] == m.GAUGE
+
+
+def test_the_fleet_only_surveyor_names_are_not_exported_over_http():
+    over_http = {name: labels for name, labels in LABELS.items()
+                 if name not in (m.NATS_FLEET_SERVER_RTT_SECONDS.name,
+                                 m.FASTNATS_NATS_CONNECTION_EVENTS_TOTAL.name)}
+    out, _ = series(Compat(SURVEYOR), [("a", surveyor_snapshot())], over_http)
+    assert not set(SURVEYOR_FLEET_ONLY) & set(out)
+    assert out["nats_core_go_memlimit_bytes"]
+    out, _ = series(Compat(SURVEYOR), [("a", surveyor_snapshot())], process=FLEET_PROCESS)
+    assert all(out[name] for name in SURVEYOR_FLEET_ONLY)
+
+
 def test_surveyor_families_render_and_the_flag():
     server = ServerCollector(Target("a", "http://a"), FakeClient({"varz": orjson.dumps(VARZ)}), {})
     collector = NatsCollector([server], Compat(SURVEYOR))
@@ -486,7 +560,8 @@ def test_every_listed_surveyor_name_is_served_or_said_not_to_be():
     names = surveyor_listed()
     assert len(names) > 40
     assert set(SURVEYOR_NOT_SERVED) < set(names)
-    out, labels = series(Compat(SURVEYOR), [("a", surveyor_snapshot())])
+    assert set(SURVEYOR_FLEET_ONLY) < set(names) - set(SURVEYOR_NOT_SERVED)
+    out, labels = series(Compat(SURVEYOR), [("a", surveyor_snapshot())], process=FLEET_PROCESS)
     served = {name: set(labels[name]) for name, rows in out.items() if rows}
     assert not set(SURVEYOR_NOT_SERVED) & set(labels)
     for name, wanted in names.items():

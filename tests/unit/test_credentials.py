@@ -208,6 +208,14 @@ def test_password_file_goes_to_urls_with_a_user_and_no_password(password_file):
     no_secret(repr(s))
 
 
+def test_nats_password_file_is_the_monitoring_password_without_a_fleet(password_file):
+    s = settings("http://alice@a:8222", "--nats.password-file", password_file)
+    assert [(t.user, t.password) for t in s.targets] == [("alice", SECRET)]
+    with pytest.raises(cli.UsageError, match="both give the monitoring password"):
+        settings("http://alice@a:8222", "--nats.password-file", password_file,
+                 "--monitor.password-file", password_file)
+
+
 def test_password_from_the_environment():
     s = settings("http://alice@a:8222", environ={cli.MONITOR_PASSWORD_ENV: SECRET})
     assert s.targets[0].password == SECRET

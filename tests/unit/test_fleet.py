@@ -31,6 +31,11 @@ class FakeAccount:
     def __init__(self, servers: Mapping[str, str]) -> None:
         self.servers = dict(servers)
         self.events: Counter[str] = Counter()
+        self.fleet_max_payload: int | None = None
+        #: Each server's max_payload in its /varz, by id; 1 MB for the others.
+        self.max_payloads: dict[str, int] = {}
+        #: (server id, fleet_max_payload) at each request.
+        self.limits_seen: list[tuple[str, int | None]] = []
         self.hung: dict[str, asyncio.Event] = {}
         self.broken: set[str] = set()
         self.ping_fails = False
@@ -38,15 +43,18 @@ class FakeAccount:
         self.slow_to_ping: set[str] = set()
         self.requests: Counter[str] = Counter()
 
-    async def ping(self, endpoint: str, body: dict | None, *, timeout: float,
-                   expected: int | None = None) -> list[bytes]:
+    async def ping_timed(self, endpoint: str, body: dict | None, *, timeout: float,
+                         expected: int | None = None) -> list[tuple[bytes, float]]:
+        """The replies, the i-th arriving after i + 1 milliseconds."""
         assert endpoint == "STATSZ"
         if self.ping_fails:
             raise ScrapeError("statsz", "connect", "not connected to the system account")
-        return [json.dumps({"server": {"name": name, "host": "10.0.0.1", "id": server_id,
-                                       "cluster": "C", "ver": "2.15.1"},
-                            "statsz": {"active_servers": len(self.servers)}}).encode()
-                for server_id, name in self.servers.items() if server_id not in self.slow_to_ping]
+        return [(json.dumps({"server": {"name": name, "host": "10.0.0.1", "id": server_id,
+                                        "cluster": "C", "ver": "2.15.1"},
+                             "statsz": {"active_servers": len(self.servers)}}).encode(),
+                 (i + 1) / 1000)
+                for i, (server_id, name) in enumerate(self.servers.items())
+                if server_id not in self.slow_to_ping]
 
     def source(self, server_id: str) -> FakeSource:
         return FakeSource(self, server_id)
@@ -61,6 +69,7 @@ class FakeSource:
                   max_bytes: int | None = None,
                   statuses: Collection[int] = (200,)) -> bytearray:
         self.account.requests[self.server_id] += 1
+        self.account.limits_seen.append((self.server_id, self.account.fleet_max_payload))
         if self.server_id in self.account.hung:
             await self.account.hung[self.server_id].wait()
         if self.server_id in self.account.broken:
@@ -71,8 +80,9 @@ class FakeSource:
         assert endpoint == "varz"
         name = self.account.servers[self.server_id]
         connections = 10 + sum(map(ord, name)) % 50
-        return bytearray(json.dumps({**VARZ, "server_id": self.server_id, "server_name": name,
-                                     "connections": connections}).encode())
+        return bytearray(json.dumps({
+            **VARZ, "server_id": self.server_id, "server_name": name, "connections": connections,
+            "max_payload": self.account.max_payloads.get(self.server_id, 1 << 20)}).encode())
 
 
 def fleet_of(account: FakeAccount, **options) -> Fleet:
@@ -157,6 +167,9 @@ def test_discovery_gives_every_server_up_and_its_identity():
     assert samples(fleet, "fastnats_nats_connection_events_total") == {
         ("disconnected",): 0, ("error",): 0, ("reconnected",): 0}
     assert samples(fleet, "fastnats_build_info")
+    # Each server's round trip of the discovery ping.
+    assert samples(fleet, "nats_fleet_server_rtt_seconds") == {
+        ("A1",): 0.001, ("A2",): 0.002, ("B1",): 0.003}
     # Every per-server family carries the server label, process-wide ones do not.
     for metric, label_names, _ in fleet.families():
         assert (label_names[:1] == ("server",)) == metric.per_server, metric.name
@@ -210,6 +223,7 @@ def test_a_slow_server_never_delays_the_others():
         loop = asyncio.get_running_loop()
         await fleet.refresh()
         clients = samples(fleet, "nats_server_clients")
+        before = account.requests["NID2"]
         account.hung["NID2"] = release = asyncio.Event()
         started = loop.time()
         await fleet.refresh()
@@ -225,7 +239,7 @@ def test_a_slow_server_never_delays_the_others():
         assert samples(fleet, "fastnats_refresh_errors_total")[("A2", "varz", "timeout")] >= 1
         assert samples(fleet, "nats_fleet_servers_responding") == {(): 2}
         # Only one read of a server at a time.
-        assert account.requests["NID2"] == 2
+        assert account.requests["NID2"] == before + 1
         release.set()
         del account.hung["NID2"]
         await asyncio.sleep(0)
@@ -266,10 +280,60 @@ def test_a_known_server_missing_one_discovery_is_read_by_its_id_and_stays_up():
     async def scenario():
         await fleet.refresh()
         account.slow_to_ping.add("NID3")
+        before = account.requests["NID3"]
         await fleet.refresh()
         assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
-        assert account.requests["NID3"] == 2
+        assert account.requests["NID3"] == before + 1
         assert ("B1",) in {labels[:1] for labels in samples(fleet, "nats_server_clients")}
+        # No round trip for the server whose reply missed this discovery.
+        assert samples(fleet, "nats_fleet_server_rtt_seconds") == {
+            ("A1",): 0.001, ("A2",): 0.002}
+        await fleet.close()
+
+    run(scenario())
+
+
+def test_replies_are_sized_for_the_smallest_max_payload_of_the_whole_fleet():
+    # B1 is in the other shard: its max_payload counts all the same, as a reply from A1 may
+    # cross it; it is known before any server of the shard is read.
+    account = FakeAccount(SERVERS)
+    account.max_payloads = {"NID3": 8192}
+    shard = next(Shard(i, 2) for i in range(2)
+                 if Shard(i, 2).owns("A1") and not Shard(i, 2).owns("B1"))
+    fleet = fleet_of(account, shard=shard)
+    run(fleet.refresh())
+    assert account.fleet_max_payload == 8192
+    assert account.requests["NID3"] == 1
+    assert samples(fleet, "nats_server_max_payload_bytes")[("A1",)] == 1 << 20
+    first_read = {}
+    for ident, limit in account.limits_seen:
+        first_read.setdefault(ident, []).append(limit)
+    assert first_read["NID1"] == [None, 8192]   # learning, then A1's refresh
+    # Re-read at each refresh of the shard's servers (a conf reload), once for the others.
+    account.max_payloads["NID1"] = 4096
+    run(fleet.refresh())
+    assert account.fleet_max_payload == 4096
+    assert account.requests["NID3"] == 1
+    del account.max_payloads["NID1"]
+    del account.servers["NID3"]
+    run(fleet.refresh())
+    assert account.fleet_max_payload == 1 << 20
+
+
+def test_a_max_payload_not_read_in_time_is_read_at_the_next_refresh():
+    account = FakeAccount(SERVERS)
+    account.max_payloads = {"NID3": 8192}
+    fleet = fleet_of(account, shard=next(Shard(i, 2) for i in range(2)
+                                         if not Shard(i, 2).owns("B1")))
+
+    async def scenario():
+        account.hung["NID3"] = release = asyncio.Event()
+        await fleet.refresh()
+        assert account.fleet_max_payload == 1 << 20
+        release.set()
+        del account.hung["NID3"]
+        await fleet.refresh()
+        assert account.fleet_max_payload == 8192
         await fleet.close()
 
     run(scenario())
@@ -310,6 +374,7 @@ def test_a_lost_connection_is_every_server_down_and_counted():
     run(fleet.refresh())
     assert up(fleet) == {"A1": 0, "A2": 0, "B1": 0}
     assert samples(fleet, "fastnats_nats_connection_events_total")[("disconnected",)] == 1
+    assert samples(fleet, "nats_fleet_server_rtt_seconds") == {}
     account.ping_fails = False
     account.events.update(reconnected=1)
     run(fleet.refresh())

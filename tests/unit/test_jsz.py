@@ -18,6 +18,7 @@ import asyncio
 import copy
 import json
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -235,6 +236,57 @@ def test_server_and_meta_families():
     assert series(a1, m.NATS_JETSTREAM_STREAMS) == {(): 3}
     assert series(a1, m.NATS_JETSTREAM_META_CLUSTER_SIZE) == {(): 3}
     assert m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES.name not in a1
+    # Each peer, from the leader only: A1 and A2 (active in nanoseconds in /jsz).
+    assert series(a3, m.NATS_JETSTREAM_META_PEER_CURRENT) == {("A1",): 1, ("A2",): 1}
+    assert series(a3, m.NATS_JETSTREAM_META_PEER_OFFLINE) == {("A1",): 0, ("A2",): 0}
+    assert series(a3, m.NATS_JETSTREAM_META_PEER_LAG) == {("A1",): 0, ("A2",): 0}
+    assert series(a3, m.NATS_JETSTREAM_META_PEER_LAST_SEEN_SECONDS) == {
+        ("A1",): 0.122802429, ("A2",): 0.122980437}
+    for family in (m.NATS_JETSTREAM_META_PEER_CURRENT,
+                   m.NATS_JETSTREAM_META_PEER_LAST_SEEN_SECONDS):
+        assert series(a1, family) == {}
+    # Recorded before any meta snapshot (last_time is Go's zero time): pending only.
+    for samples in (a1, a3):
+        assert series(samples, m.NATS_JETSTREAM_META_SNAPSHOT_PENDING_ENTRIES) == {(): 14}
+        assert series(samples, m.NATS_JETSTREAM_META_SNAPSHOT_PENDING_BYTES) == {(): 13269}
+        assert m.NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS.name not in samples
+        assert m.NATS_JETSTREAM_META_SNAPSHOT_LAST_DURATION_SECONDS.name not in samples
+
+
+@pytest.mark.parametrize("implementation", ["core", "reference"])
+def test_meta_peer_states_and_a_taken_snapshot(implementation, monkeypatch):
+    from fastnats import _reference
+    from fastnats.collectors import jsz as jsz_module
+
+    if implementation == "reference":
+        monkeypatch.setattr(jsz_module, "Listing", _reference.JszListing)
+    doc = orjson.loads(recorded("A3"))
+    meta = doc["meta_cluster"]
+    meta["replicas"] = [
+        {"name": "A1", "current": False, "offline": True, "active": 0, "peer": "MdmAy6RQ"},
+        {"name": "A2", "current": False, "active": 2_500_000_000, "lag": 42, "peer": "EsV"}]
+    meta["snapshot"].update(last_time="2026-11-29T19:41:02.10080191Z", last_duration=3_100_000)
+    samples = collect("A3", orjson.dumps(doc), level="server")
+    assert series(samples, m.NATS_JETSTREAM_META_PEERS) == {
+        ("current",): 0, ("lagging",): 1, ("offline",): 1}
+    assert series(samples, m.NATS_JETSTREAM_META_PEER_CURRENT) == {("A1",): 0, ("A2",): 0}
+    assert series(samples, m.NATS_JETSTREAM_META_PEER_OFFLINE) == {("A1",): 1, ("A2",): 0}
+    assert series(samples, m.NATS_JETSTREAM_META_PEER_LAG) == {("A1",): 0, ("A2",): 42}
+    # Never heard from (active 0): no last-seen series.
+    assert series(samples, m.NATS_JETSTREAM_META_PEER_LAST_SEEN_SECONDS) == {("A2",): 2.5}
+    [taken] = series(samples, m.NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS).values()
+    assert taken == pytest.approx(datetime(2026, 11, 29, 19, 41, 2, tzinfo=timezone.utc)
+                                  .timestamp() + 0.10080191, abs=1e-6)
+    assert series(samples, m.NATS_JETSTREAM_META_SNAPSHOT_LAST_DURATION_SECONDS) == {(): 0.0031}
+    # Without snapshot statistics (an older server), no snapshot family.
+    del meta["snapshot"]
+    samples = collect("A3", orjson.dumps(doc), level="server")
+    assert not [name for name in samples if "snapshot" in name]
+    # A last_time that is no time is the /jsz decode error.
+    meta["snapshot"] = {"pending_entries": 1, "pending_size": 2, "last_time": "yesterday"}
+    with pytest.raises(ScrapeError, match="meta_cluster.snapshot.last_time") as info:
+        collect("A3", orjson.dumps(doc), level="server")
+    assert info.value.reason == DECODE
 
 
 def test_accounts_level_and_unlimited_limits():

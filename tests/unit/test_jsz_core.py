@@ -28,9 +28,9 @@ from tests.support import jszgen
 DATA = Path(__file__).resolve().parents[1] / "data"
 EXTRA_SEED = int(os.environ.get("FASTNATS_JSZ_SEED") or random.SystemRandom().randrange(2**32))
 ATTRIBUTES = ("me", "clustered", "depth", "replicas", "stream_keys", "consumer_keys", "top_k",
-              "server", "disabled", "total", "paged", "streams_held", "consumers_held",
-              "accounts_seen", "accounts", "account_streams", "streams", "sources",
-              "replica_rows", "durables", "ephemeral", "top")
+              "server", "meta_snapshot", "disabled", "total", "paged", "streams_held",
+              "consumers_held", "accounts_seen", "accounts", "account_streams", "streams",
+              "sources", "replica_rows", "durables", "ephemeral", "top")
 OPTIONS = [
     JszOptions("server"), JszOptions("accounts"), JszOptions("streams"),
     JszOptions("streams", replicas=True), JszOptions("consumers"),

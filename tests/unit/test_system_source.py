@@ -275,3 +275,12 @@ def test_max_payload_is_the_smaller_of_the_server_and_the_cap() -> None:
     assert account.max_payload == 1 << 20
     with pytest.raises(ValueError):
         SystemAccount(options, max_payload=0)
+
+
+def test_a_reset_while_connecting_without_a_client_certificate_says_one_may_be_needed() -> None:
+    # The reset may come from connect() itself, not only through the error callback.
+    account = SystemAccount(NatsOptions(urls=("tls://127.0.0.1:4222",)))
+    message = account._connect_failure(ConnectionResetError(104, "Connection reset by peer"), 5)
+    assert "requires a client certificate" in message and "--nats.tls.cert" in message
+    other = account._connect_failure(OSError(111, "Connection refused"), 5)
+    assert "client certificate" not in other

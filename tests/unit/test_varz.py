@@ -201,20 +201,24 @@ def test_a_recorded_tls_jetstream_varz_gives_every_family_past_the_seed():
         assert only(samples, f"nats_server_jetstream_{name}_bytes") == 0
     assert only(samples, "nats_server_jetstream_api_requests_total") == 0
     assert only(samples, "nats_server_jetstream_api_errors_total") == 0
-    # Every family of the catalogue's /varz section is there.
-    assert {metric.name for metric in m.VARZ} <= set(samples)
+    # Every family of the catalogue's /varz section is there but the one of GOMEMLIMIT, which
+    # the server was run without: it then leaves gomemlimit out.
+    assert {metric.name for metric in m.VARZ} - set(samples) == {
+        "nats_server_go_memlimit_bytes"}
 
 
 def test_each_value_comes_from_its_field():
     varz = copy.deepcopy(FULL)
     varz.update(cpu=250.5, routes=6, remotes=2, leafnodes=310, subscriptions=2**32,
                 stale_connections=12, stalled_clients=2**64 - 1,
-                slow_consumer_stats={"clients": 1, "routes": 2, "gateways": 3, "leafs": 4})
+                slow_consumer_stats={"clients": 1, "routes": 2, "gateways": 3, "leafs": 4},
+                gomemlimit=3 << 30)
     varz["jetstream"]["stats"].update(memory=1, storage=2, reserved_memory=3,
                                       reserved_storage=4, api={"total": 40211, "errors": 12})
     varz["mqtt"]["tls_cert_not_after"] = "2030-01-01T00:00:00.5+02:00"
     samples = varz_samples(fields(varz))
     assert only(samples, "nats_server_cpu_ratio") == 2.505
+    assert only(samples, "nats_server_go_memlimit_bytes") == 3 << 30
     assert only(samples, "nats_server_routes") == 6
     assert only(samples, "nats_server_remotes") == 2
     assert only(samples, "nats_server_leafnodes") == 310
@@ -312,6 +316,7 @@ def test_tags_are_sorted_and_joined():
 # The fields past the seed, with values they must refuse; each error names its field.
 HOSTILE_BEYOND = [
     *[(("cpu",), bad) for bad in ("4", -1, None, True, [], float("nan"), float("inf"))],
+    *[(("gomemlimit",), bad) for bad in ("1GiB", -1, None, True, float("nan"))],
     *[((key,), bad) for key in ("subscriptions", "routes", "remotes", "leafnodes")
       for bad in ("4", -1, None, True, float("nan"))],
     *[((key,), bad) for key in ("stale_connections", "stalled_clients")
@@ -355,7 +360,8 @@ def test_every_field_past_the_seed_is_checked(path, bad):
 
 
 def test_the_varz_collector_exports_the_new_families_with_their_labels():
-    server = ServerCollector(Target("a", "http://a"), Scripted(orjson.dumps(FULL)), {})
+    varz = dict(FULL, gomemlimit=1 << 30)
+    server = ServerCollector(Target("a", "http://a"), Scripted(orjson.dumps(varz)), {})
     collector = NatsCollector([server])
     asyncio.run(collector.refresh())
     families = {metric.name: (labels, samples) for metric, labels, samples in collector.families()}
