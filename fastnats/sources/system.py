@@ -48,7 +48,14 @@ from nats.aio.msg import Msg
 
 from ..errors import FastNatsError, ScrapeError
 from .monitor import BodyLimits
-from .tls import CERT_FLAG, KEY_FLAG, ClientTLS, TLSConfigError, describe_failure
+from .tls import (
+    CERT_FLAG,
+    KEY_FLAG,
+    ClientTLS,
+    TLSConfigError,
+    describe_failure,
+    read_flag_file,
+)
 
 log = logging.getLogger("fastnats.fleet")
 
@@ -112,22 +119,13 @@ def _redact_url(url: str) -> str:
 _USER_SEED = b"SU"
 
 
-def _read_credentials(flag: str, path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise SystemAccountError(f"{flag} {path}: cannot read: "
-                                 f"{exc.strerror or type(exc).__name__}") from None
-
-
 def check_credential_files(options: NatsOptions) -> str | None:
     """Read --nats.nkey and --nats.creds as nats-py will at each connection, so that a bad file
     is one clear SystemAccountError now, not a failed connection later; returns the public key
     of the nkey seed, if any. Quotes no secret."""
     public_key = None if options.nkey is None else _public_key(options.nkey)
     if options.creds is not None:
-        text = _read_credentials("--nats.creds", options.creds)
+        text = read_flag_file("--nats.creds", options.creds, SystemAccountError)
         if b"BEGIN NATS USER JWT" not in text or b"BEGIN USER NKEY SEED" not in text:
             raise SystemAccountError(
                 f"--nats.creds {options.creds}: not a NATS credentials file (it holds a user "
@@ -137,7 +135,7 @@ def check_credential_files(options: NatsOptions) -> str | None:
 
 def _public_key(path: str) -> str:
     """The public key of the user seed in ``path``; raises SystemAccountError."""
-    seed = bytearray(_read_credentials("--nats.nkey", path).strip())
+    seed = bytearray(read_flag_file("--nats.nkey", path, SystemAccountError).strip())
     try:
         if not seed.startswith(_USER_SEED):
             raise ValueError("not a user seed")

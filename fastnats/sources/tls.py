@@ -74,7 +74,7 @@ def client_context(ca: str | None = None, cert: str | None = None, key: str | No
     if ca is None:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     else:
-        pem = _read(CA_FLAG, ca)
+        pem = read_flag_file(CA_FLAG, ca)
         if _PEM_CERTIFICATE not in pem:
             raise TLSConfigError(f"{CA_FLAG} {ca}: holds no PEM certificate "
                                  f"({_PEM_CERTIFICATE.decode()})")
@@ -94,7 +94,7 @@ def client_context(ca: str | None = None, cert: str | None = None, key: str | No
 
 
 def _load_client_certificate(context: ssl.SSLContext, cert: str, key: str) -> None:
-    cert_pem, key_pem = _read(CERT_FLAG, cert), _read(KEY_FLAG, key)
+    cert_pem, key_pem = read_flag_file(CERT_FLAG, cert), read_flag_file(KEY_FLAG, key)
     if _PEM_CERTIFICATE not in cert_pem:
         raise TLSConfigError(f"{CERT_FLAG} {cert}: holds no PEM certificate "
                              f"({_PEM_CERTIFICATE.decode()})")
@@ -128,13 +128,15 @@ def _load_client_certificate(context: ssl.SSLContext, cert: str, key: str) -> No
                              f"{exc.strerror or type(exc).__name__}") from None
 
 
-def _read(flag: str, path: str) -> bytes:
+def read_flag_file(flag: str, path: str, error: type[Exception] = TLSConfigError) -> bytes:
+    """The bytes of the file a flag names; ``error`` names the flag and why it cannot be read,
+    never the content (these files hold keys and passwords)."""
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as exc:
-        raise TLSConfigError(f"{flag} {path}: cannot read: "
-                             f"{exc.strerror or type(exc).__name__}") from None
+        raise error(f"{flag} {path}: cannot read: "
+                    f"{exc.strerror or type(exc).__name__}") from None
 
 
 def _words(exc: BaseException) -> str:
