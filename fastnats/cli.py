@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import errno
 import logging
@@ -19,7 +20,7 @@ import resource
 import signal
 import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from . import check, webconfig
@@ -232,8 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = parser.add_argument_group("check")
     check.add_argument(
         "--check", action="store_true",
-        help="read every endpoint of each server once, print what each collector would export "
-             "and any problem, and exit 0 if everything was read, else 1")
+        help="read every endpoint of each server once (with --nats.url: of each server "
+             "discovered in the shard), print what each collector would export and any "
+             "problem, and exit 0 if everything was read, else 1")
 
     logs = parser.add_argument_group("logging")
     logs.add_argument("--log.level", dest="log_level", default="info",
@@ -427,8 +429,6 @@ def _redacted(url: str) -> str:
 def resolve(args: argparse.Namespace) -> Settings:
     """Check the flags against each other and the conf; raises UsageError or ConfError."""
     fleet = resolve_fleet(args)
-    if fleet is not None and args.check:
-        raise UsageError("--check reads monitoring URLs; it takes no --nats.url")
     conf = natsconf.load(args.config) if args.config else None
     if args.launch and conf is None:
         raise UsageError("--nats.launch needs --config FILE")
@@ -590,6 +590,8 @@ def raise_descriptor_limit() -> None:
 def _run(settings: Settings) -> int:
     import uvloop
 
+    if settings.check and settings.fleet is not None:
+        return uvloop.run(_fleet_check(settings, settings.fleet))
     if settings.check:
         return uvloop.run(_check(settings))
     if settings.demo_clients is not None:
@@ -665,9 +667,11 @@ async def _exporter(settings: Settings, until_stopped) -> int:
         await session.close()
 
 
-async def _fleet_exporter(settings: Settings, fleet: FleetSettings) -> int:
-    """Fleet mode: connect to the system account (a failure is a FleetConnectError), then
-    serve every server it reaches in this shard until a signal."""
+@contextlib.asynccontextmanager
+async def _fleet(settings: Settings,
+                 fleet: FleetSettings) -> AsyncIterator[NatsCollector]:
+    """The fleet's collector, on a connection to the system account (a failure is a
+    FleetConnectError), closed on the way out."""
     # Imported here: nats-py is needed in fleet mode only.
     from .fleet import Fleet
     from .sources.system import NatsOptions, SystemAccount, SystemAccountError, SystemSource
@@ -682,15 +686,42 @@ async def _fleet_exporter(settings: Settings, fleet: FleetSettings) -> int:
     try:
         # Fleet servers are not this host's: the wire counter has nothing to read.
         options = {name: value for name, value in settings.collectors.items() if name != "wire"}
-        collector = Fleet(
+        yield Fleet(
             account, lambda server_id: SystemSource(account, server_id, settings.timeout),
             options, timeout=settings.timeout, shard=fleet.shard, expected=fleet.expected,
             compat=settings.compat)
+    finally:
+        await account.close()
+
+
+async def _fleet_exporter(settings: Settings, fleet: FleetSettings) -> int:
+    """Fleet mode: serve every server the system account reaches in this shard until a
+    signal."""
+    async with _fleet(settings, fleet) as collector:
         what = (f"the fleet at {', '.join(_redacted(u) for u in fleet.urls)}, shard "
                 f"{fleet.shard}")
         return await _serve(settings, collector, _stop_on_signals, what)
-    finally:
-        await account.close()
+
+
+async def _fleet_check(settings: Settings, fleet: FleetSettings) -> int:
+    """--check in fleet mode: one discovery and one refresh of this shard's servers."""
+    async with _fleet(settings, fleet) as collector:
+        try:
+            await collector.refresh()
+            text, ok = check.report(collector)
+        finally:
+            await collector.close()
+    found = len(collector.servers)
+    head = f"fleet at {', '.join(_redacted(u) for u in fleet.urls)}, shard {fleet.shard}: " \
+           f"{found} server{'s' if found != 1 else ''} discovered"
+    if fleet.expected is not None and found != fleet.expected and fleet.shard.count == 1:
+        head += f", ERROR: --fleet.expected-servers is {fleet.expected}"
+        ok = False
+    if not found:
+        ok = False
+        text = "PROBLEMS: no server answered the discovery ping\n"
+    sys.stdout.write(f"{head}\n{text}")
+    return 0 if ok else 1
 
 
 async def _serve(settings: Settings, collector: NatsCollector, until_stopped,

@@ -143,3 +143,29 @@ def test_wrong_credentials_exit_2_with_a_clear_message(supercluster, tmp_path):
     assert lines[-1].startswith("fastnats-exporter: error: "), result.stderr
     assert "authoriz" in lines[-1].lower(), lines[-1]
     assert "not-the-password" not in result.stderr
+
+
+def check_run(supercluster: Supercluster, password_file, *extra: str):
+    args = [a for a in fleet_args(supercluster, password_file, *extra)
+            if a not in ("--web.listen-address", "127.0.0.1:0")]
+    return subprocess.run([sys.executable, "-m", "fastnats", *args, "--check"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_check_reads_every_server_of_the_fleet_once(supercluster, password_file):
+    supercluster.wait_formed()
+    result = check_run(supercluster, password_file, "--fleet.expected-servers", "4")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert "4 servers discovered" in lines[0] and "shard 0/1" in lines[0], lines[0]
+    for node in supercluster.nodes:
+        [line] = [line for line in lines if line.startswith(f"server {node.name} ")]
+        assert line.endswith(": up"), line
+    assert lines[-1] == "OK: every endpoint was read"
+
+
+def test_check_says_when_the_fleet_is_smaller_than_expected(supercluster, password_file):
+    supercluster.wait_formed()
+    result = check_run(supercluster, password_file, "--fleet.expected-servers", "5")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "4 servers discovered, ERROR: --fleet.expected-servers is 5" in result.stdout
