@@ -68,6 +68,7 @@ import os
 import re
 import secrets
 import ssl
+import stat
 import tempfile
 import time
 import warnings
@@ -339,7 +340,12 @@ class _Parser:
 
     def _compose(self) -> yaml.Node | None:
         try:
-            with open(self.path, "rb") as src:
+            # Non-blocking, and a regular file only: a FIFO or a device would hang the start
+            # (or every later reload) on a read that never ends.
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+            with open(fd, "rb", closefd=True) as src:
+                if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+                    raise WebConfigError(f"{self.path}: not a regular file")
                 data = src.read(MAX_CONFIG_BYTES + 1)
         except OSError as exc:
             raise WebConfigError(f"{self.path}: cannot read: {exc.strerror or exc}") from None

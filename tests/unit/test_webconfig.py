@@ -1168,3 +1168,17 @@ def test_a_reload_keeps_remembered_logins(write: Write, monkeypatch: pytest.Monk
     assert run(reloader.reload()) is True
     assert reloader.gate.authorize(basic("alice", "pw")) is True
     assert counting.calls == []
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+def test_only_a_regular_file_is_read(tmp_path, kind):
+    if kind == "fifo":
+        path = tmp_path / "web.yml"
+        os.mkfifo(path)
+    elif kind == "directory":
+        path = tmp_path
+    else:
+        path = Path("/dev/zero")
+    # A FIFO with no writer used to block the start for ever.
+    with pytest.raises(webconfig.WebConfigError, match="not a regular file|cannot read"):
+        webconfig.load(str(path))
