@@ -76,10 +76,10 @@ jetstream filestore/memstore size, used and reserved bytes and api_requests/api_
 jetstream_ha_assets, jetstream_api_pending, jetstream_cluster_raft_group_{info,leader,replicas},
 jetstream_cluster_raft_group_replica_peer_{active,current,offline}, jetstream_meta_snapshot_*,
 jetstream_server_total_{stream,consumer}_leaders and account_jetstream_* (/jsz);
-nats_survey_{expected,surveyed}_count and nats_survey_duration_seconds_{sum,count} (the
-exporter's own refreshes). In fleet mode only (``SURVEYOR_FLEET_ONLY``): rtt_nanoseconds and
-nats_survey_nats_reconnects. Not served, with the reason, in ``SURVEYOR_NOT_SERVED``: the
-raftz_meta_* of /raftz.
+raftz_meta_{applied,committed,pindex} (/raftz); nats_survey_{expected,surveyed}_count and
+nats_survey_duration_seconds_{sum,count} (the exporter's own refreshes). In fleet mode only
+(``SURVEYOR_FLEET_ONLY``): rtt_nanoseconds and nats_survey_nats_reconnects. A name not served
+would be in ``SURVEYOR_NOT_SERVED``, with the reason; none is.
 
 Deliberate differences from Surveyor:
 
@@ -118,6 +118,10 @@ Deliberate differences from Surveyor:
 - nats_survey_nats_reconnects (fleet mode) counts the reconnects of the system-account
   connection (fastnats_nats_connection_events_total{event="reconnected"}), from 0; no ``name``
   label.
+- raftz_meta_*: need ``--collector.raftz`` (Surveyor's ``--raftz``). ``server_id`` and
+  ``cluster_name`` carry the server's id and cluster; Surveyor's carry them swapped (it fills
+  its JetStream server labels with values in its statsz order, cluster first). The dashboards
+  use ``server_name`` only, which both get right.
 """
 
 from __future__ import annotations
@@ -649,17 +653,16 @@ _SV_SNAPSHOT = (
      m.NATS_JETSTREAM_META_SNAPSHOT_LAST_DURATION_SECONDS, False),
     ("nats_core_jetstream_meta_snapshot_last_timestamp_seconds",
      m.NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS, True))
+#: The meta group's raft log: (name, native family).
+_SV_RAFTZ = (("nats_core_raftz_meta_applied", m.NATS_JETSTREAM_META_APPLIED_INDEX),
+             ("nats_core_raftz_meta_committed", m.NATS_JETSTREAM_META_COMMITTED_INDEX),
+             ("nats_core_raftz_meta_pindex", m.NATS_JETSTREAM_META_LAST_INDEX))
 #: The exporter's refreshes, summed over the servers: (name, native family).
 _SV_DURATION = (("nats_survey_duration_seconds_sum", m.FASTNATS_REFRESH_SECONDS_TOTAL),
                 ("nats_survey_duration_seconds_count", m.FASTNATS_REFRESHES_TOTAL))
 
 #: Names the nats-surveyor dashboards query that fastnats does not serve, and why.
-SURVEYOR_NOT_SERVED: dict[str, str] = dict.fromkeys(
-    ("nats_core_raftz_meta_applied", "nats_core_raftz_meta_committed",
-     "nats_core_raftz_meta_pindex"),
-    "the meta group's raft log indexes are only in /raftz (HTTP /raftz?group=_meta_, "
-    "$SYS.REQ.SERVER.PING.RAFTZ), which no fastnats collector reads; /jsz meta_cluster has "
-    "none of them (Surveyor too reads them only with its --raftz)")
+SURVEYOR_NOT_SERVED: dict[str, str] = {}
 #: Names served in fleet mode only (``--nats.url``), and why not over HTTP.
 SURVEYOR_FLEET_ONLY: dict[str, str] = {
     "nats_core_rtt_nanoseconds":
@@ -724,6 +727,8 @@ def _surveyor_specs() -> tuple[_Spec, ...]:
                     _SV_PEER, native) for name, native, _ in _SV_PEERS]
     specs += [_core(name, G, f"Meta snapshot (fastnats: {native.name})", _SV_JS, native)
               for name, native, _ in _SV_SNAPSHOT]
+    specs += [_core(name, G, f"Meta group raft log (fastnats: {native.name})", _SV_JS, native)
+              for name, native in _SV_RAFTZ]
     specs.append(_core("nats_core_jetstream_server_total_stream_leaders", G, "Streams the server "
                        f"leads (fastnats: sum of {m.NATS_JETSTREAM_ACCOUNT_STREAMS.name})",
                        _SV_JS, m.NATS_JETSTREAM_ACCOUNT_STREAMS))
@@ -879,6 +884,10 @@ def _surveyor_server(view: _Server, info: dict[str, str]
         value = view.value(native)
         if value is not None:
             yield family, js, int(value) if whole else value
+    for family, native in _SV_RAFTZ:
+        value = view.value(native)
+        if value is not None:
+            yield family, js, value
     if view.has(m.NATS_JETSTREAM_ACCOUNT_STREAMS):
         yield ("nats_core_jetstream_server_total_stream_leaders", js,
                view.total(m.NATS_JETSTREAM_ACCOUNT_STREAMS))

@@ -1070,6 +1070,31 @@ JSZ: tuple[Metric, ...] = (
     NATS_JETSTREAM_CONSUMER_TOP_PENDING_MESSAGES,
 )
 
+# The JetStream meta group's raft log on each server (/raftz?group=_meta_). Gauges, not
+# counters: an index is a place in the log, not a count of events. It falls back when the server
+# restarts (applied starts again from the last snapshot) or when a follower truncates entries the
+# leader never committed, and rate() would take that small fall for a reset and count the whole
+# index again. Read differences: committed - applied (not yet applied), last - committed.
+_RAFTZ = "/raftz?group=_meta_, the system account's _meta_ group"
+NATS_JETSTREAM_META_APPLIED_INDEX = Metric(
+    "nats_jetstream_meta_applied_index", GAUGE,
+    "Index of the last meta group log entry the server applied",
+    source=_RAFTZ + ": applied", example=1420)
+NATS_JETSTREAM_META_COMMITTED_INDEX = Metric(
+    "nats_jetstream_meta_committed_index", GAUGE,
+    "Index of the last meta group log entry the server knows to be committed",
+    source=_RAFTZ + ": committed", example=1422)
+NATS_JETSTREAM_META_LAST_INDEX = Metric(
+    "nats_jetstream_meta_last_index", GAUGE,
+    "Index of the last entry in the server's meta group log, committed or not",
+    source=_RAFTZ + ": pindex", example=1423)
+
+RAFTZ: tuple[Metric, ...] = (
+    NATS_JETSTREAM_META_APPLIED_INDEX,
+    NATS_JETSTREAM_META_COMMITTED_INDEX,
+    NATS_JETSTREAM_META_LAST_INDEX,
+)
+
 #: Each label marker a catalogue entry may hold, with the flag that sets it and the labels it
 #: stands for by default; the collector that owns the family expands it (``label_names``).
 LABEL_MARKERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -1200,7 +1225,8 @@ FLEET = (
 
 #: Every family, in the order the exposition lists them.
 CATALOGUE: tuple[Metric, ...] = (SEED + HEALTH + VARZ + CONNZ + ROUTEZ + GATEWAYZ + LEAFZ
-                                + HEALTHZ + ACCSTATZ + SUBSZ + JSZ + WIRE + SELF + WEB + FLEET)
+                                + HEALTHZ + ACCSTATZ + SUBSZ + JSZ + RAFTZ + WIRE + SELF + WEB
+                                + FLEET)
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}
 assert len(BY_NAME) == len(CATALOGUE), "duplicate metric name in the catalogue"

@@ -76,6 +76,12 @@ SECTIONS = (
      "accounts by storage tier, streams (each exported once, by its leader), durable consumers "
      "under a cap and ephemeral ones aggregated per stream. Collector `jsz`, off by default; "
      "`--jsz.level` says how deep it reads."),
+    ("JetStream meta group log (/raftz)", m.RAFTZ,
+     "Where each server's copy of the meta group's raft log stands, from "
+     "`/raftz?group=_meta_` (that group only, however many streams there are). Gauges: an "
+     "index falls back on a restart or a truncated log, so read differences (committed - "
+     "applied), not `rate()`. No series for a server without clustered JetStream. Collector "
+     "`raftz`, off by default."),
     ("Fleet mode (the system account)", m.FLEET,
      "With `--nats.url`, one exporter discovers the servers of a whole supercluster through the "
      "system account: how many it found, in its shard and in all, and how many answered."),

@@ -12,6 +12,7 @@ from .gatewayz import GatewayzCollector
 from .healthz import HealthzCollector
 from .jsz import JszCollector
 from .leafz import LeafzCollector
+from .raftz import RaftzCollector
 from .routez import RoutezCollector
 from .sockdiag import SockdiagCollector, WireOptions
 from .subsz import SubszCollector
@@ -20,7 +21,7 @@ from .varz import VarzCollector
 ALL: tuple[type[Collector], ...] = (VarzCollector, SockdiagCollector, ConnzCollector,
                                     RoutezCollector, GatewayzCollector, LeafzCollector,
                                     HealthzCollector, SubszCollector, AccstatzCollector,
-                                    JszCollector)
+                                    RaftzCollector, JszCollector)
 #: The collectors that ``--collector.<name>`` switches; /varz always runs.
 OPTIONAL: tuple[type[Collector], ...] = tuple(c for c in ALL if c.name)
 

@@ -797,6 +797,7 @@ PARAMS: dict[str, dict[str, tuple[str, str]]] = {
                 "account": ("account", "str"), "stream": ("stream", "str"),
                 "consumer": ("consumer", "str")},
     "accstatz": {"unused": ("include_unused", "bool")},
+    "raftz": {"acc": ("account", "str"), "group": ("group", "str")},
 }
 
 

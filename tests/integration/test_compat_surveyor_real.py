@@ -2,8 +2,9 @@
 assets of tests.support.jetstream): every name the nats-surveyor dashboards query
 (tests/data/compat-surveyor.txt) that fastnats serves is in the exposition with its labels, over
 HTTP and in fleet mode; the names served in fleet mode only (``SURVEYOR_FLEET_ONLY``) are absent
-over HTTP, and those it does not serve (``fastnats.compat.SURVEYOR_NOT_SERVED``) from both.
-GOMEMLIMIT gets a server of its own."""
+over HTTP, and those it does not serve (``fastnats.compat.SURVEYOR_NOT_SERVED``) from both. The
+raftz_meta_* of each JetStream server are checked against its own /raftz. GOMEMLIMIT gets a
+server of its own."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 
 LIST = Path(__file__).parents[1] / "data" / "compat-surveyor.txt"
 FLAGS = ("--web.listen-address", "127.0.0.1:0", "--refresh-interval", "0.2", "--compat=surveyor",
-         "--collector.jsz", "--jsz.level=consumers", "--collector.accstatz")
+         "--collector.jsz", "--jsz.level=consumers", "--collector.accstatz", "--collector.raftz")
 NEVER = "0001-01-01T00:00:00Z"
 
 
@@ -126,6 +127,19 @@ def check_common(series: Series, supercluster: Supercluster, meta_snapshot: str)
     gateways = {(labels["server_name"], labels["server_gateway_name"])
                 for labels, _ in series["nats_core_gateway_sent_bytes"]}
     assert ("B1", "A") in gateways
+    # The meta group's log, per JetStream server: the native value, at most the server's now.
+    for name, native in (("applied", "nats_jetstream_meta_applied_index"),
+                         ("committed", "nats_jetstream_meta_committed_index"),
+                         ("pindex", "nats_jetstream_meta_last_index")):
+        found = {labels["server_name"]: (labels, value)
+                 for labels, value in series[f"nats_core_raftz_meta_{name}"]}
+        assert set(found) == a_servers
+        for server, (labels, value) in found.items():
+            node = supercluster.node(server)
+            [groups] = node.get("raftz", group="_meta_").values()
+            assert 0 < value == one(series, native, server=server) <= groups["_meta_"][name]
+            assert (labels["server_id"], labels["cluster_name"]) == (
+                node.get("varz")["server_id"], "A")
 
 
 def test_every_served_dashboard_name_is_in_the_exposition(supercluster, jetstream_assets,

@@ -362,6 +362,9 @@ def surveyor_snapshot(server_id="NID", name="n1", leader=1) -> dict[str, list[Sa
         m.NATS_JETSTREAM_META_SNAPSHOT_PENDING_BYTES.name: [((), 512)],
         m.NATS_JETSTREAM_META_SNAPSHOT_LAST_TIMESTAMP_SECONDS.name: [((), 1767225600.75)],
         m.NATS_JETSTREAM_META_SNAPSHOT_LAST_DURATION_SECONDS.name: [((), 0.002)],
+        m.NATS_JETSTREAM_META_APPLIED_INDEX.name: [((), 97)],
+        m.NATS_JETSTREAM_META_COMMITTED_INDEX.name: [((), 106)],
+        m.NATS_JETSTREAM_META_LAST_INDEX.name: [((), 107)],
         m.FASTNATS_REFRESHES_TOTAL.name: [((), 10)],
         m.FASTNATS_REFRESH_SECONDS_TOTAL.name: [((), 0.5)],
     })
@@ -522,6 +525,26 @@ def test_surveyor_names_from_the_meta_group_the_runtime_and_the_exporter():
     assert types["nats_survey_duration_seconds_sum"] == m.COUNTER
     assert types["nats_survey_nats_reconnects"] == m.COUNTER
     assert types[peer + "active"] == types[snap + "pending_bytes"] == m.GAUGE
+
+
+def test_surveyor_raftz_names_from_the_meta_group_log():
+    out, names = series(Compat(SURVEYOR), [("a", surveyor_snapshot())])
+    js = {"server_id": "NID", "server_name": "n1", "cluster_name": "c1"}
+    compat = {f"nats_core_raftz_meta_{name}" for name in ("applied", "committed", "pindex")}
+    for name, value in (("applied", 97), ("committed", 106), ("pindex", 107)):
+        assert names[f"nats_core_raftz_meta_{name}"] == tuple(js)
+        assert out[f"nats_core_raftz_meta_{name}"] == {frozenset(js.items()): value}
+    types = {metric.name: metric.type for metric, _, _ in Compat(SURVEYOR).families(
+        [("a", surveyor_snapshot())], LABELS, False)}
+    assert types["nats_core_raftz_meta_pindex"] == m.GAUGE
+    # Without --collector.raftz (or a meta group) the native families are absent: so are these.
+    raftz = {metric.name for metric in m.RAFTZ}
+    out, _ = series(Compat(SURVEYOR), [("a", surveyor_snapshot())],
+                    {name: labels for name, labels in LABELS.items() if name not in raftz})
+    assert not compat & set(out)
+    samples = {name: rows for name, rows in surveyor_snapshot().items() if name not in raftz}
+    out, _ = series(Compat(SURVEYOR), [("a", samples)])
+    assert out["nats_core_raftz_meta_committed"] == {}
 
 
 def test_the_fleet_only_surveyor_names_are_not_exported_over_http():
