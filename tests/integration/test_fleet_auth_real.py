@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.test_monitor_tls_real import Pki, write_pki
+from tests.support.certs import PkiFiles, write_pki
 from tests.support.process import exporting, running_nats, wait_until
 
 pytestmark = pytest.mark.integration
@@ -34,11 +34,11 @@ ARGS = ("--web.listen-address", "127.0.0.1:0", "--refresh-interval", "0.2s", "--
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
     return write_pki(tmp_path_factory.mktemp("pki"))
 
 
-def tls_conf(tmp_path: Path, pki: Pki, *, verify: bool) -> Path:
+def tls_conf(tmp_path: Path, pki: PkiFiles, *, verify: bool) -> Path:
     conf = tmp_path / "nats.conf"
     client_ca = f', ca_file: "{pki.ca}", verify: true' if verify else ""
     conf.write_text(f"""server_name: fleet-tls

@@ -21,14 +21,13 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import trustme
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats.nats import launcher
+from tests.support.certs import PkiFiles, write_pki
 from tests.support.process import exporting, require_tool, wait_until
 
 pytestmark = pytest.mark.integration
@@ -37,48 +36,13 @@ ARGS = ("--web.listen-address", "127.0.0.1:0", "--refresh-interval", "0.2s", "--
 PASSWORD = "tls-url-secret-7"
 
 
-@dataclass(frozen=True)
-class Pki:
-    """A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate it
-    signed; and a stranger: a client certificate of another CA."""
-
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-    stranger_cert: Path
-    stranger_key: Path
-
-
-def write_pki(folder: Path) -> Pki:
-    folder.mkdir(parents=True, exist_ok=True)
-    ca, other = trustme.CA(), trustme.CA()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    server = ca.issue_cert("127.0.0.1", "localhost", common_name="nats",
-                           not_before=now - datetime.timedelta(minutes=5),
-                           not_after=now + datetime.timedelta(days=30))
-    client = ca.issue_cert("exporter@example.org", common_name="exporter")
-    stranger = other.issue_cert("stranger@example.org", common_name="stranger")
-    pki = Pki(*(folder / name for name in (
-        "ca.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem",
-        "stranger.pem", "stranger-key.pem")))
-    ca.cert_pem.write_to_path(str(pki.ca))
-    for leaf, cert, key in ((server, pki.server_cert, pki.server_key),
-                            (client, pki.client_cert, pki.client_key),
-                            (stranger, pki.stranger_cert, pki.stranger_key)):
-        leaf.cert_chain_pems[0].write_to_path(str(cert))
-        leaf.private_key_pem.write_to_path(str(key))
-    return pki
-
-
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
     return write_pki(tmp_path_factory.mktemp("pki"))
 
 
 @contextmanager
-def https_nats(pki: Pki, folder: Path, *, client_certificates: bool = False
+def https_nats(pki: PkiFiles, folder: Path, *, client_certificates: bool = False
                ) -> Iterator[launcher.NatsServer]:
     """nats-server with its monitoring port on https (and so TLS on its client port too)."""
     verify = ("ca_file: \"{ca}\", verify: true, ocsp_peer: {{ verify: true, "
@@ -100,7 +64,7 @@ tls {{ cert_file: "{pki.server_cert}", key_file: "{pki.server_key}"
         server.stop()
 
 
-def varz(server: launcher.NatsServer, pki: Pki) -> dict:
+def varz(server: launcher.NatsServer, pki: PkiFiles) -> dict:
     context = ssl.create_default_context(cafile=str(pki.ca))
     context.load_cert_chain(str(pki.client_cert), str(pki.client_key))
     with urllib.request.urlopen(f"{server.monitor_url}/varz", timeout=10,

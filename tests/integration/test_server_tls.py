@@ -19,12 +19,25 @@ from typing import Any
 
 import pytest
 import trustme
-import uvloop
 
 from fastnats.server import REFUSAL_REASONS, start_server
+from tests.support import certs
+from tests.support.httpclient import Client
+from tests.support.liveserver import (
+    BAD,
+    BIG,
+    EVENT_LOOPS,
+    GOOD,
+    HEALTHZ,
+    METRICS,
+    METRICS_TEXT,
+    FakeGate,
+    GatedServer,
+    LiveServer,
+    NewLoop,
+    Servers,
+)
 from tests.support.process import require_tool, wait_until
-from tests.unit.test_server import BIG, HEALTHZ, METRICS, METRICS_TEXT, Client, LiveServer
-from tests.unit.test_server_gate import BAD, GOOD, FakeGate, GatedServer
 
 PLAIN_HTTP_ANSWER = b"Client sent an HTTP request to an HTTPS server.\n"
 # What a TLS client sees when the server refuses it during or right after the handshake: with
@@ -41,12 +54,7 @@ class Pki:
 
     def server_context(self, cert: trustme.LeafCert | None = None,
                        client_ca: trustme.CA | None = None) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        (cert or self.server_cert).configure_cert(context)
-        if client_ca is not None:
-            context.verify_mode = ssl.CERT_REQUIRED
-            client_ca.configure_trust(context)
-        return context
+        return certs.server_context(cert or self.server_cert, client_ca)
 
     def client_context(self, client_cert: trustme.LeafCert | None = None) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -76,9 +84,9 @@ def tls_client(port: int, context: ssl.SSLContext) -> Client:
     return c
 
 
-@pytest.fixture(params=["uvloop", "asyncio"])
-def new_loop(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
-    return uvloop.new_event_loop if request.param == "uvloop" else asyncio.SelectorEventLoop
+@pytest.fixture(params=list(EVENT_LOOPS))
+def new_loop(request: pytest.FixtureRequest) -> NewLoop:
+    return EVENT_LOOPS[request.param]
 
 
 @pytest.fixture
@@ -86,25 +94,24 @@ def pki() -> Pki:
     return Pki()
 
 
+def open_gate(context: ssl.SSLContext, headers: bytes = b"") -> FakeGate:
+    """A gate that serves ``context`` and admits every request, as without users."""
+    gate = FakeGate(headers=headers, ssl_context=context)
+    gate.verdicts[None] = True
+    return gate
+
+
 @pytest.fixture
-def serve(new_loop: Callable[[], asyncio.AbstractEventLoop],
-          pki: Pki) -> Iterator[Callable[..., GatedServer]]:
-    started: list[LiveServer] = []
+def serve(new_loop: NewLoop, pki: Pki) -> Iterator[Callable[..., GatedServer]]:
+    servers = Servers(new_loop, {"/metrics": lambda: METRICS, "/healthz": lambda: HEALTHZ,
+                                 "/big": lambda: BIG})
 
     def start(gate: FakeGate | None = None, **options: Any) -> GatedServer:
-        if gate is None:
-            gate = FakeGate(headers=b"", ssl_context=pki.server_context())
-            gate.verdicts[None] = True  # no users configured
-        routes = {"/metrics": lambda: METRICS, "/healthz": lambda: HEALTHZ, "/big": lambda: BIG}
-        live = LiveServer(new_loop, routes, gate=gate, **options)
-        started.append(live)
-        return GatedServer(live, gate)
+        return servers.start_gated(open_gate(pki.server_context()) if gate is None else gate,
+                                   **options)
 
     yield start
-    for live in started:
-        live.stop()
-        assert live.server.open_connections == 0
-        assert not live.server._admitting and not live.server._tasks
+    servers.stop_all()
 
 
 @pytest.fixture
@@ -217,9 +224,7 @@ def test_curl_over_tls(tls: GatedServer, pki: Pki, tmp_path: Path) -> None:
 
 @pytest.fixture
 def mutual(serve: Callable[..., GatedServer], pki: Pki) -> GatedServer:
-    gate = FakeGate(headers=b"", ssl_context=pki.server_context(client_ca=pki.ca))
-    gate.verdicts[None] = True
-    return serve(gate)
+    return serve(open_gate(pki.server_context(client_ca=pki.ca)))
 
 
 def test_mutual_tls_with_a_good_client_certificate(mutual: GatedServer, pki: Pki,
@@ -332,10 +337,7 @@ def test_a_new_certificate_serves_the_next_connection(tls: GatedServer, pki: Pki
     clients.append(old)
     assert old.request().status == 200
     renewed = pki.ca.issue_cert("127.0.0.1", common_name="renewed")
-    gate = FakeGate(headers=b"X-Reloaded: yes\r\n",
-                    ssl_context=pki.server_context(renewed))
-    gate.verdicts[None] = True
-    tls.set_gate(gate)
+    tls.set_gate(open_gate(pki.server_context(renewed), headers=b"X-Reloaded: yes\r\n"))
     new = tls_client(tls.port, pki.client_context())
     clients.append(new)
     assert served_certificate(new) == der(renewed)
@@ -401,8 +403,8 @@ def test_shutdown_closes_waiting_sockets_and_stops_listening(tls: GatedServer, p
 # --- binding ---
 
 def test_every_interface_as_the_plain_listener_binds_it(
-        serve: Callable[..., GatedServer], new_loop: Callable[[], asyncio.AbstractEventLoop],
-        pki: Pki, clients: list[Any]) -> None:
+        serve: Callable[..., GatedServer], new_loop: NewLoop, pki: Pki,
+        clients: list[Any]) -> None:
     tls = serve(host="")
     plain = LiveServer(new_loop, {"/metrics": lambda: METRICS}, host="")
     try:

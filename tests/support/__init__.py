@@ -11,7 +11,11 @@
   clock of their own.
 - ``connzgen``, ``leafzgen``, ``jszgen``: seeded /connz, /leafz and /jsz bodies.
 - ``cluster``: a real supercluster; ``jetstream``: its JetStream streams and consumers;
-  ``leafcrowd``: fake leafnodes from helper processes; ``certs``: TLS certificates (trustme).
+  ``leafcrowd``: fake leafnodes from helper processes.
+- ``certs``: TLS certificates (trustme) in files or in memory, a server context, and a
+  handshake in memory.
+- ``liveserver``: the exporter's HTTP server on a loop thread of its own, the payloads it
+  serves and a fake gate; ``httpclient``: a raw HTTP/1.1 client that checks every byte.
 
 Nothing here imports at package level: ``crowd`` runs as a helper process that loads only the
 standard library and ``natsclient``.

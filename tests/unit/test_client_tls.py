@@ -12,11 +12,9 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import trustme
 
 from fastnats import cli
 from fastnats.errors import ScrapeError
@@ -28,46 +26,15 @@ from fastnats.sources.tls import (
     describe_failure,
     speaks_no_tls,
 )
+from tests.support.certs import PkiFiles, server_context, write_pki
+from tests.support.process import require_tool
 
 BODY = b'{"server_id": "N1"}'
 
 
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    other_ca: Path
-    server: trustme.LeafCert
-    cert: Path
-    key: Path
-    other_cert: Path
-    other_key: Path
-    trusted_ca: trustme.CA
-
-
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    folder = tmp_path_factory.mktemp("pki")
-    ca, other = trustme.CA(), trustme.CA()
-    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
-    other.cert_pem.write_to_path(str(folder / "other-ca.pem"))
-    client = ca.issue_cert("exporter@example.org", common_name="exporter")
-    client.cert_chain_pems[0].write_to_path(str(folder / "client.pem"))
-    client.private_key_pem.write_to_path(str(folder / "client-key.pem"))
-    stranger = other.issue_cert("stranger@example.org", common_name="stranger")
-    stranger.cert_chain_pems[0].write_to_path(str(folder / "stranger.pem"))
-    stranger.private_key_pem.write_to_path(str(folder / "stranger-key.pem"))
-    return Pki(folder / "ca.pem", folder / "other-ca.pem",
-               ca.issue_cert("127.0.0.1", "localhost"), folder / "client.pem",
-               folder / "client-key.pem", folder / "stranger.pem", folder / "stranger-key.pem", ca)
-
-
-def server_context(pki: Pki, *, client_certificates: bool = False) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    pki.server.configure_cert(context)
-    if client_certificates:
-        context.verify_mode = ssl.CERT_REQUIRED
-        pki.trusted_ca.configure_trust(context)
-    return context
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PkiFiles:
+    return write_pki(tmp_path_factory.mktemp("pki"))
 
 
 @contextmanager
@@ -135,13 +102,13 @@ def test_the_default_context_checks_certificate_and_name_with_tls_1_2_at_least()
 def test_the_ca_flag_trusts_that_ca_only(pki):
     context = client_context(str(pki.ca))
     assert len(context.get_ca_certs()) == 1
-    with serving(server_context(pki)) as port:
+    with serving(server_context(pki.server)) as port:
         assert read(https(port), context) == BODY
 
 
 def test_an_unknown_ca_fails_the_read_with_reason_tls(pki):
-    with serving(server_context(pki)) as port:
-        error = failure(https(port), client_context(str(pki.other_ca)))
+    with serving(server_context(pki.server)) as port:
+        error = failure(https(port), client_context(str(pki.stranger_ca)))
         # Without --nats.tls.ca: the system's trust store, which knows no test CA either.
         assert failure(https(port), None).detail == error.detail
     assert (error.endpoint, error.reason) == ("varz", "tls")
@@ -152,7 +119,7 @@ def test_an_unknown_ca_fails_the_read_with_reason_tls(pki):
 
 def test_a_host_the_certificate_does_not_name_fails(pki):
     # The certificate names 127.0.0.1 and localhost; 127.0.0.2 is loopback too on Linux.
-    with serving(server_context(pki), host="0.0.0.0") as port:
+    with serving(server_context(pki.server), host="0.0.0.0") as port:
         assert read(https(port), client_context(str(pki.ca))) == BODY
         error = failure(https(port, "127.0.0.2"), client_context(str(pki.ca)))
     assert error.reason == "tls"
@@ -162,17 +129,17 @@ def test_a_host_the_certificate_does_not_name_fails(pki):
 def test_insecure_skip_verify_reads_an_untrusted_server(pki):
     context = client_context(insecure_skip_verify=True)
     assert context.verify_mode == ssl.CERT_NONE and not context.check_hostname
-    with serving(server_context(pki), host="0.0.0.0") as port:
+    with serving(server_context(pki.server), host="0.0.0.0") as port:
         assert read(https(port, "127.0.0.2"), context) == BODY
 
 
 def test_a_client_certificate_is_presented_and_required(pki):
-    with serving(server_context(pki, client_certificates=True)) as port:
-        assert read(https(port), client_context(str(pki.ca), str(pki.cert), str(pki.key))) \
-            == BODY
+    with serving(server_context(pki.server, client_ca=pki.authority)) as port:
+        assert read(https(port), client_context(str(pki.ca), str(pki.client_cert),
+                                                str(pki.client_key))) == BODY
         missing = failure(https(port), client_context(str(pki.ca)))
-        stranger = failure(https(port), client_context(str(pki.ca), str(pki.other_cert),
-                                                       str(pki.other_key)))
+        stranger = failure(https(port), client_context(str(pki.ca), str(pki.stranger_cert),
+                                                       str(pki.stranger_key)))
     assert missing.reason == stranger.reason == "tls"
     assert missing.detail.endswith(
         "the server requires a client certificate (tlsv13 alert certificate required): give "
@@ -210,8 +177,8 @@ def config_error(*args, **kwargs) -> str:
 
 
 def test_cert_and_key_go_together_and_insecure_takes_no_ca(pki):
-    assert "go together" in config_error(cert=str(pki.cert))
-    assert "go together" in config_error(key=str(pki.key))
+    assert "go together" in config_error(cert=str(pki.client_cert))
+    assert "go together" in config_error(key=str(pki.client_key))
     message = config_error(str(pki.ca), insecure_skip_verify=True)
     assert "--nats.tls.insecure-skip-verify" in message and "--nats.tls.ca" in message
 
@@ -220,9 +187,9 @@ def test_unreadable_files_name_flag_file_and_cause(pki, tmp_path):
     missing = tmp_path / "missing.pem"
     message = config_error(str(missing))
     assert message == f"--nats.tls.ca {missing}: cannot read: No such file or directory"
-    message = config_error(str(pki.ca), str(missing), str(pki.key))
+    message = config_error(str(pki.ca), str(missing), str(pki.client_key))
     assert message.startswith(f"--nats.tls.cert {missing}: cannot read")
-    message = config_error(str(pki.ca), str(pki.cert), str(missing))
+    message = config_error(str(pki.ca), str(pki.client_cert), str(missing))
     assert message.startswith(f"--nats.tls.key {missing}: cannot read")
 
 
@@ -234,31 +201,29 @@ def test_files_that_are_not_what_they_should_be(pki, tmp_path):
     assert "--nats.tls.ca" in config_error(str(text)) and "no PEM certificate" in \
         config_error(str(text))
     assert config_error(str(broken)).startswith(f"--nats.tls.ca {broken}: not a valid PEM")
-    assert config_error(cert=str(broken), key=str(pki.key)).startswith(
+    assert config_error(cert=str(broken), key=str(pki.client_key)).startswith(
         f"--nats.tls.cert {broken}: not a valid PEM")
     # The key given as the certificate, and the certificate as the key.
-    message = config_error(cert=str(pki.key), key=str(pki.key))
-    assert message.startswith(f"--nats.tls.cert {pki.key}: holds no PEM certificate")
-    message = config_error(cert=str(pki.cert), key=str(pki.cert))
-    assert message.startswith(f"--nats.tls.key {pki.cert}: holds no PEM private key")
-    for line in key_lines(pki.key):
+    message = config_error(cert=str(pki.client_key), key=str(pki.client_key))
+    assert message.startswith(f"--nats.tls.cert {pki.client_key}: holds no PEM certificate")
+    message = config_error(cert=str(pki.client_cert), key=str(pki.client_cert))
+    assert message.startswith(f"--nats.tls.key {pki.client_cert}: holds no PEM private key")
+    for line in key_lines(pki.client_key):
         assert line not in message
 
 
 def test_a_key_of_another_certificate_is_named_and_not_shown(pki):
-    message = config_error(cert=str(pki.cert), key=str(pki.other_key))
-    assert message == (f"--nats.tls.key {pki.other_key} is not the key of the certificate in "
-                       f"--nats.tls.cert {pki.cert}")
+    message = config_error(cert=str(pki.client_cert), key=str(pki.stranger_key))
+    assert message == (f"--nats.tls.key {pki.stranger_key} is not the key of the certificate in "
+                       f"--nats.tls.cert {pki.client_cert}")
 
 
 def test_an_encrypted_key_is_refused_without_a_prompt(pki, tmp_path):
-    openssl = subprocess.run(["openssl", "version"], capture_output=True)
-    if openssl.returncode != 0:
-        pytest.skip("openssl is not installed")
+    openssl = require_tool("openssl")
     encrypted = tmp_path / "encrypted-key.pem"
-    subprocess.run(["openssl", "pkey", "-in", str(pki.key), "-aes256", "-passout", "pass:pw",
+    subprocess.run([openssl, "pkey", "-in", str(pki.client_key), "-aes256", "-passout", "pass:pw",
                     "-out", str(encrypted)], check=True, stdin=subprocess.DEVNULL)
-    message = config_error(cert=str(pki.cert), key=str(encrypted))
+    message = config_error(cert=str(pki.client_cert), key=str(encrypted))
     assert message.startswith(f"--nats.tls.key {encrypted}: the key is encrypted")
     for line in key_lines(encrypted):
         assert line not in message
@@ -309,16 +274,16 @@ def test_tls_flags_apply_to_https_urls(pki):
     (("--nats.url", "tls://h:4222", "--nats.tls.cert", "{cert}"), "go together"),
 ])
 def test_tls_usage_errors(pki, argv, message):
-    argv = tuple(a.format(ca=pki.ca, cert=pki.cert) for a in argv)
+    argv = tuple(a.format(ca=pki.ca, cert=pki.client_cert) for a in argv)
     with pytest.raises(cli.UsageError, match=message):
         settings(*argv)
 
 
 def test_tls_flags_are_not_fleet_only_and_the_fleet_gets_them(pki):
     s = settings("--nats.url", "tls://127.0.0.1:4222", "--nats.tls.ca", str(pki.ca),
-                 "--nats.tls.cert", str(pki.cert), "--nats.tls.key", str(pki.key))
+                 "--nats.tls.cert", str(pki.client_cert), "--nats.tls.key", str(pki.client_key))
     assert s.fleet is not None and s.fleet.tls == s.tls == ClientTLS(
-        str(pki.ca), str(pki.cert), str(pki.key))
+        str(pki.ca), str(pki.client_cert), str(pki.client_key))
 
 
 def test_insecure_skip_verify_warns_once_naming_what_is_exposed(caplog):

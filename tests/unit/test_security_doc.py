@@ -22,7 +22,7 @@ import yaml
 from fastnats import cli, webconfig
 from fastnats.webconfig import WebConfig, WebGate
 from tests.e2e.support import DOCS, code_blocks
-from tests.unit.test_webconfig import handshake
+from tests.support.certs import handshake
 
 SECURITY_MD = DOCS / "security.md"
 

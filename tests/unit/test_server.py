@@ -1,7 +1,7 @@
 """The HTTP server, spoken to over raw sockets so every byte it sends is checked.
 
 Each server runs on its own event loop thread (uvloop, and the stdlib loop as well) on an
-ephemeral port; the test thread is the client.
+ephemeral port; the test thread is the client (tests.support.liveserver, tests.support.httpclient).
 """
 
 from __future__ import annotations
@@ -10,21 +10,18 @@ import asyncio
 import dataclasses
 import gzip
 import logging
-import os
 import re
 import resource
 import select
 import socket
 import struct
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import uvloop
 
 from fastnats.server import (
-    HttpServer,
     Payload,
     Routes,
     accepts_gzip,
@@ -32,19 +29,21 @@ from fastnats.server import (
     parse_listen_address,
     start_server,
 )
+from tests.support.httpclient import RECV_TIMEOUT, Client, Connect, Response, opened_clients
+from tests.support.liveserver import (
+    BIG,
+    EVENT_LOOPS,
+    HEALTHZ,
+    METRICS,
+    METRICS_TEXT,
+    METRICS_TYPE,
+    LiveServer,
+    NewLoop,
+    Servers,
+    loop_errors,
+)
 from tests.support.process import wait_until
 
-METRICS_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-METRICS_TEXT = b"".join(
-    b"# HELP m%d A metric.\n# TYPE m%d gauge\nm%d{server=\"n-%d\"} %d\n" % (i, i, i, i, i * 7)
-    for i in range(200))
-METRICS = Payload(METRICS_TEXT, gzip.compress(METRICS_TEXT), METRICS_TYPE)
-HEALTHZ = Payload(b"ok\n", None, b"text/plain; charset=utf-8")
-# Bigger than the transports' 64 KiB high-water mark, so one response pauses writing.
-BIG = Payload(os.urandom(96 * 1024), None, b"application/octet-stream")
-
-RECV_TIMEOUT = 5.0
-STATUS_LINE = re.compile(rb"HTTP/1\.1 [1-5][0-9][0-9] [ -~]+")
 DATE = re.compile(rb"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d "
                   rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT")
 
@@ -59,127 +58,7 @@ class Slot:
         return self.payload
 
 
-class LiveServer:
-    """A server on its own loop thread, driven from the test thread."""
-
-    def __init__(self, new_loop: Callable[[], asyncio.AbstractEventLoop], routes: Routes,
-                 host: str | None = "127.0.0.1", **options: Any) -> None:
-        self.loop = new_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.server: HttpServer = self.run(start_server(routes, host, 0, **options))
-        self.port = self.server.port
-
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    def open_connections(self) -> int:
-        async def count() -> int:
-            return self.server.open_connections
-        return self.run(count())
-
-    def shut_down(self) -> None:
-        async def close() -> None:
-            self.server.close()
-            await self.server.wait_closed()
-        self.run(close())
-
-    def stop(self) -> None:
-        self.shut_down()
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=30)
-        self.loop.close()
-
-
-@dataclasses.dataclass
-class Response:
-    status_line: bytes
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-
-    @property
-    def status(self) -> int:
-        return int(self.status_line.split()[1])
-
-    def header(self, name: bytes) -> bytes | None:
-        values = [v for n, v in self.headers if n.lower() == name.lower()]
-        assert len(values) <= 1, f"{name!r} repeated"
-        return values[0] if values else None
-
-    def header_names(self) -> list[bytes]:
-        return [n for n, _ in self.headers]
-
-    def without_date(self) -> list[tuple[bytes, bytes]]:
-        return [(n, v) for n, v in self.headers if n != b"Date"]
-
-
-class Client:
-    """A raw HTTP/1.1 client: bytes in, responses parsed just enough to check them."""
-
-    def __init__(self, port: int, host: str = "127.0.0.1", family: int = socket.AF_INET,
-                 rcvbuf: int | None = None) -> None:
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            if rcvbuf is not None:
-                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-            self.sock.settimeout(RECV_TIMEOUT)
-            self.sock.connect((host, port))
-        except OSError:
-            self.sock.close()
-            raise
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = bytearray()
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> None:
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            raise EOFError(f"connection closed with {bytes(self.buf[:200])!r} unparsed")
-        self.buf += chunk
-
-    def read_response(self, head_only: bool = False) -> Response:
-        while (end := self.buf.find(b"\r\n\r\n")) < 0:
-            self._fill()
-        status_line, *lines = bytes(self.buf[:end]).split(b"\r\n")
-        del self.buf[:end + 4]
-        assert STATUS_LINE.fullmatch(status_line), f"bad status line {status_line!r}"
-        headers = []
-        for line in lines:
-            name, sep, value = line.partition(b": ")
-            assert sep and name and value, f"bad header line {line!r}"
-            headers.append((name, value))
-        response = Response(status_line, headers, b"")
-        length = 0 if head_only else int(response.header(b"Content-Length") or b"0")
-        while len(self.buf) < length:
-            self._fill()
-        response.body = bytes(self.buf[:length])
-        del self.buf[:length]
-        return response
-
-    def request(self, path: bytes = b"/metrics", method: bytes = b"GET",
-                headers: bytes = b"") -> Response:
-        self.send(b"%s %s HTTP/1.1\r\nHost: t\r\n%s\r\n" % (method, path, headers))
-        return self.read_response(head_only=method == b"HEAD")
-
-    def assert_closed(self) -> None:
-        """The server closed cleanly: no stray bytes, then EOF (not a reset)."""
-        assert bytes(self.buf) == b""
-        assert self.sock.recv(65536) == b""
-
-
 Serve = Callable[..., LiveServer]
-Connect = Callable[..., Client]
 
 
 def fetch(port: int, path: bytes = b"/metrics", **options: Any) -> Response:
@@ -188,26 +67,16 @@ def fetch(port: int, path: bytes = b"/metrics", **options: Any) -> Response:
         return c.request(path, **options)
 
 
-@pytest.fixture(params=["uvloop", "asyncio"])
-def new_loop(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
-    return uvloop.new_event_loop if request.param == "uvloop" else asyncio.SelectorEventLoop
+@pytest.fixture(params=list(EVENT_LOOPS))
+def new_loop(request: pytest.FixtureRequest) -> NewLoop:
+    return EVENT_LOOPS[request.param]
 
 
 @pytest.fixture
-def serve(new_loop: Callable[[], asyncio.AbstractEventLoop]) -> Iterator[Serve]:
-    started: list[LiveServer] = []
-
-    def start(routes: Routes | None = None, **options: Any) -> LiveServer:
-        if routes is None:
-            routes = {"/metrics": lambda: METRICS, "/healthz": lambda: HEALTHZ}
-        live = LiveServer(new_loop, routes, **options)
-        started.append(live)
-        return live
-
-    yield start
-    for live in started:
-        live.stop()
-        assert live.server.open_connections == 0
+def serve(new_loop: NewLoop) -> Iterator[Serve]:
+    servers = Servers(new_loop, {"/metrics": lambda: METRICS, "/healthz": lambda: HEALTHZ})
+    yield servers.start
+    servers.stop_all()
 
 
 @pytest.fixture
@@ -218,15 +87,8 @@ def live(serve: Serve) -> LiveServer:
 @pytest.fixture
 def connect() -> Iterator[Connect]:
     """Opens clients that are closed at teardown, whatever the test's outcome."""
-    opened: list[Client] = []
-
-    def open_client(port: int, **options: Any) -> Client:
-        opened.append(Client(port, **options))
-        return opened[-1]
-
-    yield open_client
-    for c in opened:
-        c.close()
+    with opened_clients() as open_client:
+        yield open_client
 
 
 @pytest.fixture
@@ -238,8 +100,7 @@ def client(live: LiveServer, connect: Connect) -> Client:
 def no_loop_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """An exception escaping a protocol callback is reported by the loop; none may happen."""
     yield
-    errors = [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]
-    assert not errors, [r.getMessage() for r in errors]
+    assert not loop_errors(caplog.records)
 
 
 # --- the 200 response ---

@@ -3,149 +3,59 @@
 A fake gate makes every decision the test asks for; its slow check waits until the test
 releases it, so the order of events is the test's, not the clock's. Servers run on their own
 loop thread (uvloop and the stdlib loop) and are spoken to over raw sockets, as in
-test_server.py, whose client this reuses.
+test_server.py; the gate, the server and the client are in tests.support.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import select
 import socket
-import ssl
 import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import uvloop
 
-from fastnats.server import REFUSAL_REASONS, Gate, HttpServer
+from fastnats.server import REFUSAL_REASONS
+from tests.support.httpclient import Client, Connect, opened_clients
+from tests.support.liveserver import (
+    BAD,
+    EVENT_LOOPS,
+    GOOD,
+    HEALTHZ,
+    METRICS,
+    METRICS_TEXT,
+    SLOW,
+    SLOW_TOO,
+    FakeGate,
+    GatedServer,
+    LiveServer,
+    NewLoop,
+    Servers,
+    loop_errors,
+)
 from tests.support.process import wait_until
-from tests.unit.test_server import HEALTHZ, METRICS, METRICS_TEXT, Client, LiveServer
 
-GOOD = b"Basic Z29vZDpnb29k"  # admitted at once (a remembered success)
-BAD = b"Basic YmFkOmJhZA=="  # refused at once (unknown user, say)
-SLOW = b"Basic c2xvdzpzbG93"  # needs the slow check
-SLOW_TOO = b"Basic c2xvdzp0d28="
-SECURITY_HEADERS = b"X-Content-Type-Options: nosniff\r\nX-Frame-Options: deny\r\n"
 UNAUTHORIZED_BODY = b"401 Unauthorized\n"
-
-
-class FakeGate:
-    """A gate whose answers the test sets, recording what it was asked in ``events``.
-
-    ``authorize`` answers from ``verdicts`` (True, False, or None for the slow check); the
-    slow check waits until ``release(header, ok)`` decides it (call it on the server's loop).
-    """
-
-    def __init__(self, headers: bytes = SECURITY_HEADERS,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
-        self.ssl_context = ssl_context
-        self.headers = headers
-        self.allow = True
-        self.peer_ok = True
-        self.verdicts: dict[bytes | None, bool | None] = {
-            None: False, GOOD: True, BAD: False, SLOW: None, SLOW_TOO: None}
-        self.events: list[tuple[str, Any]] = []
-        self.peers: list[dict[str, Any] | None] = []
-        self.verify_error: Exception | None = None
-        self._decisions: dict[bytes, asyncio.Future[bool]] = {}
-
-    def allow_request(self) -> bool:
-        self.events.append(("allow_request", self.allow))
-        return self.allow
-
-    def check_peer(self, peercert: dict[str, Any] | None) -> bool:
-        self.peers.append(peercert)
-        return self.peer_ok
-
-    def authorize(self, authorization: bytes | None) -> bool | None:
-        self.events.append(("authorize", authorization))
-        return self.verdicts.get(authorization, False)
-
-    def _decision(self, authorization: bytes) -> asyncio.Future[bool]:
-        if authorization not in self._decisions:
-            self._decisions[authorization] = asyncio.get_running_loop().create_future()
-        return self._decisions[authorization]
-
-    def release(self, authorization: bytes, ok: bool) -> None:
-        self.events.append(("release", authorization))
-        self._decision(authorization).set_result(ok)
-
-    async def verify(self, authorization: bytes) -> bool:
-        self.events.append(("verify", authorization))
-        if self.verify_error is not None:
-            raise self.verify_error
-        try:
-            return await asyncio.shield(self._decision(authorization))
-        except asyncio.CancelledError:
-            self.events.append(("cancelled", authorization))
-            raise
-
-    def asked(self, what: str) -> list[Any]:
-        return [value for name, value in self.events if name == what]
-
-
-def _is_a_gate(gate: FakeGate) -> Gate:
-    return gate  # mypy checks here that the fake has the Gate protocol's shape
-
-
-class GatedServer:
-    """A LiveServer and its gate, with helpers that act on the server's loop thread."""
-
-    def __init__(self, live: LiveServer, gate: FakeGate) -> None:
-        self.live = live
-        self.gate = gate
-        self.port = live.port
-        self.server: HttpServer = live.server
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        async def call() -> Any:
-            return fn()
-        return self.live.run(call())
-
-    def release(self, authorization: bytes, ok: bool) -> None:
-        self.call(lambda: self.gate.release(authorization, ok))
-
-    def asked(self, what: str) -> list[Any]:
-        return self.call(lambda: self.gate.asked(what))
-
-    def refused(self) -> dict[str, int]:
-        return self.call(lambda: dict(self.server.refused))
-
-    def set_gate(self, gate: FakeGate | None) -> None:
-        def assign() -> None:
-            self.server.gate = gate
-        self.call(assign)
-
-
-@pytest.fixture(params=["uvloop", "asyncio"])
-def new_loop(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
-    return uvloop.new_event_loop if request.param == "uvloop" else asyncio.SelectorEventLoop
-
-
 Serve = Callable[..., GatedServer]
 
 
+@pytest.fixture(params=list(EVENT_LOOPS))
+def new_loop(request: pytest.FixtureRequest) -> NewLoop:
+    return EVENT_LOOPS[request.param]
+
+
 @pytest.fixture
-def serve(new_loop: Callable[[], asyncio.AbstractEventLoop]) -> Iterator[Serve]:
-    started: list[LiveServer] = []
+def serve(new_loop: NewLoop) -> Iterator[Serve]:
+    servers = Servers(new_loop, {"/metrics": lambda: METRICS, "/healthz": lambda: HEALTHZ,
+                                 "/later": lambda: None})
 
     def start(gate: FakeGate | None = None, routes: Any = None, **options: Any) -> GatedServer:
-        gate = FakeGate() if gate is None else gate
-        if routes is None:
-            routes = {"/metrics": lambda: METRICS, "/healthz": lambda: HEALTHZ,
-                      "/later": lambda: None}
-        live = LiveServer(new_loop, routes, gate=_is_a_gate(gate), **options)
-        started.append(live)
-        return GatedServer(live, gate)
+        return servers.start_gated(FakeGate() if gate is None else gate, routes, **options)
 
     yield start
-    for live in started:
-        live.stop()
-        assert live.server.open_connections == 0
-        assert not live.server._tasks
+    servers.stop_all()
 
 
 @pytest.fixture
@@ -154,24 +64,16 @@ def gated(serve: Serve) -> GatedServer:
 
 
 @pytest.fixture
-def connect() -> Iterator[Callable[..., Client]]:
-    opened: list[Client] = []
-
-    def open_client(port: int) -> Client:
-        opened.append(Client(port))
-        return opened[-1]
-
-    yield open_client
-    for c in opened:
-        c.close()
+def connect() -> Iterator[Connect]:
+    with opened_clients() as open_client:
+        yield open_client
 
 
 @pytest.fixture(autouse=True)
 def no_loop_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     """Nothing escapes to the loop's exception handler, and no task is left pending."""
     yield
-    errors = [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.ERROR]
-    assert not errors, [r.getMessage() for r in errors]
+    assert not loop_errors(caplog.records)
 
 
 def auth(header: bytes | None) -> bytes:
@@ -200,7 +102,7 @@ EXPECTED_SECURITY_HEADERS = [(b"X-Content-Type-Options", b"nosniff"),
 # --- admitted requests ---
 
 def test_admitted_request_is_served_with_the_gate_headers(gated: GatedServer,
-                                                          connect: Callable[..., Client]) -> None:
+                                                          connect: Connect) -> None:
     c = connect(gated.port)
     c.send(get(more=b"Accept-Encoding: gzip\r\n"))
     response = c.read_response()
@@ -220,7 +122,7 @@ def test_admitted_request_is_served_with_the_gate_headers(gated: GatedServer,
     (get(b"/healthz", method=b"HEAD"), 200),
 ])
 def test_every_answer_to_a_request_carries_the_gate_headers(
-        gated: GatedServer, connect: Callable[..., Client], request_bytes: bytes,
+        gated: GatedServer, connect: Connect, request_bytes: bytes,
         status: int) -> None:
     c = connect(gated.port)
     c.send(request_bytes)
@@ -232,7 +134,7 @@ def test_every_answer_to_a_request_carries_the_gate_headers(
 
 
 def test_the_header_is_handed_to_the_gate_as_sent(gated: GatedServer,
-                                                 connect: Callable[..., Client]) -> None:
+                                                 connect: Connect) -> None:
     c = connect(gated.port)
     for header in (b"Basic dXNlcjpwYXNz", b"bearer x y", b""):
         c.send(get(header=header))
@@ -249,7 +151,7 @@ def test_the_header_is_handed_to_the_gate_as_sent(gated: GatedServer,
     (b"GET /metrics", False), (b"HEAD /metrics", True), (b"GET /nope", False),
     (b"POST /metrics", False)])
 def test_refused_request_gets_401_and_no_payload(
-        gated: GatedServer, connect: Callable[..., Client], header: bytes | None,
+        gated: GatedServer, connect: Connect, header: bytes | None,
         request_line: bytes, head_only: bool) -> None:
     c = connect(gated.port)
     c.send(b"%s HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n%s\r\n"
@@ -270,7 +172,7 @@ def test_refused_request_gets_401_and_no_payload(
 
 
 def test_authorization_does_not_carry_over_to_the_next_request(
-        gated: GatedServer, connect: Callable[..., Client]) -> None:
+        gated: GatedServer, connect: Connect) -> None:
     c = connect(gated.port)
     c.send(get() + get(header=None))
     assert c.read_response().status == 200
@@ -280,7 +182,7 @@ def test_authorization_does_not_carry_over_to_the_next_request(
 
 @pytest.mark.parametrize("second", [GOOD, BAD])
 def test_repeated_authorization_is_refused_without_asking_the_gate(
-        gated: GatedServer, connect: Callable[..., Client], second: bytes) -> None:
+        gated: GatedServer, connect: Connect, second: bytes) -> None:
     c = connect(gated.port)
     c.send(get(more=b"Authorization: %s\r\n" % second))
     response = c.read_response()
@@ -289,7 +191,7 @@ def test_repeated_authorization_is_refused_without_asking_the_gate(
 
 
 def test_rate_limited_request_gets_429_without_the_gate_headers(
-        gated: GatedServer, connect: Callable[..., Client]) -> None:
+        gated: GatedServer, connect: Connect) -> None:
     gated.gate.allow = False
     c = connect(gated.port)
     for request_bytes in (get(), get(header=BAD), get(b"/healthz", method=b"HEAD")):
@@ -310,7 +212,7 @@ def test_rate_limited_request_gets_429_without_the_gate_headers(
 @pytest.mark.parametrize("garbage", [b"GARBAGE\r\n\r\n",
                                      b"GET /metrics?" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n"])
 def test_parser_rejections_carry_no_gate_headers(gated: GatedServer,
-                                                 connect: Callable[..., Client],
+                                                 connect: Connect,
                                                  garbage: bytes) -> None:
     c = connect(gated.port)
     c.send(garbage)
@@ -323,7 +225,7 @@ def test_parser_rejections_carry_no_gate_headers(gated: GatedServer,
 # --- the slow check ---
 
 def test_slow_checks_keep_pipelined_answers_in_order(gated: GatedServer,
-                                                    connect: Callable[..., Client]) -> None:
+                                                    connect: Connect) -> None:
     c = connect(gated.port)
     c.send(get(header=SLOW, more=b"Accept-Encoding: gzip\r\n")
            + get(b"/healthz", header=GOOD)
@@ -347,7 +249,7 @@ def test_slow_checks_keep_pipelined_answers_in_order(gated: GatedServer,
 
 
 def test_pipelined_requests_with_the_same_credentials_are_verified_once(
-        gated: GatedServer, connect: Callable[..., Client]) -> None:
+        gated: GatedServer, connect: Connect) -> None:
     c = connect(gated.port)
     c.send(get(header=SLOW) * 3)
     wait_until(lambda: len(gated.asked("authorize")) == 3)
@@ -357,7 +259,7 @@ def test_pipelined_requests_with_the_same_credentials_are_verified_once(
 
 
 def test_nothing_is_read_while_a_check_is_in_flight(gated: GatedServer,
-                                                   connect: Callable[..., Client]) -> None:
+                                                   connect: Connect) -> None:
     c = connect(gated.port)
     c.send(get(header=SLOW))
     wait_until(lambda: gated.asked("verify") == [SLOW])
@@ -378,7 +280,7 @@ def test_nothing_is_read_while_a_check_is_in_flight(gated: GatedServer,
 
 
 def test_a_closing_request_waits_for_its_check_then_closes(
-        gated: GatedServer, connect: Callable[..., Client]) -> None:
+        gated: GatedServer, connect: Connect) -> None:
     c = connect(gated.port)
     c.send(get(header=SLOW, more=b"Connection: close\r\n") + get(b"/healthz"))
     wait_until(lambda: gated.asked("verify") == [SLOW])
@@ -389,7 +291,7 @@ def test_a_closing_request_waits_for_its_check_then_closes(
 
 
 def test_expect_100_continue_with_a_slow_check(gated: GatedServer,
-                                               connect: Callable[..., Client]) -> None:
+                                               connect: Connect) -> None:
     c = connect(gated.port)
     c.send(get(header=SLOW, more=b"Expect: 100-continue\r\nContent-Length: 5\r\n"))
     wait_until(lambda: gated.asked("verify") == [SLOW])
@@ -402,7 +304,7 @@ def test_expect_100_continue_with_a_slow_check(gated: GatedServer,
 
 @pytest.mark.parametrize("how", ["close", "reset"])
 def test_client_gone_while_its_check_is_in_flight(gated: GatedServer,
-                                                  connect: Callable[..., Client],
+                                                  connect: Connect,
                                                   how: str) -> None:
     # The connection is not read while the check runs, so the hang-up is noticed when the
     # answer is written; that write must be harmless.
@@ -422,7 +324,7 @@ def test_client_gone_while_its_check_is_in_flight(gated: GatedServer,
 
 @pytest.mark.parametrize("closed_by", ["eviction", "idle timeout"])
 def test_check_is_abandoned_when_the_server_closes_the_connection(
-        serve: Serve, connect: Callable[..., Client],
+        serve: Serve, connect: Connect,
         closed_by: str) -> None:
     if closed_by == "eviction":
         gated = serve(max_connections=1)
@@ -445,7 +347,7 @@ def test_check_is_abandoned_when_the_server_closes_the_connection(
 
 
 def test_shutdown_with_a_check_in_flight(gated: GatedServer,
-                                         connect: Callable[..., Client]) -> None:
+                                         connect: Connect) -> None:
     c = connect(gated.port)
     c.send(get(header=SLOW))
     wait_until(lambda: gated.asked("verify") == [SLOW])
@@ -456,7 +358,7 @@ def test_shutdown_with_a_check_in_flight(gated: GatedServer,
 
 
 def test_failing_check_refuses_and_is_logged_once(gated: GatedServer,
-                                                  connect: Callable[..., Client],
+                                                  connect: Connect,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     gated.gate.verify_error = RuntimeError("bcrypt is broken")
     c = connect(gated.port)
@@ -471,7 +373,7 @@ def test_failing_check_refuses_and_is_logged_once(gated: GatedServer,
 # --- swapping gates ---
 
 def test_a_new_gate_applies_from_the_next_request(gated: GatedServer,
-                                                  connect: Callable[..., Client]) -> None:
+                                                  connect: Connect) -> None:
     c = connect(gated.port)
     c.send(get(header=None))
     assert c.read_response().status == 401
@@ -489,8 +391,7 @@ def test_a_new_gate_applies_from_the_next_request(gated: GatedServer,
 
 
 def test_without_a_gate_nothing_is_checked_or_counted(
-        new_loop: Callable[[], asyncio.AbstractEventLoop],
-        connect: Callable[..., Client]) -> None:
+        new_loop: NewLoop, connect: Connect) -> None:
     live = LiveServer(new_loop, {"/metrics": lambda: METRICS})
     try:
         assert live.server.gate is None

@@ -33,7 +33,7 @@ from fastnats.webconfig import (
     load,
     parse_duration,
 )
-from tests.support.certs import server_certificate
+from tests.support.certs import handshake, server_certificate
 
 GUARD = 10.0  # seconds; only a guard against hangs
 
@@ -92,32 +92,6 @@ def tls_yaml(pki: Pki, *extra: str) -> str:
     lines = ["tls_server_config:", f"  cert_file: {pki.server_cert}",
              f"  key_file: {pki.server_key}", *(f"  {line}" for line in extra)]
     return "\n".join(lines) + "\n"
-
-
-def handshake(server: ssl.SSLContext, client: ssl.SSLContext
-              ) -> tuple[ssl.SSLObject, ssl.SSLObject]:
-    """A TLS handshake between two contexts over memory BIOs; raises the SSLError of the side
-    that refused. Returns (server side, client side)."""
-    server_in, server_out, client_in, client_out = (ssl.MemoryBIO() for _ in range(4))
-    server_side = server.wrap_bio(server_in, server_out, server_side=True)
-    client_side = client.wrap_bio(client_in, client_out, server_hostname="localhost")
-    done = {"server": False, "client": False}
-    for _ in range(20):
-        for name, side in (("client", client_side), ("server", server_side)):
-            if not done[name]:
-                try:
-                    side.do_handshake()
-                    done[name] = True
-                except ssl.SSLWantReadError:
-                    pass
-        server_in.write(client_out.read())
-        client_in.write(server_out.read())
-        if all(done.values()):
-            # TLS 1.3: the server reads the client's certificate after the client is done.
-            with pytest.raises(ssl.SSLWantReadError):
-                server_side.read(1)
-            return server_side, client_side
-    raise AssertionError("the handshake did not finish")
 
 
 def client_context(pki: Pki, certificate: trustme.LeafCert | None = None) -> ssl.SSLContext:
