@@ -539,7 +539,7 @@ cdef struct JzNode:
     # starts, where each of its keys' values starts (-1 when absent; the last of a repeated
     # key), and its children (streams of an account, consumers of a stream) in the next array.
     Py_ssize_t at
-    Py_ssize_t off[12]
+    Py_ssize_t off[13]     # JZ_MAX_KEYS
     Py_ssize_t first
     Py_ssize_t count
 

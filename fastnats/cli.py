@@ -119,14 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=BodyLimits().document, metavar="SIZE",
         help="largest reply accepted from a monitoring endpoint such as /varz, counted on the "
              "wire and again once a gzip reply is inflated; a larger reply fails with "
-             "reason=\"too_large\" (bytes, or with a unit: 512KiB, 16MiB, 1GiB; KB, MB, GB "
-             "are the same binary units) (default: 16MiB)")
+             "reason=\"too_large\". Every endpoint's limit, over HTTP or the system account "
+             "(/jsz's and /raftz's a sixteenth of it); listings add "
+             "--monitor.max-body-size-per-connection per entry (bytes, or with a "
+             "unit: 512KiB, 16MiB, 1GiB; KB, MB, GB are the same binary units) (default: 16MiB)")
     limits.add_argument(
         "--monitor.max-body-size-per-connection", dest="max_body_size_per_connection",
         type=size, default=BodyLimits().per_connection, metavar="SIZE",
-        help="how much larger a /connz reply may be for each connection it asks for: its "
-             "limit is --monitor.max-body-size plus this times the connections expected "
-             "(default: 8KiB)")
+        help="how much larger a listing may be for each entry it expects: its limit is "
+             "--monitor.max-body-size plus, per /connz connection or /leafz leafnode, this; per "
+             "/accstatz account a quarter of it; per /jsz account an eighth, stream twice, "
+             "consumer half. An /accstatz or /jsz reply over its limit is asked again 4, then "
+             "16 times larger (default: 8KiB)")
 
     auth = parser.add_argument_group("monitoring credentials")
     auth.add_argument(
@@ -687,7 +691,8 @@ async def _fleet(settings: Settings,
         # Fleet servers are not this host's: the wire counter has nothing to read.
         options = {name: value for name, value in settings.collectors.items() if name != "wire"}
         yield Fleet(
-            account, lambda server_id: SystemSource(account, server_id, settings.timeout),
+            account, lambda server_id: SystemSource(account, server_id, settings.timeout,
+                                                    settings.body_limits),
             options, timeout=settings.timeout, shard=fleet.shard, expected=fleet.expected,
             compat=settings.compat)
     finally:

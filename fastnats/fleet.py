@@ -169,7 +169,7 @@ class _Unread:
     """The prototype's source: the prototype is never refreshed."""
 
     async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
-                  max_bytes: int | None = None,
+                  expect: Mapping[str, int] | None = None,
                   statuses: Collection[int] = (200,)) -> bytearray:
         raise AssertionError("the fleet's prototype collector is never read")
 

@@ -6,6 +6,8 @@ listed here does not exist.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 GAUGE = "gauge"
@@ -1230,3 +1232,35 @@ CATALOGUE: tuple[Metric, ...] = (SEED + HEALTH + VARZ + CONNZ + ROUTEZ + GATEWAY
 
 BY_NAME: dict[str, Metric] = {m.name: m for m in CATALOGUE}
 assert len(BY_NAME) == len(CATALOGUE), "duplicate metric name in the catalogue"
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def is_label_name(name: str) -> bool:
+    """Whether ``name`` is a label name of the text format 0.0.4 that Prometheus accepts:
+    ``[a-zA-Z_][a-zA-Z0-9_]*``, not starting with ``__`` (reserved for Prometheus' own)."""
+    return _LABEL_NAME.fullmatch(name) is not None and not name.startswith("__")
+
+
+def check_label_names(catalogue: Iterable[Metric]) -> None:
+    """Raise ValueError unless every label name the catalogue can put on a series is valid:
+    each family's labels, with a marker of ``LABEL_MARKERS`` standing for any of the fields its
+    flag may choose, none twice, and no ``le`` on a distribution (its writer adds one). The
+    names that flags derive from user text are checked where the flags are parsed."""
+    choices = {GROUP_LABELS: GROUP_BY_FIELDS, LEAF_GROUP_LABELS: LEAF_GROUP_BY_FIELDS}
+    for metric in catalogue:
+        names: list[str] = []
+        for label in metric.labels:
+            if label in LABEL_MARKERS:
+                names += choices.get(label, LABEL_MARKERS[label][1])
+            else:
+                names.append(label)
+        bad = [name for name in names if not is_label_name(name)]
+        if metric.type == DISTRIBUTION and "le" in names:
+            bad.append("le")
+        if bad or len(set(names)) != len(names):
+            raise ValueError(f"{metric.name}: invalid or repeated label names {names!r}")
+
+
+# At import, so that a catalogue edit cannot ship a name the text format refuses.
+check_label_names(CATALOGUE)

@@ -277,12 +277,15 @@ cdef int jz_stream(JszListing self, str account, str label, list counts,
     if has_config:
         jz_fields_at(self, off[JZ_S_CONFIG], JZ_T_STREAM_CONFIG, config)
     # See _reference/jsz.py: no cluster block is a stream alone here; a replicated stream
-    # without a raft group is a server recovering its meta layer, not to be believed.
+    # without a raft group is a server recovering its meta layer, and a leader listing itself
+    # among the replicas a stale view: neither is believed.
     leader = self.me if not has_cluster else jz_text(self, cluster[0], "cluster.", "leader", "")
     if (has_cluster and cluster[1] < 0 and has_config and config[0] >= 0
             and jz_counter(self, config[0], "config.", "num_replicas") > 1):
         leader = ""
     leading = leader != "" and leader == self.me and self.settled
+    if leading and has_cluster and jz_lists_me(self, cluster[2]):
+        leading = False
     labels = (label, stream_label,
               *jz_metadata(self, config[1] if has_config else -1, self.stream_keys,
                            self.stream_keys_utf8, "config."))
@@ -411,17 +414,36 @@ cdef int jz_consumers(JszListing self, str account, str name_of, str label, str 
 
 
 cdef bint jz_led_here(JszListing self, JzNode *c) except -1:
-    # Whether the consumer is led here: its cluster's leader is this server; without a cluster
-    # block, when the server is outside a cluster (a clustered one lists its consumers so only
-    # while it recovers its meta layer, not knowing who leads them).
+    # Whether the consumer is led here: its cluster's leader is this server, not also listed
+    # among its replicas; without a cluster block, when the server is outside a cluster (a
+    # clustered one lists its consumers so only while it recovers its meta layer, not knowing
+    # who leads them).
     cdef Py_ssize_t cluster = c.off[JZ_C_CLUSTER]
     if self.b[c.at] != b'{':
         raise jz_error(f"{jz_path(self, '')[:-1]} is not an object")
     if not jz_null(self.b, cluster):
         if self.b[cluster] != b'{':
             jz_bad(self, cluster, "", "cluster", "an object")
-        return self.settled and jz_is_me(self, c.off[JZ_C_LEADER])
+        return (self.settled and jz_is_me(self, c.off[JZ_C_LEADER])
+                and not jz_lists_me(self, c.off[JZ_C_REPLICAS]))
     return not self.clustered
+
+
+cdef bint jz_lists_me(JszListing self, Py_ssize_t at) except -1:
+    # Whether the value at `at` is an array holding an object named as this server: a leader
+    # never lists itself among the replicas, see _reference/jsz.py (_lists), read as leniently.
+    cdef Py_ssize_t i
+    cdef Py_ssize_t peer[5]
+    if not jz_is(self.b, at, b'['):
+        return False
+    i = cz_skip_ws(self.b, self.n, at + 1)
+    while self.b[i] != b']':
+        if self.b[i] == b'{':
+            jz_fields_at(self, i, JZ_T_PEER, peer)
+            if jz_is_me(self, peer[0]):
+                return True
+        i = jz_array_next(self, i)
+    return False
 
 
 cdef bint jz_consumer_head(JszListing self, JzNode *c, uint64_t *pending,

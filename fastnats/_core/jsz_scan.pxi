@@ -5,8 +5,8 @@
 # nothing is decoded yet, and a value of the wrong type is only recorded, since whether it is
 # an error depends on what the walk reads (a consumer led elsewhere is never looked at). A
 # repeated key's last value wins, as in the reference's orjson. The nested objects of a
-# consumer that the walk always reads (its cluster's leader, its config's durable_name and
-# metadata) are indexed in the same pass, so the bulk of a page is read once.
+# consumer that the walk always reads (its cluster's leader and replicas, its config's
+# durable_name and metadata) are indexed in the same pass, so the bulk of a page is read once.
 
 cdef enum:
     # The key tables of the objects a /jsz page holds; JZ_T_* index jz_tables.
@@ -26,7 +26,7 @@ cdef enum:
     JZ_T_SEQUENCES
     JZ_T_SNAPSHOT
     JZ_NTABLES
-    JZ_MAX_KEYS = 12       # the most keys a node records, its nested objects' included
+    JZ_MAX_KEYS = 13       # the most keys a node records, its nested objects' included
 
 cdef enum:
     # Document keys, in JZ_T_DOC order.
@@ -74,6 +74,7 @@ cdef enum:
     JZ_C_DELIVERED
     JZ_C_ACK_FLOOR
     JZ_C_LEADER            # cluster.leader
+    JZ_C_REPLICAS          # cluster.replicas
     JZ_C_DURABLE           # config.durable_name
     JZ_C_METADATA          # config.metadata
 
@@ -90,7 +91,7 @@ cdef tuple _JZ_KEYS = (
     (b"name", b"cluster", b"config", b"state", b"mirror", b"sources", b"consumer_detail"),
     (b"cluster", b"name", b"num_pending", b"num_ack_pending", b"config", b"num_redelivered",
      b"num_waiting", b"delivered", b"ack_floor"),
-    (b"leader",),
+    (b"leader", b"replicas"),
     (b"durable_name", b"metadata"),
     (b"level",),
     (b"leader", b"cluster_size", b"pending", b"replicas", b"snapshot"),
@@ -206,7 +207,7 @@ cdef Py_ssize_t jz_node(JzScan *s, const unsigned char *b, Py_ssize_t n, Py_ssiz
         if field >= 0 and kind < JZ_T_CONSUMER and field == JZ_CHILD_KEY[kind] and b[i] == b'[':
             i = jz_children(s, b, n, i, kind + 1, node, depth + 1)
         elif kind == JZ_T_CONSUMER and b[i] == b'{' and field == JZ_C_CLUSTER:
-            jz_clear(node.off + JZ_C_LEADER, 1)
+            jz_clear(node.off + JZ_C_LEADER, 2)
             i = jz_fields(b, n, i, &jz_tables[JZ_T_CONSUMER_CLUSTER], node.off + JZ_C_LEADER,
                           depth + 1)
         elif kind == JZ_T_CONSUMER and b[i] == b'{' and field == JZ_C_CONFIG:

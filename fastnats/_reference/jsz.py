@@ -220,12 +220,15 @@ class JszListing:
         # A stream without a cluster block (JetStream outside a cluster, before 2.10) or an R1
         # stream without a raft group ({"leader": <this server>}) lives here alone. A
         # replicated stream without a raft group is a server still recovering its meta layer,
-        # which names itself leader of every stream it holds: not to be believed.
+        # which names itself leader of every stream it holds: not to be believed; nor is a
+        # leader that lists itself among the replicas (_lists).
         leader = self.me if cluster is None else cluster.text("leader", "")
         if (cluster is not None and not cluster.has("raft_group") and config is not None
                 and config.has("num_replicas") and config.counter("num_replicas") > 1):
             leader = ""
         leading = leader != "" and leader == self.me and self.settled
+        if leading and cluster is not None and _lists(cluster.doc.get("replicas"), self.me):
+            leading = False
         labels = (label, stream_label, *_metadata(config, self.stream_keys))
         if leading or self.replicas:
             state = stream.object("state")
@@ -301,7 +304,7 @@ class JszListing:
             if cluster is not None:
                 if type(cluster) is not dict:
                     raise _explain(stream, consumers, consumer)
-                if cluster.get("leader") != me:
+                if cluster.get("leader") != me or _lists(cluster.get("replicas"), me):
                     continue
             elif clustered:
                 # A clustered server lists its consumers without a cluster block only while it
@@ -355,6 +358,15 @@ class JszListing:
         if count:
             self.ephemeral.append((stream_labels, count, pending_sum, pending_max, ack_sum,
                                    ack_max))
+
+
+def _lists(replicas: object, me: str) -> bool:
+    """Whether a cluster block's ``replicas`` name this server. nats-server leaves the server
+    that answers out of a group's replicas whenever it knows the group's leader (clusterInfo in
+    server/jetstream_cluster.go, since 2.2), so a leader that lists itself is a stale view, not
+    to be believed. Read leniently: anything but an object's string ``name`` names no one."""
+    return type(replicas) is list and any(
+        type(peer) is dict and peer.get("name") == me for peer in replicas)
 
 
 def _metadata(config: Fields | None, keys: tuple[str, ...]) -> tuple[str, ...]:

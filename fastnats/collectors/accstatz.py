@@ -21,7 +21,6 @@ from .base import (
     ServerContext,
     ServerInfo,
     Source,
-    get_growing,
     with_margin,
 )
 from .decode import Fields, decode_json, off_loop
@@ -43,10 +42,6 @@ _NO_GAUGES = (0, 0, 0)
 #: One account of a body: its name, its gauges, its counters.
 Row = tuple[str, tuple[int, int, int], tuple[int, int, int, int, int]]
 
-#: The reply's size bound: a document, and per account an entry (about 900 bytes with two
-#: 56-character public keys, pretty-printed) with room for long names.
-DOCUMENT_BYTES = 16 << 20
-ACCOUNT_BYTES = 2 << 10
 #: Refreshes an account that was active must stay idle before a new one may take its place.
 IDLE_REFRESHES = 5
 
@@ -397,9 +392,8 @@ class AccstatzCollector(Collector):
         self.table = AccountTable(self.options, self.server.name)
 
     async def _read(self, source: Source) -> bytearray:
-        return await get_growing(
-            source, self.endpoint, {"unused": "true"},
-            DOCUMENT_BYTES + ACCOUNT_BYTES * with_margin(self._accounts_listed))
+        return await source.get(self.endpoint, {"unused": "true"},
+                                expect={"accounts": with_margin(self._accounts_listed)})
 
     def _apply(self, body: bytes | bytearray, now: float) -> Samples:
         listed_at, rows = decode(body)

@@ -32,32 +32,13 @@ class Source(Protocol):
     """Where the bytes of one server's monitoring endpoints come from."""
 
     async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
-                  max_bytes: int | None = None,
+                  expect: Mapping[str, int] | None = None,
                   statuses: Collection[int] = (200,)) -> bytearray:
-        """The body of ``endpoint``; ``max_bytes`` replaces the endpoint's size limit, and a
-        reply with one of ``statuses`` is an answer (any other raises ``ScrapeError``)."""
+        """The body of ``endpoint``, under the size limit the source sets from the operator's
+        flags; a listing names the entries it expects, by kind (``expect={"accounts": 3000}``),
+        and its limit follows them. A reply with one of ``statuses`` is an answer (any other
+        raises ``ScrapeError``)."""
         ...
-
-
-#: A reply over its size bound is asked for again this many times larger, at most
-#: ``GROW_ATTEMPTS`` times in all: a bound that follows the last count can be outgrown (the
-#: first refresh, or a jump), and the new count is learnt only from a reply.
-GROWTH = 4
-GROW_ATTEMPTS = 3
-
-
-async def get_growing(source: Source, endpoint: str, params: Mapping[str, str | int],
-                      max_bytes: int) -> bytearray:
-    """``source.get`` under ``max_bytes``, asked again ``GROWTH`` times larger after a
-    ``too_large``, up to ``GROW_ATTEMPTS`` requests."""
-    for _ in range(GROW_ATTEMPTS - 1):
-        try:
-            return await source.get(endpoint, params, max_bytes=max_bytes)
-        except ScrapeError as exc:
-            if exc.reason != "too_large":
-                raise
-        max_bytes *= GROWTH
-    return await source.get(endpoint, params, max_bytes=max_bytes)
 
 
 def with_margin(n: int) -> int:

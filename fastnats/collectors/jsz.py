@@ -22,7 +22,6 @@ from .base import (
     ServerContext,
     ServerInfo,
     Source,
-    get_growing,
     with_margin,
 )
 from .decode import check_utf8, off_loop, parse_rfc3339_ns
@@ -35,12 +34,6 @@ SERVER, ACCOUNTS, STREAMS, CONSUMERS = range(4)
 #: Accounts asked for per request: nats-server's own default page. Every request makes the
 #: server count every stream of every account again, so fewer pages cost it less.
 ACCOUNTS_PER_PAGE = 1024
-#: The reply's size bound: a document, and per account, stream (its config: subjects, metadata,
-#: sources) and consumer (with its config and cluster), pretty-printed, with room to spare.
-DOCUMENT_BYTES = 1 << 20
-ACCOUNT_BYTES = 1 << 10
-STREAM_BYTES = 16 << 10
-CONSUMER_BYTES = 4 << 10
 
 #: The families whose series carry ``replica_role`` under ``--jsz.replicas``: what a follower
 #: holds of a stream (its state and its configured limits), so that a fill ratio divides
@@ -69,26 +62,48 @@ _NOT_LABEL = re.compile(r"[^A-Za-z0-9_]")
 
 def meta_label(key: str) -> str:
     """The label name of a metadata key: ``meta_`` and the key with every character that a
-    label name cannot hold replaced by ``_`` (``env.tier`` becomes ``meta_env_tier``)."""
+    label name cannot hold (anything but ASCII letters, digits and ``_``) replaced by ``_``:
+    ``env.tier`` becomes ``meta_env_tier``, ``1x`` ``meta_1x``, ``__x`` ``meta___x``, ``é``
+    ``meta__``. The prefix keeps it off a leading digit and the reserved ``__``."""
     return "meta_" + _NOT_LABEL.sub("_", key)
 
 
+#: The most metadata keys per flag (the compiled walk looks them up in a fixed table).
+MAX_META_KEYS = 64
+
+
 def meta_keys(text: str) -> tuple[str, ...]:
-    """An argparse type: comma-separated metadata keys, none empty or listed twice, and no two
-    with the same label name."""
+    """An argparse type: comma-separated metadata keys (see ``check_meta_keys``); an empty or
+    blank value is no key."""
     if not text.strip():
         return ()
     keys = tuple(key.strip() for key in text.split(","))
+    check_meta_keys(keys)
+    return keys
+
+
+def check_meta_keys(keys: tuple[str, ...]) -> None:
+    """Raise ArgumentTypeError unless the keys can be labels: at most ``MAX_META_KEYS``, none
+    empty or not encodable as UTF-8 (a JSON key cannot be), and no two with the same label
+    name, which must be a valid one."""
+    if len(keys) > MAX_META_KEYS:
+        raise argparse.ArgumentTypeError(
+            f"{len(keys)} metadata keys; at most {MAX_META_KEYS}")
     labels: dict[str, str] = {}
     for key in keys:
         if not key:
-            raise argparse.ArgumentTypeError(f"an empty metadata key in {text!r}")
+            raise argparse.ArgumentTypeError(f"an empty metadata key in {','.join(keys)!r}")
+        try:
+            key.encode("utf-8")
+        except UnicodeEncodeError:
+            raise argparse.ArgumentTypeError(f"metadata key {key!r} is not UTF-8") from None
         label = meta_label(key)
+        if not m.is_label_name(label):
+            raise argparse.ArgumentTypeError(f"metadata key {key!r} makes no label name")
         if label in labels:
             raise argparse.ArgumentTypeError(
                 f"metadata keys {labels[label]!r} and {key!r} would both be the label {label}")
         labels[label] = key
-    return keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +122,7 @@ class JszOptions:
             raise ValueError(f"--jsz.level {self.level!r}: one of {', '.join(LEVELS)}")
         for keys in (self.stream_meta_keys, self.consumer_meta_keys):
             try:
-                meta_keys(",".join(keys))
+                check_meta_keys(keys)
             except argparse.ArgumentTypeError as exc:
                 raise ValueError(str(exc)) from None
 
@@ -176,7 +191,12 @@ class JszCollector(Collector):
     ``ServerInfo.server_name``; a stream without a cluster block lives here alone). A
     leaderless stream (an election under way) is exported by no server until it has a leader.
     A mirror or source listed twice (the same stream with other filters) is exported once, with
-    the worst lag and last-seen time. A consumer is exported by its own leader. With
+    the worst lag and last-seen time. A consumer is exported by its own leader. A stale view
+    after a restart would count a stream or consumer twice, so no claim is believed from a
+    clustered server that knows no meta leader, for a replicated stream without a raft group,
+    for a consumer without a cluster block on a clustered server, or from a leader that lists
+    itself among ``cluster.replicas`` (nats-server leaves the answering server out of them
+    whenever it knows the leader: clusterInfo in server/jetstream_cluster.go). With
     ``--jsz.replicas`` a follower exports the families in ``ROLE_FAMILIES`` too, every
     stream's series with ``replica_role`` leader or follower.
 
@@ -241,7 +261,7 @@ class JszCollector(Collector):
             "--jsz.consumer-meta-keys", dest="jsz_consumer_meta_keys", type=meta_keys,
             default=(), metavar="KEYS",
             help="comma-separated consumer metadata keys exported as labels meta_<key> on the "
-                 "durable consumer families")
+                 "durable consumer families (named as for --jsz.stream-meta-keys)")
 
     @classmethod
     def configure(cls, args: argparse.Namespace, refresh_interval: float) -> JszOptions:
@@ -312,18 +332,20 @@ class JszCollector(Collector):
         work = len(listing.streams) + len(listing.durables) + len(listing.ephemeral)
         self._samples = await off_loop(1024 * work, self._commit, listing)
 
-    def _bound(self) -> int:
+    def _expect(self) -> dict[str, int]:
+        """The entries a reply may list, from what the server held at the last read; the
+        source's limit follows them."""
         accounts, streams, consumers = self._held or (0, 0, 0)
         depth = self.options.depth
-        bound = DOCUMENT_BYTES + ACCOUNT_BYTES * with_margin(accounts)
+        expect = {"accounts": with_margin(accounts)}
         if depth >= STREAMS:
-            bound += STREAM_BYTES * with_margin(streams)
+            expect["streams"] = with_margin(streams)
         if depth >= CONSUMERS:
-            bound += CONSUMER_BYTES * with_margin(consumers)
-        return bound
+            expect["consumers"] = with_margin(consumers)
+        return expect
 
     async def _get(self, source: Source, params: dict[str, str | int]) -> bytearray:
-        return await get_growing(source, self.endpoint, params, self._bound())
+        return await source.get(self.endpoint, params, expect=self._expect())
 
     def _commit(self, listing: Listing) -> Samples:
         """The samples of a whole listing; the one step that changes the consumer table."""

@@ -22,13 +22,6 @@ from .decode import off_loop, parse_rfc3339_ns
 
 log = logging.getLogger("fastnats.scrape")
 
-KiB = 1024
-MiB = 1024 * KiB
-#: The reply limit of /leafz: this, plus PER_LEAFNODE for each leafnode expected. An entry is
-#: under 512 bytes; its name and account come from the leafnode's CONNECT, which nats-server
-#: caps at 4 KiB by default (max_control_line), so 50,000 leafnodes fit with room to spare.
-DOCUMENT_BYTES = 16 * MiB
-PER_LEAFNODE_BYTES = 8 * KiB
 #: Listings a leafnode that vanished may have been last seen in while its closed entry is still
 #: awaited: the one before it vanished, and the one before that (the core's LZ_ABSENT_GRACE + 1).
 _AWAITED_LISTINGS = 2
@@ -144,8 +137,7 @@ class LeafzCollector(Collector):
         self.follow(info)
         aggregator = self.aggregator
         expected = with_margin(max(info.leafnodes, aggregator.count))
-        body = await source.get(self.endpoint,
-                                max_bytes=DOCUMENT_BYTES + PER_LEAFNODE_BYTES * expected)
+        body = await source.get(self.endpoint, expect={"leafnodes": expected})
         listed_at = leafz_time(body)
         lost_before = aggregator.lost
         try:

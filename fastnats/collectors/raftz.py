@@ -23,9 +23,6 @@ ENDPOINT = "raftz"
 #: nats-server's name of the JetStream meta group (``defaultMetaGroupName``).
 META_GROUP = "_meta_"
 QUERY = {"group": META_GROUP}
-#: The most a reply may hold: room for 4,000 peers (up to about 220 bytes each, as nats-server
-#: indents them), where a meta group has dozens.
-DOCUMENT_BYTES = 1 << 20
 
 #: Each family and the field of the group's entry it copies.
 _FIELDS = ((m.NATS_JETSTREAM_META_APPLIED_INDEX, "applied"),
@@ -67,5 +64,5 @@ class RaftzCollector(Collector):
         self._samples: Samples = {}
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
-        body = await source.get(self.endpoint, QUERY, max_bytes=DOCUMENT_BYTES)
+        body = await source.get(self.endpoint, QUERY)
         self._samples = await off_loop(len(body), raftz_samples, body)

@@ -18,8 +18,9 @@ import base64
 import contextlib
 import ssl
 import zlib
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -40,6 +41,37 @@ MiB = 1 << 20
 #: Endpoints whose reply lists one entry per connection, up to the ``limit`` query parameter.
 _PER_CONNECTION = frozenset({"connz"})
 
+#: ``BodyLimits.document`` by default.
+DEFAULT_DOCUMENT = 16 * MiB
+#: The documents smaller than the rest, at the default ``document``; each scales with it.
+#: /raftz?group=_meta_: room for 4,000 peers (about 220 bytes each, as nats-server indents
+#: them), where a meta group has dozens. /jsz: its server part, before any entry.
+DOCUMENT_BYTES: Mapping[str, int] = {"raftz": 1 * MiB, "jsz": 1 * MiB}
+#: ``BodyLimits.per_connection`` by default: the allowance of one /connz entry.
+DEFAULT_PER_CONNECTION = 8 * KiB
+#: The allowance of one entry of a listing, by endpoint and kind of entry, at the default
+#: ``per_connection``; each scales with it, so that one flag bounds every listing.
+ENTRY_BYTES: Mapping[str, Mapping[str, int]] = {
+    # An entry is under 1 KiB; what a client chooses (name, JWT, tags) comes from its CONNECT
+    # line, which nats-server caps at 4 KiB by default (max_control_line).
+    "connz": {"connections": DEFAULT_PER_CONNECTION},
+    # Under 512 bytes; its name and account come from the leafnode's CONNECT, as above.
+    "leafz": {"leafnodes": DEFAULT_PER_CONNECTION},
+    # About 900 bytes with two 56-character public keys, pretty-printed; room for long names.
+    "accstatz": {"accounts": DEFAULT_PER_CONNECTION // 4},
+    # Pretty-printed: an account; a stream, with its config (subjects, metadata, sources); a
+    # consumer, with its config and cluster.
+    "jsz": {"accounts": DEFAULT_PER_CONNECTION // 8, "streams": DEFAULT_PER_CONNECTION * 2,
+            "consumers": DEFAULT_PER_CONNECTION // 2},
+}
+#: Listings that expect the counts of their own last reply, asked again ``GROWTH`` times larger
+#: after a reply over its limit, ``GROW_ATTEMPTS`` requests in all: those counts can be
+#: outgrown (the first refresh, a jump), and the new count is learnt only from a reply. /connz
+#: and /leafz expect what this refresh's /varz reports.
+_GROWING = frozenset({"accstatz", "jsz"})
+GROWTH = 4
+GROW_ATTEMPTS = 3
+
 # nats-server never compresses; a proxy in front of it may, and only in a coding we can bound.
 _ACCEPT_ENCODING = "gzip, deflate"
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -53,24 +85,67 @@ _NO_CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=None, sock_r
 class BodyLimits:
     """The largest reply accepted from an endpoint, on the wire and inflated.
 
-    A document such as /varz may hold ``document`` bytes. A /connz listing may hold that and
-    ``per_connection`` bytes more for each connection it asks for (``limit=N``): an entry is under
-    1 KiB, and what a client chooses (name, JWT, tags) comes from its CONNECT line, which
-    nats-server caps at 4 KiB by default (``max_control_line``).
+    Every endpoint's reply may hold ``document`` bytes (``--monitor.max-body-size``), or the
+    share of it ``DOCUMENT_BYTES`` gives. A listing may hold, for each entry the request
+    expects, that entry's allowance more: ``ENTRY_BYTES`` scaled by ``per_connection``
+    (``--monitor.max-body-size-per-connection``), which a /connz entry gets whole. /connz
+    expects the connections it asks for (``limit=N``); the other listings say what they expect
+    (``expect``). /accstatz and /jsz over their limit are asked again ``GROWTH`` times larger
+    (``bounds``). So both flags bound every endpoint, and the defaults are the limits the
+    collectors used to set themselves.
     """
 
-    document: int = 16 * MiB
-    per_connection: int = 8 * KiB
+    document: int = DEFAULT_DOCUMENT
+    per_connection: int = DEFAULT_PER_CONNECTION
 
     def __post_init__(self) -> None:
         if self.document < 1 or self.per_connection < 0:
             raise ValueError(f"body limits must be positive: {self}")
 
-    def for_request(self, endpoint: str, params: Mapping[str, str | int] | None) -> int:
-        """The limit of one request, from what it asks for."""
+    def for_request(self, endpoint: str, params: Mapping[str, str | int] | None,
+                    expect: Mapping[str, int] | None = None) -> int:
+        """The limit of one request, from what it asks for and the entries it expects, by
+        kind (``expect``, kinds of ``ENTRY_BYTES``)."""
+        counts = dict(expect or {})
         if endpoint in _PER_CONNECTION and params is not None and "limit" in params:
-            return self.document + self.per_connection * max(int(params["limit"]), 0)
-        return self.document
+            counts["connections"] = int(params["limit"])
+        own = DOCUMENT_BYTES.get(endpoint)
+        limit = self.document if own is None else max(own * self.document // DEFAULT_DOCUMENT, 1)
+        for kind, count in counts.items():
+            size = ENTRY_BYTES.get(endpoint, {}).get(kind)
+            if size is None:
+                raise ValueError(f"{endpoint} lists no entries of kind {kind!r}")
+            limit += size * self.per_connection // DEFAULT_PER_CONNECTION * max(count, 0)
+        return limit
+
+    def bounds(self, endpoint: str, params: Mapping[str, str | int] | None,
+               expect: Mapping[str, int] | None = None) -> tuple[int, ...]:
+        """The limit of each request in turn, the next made only when a reply passes the one
+        before: one, or for a listing that expects its last reply's counts, ``GROW_ATTEMPTS``
+        growing ones."""
+        limit = self.for_request(endpoint, params, expect)
+        if not expect or endpoint not in _GROWING:
+            return (limit,)
+        return tuple(limit * GROWTH ** attempt for attempt in range(GROW_ATTEMPTS))
+
+
+#: What a reply over its limit tells the operator, from either source.
+TOO_LARGE_HINT = ("raise --monitor.max-body-size (or --monitor.max-body-size-per-connection "
+                  "for a listing: /connz, /leafz, /accstatz, /jsz) if this server is really "
+                  "that large")
+
+_T = TypeVar("_T")
+
+
+async def read_within(bounds: Sequence[int], read: Callable[[int], Awaitable[_T]]) -> _T:
+    """``read(limit)`` under each of ``bounds`` in turn, the next only after a ``too_large``."""
+    for limit in bounds[:-1]:
+        try:
+            return await read(limit)
+        except ScrapeError as exc:
+            if exc.reason != "too_large":
+                raise
+    return await read(bounds[-1])
 
 
 class MonitorClient:
@@ -104,17 +179,22 @@ class MonitorClient:
         self.limits = limits or BodyLimits()
 
     async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
-                  max_bytes: int | None = None,
+                  expect: Mapping[str, int] | None = None,
                   statuses: Collection[int] = (200,)) -> bytearray:
         """GET ``/endpoint`` and return the body; any failure raises :class:`ScrapeError`.
 
-        ``max_bytes`` is the caller's bound on the reply, in place of the endpoint's limit;
-        ``statuses`` are the HTTP statuses whose body is the answer (/healthz answers 503).
+        ``expect`` is the entries a listing expects, by kind, which its limit follows
+        (``BodyLimits.bounds``); ``statuses`` are the HTTP statuses whose body is the answer
+        (/healthz answers 503).
         """
+        return await read_within(self.limits.bounds(endpoint, params, expect),
+                                 lambda limit: self._get_within(endpoint, params, limit,
+                                                                statuses))
+
+    async def _get_within(self, endpoint: str, params: Mapping[str, str | int] | None,
+                          limit: int, statuses: Collection[int]) -> bytearray:
         url = f"{self.base_url}/{endpoint}"
-        reply = _Reply(endpoint, url,
-                       self.limits.for_request(endpoint, params) if max_bytes is None
-                       else max_bytes, statuses, shown=f"{self.shown_url}/{endpoint}")
+        reply = _Reply(endpoint, url, limit, statuses, shown=f"{self.shown_url}/{endpoint}")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         try:
@@ -304,9 +384,8 @@ class _Reply:
 
     def _too_large(self, what: str) -> ScrapeError:
         return ScrapeError(self.endpoint, "too_large",
-                           f"{self.shown} {what}, over its limit of {self.limit} bytes; raise "
-                           f"--monitor.max-body-size (or --monitor.max-body-size-per-connection "
-                           f"for /connz) if this server is really that large")
+                           f"{self.shown} {what}, over its limit of {self.limit} bytes; "
+                           f"{TOO_LARGE_HINT}")
 
     def _bad_coding(self, what: str) -> ScrapeError:
         return ScrapeError(self.endpoint, "body", f"{self.shown}: bad compressed body: {what} "

@@ -47,7 +47,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from ..errors import FastNatsError, ScrapeError
-from .monitor import BodyLimits
+from .monitor import TOO_LARGE_HINT, BodyLimits, read_within
 from .tls import (
     CERT_FLAG,
     KEY_FLAG,
@@ -115,6 +115,8 @@ def _redact_url(url: str) -> str:
     return _USERINFO.sub("***@", url)
 
 
+#: How a connection the server dropped shows: a reset, or a write into it after the close.
+_DROPPED = (ConnectionResetError, BrokenPipeError)
 #: The first two characters of a user's nkey seed.
 _USER_SEED = b"SU"
 
@@ -205,9 +207,9 @@ class SystemAccount:
         return text
 
     async def _on_error(self, exc: Exception) -> None:
-        self._last_reset = isinstance(exc, ConnectionResetError)
+        self._last_reset = isinstance(exc, _DROPPED)
         what = self._redact(describe_failure(exc) or str(exc) or type(exc).__name__)
-        if isinstance(exc, ConnectionResetError) and _refused(self._last_error or ""):
+        if isinstance(exc, _DROPPED) and _refused(self._last_error or ""):
             # nats-server closes a refused connection right after its -ERR, which the client
             # may read as a reset: the same refusal, not a change.
             what = self._last_error or what
@@ -311,7 +313,7 @@ class SystemAccount:
             return f"authorization violation from {urls}: {self._credentials_hint()}"
         if isinstance(exc, asyncio.TimeoutError) and self._last_error is None:
             return f"no NATS server answered at {urls} within {timeout:g}s"
-        reset = self._last_reset or isinstance(exc, ConnectionResetError)
+        reset = self._last_reset or isinstance(exc, _DROPPED)
         if reset and self.options.tls.cert is None:
             # Over TLS 1.3 a server that wants a client certificate may drop the connection
             # once the handshake is over, without a word.
@@ -606,7 +608,7 @@ def _varint(endpoint: str, view: memoryview, pos: int, end: int) -> int:
 
 def _too_large(endpoint: str, what: str, limit: int) -> ScrapeError:
     return ScrapeError(endpoint, "too_large", f"reply of {what}, over its limit of {limit} "
-                                              f"bytes")
+                                              f"bytes; {TOO_LARGE_HINT}")
 
 
 _WS = re.compile(rb"[ \t\r\n]*")
@@ -843,24 +845,30 @@ def options_json(endpoint: str, params: Mapping[str, str | int] | None) -> dict[
 class SystemSource:
     """The collectors' ``Source`` for one server, over the system account."""
 
-    def __init__(self, account: SystemAccount, server_id: str, timeout: float) -> None:
+    def __init__(self, account: SystemAccount, server_id: str, timeout: float,
+                 limits: BodyLimits | None = None) -> None:
         self.account = account
         self.server_id = server_id
         self.timeout = timeout
-        self._limits = BodyLimits()
+        self._limits = limits or BodyLimits()
         self._name: str | None = None
         #: Bytes on the wire per connection listed, by CONNZ state, from the last paged read.
         self._per_connection: dict[int, float] = {}
 
     async def get(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
-                  max_bytes: int | None = None,
+                  expect: Mapping[str, int] | None = None,
                   statuses: Collection[int] = (200,)) -> bytearray:
-        """The ``data`` of ``endpoint``'s reply; /healthz's verdict is in its data, so
-        ``statuses`` has nothing to select here."""
-        return (await self._read(endpoint, params, max_bytes))[0]
+        """The ``data`` of ``endpoint``'s reply, bounded as over HTTP (``BodyLimits.bounds``);
+        /healthz's verdict is in its data, so ``statuses`` has nothing to select here."""
+        return await read_within(self._limits.bounds(endpoint, params, expect),
+                                 lambda limit: self._data(endpoint, params, limit))
 
-    async def get_pages(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
-                        max_bytes: int | None = None) -> list[bytearray]:
+    async def _data(self, endpoint: str, params: Mapping[str, str | int] | None,
+                    limit: int) -> bytearray:
+        return (await self._read(endpoint, params, limit))[0]
+
+    async def get_pages(self, endpoint: str,
+                        params: Mapping[str, str | int] | None = None) -> list[bytearray]:
         """``get``, as the list of pages that a CONNZ listing takes when its reply would not fit
         the account's ``max_payload``; any other read is one page.
 
@@ -881,7 +889,7 @@ class SystemSource:
         fits = self.account.max_payload
         plan = _paging(endpoint, params)
         if fits is None or plan is None:
-            return [await self.get(endpoint, params, max_bytes=max_bytes)]
+            return [await self.get(endpoint, params)]
         state, by_cid, offset, asked = plan
         per = self._per_connection.get(state, FIRST_ESTIMATE)
         size = max(2, int(max(fits - REPLY_HEAD, 0) * PAGE_FILL / per))
@@ -891,9 +899,9 @@ class SystemSource:
 
         async def read(at: int | None, count: int) -> tuple[bytearray, int]:
             nonlocal wire, listed
-            data, sent = await self._read(
-                endpoint, params if at is None else {**base, "offset": at, "limit": count},
-                max_bytes)
+            page = params if at is None else {**base, "offset": at, "limit": count}
+            data, sent = await self._read(endpoint, page,
+                                          self._limits.for_request(endpoint, page))
             found = _head(data, _NUM_CONNECTIONS)
             wire += sent
             listed += found
@@ -928,10 +936,10 @@ class SystemSource:
         return pages
 
     async def _read(self, endpoint: str, params: Mapping[str, str | int] | None,
-                    max_bytes: int | None) -> tuple[bytearray, int]:
-        """The ``data`` of ``endpoint``'s reply, and the reply's size on the wire."""
+                    limit: int) -> tuple[bytearray, int]:
+        """The ``data`` of ``endpoint``'s reply, inflated to no more than ``limit``, and the
+        reply's size on the wire."""
         body = options_json(endpoint, params) or None
-        limit = self._limits.for_request(endpoint, params) if max_bytes is None else max_bytes
         try:
             if endpoint == "accstatz":
                 reply = await self.account.account_statz(

@@ -19,14 +19,10 @@ from fastnats import metrics as m
 from fastnats.cli import build_parser
 from fastnats.collector import ServerCollector
 from fastnats.collectors import ALL, AccstatzCollector, ServerContext, ServerInfo
-from fastnats.collectors.accstatz import (
-    DOCUMENT_BYTES,
-    IDLE_REFRESHES,
-    AccstatzOptions,
-    decode,
-)
-from fastnats.collectors.base import DECODE
+from fastnats.collectors.accstatz import IDLE_REFRESHES, AccstatzOptions, decode
+from fastnats.collectors.base import DECODE, with_margin
 from fastnats.errors import ScrapeError
+from fastnats.sources.monitor import BodyLimits, read_within
 from fastnats.target import Target
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -53,19 +49,30 @@ def body(entries: list[dict], now: float = 1_800_000_000.0, *, indent: bool = Fa
                         option=orjson.OPT_INDENT_2 if indent else None)
 
 
+DOCUMENT_BYTES = BodyLimits().document
+
+
 class Source:
-    """Serves the body it holds; refuses a body over the caller's ``max_bytes``."""
+    """Serves the body it holds, bounded as a real source bounds it under ``limits`` (the
+    flags'): each request and its limit, and the accounts each read expected."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: BodyLimits | None = None) -> None:
         self.body = b""
-        self.requests: list[tuple[dict, int | None]] = []
+        self.limits = limits or BodyLimits()
+        self.requests: list[tuple[dict, int]] = []
+        self.expected: list[int] = []
 
-    async def get(self, endpoint: str, params=None, *, max_bytes=None, statuses=(200,)):
-        assert endpoint == "accstatz"
-        self.requests.append((dict(params), max_bytes))
-        if max_bytes is not None and len(self.body) > max_bytes:
-            raise ScrapeError(endpoint, "too_large", f"over {max_bytes}")
-        return bytearray(self.body)
+    async def get(self, endpoint: str, params=None, *, expect=None, statuses=(200,)):
+        assert endpoint == "accstatz" and set(expect) == {"accounts"}
+        self.expected.append(expect["accounts"])
+
+        async def read(limit: int) -> bytearray:
+            self.requests.append((dict(params), limit))
+            if len(self.body) > limit:
+                raise ScrapeError(endpoint, "too_large", f"over {limit}")
+            return bytearray(self.body)
+
+        return await read_within(self.limits.bounds(endpoint, params, expect), read)
 
 
 class Run:
@@ -305,6 +312,19 @@ def test_the_size_bound_follows_the_accounts_and_grows_when_passed():
     asyncio.run(run.collector.refresh(run.source, run.info))
     assert run.source.requests[-1][1] > len(run.source.body)
     assert len(run.source.requests) == 3
+    assert run.source.expected == [with_margin(0), with_margin(25_000)]
+
+
+def test_the_operators_flags_bound_the_accounts_read():
+    run = Run()
+    run.source = Source(BodyLimits(document=1 << 20, per_connection=0))
+    run.source.body = body([entry(f"A{i:055d}", sent=i) for i in range(25_000)], indent=True)
+    assert len(run.source.body) > 16 << 20
+    with pytest.raises(ScrapeError) as info:
+        asyncio.run(run.collector.refresh(run.source, run.info))
+    assert info.value.reason == "too_large"
+    # Asked under the document's limit and twice grown from it, never with an account's room.
+    assert [limit for _, limit in run.source.requests] == [1 << 20, 4 << 20, 16 << 20]
 
 
 BAD = [

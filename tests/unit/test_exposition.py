@@ -3,7 +3,9 @@ of the compiled writer with the reference one."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
+import json
 import re
 from pathlib import Path
 
@@ -15,7 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats import _core, _reference, exposition
 from fastnats import metrics as m
+from fastnats.collector import NatsCollector, ServerCollector
+from fastnats.collectors import OPTIONAL, JszCollector, ServerContext, ServerInfo
+from fastnats.collectors.jsz import JszOptions
+from fastnats.compat import PROMETHEUS_NATS_EXPORTER, SURVEYOR, Compat
 from fastnats.interop import client_metrics
+from fastnats.target import Target
 
 DATA = Path(__file__).parents[1] / "data"
 SHARED_SEED = Path(__file__).parents[3] / "shared" / "SEED-METRICS.txt"
@@ -257,3 +264,113 @@ def test_render_gzip_decodes_to_plain():
     text, gz = exposition.render(seed_families_from_text(seed_exposition()))
     assert gzip.decompress(gz) == text
     assert exposition.render(seed_families_from_text(seed_exposition()))[1] == gz
+
+
+# -- label names --------------------------------------------------------------------------
+
+#: The text format 0.0.4's label name, without Prometheus' reserved ``__`` prefix: the
+#: exposition is read by this, not by a parser that may accept more than Prometheus does.
+LABEL_NAME = re.compile(r"(?!__)[a-zA-Z_][a-zA-Z0-9_]*")
+LABEL_PAIR = re.compile(r'([^=]*)="((?:[^"\\\n]|\\.)*)"(,|(?=}))')
+#: Metadata keys that are no label names as they are.
+HOSTILE_META_KEYS = ("a-b", "1x", "__x", "é", "x y", "env.tier")
+
+
+def label_names_in(text: str) -> set[str]:
+    """The label names of every sample line, each checked against the format's grammar."""
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("#") or "{" not in line:
+            continue
+        body, at = line[line.index("{") + 1:line.rindex("}") + 1], 0
+        while body[at] != "}":
+            pair = LABEL_PAIR.match(body, at)
+            assert pair, line
+            names.add(pair.group(1))
+            at = pair.end()
+    assert names
+    return names
+
+
+class OneBody:
+    """A monitoring source that answers every request with one body."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def get(self, endpoint, params=None, **_):
+        return bytearray(self.body)
+
+
+def filled(families) -> list:
+    """The families, each with one sample of the right shape."""
+    return [(metric, labels, [(("v",) * len(labels),
+                               ((1,) * len(metric.buckets), 1.5)
+                               if metric.type == m.DISTRIBUTION else 1)])
+            for metric, labels, _ in families]
+
+
+@pytest.mark.parametrize("render", WRITERS)
+@pytest.mark.parametrize("profile", [PROMETHEUS_NATS_EXPORTER, SURVEYOR])
+def test_every_label_name_of_every_family_is_valid(render, profile):
+    # Every collector on, --jsz.replicas and hostile metadata keys, two servers (so the
+    # server label), and a compat profile: every family the exporter can write, once.
+    jsz = JszOptions("consumers", replicas=True, stream_meta_keys=HOSTILE_META_KEYS,
+                     consumer_meta_keys=HOSTILE_META_KEYS)
+    options = {cls.name: None for cls in OPTIONAL} | {"jsz": jsz}
+    servers = [ServerCollector(Target(name, "http://127.0.0.1:1"), object(), options)
+               for name in ("a", "b")]
+    collector = NatsCollector(servers)
+    compat = Compat(profile).families([], collector.label_names, collector.labelled)
+    families = filled(collector.families()) + filled(compat)
+    text = render(families).decode()
+    names = label_names_in(text)
+    bad = {name for name in names if not LABEL_NAME.fullmatch(name)}
+    assert not bad
+    assert {"server", "replica_role", "meta_a_b", "meta_1x", "meta___x", "meta__", "meta_x_y",
+            "meta_env_tier"} <= names
+    assert len(text.split("# TYPE ")) - 1 == len(families)
+
+
+@pytest.mark.parametrize("render", WRITERS)
+def test_hostile_metadata_keys_render_valid_labels_natively_and_in_compat(render):
+    # Compat names metadata labels after the native ones, row by row: read a real body.
+    doc = json.loads((DATA / "jsz_a1.json").read_bytes())
+    for account in doc["account_details"]:
+        for stream in account.get("stream_detail", []):
+            for item in (stream, *stream.get("consumer_detail", [])):
+                item["config"].setdefault("metadata", {}).update(
+                    {key: "v" for key in HOSTILE_META_KEYS})
+    collector = JszCollector(ServerContext("A1", "127.0.0.1"),
+                             JszOptions("consumers", stream_meta_keys=HOSTILE_META_KEYS,
+                                        consumer_meta_keys=HOSTILE_META_KEYS))
+    asyncio.run(collector.refresh(OneBody(json.dumps(doc).encode()), ServerInfo(
+        "NID", "start", 0, 0, {}, server_name="A1")))
+    # Compat reads the server's identity from /varz.
+    samples = {**collector.samples(),
+               m.NATS_SERVER_INFO.name: [(("A1", "NID", "2.15.1", "A", "", ""), 1)]}
+    native = (m.NATS_SERVER_INFO, *m.JSZ)
+    label_names = {metric.name: collector.label_names(metric) for metric in native}
+    families = [(metric, label_names[metric.name], samples.get(metric.name, []))
+                for metric in native]
+    families += Compat().families([("A1", samples)], label_names, False)
+    names = label_names_in(render(families).decode())
+    assert not {name for name in names if not LABEL_NAME.fullmatch(name)}
+    assert {"meta_a_b", "meta___x", "stream_meta_a_b", "stream_meta_1x", "stream_meta___x",
+            "stream_meta__", "consumer_meta_x_y", "consumer_meta_env_tier"} <= names
+
+
+@pytest.mark.parametrize("labels", [
+    ("a-b",), ("1x",), ("__x",), ("é",), ("",), ("ok", "ok"), ("<no marker>",),
+    (m.STREAM_LABELS, "stream"), (m.GROUP_LABELS, "ip")])
+def test_the_catalogue_check_refuses_a_label_name_the_format_refuses(labels):
+    with pytest.raises(ValueError, match="label names"):
+        m.check_label_names([m.Metric("x", m.GAUGE, "h", labels)])
+
+
+def test_the_catalogue_passes_its_check_and_no_distribution_has_its_own_le():
+    m.check_label_names(m.CATALOGUE)
+    with pytest.raises(ValueError, match="label names"):
+        m.check_label_names([m.Metric("x", m.DISTRIBUTION, "h", ("le",), buckets=("+Inf",))])
+    assert all(LABEL_NAME.fullmatch(name) for name in (*m.GROUP_BY_FIELDS,
+                                                         *m.LEAF_GROUP_BY_FIELDS))

@@ -31,6 +31,7 @@ from fastnats.collectors import ALL, JszCollector, ServerContext, ServerInfo
 from fastnats.collectors.base import DECODE
 from fastnats.collectors.jsz import ROLE_FAMILIES, JszOptions, Listing, meta_keys, meta_label
 from fastnats.errors import ScrapeError
+from fastnats.sources.monitor import BodyLimits, KiB, MiB, read_within
 from fastnats.target import Target
 from tests.support import jszgen
 
@@ -46,18 +47,20 @@ def recorded(server: str) -> bytes:
 
 class Source:
     """Serves /jsz of server ``name``: pages of ``doc`` as nats-server 2.15 cuts them, or
-    ``body`` as it is; refuses a reply over the caller's ``max_bytes``."""
+    ``body`` as it is; refuses a reply over the limit a real source sets under the default
+    flags from the entries the request expects (``expected``)."""
 
     def __init__(self, name: str, body: bytes | None = None, doc: dict | None = None) -> None:
         self.name = name
         self.body = body
         self.doc = doc
         self.requests: list[dict] = []
+        self.expected: list[dict] = []
 
-    async def get(self, endpoint, params=None, *, max_bytes=None, statuses=(200,)):
+    async def get(self, endpoint, params=None, *, expect=None, statuses=(200,)):
         assert endpoint == "jsz"
         params = dict(params or {})
-        self.requests.append(params)
+        self.expected.append(dict(expect or {}))
         if self.doc is not None:
             if "offset" in params:
                 doc = jszgen.page(self.doc, params["offset"], params["limit"])
@@ -66,9 +69,14 @@ class Source:
             body = orjson.dumps(doc)
         else:
             body = self.body
-        if max_bytes is not None and len(body) > max_bytes:
-            raise ScrapeError(endpoint, "too_large", f"over {max_bytes}")
-        return bytearray(body)
+
+        async def read(limit: int) -> bytearray:
+            self.requests.append(params)
+            if len(body) > limit:
+                raise ScrapeError(endpoint, "too_large", f"over {limit}")
+            return bytearray(body)
+
+        return await read_within(BodyLimits().bounds(endpoint, params, expect), read)
 
 
 def refresh(collector: JszCollector, source: Source) -> dict:
@@ -138,6 +146,58 @@ def test_a_server_recovering_its_meta_layer_claims_nothing():
         led_durables += len(series(normal, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES))
     # As recorded, the servers lead replicated streams and durables: the test is not vacuous.
     assert led_streams and led_durables
+
+
+def groups(doc: dict):
+    """The cluster blocks of every replicated stream and consumer of a /jsz document."""
+    for account in doc["account_details"]:
+        for stream in account.get("stream_detail", []):
+            for item in (stream, *stream.get("consumer_detail", [])):
+                if "raft_group" in item.get("cluster", {}):
+                    yield item["cluster"]
+
+
+def test_a_leader_never_lists_itself_among_the_replicas_as_recorded():
+    # The fact the next test relies on: nats-server leaves the answering server out of a
+    # group's replicas whenever it knows the leader (clusterInfo, jetstream_cluster.go).
+    led = 0
+    for server in SERVERS:
+        for cluster in groups(orjson.loads(recorded(server))):
+            names = {peer["name"] for peer in cluster["replicas"]}
+            assert server not in names and len(names) == 2
+            led += cluster["leader"] == server
+    assert led
+
+
+@pytest.mark.parametrize("implementation", ["core", "reference"])
+def test_a_leader_listing_itself_among_the_replicas_claims_nothing(implementation, monkeypatch):
+    # A stale view: every replicated stream and consumer names this server its leader while
+    # listing it among the replicas too. Believed, each would be counted by two servers.
+    from fastnats import _reference
+    from fastnats.collectors import jsz as jsz_module
+
+    if implementation == "reference":
+        monkeypatch.setattr(jsz_module, "Listing", _reference.JszListing)
+    for server in SERVERS:
+        doc = orjson.loads(recorded(server))
+        for cluster in groups(doc):
+            cluster["leader"] = server
+        # Control: claiming alone, with the replicas as recorded, is believed.
+        claimed = collect(server, orjson.dumps(doc), level="consumers")
+        for cluster in groups(doc):
+            cluster["replicas"].insert(1, {"name": server, "current": True, "active": 1})
+        got = collect(server, orjson.dumps(doc), level="consumers")
+        r1 = {stream["name"] for account in doc["account_details"]
+              for stream in account.get("stream_detail", [])
+              if "raft_group" not in stream["cluster"] and stream["cluster"]["leader"] == server}
+        assert {labels[1] for labels in series(claimed, m.NATS_JETSTREAM_STREAM_MESSAGES)} \
+            == r1 | {"ORDERS", "ORDERS_MIRROR"}
+        assert {labels[1] for labels in series(got, m.NATS_JETSTREAM_STREAM_MESSAGES)} == r1
+        assert {labels[2] for labels in series(
+            claimed, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES)} >= {"proc", "audit"}
+        assert not {labels[2] for labels in series(
+            got, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES)} & {"proc", "audit"}
+        assert not series(got, m.NATS_JETSTREAM_STREAM_REPLICA_CURRENT)
 
 
 
@@ -493,6 +553,43 @@ def test_meta_key_labels_are_valid_and_collisions_are_refused():
     assert ALL[-1] is JszCollector and JszCollector.default is False
 
 
+@pytest.mark.parametrize("key, label", [
+    ("a-b", "meta_a_b"), ("1x", "meta_1x"), ("__x", "meta___x"), ("é", "meta__"),
+    ("x y", "meta_x_y"), ("_", "meta__"), ("K8s.io/app", "meta_K8s_io_app")])
+def test_a_metadata_key_is_named_by_the_documented_rule(key, label):
+    assert meta_label(key) == label
+    assert build_parser().parse_args(["--jsz.consumer-meta-keys", key]).jsz_consumer_meta_keys \
+        == (key,)
+    assert JszCollector(ServerContext("A1", "127.0.0.1"),
+                        JszOptions(stream_meta_keys=(key,))).label_names(
+        m.NATS_JETSTREAM_STREAM_BYTES) == ("account", "stream", label)
+
+
+@pytest.mark.parametrize("flag", ["--jsz.stream-meta-keys", "--jsz.consumer-meta-keys"])
+@pytest.mark.parametrize("value, problem", [
+    ("a,", "empty"), (" ,a", "empty"), ("é,ü", "both be the label meta__"),
+    (",".join(f"k{i}" for i in range(65)), "at most 64"), ("a\udcff", "not UTF-8")])
+def test_metadata_keys_that_make_no_label_are_refused_at_startup(flag, value, problem, capsys):
+    from fastnats import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([flag, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}:" in err and problem in err, err
+    # An empty value is no key at all.
+    assert build_parser().parse_args([flag, ""]) == build_parser().parse_args([])
+
+
+@pytest.mark.parametrize("keys", [("",), ("a", ""), ("é", "ü"), ("\udcff",),
+                                  tuple(f"k{i}" for i in range(65))])
+def test_options_refuse_the_same_metadata_keys(keys):
+    with pytest.raises(ValueError):
+        JszOptions(stream_meta_keys=keys)
+    with pytest.raises(ValueError):
+        JszOptions(consumer_meta_keys=keys)
+
+
 @pytest.mark.parametrize("path, value, field", [
     (("account_details", 0, "stream_detail", 0, "state", "messages"), -1,
      "account_details[0].stream_detail[0].state.messages"),
@@ -564,7 +661,17 @@ def test_size_bound_follows_what_the_server_holds():
     collector, source, _ = run(doc, level="consumers")
     listing = Listing("A1", JszOptions("consumers"))
     assert listing.read(orjson.dumps(jszgen.page(doc, 0, 1024))) == 3
-    assert collector._bound() > len(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    expect = source.expected[-1]
+    assert expect == {"accounts": 3 + 64, "streams": 300 + 300 // 8 + 64,
+                      "consumers": 3000 + 3000 // 8 + 64}
+    # Under the default flags, the bound /jsz set itself before the flags bounded it.
+    limit = BodyLimits().for_request("jsz", {}, expect)
+    assert limit == 1 * MiB + (1 * KiB * expect["accounts"] + 16 * KiB * expect["streams"]
+                               + 4 * KiB * expect["consumers"])
+    assert limit > len(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    # The flags bound it: without a per-entry allowance a reply holds its document alone, a
+    # sixteenth of --monitor.max-body-size.
+    assert BodyLimits(1 * MiB, 0).for_request("jsz", {}, expect) == 64 * KiB
 
 
 def test_restart_forgets_the_consumer_table():

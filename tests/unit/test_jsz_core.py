@@ -171,3 +171,42 @@ def test_every_truncation_and_repeated_keys():
 def test_small_documents(body):
     for options in OPTIONS:
         same(body, "A1", options)
+
+
+# Raw JSON for the replicas of every cluster block of small(), each now led by A1, and what
+# becomes of A1's claims: kept, refused (A1 listed among the replicas, under the lenient
+# reading both walks share), or a decode error (a stream leader's replicas are read strictly).
+SELF_LISTINGS = [
+    ('null', "kept"), ('[]', "kept"), ('[{"name": "A2", "current": true}]', "kept"),
+    ('[{"name": "a1", "current": true}]', "kept"), ('[{"name": "A1", "current": true}]', "refused"),
+    ('[{"name": "A2", "current": true}, {"current": false, "name": "A1"}]', "refused"),
+    ('[{"name": "A\\u0031", "current": true}]', "refused"),
+    ('[{"n\\u0061me": "A1", "current": true}]', "refused"),
+    ('[{"name": "A1", "name": "A2", "current": true}]', "kept"),
+    ('[{"name": "A2", "name": "A1", "current": true}]', "refused"),
+    ('[{"name": "A1"}]', "refused"), ('["A1"]', "error"), ('{}', "error"), ('"A1"', "error"),
+    ('[null, {"name": "A1", "current": true}]', "refused"), ('[{"name": 1}]', "error"),
+]
+
+
+@pytest.mark.parametrize("replicas, fate", SELF_LISTINGS)
+def test_a_leader_listing_itself_among_the_replicas_is_refused_alike(replicas, fate):
+    doc = small()
+    for account in doc["account_details"]:
+        for stream in account.get("stream_detail", []):
+            for item in (stream, *stream.get("consumer_detail", [])):
+                if "cluster" in item:
+                    item["cluster"].update(leader="A1", replicas="@")
+    body = orjson.dumps(doc).replace(b'"replicas":"@"', b'"replicas":' + replicas.encode())
+    for options in OPTIONS:
+        same(body, "A1", options)
+    for cls in (_core.JszListing, _reference.JszListing):
+        listing = cls("A1", JszOptions("consumers", top_k=0))
+        if fate == "error":
+            with pytest.raises(ScrapeError, match="replicas"):
+                listing.read(body)
+            continue
+        listing.read(body)
+        led = [row for row in listing.streams if row[1] == "leader"]
+        claims = (len(led), bool(listing.durables), bool(listing.ephemeral))
+        assert claims == ((0, False, False) if fate == "refused" else (4, True, True)), cls

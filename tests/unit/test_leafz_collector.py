@@ -15,13 +15,9 @@ import pytest
 
 from fastnats import metrics as m
 from fastnats.collectors import ALL, ServerContext, ServerInfo
-from fastnats.collectors.leafz import (
-    DOCUMENT_BYTES,
-    PER_LEAFNODE_BYTES,
-    LeafzCollector,
-    LeafzOptions,
-)
+from fastnats.collectors.leafz import LeafzCollector, LeafzOptions
 from fastnats.errors import ScrapeError
+from fastnats.sources.monitor import BodyLimits, KiB, MiB
 from tests.support import leafzgen
 
 IN_MSGS = "nats_leafnode_in_messages_total"
@@ -32,12 +28,13 @@ class HubSource:
 
     def __init__(self, hub: leafzgen.Hub) -> None:
         self.hub = hub
-        self.requests: list[tuple[str, dict, int | None]] = []
+        #: Each request: its endpoint, its query and the entries it expected.
+        self.requests: list[tuple[str, dict, dict | None]] = []
         self.fail: dict[str, Exception] = {}
         self.server_id = "HUB"
 
-    async def get(self, endpoint: str, params=None, *, max_bytes=None, statuses=(200,)):
-        self.requests.append((endpoint, dict(params or {}), max_bytes))
+    async def get(self, endpoint: str, params=None, *, expect=None, statuses=(200,)):
+        self.requests.append((endpoint, dict(params or {}), expect))
         if endpoint in self.fail:
             raise self.fail[endpoint]
         if endpoint == "leafz":
@@ -152,9 +149,16 @@ def test_closes_dropped_from_the_closed_list_are_lost_and_logged_once(caplog):
 def test_the_request_limit_grows_with_the_leafnodes():
     run = Run(leafzgen.Hub(2))
     run.step(opens=50_000 // 100)
-    _, _, max_bytes = run.source.requests[-1]
-    assert max_bytes == DOCUMENT_BYTES + PER_LEAFNODE_BYTES * (500 + 500 // 8 + 64)
-    assert DOCUMENT_BYTES + PER_LEAFNODE_BYTES * 50_000 >= 50_000 * 4096
+    endpoint, _, expect = run.source.requests[-1]
+    assert (endpoint, expect) == ("leafz", {"leafnodes": 500 + 500 // 8 + 64})
+    # Under the default flags, the limit it had before the flags bounded it, and room for
+    # 50,000 leafnodes of 4 KiB CONNECT lines.
+    limits = BodyLimits()
+    assert limits.for_request("leafz", None, expect) == 16 * MiB + 8 * KiB * (500 + 500 // 8 + 64)
+    assert limits.for_request("leafz", None, {"leafnodes": 50_000}) >= 50_000 * 4096
+    # The flags bound it: a leafnode's allowance is --monitor.max-body-size-per-connection.
+    assert BodyLimits(1 * MiB, 1 * KiB).for_request("leafz", None, expect) == (
+        1 * MiB + 1 * KiB * (500 + 500 // 8 + 64))
 
 
 def test_a_restarted_server_starts_afresh():

@@ -13,8 +13,9 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from fastnats import cli
 from fastnats.errors import ScrapeError
-from fastnats.sources.monitor import BodyLimits, MiB, MonitorClient, new_session
+from fastnats.sources.monitor import BodyLimits, KiB, MiB, MonitorClient, new_session
 from tests.support.faultproxy import gzip_bomb
 
 Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]
@@ -52,7 +53,7 @@ FRAMINGS = [with_length, chunked, until_close]
 
 
 async def fetch(answer: Answer, *, endpoint: str = "varz", params=None, timeout: float = 5.0,
-                limits: BodyLimits | None = None, max_bytes: int | None = None,
+                limits: BodyLimits | None = None, expect: dict[str, int] | None = None,
                 requests: list[bytes] | None = None, greeting: bytes = b"") -> bytearray:
     handlers: set[asyncio.Task] = set()
 
@@ -76,7 +77,7 @@ async def fetch(answer: Answer, *, endpoint: str = "varz", params=None, timeout:
     try:
         url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
         return await MonitorClient(url, session, timeout, limits).get(
-            endpoint, params, max_bytes=max_bytes)
+            endpoint, params, expect=expect)
     finally:
         await session.close()
         for handler in handlers:
@@ -118,9 +119,71 @@ def test_a_body_at_the_limit_passes_and_one_byte_more_is_too_large(framing):
     assert "--monitor.max-body-size" in error.detail
 
 
-def test_the_callers_bound_replaces_the_endpoints_limit():
-    assert get(with_length(BODY), limits=BodyLimits(1), max_bytes=len(BODY)) == BODY
-    assert failure(with_length(BODY), max_bytes=len(BODY) - 1).reason == "too_large"
+def test_a_listing_s_limit_follows_the_entries_it_expects_within_the_flags():
+    limits = BodyLimits()
+    # The defaults: what /leafz, /accstatz and /jsz set themselves before the flags bound them.
+    assert limits.for_request("leafz", None, {"leafnodes": 626}) == 16 * MiB + 626 * 8 * KiB
+    assert limits.for_request("accstatz", {"unused": "true"},
+                              {"accounts": 100}) == 16 * MiB + 100 * 2 * KiB
+    assert limits.for_request("jsz", {"offset": 0, "limit": 1024},
+                              {"accounts": 10, "streams": 20, "consumers": 30}) == (
+        1 * MiB + 10 * KiB + 20 * 16 * KiB + 30 * 4 * KiB)
+    assert limits.for_request("raftz", {"group": "_meta_"}) == 1 * MiB
+    # Every document scales with its flag, and each entry's allowance with the per-entry flag.
+    small = BodyLimits(1000, 4 * KiB)
+    assert small.for_request("leafz", None, {"leafnodes": 3}) == 1000 + 3 * 4 * KiB
+    assert small.for_request("jsz", None, {"accounts": 8, "streams": 1}) == (
+        1000 // 16 + 8 * 512 + 8 * KiB)
+    assert BodyLimits(64 * MiB).for_request("raftz", None) == 4 * MiB
+    assert BodyLimits(1).for_request("raftz", None) == 1
+    assert BodyLimits(1000, 0).for_request("accstatz", None, {"accounts": 10**6}) == 1000
+    with pytest.raises(ValueError):
+        limits.for_request("varz", None, {"accounts": 1})
+    with pytest.raises(ValueError):
+        limits.for_request("jsz", None, {"leafnodes": 1})
+
+
+def test_the_flags_reach_the_limits_of_every_server_read():
+    argv = ["--monitor.max-body-size", "1MiB", "--monitor.max-body-size-per-connection", "2KiB",
+            "http://127.0.0.1:8222", "http://127.0.0.1:8223"]
+    settings = cli.resolve(cli.build_parser().parse_args(argv))
+    assert settings.body_limits == BodyLimits(1 * MiB, 2 * KiB)
+    collector = cli._collector(settings, session=None, tls=None)
+    assert [server.source.limits for server in collector.servers] == [settings.body_limits] * 2
+    assert cli.resolve(cli.build_parser().parse_args([])).body_limits == BodyLimits()
+
+
+def test_only_a_listing_sized_by_what_it_expects_is_asked_again_larger():
+    limits = BodyLimits(1000, 8 * KiB)
+    assert limits.bounds("varz", None) == (1000,)
+    assert limits.bounds("connz", {"limit": 5}) == (1000 + 5 * 8 * KiB,)
+    # /leafz expects what this refresh's /varz reports: no reply of its own to learn from.
+    assert limits.bounds("leafz", None, {"leafnodes": 2}) == (1000 + 2 * 8 * KiB,)
+    first = 1000 + 3 * 2 * KiB
+    assert limits.bounds("accstatz", None, {"accounts": 3}) == (first, 4 * first, 16 * first)
+    first = 1000 // 16 + 3 * KiB
+    assert limits.bounds("jsz", {}, {"accounts": 3}) == (first, 4 * first, 16 * first)
+
+
+def test_a_listing_over_its_limit_grows_twice_then_fails_with_its_last_limit():
+    limits = BodyLimits(1000, 8 * KiB)
+    first = 1000 + 2 * KiB
+    asked = {"endpoint": "accstatz", "expect": {"accounts": 1}, "limits": limits}
+    requests: list[bytes] = []
+    body = b"x" * (4 * first)
+    assert get(chunked(body), requests=requests, **asked) == body
+    assert len(requests) == 2
+    requests.clear()
+    error = failure(with_length(b"x" * (16 * first + 1)), requests=requests, **asked)
+    assert len(requests) == 3
+    assert error.reason == "too_large"
+    assert f"over its limit of {16 * first} bytes" in error.detail
+    assert "--monitor.max-body-size-per-connection" in error.detail
+    # A document is asked once.
+    requests.clear()
+    assert failure(with_length(b"x" * 1001), limits=limits, requests=requests).reason == (
+        "too_large")
+    assert len(requests) == 1
 
 
 def test_connz_limit_follows_the_limit_parameter():

@@ -16,8 +16,9 @@ from fastnats.cli import build_parser
 from fastnats.collector import NatsCollector, ServerCollector, default_options
 from fastnats.collectors import ALL
 from fastnats.collectors.decode import THREAD_ABOVE
-from fastnats.collectors.raftz import DOCUMENT_BYTES, QUERY, RaftzCollector, raftz_samples
+from fastnats.collectors.raftz import QUERY, RaftzCollector, raftz_samples
 from fastnats.errors import ScrapeError
+from fastnats.sources.monitor import BodyLimits
 from fastnats.sources.system import options_json, reply_data
 from fastnats.target import Target
 
@@ -46,10 +47,10 @@ class Source:
         self.raftz = raftz
         self.asked: list[tuple[str, object, object]] = []
 
-    async def get(self, endpoint, params=None, *, max_bytes=None, statuses=(200,)):
+    async def get(self, endpoint, params=None, *, expect=None, statuses=(200,)):
         if endpoint == "varz":
             return bytearray(VARZ)
-        self.asked.append((endpoint, params, max_bytes))
+        self.asked.append((endpoint, params, expect))
         if isinstance(self.raftz, ScrapeError):
             raise self.raftz
         return bytearray(self.raftz)
@@ -154,7 +155,7 @@ def test_a_meta_group_of_4000_peers_fits_the_bound_and_decodes_off_the_loop():
                       "last_replicated_index": 2**40, "last_seen": "123.456789ms"}
         for i in range(4000)}
     body = json.dumps(doc, indent=3).encode()   # as nats-server's MarshalIndent
-    assert THREAD_ABOVE < len(body) < DOCUMENT_BYTES
+    assert THREAD_ABOVE < len(body) < BodyLimits().for_request("raftz", QUERY)
     source = Source(body)
     server = ServerCollector(Target("a", "http://a"), source, {"raftz": None})
     assert families(server)[COMMITTED] == [((), 85)]
@@ -183,7 +184,8 @@ def test_the_collector_asks_for_the_meta_group_alone_within_its_bound():
     server = ServerCollector(Target("a", "http://a"), source, {"raftz": None})
     found = families(server)
     assert found[APPLIED] == [((), 97)]
-    assert source.asked == [("raftz", {"group": "_meta_"}, DOCUMENT_BYTES)]
+    # A document: no entries expected; its limit is the source's (BodyLimits).
+    assert source.asked == [("raftz", {"group": "_meta_"}, None)]
     # A bad body keeps the last good series until the collector is stale.
     source.raftz = with_meta(applied="97")
     found = families(server)

@@ -14,6 +14,7 @@ import pytest
 
 from fastnats._impl import impl
 from fastnats.errors import ScrapeError
+from fastnats.sources.monitor import BodyLimits
 from fastnats.sources.system import (
     NatsOptions,
     SystemAccount,
@@ -280,7 +281,56 @@ def test_max_payload_is_the_smaller_of_the_server_and_the_cap() -> None:
 def test_a_reset_while_connecting_without_a_client_certificate_says_one_may_be_needed() -> None:
     # The reset may come from connect() itself, not only through the error callback.
     account = SystemAccount(NatsOptions(urls=("tls://127.0.0.1:4222",)))
-    message = account._connect_failure(ConnectionResetError(104, "Connection reset by peer"), 5)
-    assert "requires a client certificate" in message and "--nats.tls.cert" in message
+    for dropped in (ConnectionResetError(104, "Connection reset by peer"),
+                    BrokenPipeError(32, "Broken pipe")):
+        message = account._connect_failure(dropped, 5)
+        assert "requires a client certificate" in message and "--nats.tls.cert" in message
     other = account._connect_failure(OSError(111, "Connection refused"), 5)
     assert "client certificate" not in other
+
+
+class SizedAccount:
+    """A system account whose one server replies ``data`` snappy-compressed, inflated under the
+    limit the source gives, as ``SystemAccount`` inflates it; each limit is recorded."""
+
+    max_payload = None
+
+    def __init__(self, data: bytes) -> None:
+        reply = b'{"server":{"id":"NABC"},"data":' + data + b"}"
+        self.payload = bytes(cramjam.snappy.compress(reply))
+        self.limits: list[int | None] = []
+
+    async def request_sized(self, server_id: str, endpoint: str, body: dict | None, *,
+                            timeout: float, max_bytes: int | None = None,
+                            compress: bool | None = None) -> tuple[bytes | bytearray, int]:
+        self.limits.append(max_bytes)
+        return inflate(endpoint, "snappy", self.payload, max_bytes), len(self.payload)
+
+
+def test_the_flags_bound_every_reply_as_over_http() -> None:
+    data = b'{"pad":"' + b"x" * 5000 + b'"}'
+    account = SizedAccount(data)
+    # Without a per-entry allowance: the document's limit, once.
+    source = SystemSource(account, "NABC", 5, BodyLimits(1000, 0))
+    for endpoint, expect in (("varz", None), ("leafz", {"leafnodes": 3})):
+        account.limits.clear()
+        with pytest.raises(ScrapeError) as err:
+            asyncio.run(source.get(endpoint, expect=expect))
+        assert account.limits == [1000]
+        assert err.value.reason == "too_large"
+        assert "over its limit of 1000 bytes" in err.value.detail
+        assert "--monitor.max-body-size" in err.value.detail
+    # /jsz's document is a sixteenth of the flag's, and grows when passed.
+    account.limits.clear()
+    source = SystemSource(account, "NABC", 5, BodyLimits(16 * 5000, 0))
+    assert asyncio.run(source.get("jsz", {}, expect={"accounts": 3})) == data
+    assert account.limits == [5000, 20000]
+    # A leafnode's allowance is --monitor.max-body-size-per-connection.
+    account.limits.clear()
+    source = SystemSource(account, "NABC", 5, BodyLimits(1000, 8 * 1024))
+    assert asyncio.run(source.get("leafz", expect={"leafnodes": 1})) == data
+    assert account.limits == [1000 + 8 * 1024]
+    # The defaults when no limits are given, as MonitorClient's.
+    account.limits.clear()
+    asyncio.run(SystemSource(account, "NABC", 5).get("varz"))
+    assert account.limits == [BodyLimits().document]
