@@ -795,7 +795,8 @@ async def _demo(settings: Settings) -> int:
         settings.targets = [parse_target(child.monitor_url)]
 
         async def until_interrupted(server) -> int:
-            print(demo.banner(child, clients, _listen_url(settings, server)), flush=True)
+            users = settings.web_config is not None and bool(settings.web_config.users)
+            print(demo.banner(child, clients, _listen_url(settings, server), users), flush=True)
             return await _stop_on_signals(server)
 
         return await _exporter(settings, until_interrupted)

@@ -94,8 +94,19 @@ async def running(binary: str | None, clients: int) -> AsyncIterator[launcher.Na
         child.stop()
 
 
-def banner(child: launcher.NatsServer, clients: int, metrics_url: str) -> str:
-    """What the demo prints once it serves: where to look, and a scrape config to copy."""
+def banner(child: launcher.NatsServer, clients: int, metrics_url: str,
+           basic_auth: bool = False) -> str:
+    """What the demo prints once it serves: where to look, and a scrape config to copy (with
+    the TLS and basic-auth settings a --web.config.file asks of the scraper)."""
+    extra = ""
+    if metrics_url.startswith("https://"):
+        extra += ("      scheme: https\n"
+                  "      tls_config:\n"
+                  "        ca_file: /path/to/the/ca.pem   # the CA of tls_server_config's cert\n")
+    if basic_auth:
+        extra += ("      basic_auth:\n"
+                  "        username: USER                # one of basic_auth_users\n"
+                  "        password_file: /path/to/password\n")
     return f"""
 fastnats demo: nats-server on nats://127.0.0.1:{child.client_port} (monitoring {child.monitor_url})
 with {clients} synthetic clients.
@@ -106,7 +117,7 @@ Prometheus scrape config:
   scrape_configs:
     - job_name: nats
       scrape_interval: 15s
-      static_configs:
+{extra}      static_configs:
         - targets: ["{metrics_url.split('/')[2]}"]
 
 Press Ctrl-C to stop.

@@ -98,3 +98,25 @@ def test_a_real_conf_gives_no_warning(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="fastnats")
     assert settings("--config", str(conf)).targets[0].url == "http://127.0.0.1:8222"
     assert not caplog.records
+
+
+@pytest.mark.parametrize(("url", "basic_auth"), [
+    ("http://127.0.0.1:7777/metrics", False),
+    ("https://127.0.0.1:7777/metrics", False),
+    ("https://127.0.0.1:7777/metrics", True),
+])
+def test_the_demo_banner_gives_a_scrape_config_that_matches_the_web_config(url, basic_auth):
+    import types
+
+    import yaml
+
+    from fastnats.nats import demo
+
+    child = types.SimpleNamespace(client_port=4222, monitor_url="http://127.0.0.1:8222")
+    text = demo.banner(child, 20, url, basic_auth)  # type: ignore[arg-type]
+    block = text.split("Prometheus scrape config:\n")[1].split("\n\n")[0]
+    [job] = yaml.safe_load(block)["scrape_configs"]
+    assert job["static_configs"] == [{"targets": ["127.0.0.1:7777"]}]
+    assert job.get("scheme", "http") == url.split(":")[0]
+    assert ("tls_config" in job) == url.startswith("https")
+    assert ("basic_auth" in job) == basic_auth
