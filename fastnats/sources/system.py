@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import re
 import ssl
@@ -179,6 +180,8 @@ class SystemAccount:
         self._nc: Client | None = None
         self._last_error: str | None = None
         self._last_reset = False
+        #: Set during connect() by an error that retrying cannot mend.
+        self._hopeless: asyncio.Event | None = None
         self._nkey_public: str | None = None
         self._logged_error: str | None = None
         self._closing = False
@@ -215,9 +218,24 @@ class SystemAccount:
             what = self._last_error or what
         self._last_error = what
         if self._nc is None or self._closing:
-            return      # during connect: connect() reports it
+            # During connect: connect() reports it, at once when retrying cannot help. Every
+            # server of a fleet shares the system account, so a refusal from one is final; a
+            # TLS failure is final when there is no other seed URL to try.
+            if self._hopeless is not None and self._is_final(exc, what):
+                self._hopeless.set()
+            return
         self.events["error"] += 1
         self._log_error(what)
+
+    def _is_final(self, exc: Exception, what: str) -> bool:
+        """Whether an error while connecting is one that retrying cannot mend."""
+        if _refused(what):
+            return True
+        o = self.options
+        if len(o.urls) > 1:
+            return False    # another seed may have the certificate this one lacks
+        tls = o.tls.configured or o.urls[0].startswith("tls://")
+        return describe_failure(exc) is not None or (tls and isinstance(exc, _DROPPED))
 
     def _refusal(self) -> str:
         urls = ", ".join(_redact_url(u) for u in self.options.urls)
@@ -293,12 +311,29 @@ class SystemAccount:
         self._last_error = None
         self._last_reset = False
         nc = Client()
+        # With reconnects on, nats-py retries a refused first connection for ever: wait until
+        # it connects, an error says retrying is hopeless, or the timeout.
+        self._hopeless = asyncio.Event()
+        connecting = asyncio.ensure_future(nc.connect(**kwargs))
+        hopeless = asyncio.ensure_future(self._hopeless.wait())
         try:
-            # With reconnects on, nats-py retries a refused first connection for ever.
-            await asyncio.wait_for(nc.connect(**kwargs), timeout)
-        except (asyncio.TimeoutError, Exception) as exc:
+            await asyncio.wait((connecting, hopeless), timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            hopeless.cancel()
+            self._hopeless = None
+        failure: BaseException | None = None
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await connecting
+            failure = (asyncio.TimeoutError() if self._last_error is None
+                       else ConnectionError(self._last_error))
+        elif connecting.exception() is not None:
+            failure = connecting.exception()
+        if failure is not None:
             await _quiet_close(nc)
-            raise SystemAccountError(self._connect_failure(exc, timeout)) from None
+            raise SystemAccountError(self._connect_failure(failure, timeout)) from None
         self._nc = nc
         try:
             await self._check_system(timeout)

@@ -135,8 +135,10 @@ def test_two_shards_cover_every_server_once(supercluster, password_file):
 def test_wrong_credentials_exit_2_with_a_clear_message(supercluster, tmp_path):
     wrong = tmp_path / "wrong"
     wrong.write_text("not-the-password")
+    # A refusal is final: the exporter exits on it, without retrying until its 120 s timeout
+    # (the subprocess guard below is far shorter).
     result = subprocess.run(
-        [sys.executable, "-m", "fastnats", *fleet_args(supercluster, wrong)],
+        [sys.executable, "-m", "fastnats", *fleet_args(supercluster, wrong), "--timeout", "120s"],
         capture_output=True, text=True, timeout=30)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
