@@ -1182,9 +1182,9 @@ SELF = (
 FASTNATS_HTTP_REFUSED_TOTAL = Metric(
     "fastnats_http_refused_total", COUNTER,
     "Requests and connections the exporter's web server turned away, by reason: unauthorized "
-    "(401), rate_limited (429), tls_handshake (closed before its TLS handshake finished), "
-    "plain_http (plain HTTP sent to the TLS port), client_certificate (not in "
-    "client_allowed_sans)", ("reason",), per_server=False,
+    "(401), rate_limited (429), tls_handshake (closed before its TLS handshake finished; not "
+    "a TCP probe that sends nothing), plain_http (plain HTTP sent to the TLS port), "
+    "client_certificate (not in client_allowed_sans)", ("reason",), per_server=False,
     source="the web server (only with --web.config.file)", example=3)
 
 WEB = (FASTNATS_HTTP_REFUSED_TOTAL,)

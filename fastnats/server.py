@@ -308,7 +308,8 @@ class HttpServer:
     - ``rate_limited``: requests answered 429;
     - ``tls_handshake``: connections to a TLS listener closed before their handshake completed
       (a failed handshake, e.g. an unknown or missing client certificate; no first byte or no
-      finished handshake in time; closed before sending anything; or closed to make room);
+      finished handshake in time; or closed to make room). A client that closes (or resets)
+      before sending a byte is not counted: a TCP probe asks for nothing;
     - ``plain_http``: connections to a TLS listener that spoke plain HTTP (answered 400);
     - ``client_certificate``: TLS connections whose verified certificate the gate refused.
     """
@@ -583,10 +584,12 @@ class _Admission:
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            self._fail(exc)
+            self._fail(exc, counted=False)
             return
         if not first:
-            self._fail("closed before sending anything")
+            # A TCP probe (a load balancer's, Kubernetes' tcpSocket) or a port check: it asked
+            # for nothing, so nothing was refused.
+            self._fail("closed before sending anything", counted=False)
         elif first == b"\x16":  # a TLS handshake record
             self._loop.remove_reader(self._fd)
             if self._timer is not None:
@@ -673,8 +676,9 @@ class _Admission:
         else:
             self._fail("closed before its handshake, to make room")
 
-    def _fail(self, why: object) -> None:
-        self._server.refused["tls_handshake"] += 1
+    def _fail(self, why: object, counted: bool = True) -> None:
+        if counted:
+            self._server.refused["tls_handshake"] += 1
         log.debug("TLS handshake with %s failed: %s", self.peer, why)
         self.close()
 

@@ -30,11 +30,17 @@ from tests.e2e.support import (
     sample_names,
 )
 from tests.support.certs import server_certificate
-from tests.support.cluster import TENANTS, Supercluster
+from tests.support.cluster import ACCOUNTS, TENANTS, Supercluster
 from tests.support.jetstream import JetStreamAssets
 from tests.support.leafcrowd import LeafCrowd
 from tests.support.natsclient import Traffic, stall_a_consumer
-from tests.support.process import exporting, require_tool, running_nats, wait_until
+from tests.support.process import (
+    Exporter,
+    exporting,
+    require_tool,
+    running_nats,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -73,6 +79,22 @@ LEAVES = 200
 EVERY_COLLECTOR = ("--collector.accstatz", "--collector.subsz",
                    "--healthz.jetstream", "enabled-only,server-only",
                    "--collector.jsz", "--jsz.level", "consumers")
+#: Families only a fleet exporter renders, and the web server's refusals (only with
+#: --web.config.file): a second exporter, in fleet mode with a web config, renders them.
+FLEET_AND_WEB = frozenset(m.name for m in metrics.FLEET + metrics.WEB)
+
+
+def fleet_exporter_args(supercluster: Supercluster, folder: Path) -> list[str]:
+    """A fleet exporter on the supercluster's system account, expecting its servers, with an
+    empty web config: no TLS and no password, and the refusal counters at 0."""
+    user, password = ACCOUNTS["SYS"]
+    (folder / "password").write_text(password + "\n", encoding="utf-8")
+    (folder / "web.yml").write_text("", encoding="utf-8")
+    return ["--nats.url", f"nats://127.0.0.1:{supercluster.hub.client_port}",
+            "--nats.user", user, "--nats.password-file", str(folder / "password"),
+            "--fleet.expected-servers", str(len(supercluster.nodes)),
+            "--web.config.file", str(folder / "web.yml"),
+            "--web.listen-address", "127.0.0.1:0", "--refresh-interval", "0.2"]
 
 
 @contextmanager
@@ -111,7 +133,8 @@ def real_exposition(supercluster: Supercluster, jetstream_assets: JetStreamAsset
     durable and ephemeral consumers of ``jetstream_assets``, T2 under account limits, 200
     leafnodes on the hub, traffic across a route and the gateway); a troubled server (TLS,
     JetStream failing its health check); and a plain server under traffic with one consumer
-    falling behind, then stopped.
+    falling behind, then stopped. A second exporter reads the supercluster in fleet mode with
+    a web config (``fleet_exporter_args``); its scrapes come first, the last is the first's.
 
     The names are the union over the scrapes, since some families exist only in one phase
     (pending bytes while a consumer stalls, refresh errors once the plain server is gone).
@@ -119,8 +142,8 @@ def real_exposition(supercluster: Supercluster, jetstream_assets: JetStreamAsset
     seen: set[str] = set()
     texts: list[str] = []
 
-    def scrape_until(names: set[str]) -> bool:
-        texts.append(exporter.scrape())
+    def scrape_until(names: set[str], source: Exporter | None = None) -> bool:
+        texts.append((source or exporter).scrape())
         seen.update(sample_names(texts[-1]))
         return names <= seen
 
@@ -128,6 +151,15 @@ def real_exposition(supercluster: Supercluster, jetstream_assets: JetStreamAsset
     needs_down = {metrics.FASTNATS_REFRESH_ERRORS_TOTAL.name}
     supercluster.wait_formed()
     with ExitStack() as stack:
+        fleet = stack.enter_context(exporting(
+            *fleet_exporter_args(supercluster, tmp_path_factory.mktemp("fleet"))))
+        # nats_fleet_server_rtt_seconds waits for a discovery; the rest is there at once.
+        try:
+            wait_until(lambda: scrape_until(expected & FLEET_AND_WEB, fleet), timeout=8,
+                       interval=0.1)
+        except AssertionError:
+            pass  # test_dashboard_metrics_appear_in_a_real_exposition names what is missing
+        fleet.stop()
         plain = stack.enter_context(running_nats())
         troubled = stack.enter_context(troubled_server(tmp_path_factory.mktemp("troubled")))
         tenants = [(name, *supercluster.accounts[name]) for name in TENANTS]

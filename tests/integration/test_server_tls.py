@@ -323,10 +323,18 @@ def test_silent_and_stalled_connections_time_out(serve: Callable[..., GatedServe
     assert_served(tls, pki.client_context(), clients)
 
 
-def test_connect_and_close_is_counted(tls: GatedServer) -> None:
-    Client(tls.port).close()
-    wait_until(lambda: tls.refused()["tls_handshake"] == 1)
+def test_connect_and_close_is_a_probe_not_a_refusal(tls: GatedServer) -> None:
+    # A TCP probe (Kubernetes tcpSocket, a load balancer) asks for nothing: nothing is refused.
+    probe = Client(tls.port)
+    wait_until(lambda: tls.call(lambda: len(tls.server._admitting)) == 1)  # accepted, waiting
+    probe.close()
     wait_until(lambda: tls.call(lambda: len(tls.server._admitting)) == 0)
+    assert tls.refused()["tls_handshake"] == 0
+    # One that sent a byte of a handshake and left did ask.
+    half = Client(tls.port)
+    half.send(b"\x16")
+    half.close()
+    wait_until(lambda: tls.refused()["tls_handshake"] == 1)
 
 
 # --- reloads ---

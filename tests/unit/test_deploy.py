@@ -96,7 +96,7 @@ def test_dashboard_shape():
 
     panels = list(all_panels(dashboard))
     rows = [p["title"] for p in panels if p["type"] == "row"]
-    assert rows == ["Overview", "Clients", "Cluster", "JetStream", "Exporter health"]
+    assert rows == ["Overview", "Clients", "Cluster", "JetStream", "Exporter health", "Fleet"]
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids must be unique"
     for panel in panels:
