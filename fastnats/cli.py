@@ -29,13 +29,14 @@ from .collector import NatsCollector, ServerCollector
 from .collectors import OPTIONAL
 from .compat import PROFILES, Compat
 from .errors import ConfError, FastNatsError, WebConfigError
+from .files import FileRefused, read_regular
 from .flags import non_negative_int, positive_int, positive_seconds, positive_size, size
 from .fleet import Shard, parse_shard
 from .nats import launcher, natsconf
 from .refresher import Refresher
 from .server import Payload, Route, parse_listen_address, start_server
 from .sources.monitor import BodyLimits, MonitorClient, new_session
-from .sources.tls import INSECURE_FLAG, ClientTLS, TLSConfigError
+from .sources.tls import INSECURE_FLAG, MAX_FLAG_FILE_BYTES, ClientTLS, TLSConfigError
 from .target import Target, parse_target
 from .webconfig import WebConfig
 
@@ -383,11 +384,12 @@ def _warn_insecure(fleet: FleetSettings | None, targets: Sequence[Target]) -> No
 
 def _read_password(flag: str, path: str) -> str:
     try:
-        with open(path, encoding="utf-8") as f:
-            return f.read().removesuffix("\n").removesuffix("\r")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{flag}: cannot read {path}: "
-                         f"{getattr(exc, 'strerror', None) or exc.__class__.__name__}") from None
+        text = read_regular(path, MAX_FLAG_FILE_BYTES).decode("utf-8")
+    except FileRefused as exc:
+        raise UsageError(f"{flag}: cannot read {path}: {exc.reason}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{flag}: cannot read {path}: not UTF-8") from None
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def resolve_monitor_password(targets: list[Target], args: argparse.Namespace,

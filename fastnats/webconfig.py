@@ -68,7 +68,6 @@ import os
 import re
 import secrets
 import ssl
-import stat
 import tempfile
 import time
 import warnings
@@ -81,6 +80,7 @@ import bcrypt
 import yaml  # type: ignore[import-untyped]
 
 from .errors import WebConfigError
+from .files import FileRefused, FileTooLarge, read_regular
 
 if TYPE_CHECKING:
     from .server import Gate
@@ -340,17 +340,12 @@ class _Parser:
 
     def _compose(self) -> yaml.Node | None:
         try:
-            # Non-blocking, and a regular file only: a FIFO or a device would hang the start
-            # (or every later reload) on a read that never ends.
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
-            with open(fd, "rb", closefd=True) as src:
-                if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
-                    raise WebConfigError(f"{self.path}: not a regular file")
-                data = src.read(MAX_CONFIG_BYTES + 1)
-        except OSError as exc:
-            raise WebConfigError(f"{self.path}: cannot read: {exc.strerror or exc}") from None
-        if len(data) > MAX_CONFIG_BYTES:
-            raise WebConfigError(f"{self.path}: larger than 1 MiB; a web config is a few lines")
+            data = read_regular(self.path, MAX_CONFIG_BYTES)
+        except FileTooLarge:
+            raise WebConfigError(f"{self.path}: larger than 1 MiB; a web config is a few "
+                                 f"lines") from None
+        except FileRefused as exc:
+            raise WebConfigError(f"{self.path}: cannot read: {exc.reason}") from None
         loader = None
         try:
             loader = yaml.SafeLoader(data)

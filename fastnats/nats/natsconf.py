@@ -41,7 +41,6 @@ import dataclasses
 import math
 import os
 import re
-import stat
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from pathlib import Path
 from typing import NamedTuple, TypeAlias, Union
 
 from ..errors import ConfError
+from ..files import FileRefused, FileTooLarge, read_regular
 
 __all__ = ["MAX_DEPTH", "MAX_FILE_BYTES", "MAX_TOTAL_BYTES", "Conf", "Entry", "MonitorAddr",
            "Section", "Translation", "Value", "dump", "load", "translate"]
@@ -161,20 +161,6 @@ class _Budget:
         self.left = left
 
 
-_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
-               (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
-               (stat.S_ISBLK, "a block device"))
-_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK
-_READ_CHUNK = 1024 * 1024
-
-
-def _not_regular(mode: int) -> str:
-    for is_kind, kind in _FILE_KINDS:
-        if is_kind(mode):
-            return f"not a regular file ({kind})"
-    return "not a regular file"
-
-
 def _size_text(size: int) -> str:
     return f"{size >> 20} MiB" if size % (1 << 20) == 0 else f"{size} bytes"
 
@@ -193,35 +179,12 @@ def _read(path: Path, budget: _Budget, included_from: str | None) -> str:
                  if limit == MAX_FILE_BYTES else
                  f"the conf and its includes hold more than {_size_text(MAX_TOTAL_BYTES)}")
     try:
-        # stat() before open(): opening a FIFO blocks, and opening a device can do anything.
-        found = os.stat(path)
-        if not stat.S_ISREG(found.st_mode):
-            raise refused(_not_regular(found.st_mode))
-        if found.st_size > limit:
-            raise refused(too_large)
-        fd = os.open(path, _OPEN_FLAGS)
-        try:
-            opened = os.fstat(fd)
-            if (opened.st_dev, opened.st_ino) != (found.st_dev, found.st_ino):
-                raise refused("replaced while being opened")
-            # Files under /proc report size 0 and have more: read up to the limit, not st_size.
-            chunks: list[bytes] = []
-            size = 0
-            while size <= limit:
-                chunk = os.read(fd, min(max(found.st_size + 1, _READ_CHUNK), limit + 1 - size))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise refused(exc.strerror or type(exc).__name__) from None
-    if size > limit:
-        raise refused(too_large)
-    budget.left -= size
-    data = b"".join(chunks)
-    del chunks  # before decoding, which needs as much again
+        data = read_regular(path, limit)
+    except FileTooLarge:
+        raise refused(too_large) from None
+    except FileRefused as exc:
+        raise refused(exc.reason) from None
+    budget.left -= len(data)
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..errors import FastNatsError
+from ..files import FileRefused, read_regular
 
 CA_FLAG = "--nats.tls.ca"
 CERT_FLAG = "--nats.tls.cert"
@@ -128,15 +129,17 @@ def _load_client_certificate(context: ssl.SSLContext, cert: str, key: str) -> No
                              f"{exc.strerror or type(exc).__name__}") from None
 
 
+#: A CA bundle is the largest of these files: a system bundle is a few hundred KB.
+MAX_FLAG_FILE_BYTES = 16 << 20
+
+
 def read_flag_file(flag: str, path: str, error: type[Exception] = TLSConfigError) -> bytes:
     """The bytes of the file a flag names; ``error`` names the flag and why it cannot be read,
     never the content (these files hold keys and passwords)."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise error(f"{flag} {path}: cannot read: "
-                    f"{exc.strerror or type(exc).__name__}") from None
+        return read_regular(path, MAX_FLAG_FILE_BYTES)
+    except FileRefused as exc:
+        raise error(f"{flag} {path}: cannot read: {exc.reason}") from None
 
 
 def _words(exc: BaseException) -> str:

@@ -311,3 +311,15 @@ def test_help_places_the_tls_flags_under_tls_toward_nats(capsys):
     for flag in ("--nats.tls.ca", "--nats.tls.cert", "--nats.tls.key",
                  "--nats.tls.insecure-skip-verify"):
         assert flag in section
+
+
+@pytest.mark.parametrize("flag", ["--nats.tls.ca", "--nats.password-file"])
+def test_a_fifo_named_by_a_flag_is_refused_without_blocking(tmp_path, flag):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # no writer: opening it to read would block for ever
+    argv = ["https://u@127.0.0.1:8222" if flag == "--nats.password-file" else
+            "https://127.0.0.1:8222", flag, str(fifo)]
+    with pytest.raises(cli.UsageError, match=r"not a regular file \(a FIFO\)"):
+        cli.resolve(cli.build_parser().parse_args(argv))
