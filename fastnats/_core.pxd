@@ -557,6 +557,7 @@ cdef class JszListing:
     cdef readonly str me
     cdef readonly bint clustered
     cdef readonly bint settled
+    cdef bint replicated           # the stream being read has num_replicas > 1
     cdef readonly int depth
     cdef readonly bint replicas
     cdef readonly tuple stream_keys

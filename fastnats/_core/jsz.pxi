@@ -65,6 +65,7 @@ cdef class JszListing:
         self.me_utf8 = me.encode("utf-8", "surrogatepass")
         self.clustered = False
         self.settled = True
+        self.replicated = False
         self.depth = options.depth
         self.replicas = options.replicas
         self.stream_keys = tuple(options.stream_meta_keys)
@@ -280,8 +281,10 @@ cdef int jz_stream(JszListing self, str account, str label, list counts,
     # without a raft group is a server recovering its meta layer, and a leader listing itself
     # among the replicas a stale view: neither is believed.
     leader = self.me if not has_cluster else jz_text(self, cluster[0], "cluster.", "leader", "")
-    if (has_cluster and cluster[1] < 0 and has_config and config[0] >= 0
-            and jz_counter(self, config[0], "config.", "num_replicas") > 1):
+    # A replicated stream lives only in a cluster, whether or not meta_cluster is listed yet.
+    self.replicated = (has_config and config[0] >= 0
+                       and jz_counter(self, config[0], "config.", "num_replicas") > 1)
+    if has_cluster and cluster[1] < 0 and self.replicated:
         leader = ""
     leading = leader != "" and leader == self.me and self.settled
     if leading and has_cluster and jz_lists_me(self, cluster[2]):
@@ -415,9 +418,10 @@ cdef int jz_consumers(JszListing self, str account, str name_of, str label, str 
 
 cdef bint jz_led_here(JszListing self, JzNode *c) except -1:
     # Whether the consumer is led here: its cluster's leader is this server, not also listed
-    # among its replicas; without a cluster block, when the server is outside a cluster (a
-    # clustered one lists its consumers so only while it recovers its meta layer, not knowing
-    # who leads them).
+    # among its replicas; without a cluster block, when the server is outside a cluster and
+    # the stream is not replicated (a clustered server lists its consumers so only while it
+    # recovers its meta layer, not knowing who leads them, and for the first few milliseconds
+    # of a restart it does not list meta_cluster either).
     cdef Py_ssize_t cluster = c.off[JZ_C_CLUSTER]
     if self.b[c.at] != b'{':
         raise jz_error(f"{jz_path(self, '')[:-1]} is not an object")
@@ -426,7 +430,7 @@ cdef bint jz_led_here(JszListing self, JzNode *c) except -1:
             jz_bad(self, cluster, "", "cluster", "an object")
         return (self.settled and jz_is_me(self, c.off[JZ_C_LEADER])
                 and not jz_lists_me(self, c.off[JZ_C_REPLICAS]))
-    return not self.clustered
+    return not (self.clustered or self.replicated)
 
 
 cdef bint jz_lists_me(JszListing self, Py_ssize_t at) except -1:

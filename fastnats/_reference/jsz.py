@@ -223,8 +223,10 @@ class JszListing:
         # which names itself leader of every stream it holds: not to be believed; nor is a
         # leader that lists itself among the replicas (_lists).
         leader = self.me if cluster is None else cluster.text("leader", "")
-        if (cluster is not None and not cluster.has("raft_group") and config is not None
-                and config.has("num_replicas") and config.counter("num_replicas") > 1):
+        # A replicated stream lives only in a cluster, whether or not meta_cluster is listed.
+        replicated = (config is not None and config.has("num_replicas")
+                      and config.counter("num_replicas") > 1)
+        if cluster is not None and not cluster.has("raft_group") and replicated:
             leader = ""
         leading = leader != "" and leader == self.me and self.settled
         if leading and cluster is not None and _lists(cluster.doc.get("replicas"), self.me):
@@ -250,7 +252,7 @@ class JszListing:
                 counts[1] += values[6]
                 self._leader_view(label, stream_label, stream, cluster)
         if self.depth >= CONSUMERS:
-            self._consumers(account, name, label, stream_label, labels, stream)
+            self._consumers(account, name, label, stream_label, labels, stream, replicated)
 
     def _leader_view(self, label: str, stream_label: str, stream: Fields,
                      cluster: Fields | None) -> None:
@@ -284,13 +286,14 @@ class JszListing:
         self.sources[key] = (lag, seen)
 
     def _consumers(self, account: str, name_of: str, label: str, stream_label: str,
-                   stream_labels: tuple[str, ...], stream: Fields) -> None:
+                   stream_labels: tuple[str, ...], stream: Fields, replicated: bool) -> None:
         consumers: Any = stream.doc.get("consumer_detail")
         if not consumers:
             return
         if type(consumers) is not list:
             raise _error(f"{stream.path}consumer_detail is not an array")
-        me, keys, k, clustered = self.me, self.consumer_keys, self.top_k, self.clustered
+        me, keys, k = self.me, self.consumer_keys, self.top_k
+        clustered = self.clustered or replicated
         settled = self.settled
         top = self.top
         count = pending_sum = pending_max = ack_sum = ack_max = 0
@@ -308,7 +311,9 @@ class JszListing:
                     continue
             elif clustered:
                 # A clustered server lists its consumers without a cluster block only while it
-                # recovers its meta layer: it does not know who leads them.
+                # recovers its meta layer: it does not know who leads them. For the first
+                # milliseconds of a restart it lists no meta_cluster either, but a replicated
+                # stream still tells.
                 continue
             if not settled:
                 continue

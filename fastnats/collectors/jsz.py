@@ -194,9 +194,10 @@ class JszCollector(Collector):
     the worst lag and last-seen time. A consumer is exported by its own leader. A stale view
     after a restart would count a stream or consumer twice, so no claim is believed from a
     clustered server that knows no meta leader, for a replicated stream without a raft group,
-    for a consumer without a cluster block on a clustered server, or from a leader that lists
-    itself among ``cluster.replicas`` (nats-server leaves the answering server out of them
-    whenever it knows the leader: clusterInfo in server/jetstream_cluster.go). With
+    for a consumer without a cluster block on a clustered server or of a replicated stream
+    (for about 10 ms after a restart nats-server lists no ``meta_cluster``), or from a leader
+    that lists itself among ``cluster.replicas`` (nats-server leaves the answering server out
+    of them whenever it knows the leader: clusterInfo in server/jetstream_cluster.go). With
     ``--jsz.replicas`` a follower exports the families in ``ROLE_FAMILIES`` too, every
     stream's series with ``replica_role`` leader or follower.
 

@@ -148,6 +148,44 @@ def test_a_server_recovering_its_meta_layer_claims_nothing():
     assert led_streams and led_durables
 
 
+@pytest.mark.parametrize("implementation", ["core", "reference"])
+def test_the_first_milliseconds_of_a_restart_claim_no_replicated_consumer(implementation,
+                                                                          monkeypatch):
+    # For about 10 ms after a restart nats-server 2.15 lists no meta_cluster at all, its
+    # replicated streams with itself as leader and no raft group, and their consumers without
+    # a cluster block: a server that looks outside a cluster. A replicated stream says it is
+    # not, so none of those consumers is believed (tests/integration/test_jsz_real.py saw
+    # orders-pull counted by two servers). An R1 stream's consumers live with it: still read.
+    from fastnats import _reference
+    from fastnats.collectors import jsz as jsz_module
+
+    if implementation == "reference":
+        monkeypatch.setattr(jsz_module, "Listing", _reference.JszListing)
+    kept = 0
+    for server in SERVERS:
+        doc = orjson.loads(recorded(server))
+        del doc["meta_cluster"]
+        r1_durables = set()
+        for account in doc["account_details"]:
+            for stream in account.get("stream_detail", []):
+                replicated = stream["config"].get("num_replicas", 1) > 1
+                if replicated:
+                    stream["cluster"] = {"name": "A", "leader": server}
+                for consumer in stream.get("consumer_detail", []):
+                    consumer.pop("cluster", None)
+                    if not replicated and stream["cluster"].get("leader") == server \
+                            and consumer["config"].get("durable_name"):
+                        r1_durables.add(consumer["name"])
+        got = collect(server, orjson.dumps(doc), level="consumers")
+        durables = {labels[2] for labels in series(
+            got, m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES)}
+        assert durables == r1_durables
+        assert not {"proc", "audit"} & durables
+        kept += len(durables)
+    # As recorded, LOCAL (R1 on A1) has a durable: the R1 branch is exercised.
+    assert kept
+
+
 def groups(doc: dict):
     """The cluster blocks of every replicated stream and consumer of a /jsz document."""
     for account in doc["account_details"]:
