@@ -18,7 +18,7 @@ from . import metrics as m
 from ._impl import IMPLEMENTATION
 from ._version import __version__
 from .collectors import OPTIONAL, Collector, ServerContext, Source, VarzCollector
-from .collectors.base import DECODE, Samples
+from .collectors.base import DECODE, Claims, Samples
 from .errors import ScrapeError
 from .interop import Family, Sample, client_metrics
 from .target import Target
@@ -79,6 +79,8 @@ class ServerCollector:
         #: Failed refreshes in a row, by endpoint.
         self.failures: dict[str, int] = {c.endpoint: 0 for c in (self.varz, *self.collectors)}
         self.snapshot: Samples = {}
+        #: What ``snapshot`` claims that one server at a time exports, by collector name.
+        self.claims: dict[str, Claims] = {}
         #: Endpoints the server answered 404 for (logged once each).
         self.unserved: set[str] = set()
         # Every known (endpoint, reason) is exported from the start, at 0 until it happens.
@@ -217,17 +219,24 @@ class ServerCollector:
             await collector.close()
 
     def publish(self) -> None:
-        self.snapshot = {**self.nats_samples(), **self.self_samples()}
+        exported = self._exported()
+        self.snapshot = {**self.nats_samples(exported), **self.self_samples()}
+        self.claims = {collector.name: claims for collector in exported
+                       if (claims := collector.claims()) is not None}
 
-    def nats_samples(self) -> Samples:
-        """The NATS-derived samples to export now: none while the server is down, none of a
-        collector that failed ``STALE_AFTER`` refreshes in a row."""
+    def _exported(self) -> list[Collector]:
+        """The collectors whose samples are exported now: none while the server is down, none
+        that failed ``STALE_AFTER`` refreshes in a row."""
         if not self.up:
-            return {}
-        out = dict(self.varz.samples())
-        for collector in self.collectors:
-            if self.failures[collector.endpoint] < STALE_AFTER:
-                out.update(collector.samples())
+            return []
+        return [self.varz, *(collector for collector in self.collectors
+                             if self.failures[collector.endpoint] < STALE_AFTER)]
+
+    def nats_samples(self, exported: Sequence[Collector] | None = None) -> Samples:
+        """The NATS-derived samples to export now (of ``_exported()``)."""
+        out: Samples = {}
+        for collector in self._exported() if exported is None else exported:
+            out.update(collector.samples())
         return out
 
     def self_samples(self) -> Samples:
@@ -299,7 +308,7 @@ class NatsCollector:
         await asyncio.gather(*(server.close() for server in self.servers))
 
     def families(self) -> list[Family]:
-        per_server = [(s.target.name, s.snapshot) for s in self.servers]
+        per_server = self.snapshots()
         process = self.process_samples()
         out: list[Family] = []
         for metric in m.CATALOGUE:
@@ -321,6 +330,32 @@ class NatsCollector:
             out.extend(self.compat.families(per_server, self.label_names, self.labelled,
                                             process))
         return out
+
+    def snapshots(self) -> list[tuple[str, Samples]]:
+        """Each server's name and published snapshot. An item two servers claim (a stream
+        whose leader changed between their reads) stays only with the server read last: the
+        other's view of it is older."""
+        snapshots = [server.snapshot for server in self.servers]
+        names = {name for server in self.servers for name in server.claims}
+        for name in sorted(names):
+            claimants = [(server.claims[name], i) for i, server in enumerate(self.servers)
+                         if name in server.claims]
+            if len(claimants) < 2:
+                continue
+            every = [claims.items for claims, _ in claimants]
+            if len(frozenset().union(*every)) == sum(map(len, every)):
+                continue  # no item claimed twice: the usual case, decided in C
+            claimants.sort(key=lambda claimant: claimant[0].read_at, reverse=True)
+            taken: set[tuple[str, ...]] = set()
+            for claims, i in claimants:
+                lost = claims.items & taken
+                taken |= claims.items
+                if lost:
+                    collector = self.servers[i].collector(name)
+                    assert collector is not None
+                    snapshots[i] = collector.disown(snapshots[i], lost)
+        return [(server.target.name, snapshot)
+                for server, snapshot in zip(self.servers, snapshots)]
 
     def export_refusals(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Export the web server's refusal counters (``fastnats_http_refused_total``), read

@@ -19,6 +19,16 @@ from ..metrics import Metric
 
 Samples = dict[str, list[Sample]]
 
+
+@dataclass(frozen=True)
+class Claims:
+    """What a collector's samples hold that one server at a time exports (a stream, by its
+    leader), each item named by its leading label values, and the monotonic time it was read.
+    When two servers claim an item, the later read keeps it (``NatsCollector``)."""
+
+    read_at: float
+    items: frozenset[tuple[str, ...]]
+
 #: Why a request to a source can fail; the ``reason`` label of fastnats_refresh_errors_total.
 #: ``body``: the reply broke after it began (cut short, reset, bad chunking or compression);
 #: ``too_large``: it passed its size limit (``--monitor.max-body-size``); ``tls``: the TLS
@@ -145,6 +155,16 @@ class Collector:
     def samples(self) -> Samples:
         """The samples to export now, keyed by family name."""
         return self._samples
+
+    def claims(self) -> Claims | None:
+        """What ``samples()`` claims that one server at a time exports; None when every
+        series is this server's alone."""
+        return None
+
+    def disown(self, samples: Samples, items: Collection[tuple[str, ...]]) -> Samples:
+        """``samples`` (a server's published snapshot) without the series of ``items``, which
+        a later read of another server claims; a new dict, the old one is left as it is."""
+        raise NotImplementedError
 
     def failed(self, error: ScrapeError) -> None:
         """This collector's endpoint failed while the server is up. A body that does not

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from .. import metrics as m
@@ -17,6 +19,7 @@ from ..flags import non_negative_int
 from ..interop import Sample
 from .base import (
     DECODE,
+    Claims,
     Collector,
     Samples,
     ServerContext,
@@ -48,6 +51,11 @@ ROLE_FAMILIES = (
     m.NATS_JETSTREAM_STREAM_MAX_MESSAGES, m.NATS_JETSTREAM_STREAM_MAX_AGE_SECONDS)
 _STATE_FAMILIES = ROLE_FAMILIES[:7]
 _LIMIT_FAMILIES = ROLE_FAMILIES[7:]
+#: The families of a stream that its leader exports: labels (account, stream, ...).
+_STREAM_CLAIMED = (
+    *ROLE_FAMILIES, m.NATS_JETSTREAM_STREAM_SOURCE_LAG,
+    m.NATS_JETSTREAM_STREAM_SOURCE_LAST_SEEN_SECONDS, m.NATS_JETSTREAM_STREAM_REPLICA_CURRENT,
+    m.NATS_JETSTREAM_STREAM_REPLICA_OFFLINE, m.NATS_JETSTREAM_STREAM_REPLICA_LAG)
 _DURABLE_FAMILIES = (
     m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES, m.NATS_JETSTREAM_CONSUMER_ACK_PENDING_MESSAGES,
     m.NATS_JETSTREAM_CONSUMER_REDELIVERED_MESSAGES, m.NATS_JETSTREAM_CONSUMER_WAITING_REQUESTS,
@@ -232,6 +240,7 @@ class JszCollector(Collector):
         self._consumer_labels = (*m.CONSUMER_BASE_LABELS,
                                  *map(meta_label, options.consumer_meta_keys))
         self._other_labels = (m.OTHER_GROUP,) * 3 + ("",) * len(options.consumer_meta_keys)
+        self._claims: Claims | None = None
         self.restarted()
 
     @classmethod
@@ -289,6 +298,7 @@ class JszCollector(Collector):
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
         self.follow(info)
+        read_at = time.monotonic()
         me = info.server_name or info.server_id
         options = self.options
         depth = options.depth
@@ -331,7 +341,43 @@ class JszCollector(Collector):
                 break
         self._held = (listing.total, listing.streams_held, listing.consumers_held)
         work = len(listing.streams) + len(listing.durables) + len(listing.ephemeral)
-        self._samples = await off_loop(1024 * work, self._commit, listing)
+        self._samples, items = await off_loop(1024 * work, self._commit, listing)
+        self._claims = Claims(read_at, frozenset(items))
+
+    def claims(self) -> Claims | None:
+        """The streams led here, as (account, stream), and the durable consumers led here
+        with their own series, as (account, stream, consumer)."""
+        return self._claims if self._samples else None
+
+    def disown(self, samples: Samples, items: Collection[tuple[str, ...]]) -> Samples:
+        """Drops the series of streams and durable consumers another server leads by a later
+        read; the account counts no longer count those streams, nor the top-K those
+        consumers. The ephemeral aggregates and ``_other`` keep them: their sums cannot be
+        taken apart."""
+        out = dict(samples)
+        streams: set[tuple[str, ...]] = {item for item in items if len(item) == 2}
+        consumers: set[tuple[str, ...]] = {item for item in items if len(item) == 3}
+        if streams:
+            lost: dict[str, list[int]] = {}
+            for labels, value in out.get(m.NATS_JETSTREAM_STREAM_CONSUMERS.name, ()):
+                if labels[:2] in streams and isinstance(value, int) and (
+                        not self.options.replicas or labels[-1] == "leader"):
+                    counts = lost.setdefault(labels[0], [0, 0])
+                    counts[0] += 1
+                    counts[1] += value
+            for metric in _STREAM_CLAIMED:
+                _drop(out, metric, 2, streams)
+            for metric, i in ((m.NATS_JETSTREAM_ACCOUNT_STREAMS, 0),
+                              (m.NATS_JETSTREAM_ACCOUNT_CONSUMERS, 1)):
+                if metric.name in out:
+                    out[metric.name] = [
+                        (labels, value - lost[labels[0]][i]
+                         if labels[0] in lost and isinstance(value, int) else value)
+                        for labels, value in out[metric.name]]
+        if consumers:
+            for metric in (*_DURABLE_FAMILIES, m.NATS_JETSTREAM_CONSUMER_TOP_PENDING_MESSAGES):
+                _drop(out, metric, 3, consumers)
+        return out
 
     def _expect(self) -> dict[str, int]:
         """The entries a reply may list, from what the server held at the last read; the
@@ -348,10 +394,12 @@ class JszCollector(Collector):
     async def _get(self, source: Source, params: dict[str, str | int]) -> bytearray:
         return await source.get(self.endpoint, params, expect=self._expect())
 
-    def _commit(self, listing: Listing) -> Samples:
-        """The samples of a whole listing; the one step that changes the consumer table."""
+    def _commit(self, listing: Listing) -> tuple[Samples, set[tuple[str, ...]]]:
+        """The samples of a whole listing and the items they claim (``claims``); the one
+        step that changes the consumer table."""
+        items: set[tuple[str, ...]] = set()
         if listing.disabled or listing.server is None:
-            return {}
+            return {}, items
         out = dict(listing.server)
         if listing.meta_snapshot is not None:
             _meta_snapshot(out, listing.meta_snapshot)
@@ -359,16 +407,18 @@ class JszCollector(Collector):
         if depth >= ACCOUNTS:
             _accounts(out, listing)
         if depth >= STREAMS:
-            self._streams(out, listing)
+            self._streams(out, listing, items)
         if depth >= CONSUMERS:
-            self._consumers(out, listing)
-        return out
+            self._consumers(out, listing, items)
+        return out, items
 
-    def _streams(self, out: Samples, listing: Listing) -> None:
+    def _streams(self, out: Samples, listing: Listing, items: set[tuple[str, ...]]) -> None:
         role = self.options.replicas
         state = [_fresh(out, metric) for metric in _STATE_FAMILIES]
         limits = [_fresh(out, metric) for metric in _LIMIT_FAMILIES]
         for labels, replica_role, values, caps in listing.streams:
+            if replica_role == "leader":
+                items.add(labels[:2])
             if role:
                 labels = (*labels, replica_role)
             for samples, value in zip(state, values):
@@ -394,11 +444,12 @@ class JszCollector(Collector):
         out[m.NATS_JETSTREAM_ACCOUNT_CONSUMERS.name] = [
             ((label,), counts[1]) for label, counts in listing.account_streams.items()]
 
-    def _consumers(self, out: Samples, listing: Listing) -> None:
+    def _consumers(self, out: Samples, listing: Listing, items: set[tuple[str, ...]]) -> None:
         own, other, overflow = self.table.update(listing.durables)
         families = [_fresh(out, metric) for metric in _DURABLE_FAMILIES]
         own.sort()
         for labels, values in own:
+            items.add(labels[:3])
             for samples, value in zip(families, values):
                 samples.append((labels, value))
         if overflow:
@@ -417,6 +468,13 @@ class JszCollector(Collector):
         out[m.NATS_JETSTREAM_CONSUMER_TOP_PENDING_MESSAGES.name] = [
             ((account, stream, consumer, durable), value)
             for value, account, stream, consumer, durable in sorted(listing.top, reverse=True)]
+
+
+def _drop(out: Samples, metric: m.Metric, width: int,
+          items: set[tuple[str, ...]]) -> None:
+    rows = out.get(metric.name)
+    if rows:
+        out[metric.name] = [row for row in rows if row[0][:width] not in items]
 
 
 def _fresh(out: Samples, metric: m.Metric) -> list[Sample]:

@@ -483,6 +483,94 @@ def test_synthetic_streams_once_over_the_cluster():
         assert set(series(samples, m.NATS_JETSTREAM_STREAM_BYTES)) == led
 
 
+def _handed_over(doc: dict, me: str, stream: str, consumer: str) -> dict:
+    """``doc`` (this server's /jsz, recorded) after ``stream`` and ``consumer`` of T1 moved
+    their leader here, as the new leader lists them."""
+    doc = copy.deepcopy(doc)
+    for item in (s for a in doc["account_details"] for s in a.get("stream_detail", [])
+                 if s["name"] == stream):
+        for group in (item, *(c for c in item["consumer_detail"] if c["name"] == consumer)):
+            cluster = group["cluster"]
+            old = cluster["leader"]
+            cluster["leader"] = me
+            for peer in cluster["replicas"]:
+                if peer["name"] == me:
+                    peer["name"] = old
+    return doc
+
+
+class Cluster:
+    """A1, A2 and A3 in one exporter, each read on demand from a /jsz document."""
+
+    def __init__(self, **options) -> None:
+        self.options = JszOptions(**options)
+        self.servers = {name: ServerCollector(Target(name, "http://127.0.0.1:1"),
+                                              Source(name), {"jsz": self.options})
+                        for name in SERVERS}
+        self.exporter = NatsCollector(list(self.servers.values()))
+
+    def read(self, name: str, doc: dict) -> None:
+        server = self.servers[name]
+        asyncio.run(server.collectors[0].refresh(Source(name, orjson.dumps(doc)),
+                                                 replace(INFO, server_name=name)))
+        server.up = True
+        server.publish()
+
+    def served(self, metric: m.Metric) -> dict:
+        family = next(f for f in self.exporter.families() if f[0] is metric)
+        return {labels: value for labels, value in family[2]}
+
+
+@pytest.mark.parametrize("replicas", [False, True])
+def test_a_leader_change_between_two_reads_is_counted_once(replicas):
+    # A3 led ORDERS and A1 led proc when they were read; then both moved to A2, read last.
+    # Each server's view was true when it was read: the later read keeps the item, and the
+    # same happens the other way round when A3 is read again, still stale.
+    docs = {name: orjson.loads(recorded(name)) for name in SERVERS}
+    level = {"level": "consumers", "replicas": replicas}
+    before = Cluster(**level)
+    for name in SERVERS:
+        before.read(name, docs[name])
+    cluster = Cluster(**level)
+    cluster.read("A3", docs["A3"])
+    cluster.read("A1", docs["A1"])
+    cluster.read("A2", _handed_over(docs["A2"], "A2", "ORDERS", "proc"))
+
+    def leaders(served: dict, stream: str) -> set[str]:
+        return {labels[0] for labels in served if labels[2] == stream
+                and (not replicas or labels[-1] == "leader")}
+
+    messages = cluster.served(m.NATS_JETSTREAM_STREAM_MESSAGES)
+    assert leaders(messages, "ORDERS") == {"A2"}
+    assert leaders(messages, "ORDERS_MIRROR") == {"A3"}
+    pending = cluster.served(m.NATS_JETSTREAM_CONSUMER_PENDING_MESSAGES)
+    assert {labels[0] for labels in pending if labels[3] == "proc"} == {"A2"}
+    assert {labels[0] for labels in pending if labels[3] == "audit"} == {"A2"}
+    assert not [labels for labels in cluster.served(m.NATS_JETSTREAM_STREAM_REPLICA_CURRENT)
+                if labels[0] == "A3" and labels[2] == "ORDERS"]
+    # The account counts still add up to what the cluster holds, as before the move.
+    for metric in (m.NATS_JETSTREAM_ACCOUNT_STREAMS, m.NATS_JETSTREAM_ACCOUNT_CONSUMERS):
+        assert sum(cluster.served(metric).values()) == sum(before.served(metric).values())
+    assert sum(before.served(m.NATS_JETSTREAM_ACCOUNT_STREAMS).values()) == 4
+    # A3 read again, still naming itself: now the latest read, it keeps ORDERS.
+    cluster.read("A3", docs["A3"])
+    assert leaders(cluster.served(m.NATS_JETSTREAM_STREAM_MESSAGES), "ORDERS") == {"A3"}
+    assert sum(cluster.served(m.NATS_JETSTREAM_ACCOUNT_STREAMS).values()) == 4
+    # A3 down: its claims go with its series, and A2's count again.
+    cluster.servers["A3"].up = False
+    cluster.servers["A3"].publish()
+    assert leaders(cluster.served(m.NATS_JETSTREAM_STREAM_MESSAGES), "ORDERS") == {"A2"}
+
+
+def test_servers_that_claim_nothing_twice_are_served_as_published():
+    cluster = Cluster(level="consumers")
+    for name in SERVERS:
+        cluster.read(name, orjson.loads(recorded(name)))
+    assert all(snapshot is cluster.servers[name].snapshot
+               for name, snapshot in cluster.exporter.snapshots())
+    assert all(server.claims["jsz"].items for server in cluster.servers.values())
+
+
 def test_consumer_cap_other_and_sticky_places():
     doc = synthetic(streams=10, consumers=200, durable=1.0, r3=0.0)
     collector, source, samples = run(doc, level="consumers", max_consumers=5)
