@@ -169,8 +169,11 @@ class ServerCollector:
         collector.not_served()
 
     def _succeeded(self, collector: Collector) -> None:
-        self.unserved.discard(collector.endpoint)
-        if self.failures[collector.endpoint] and collector is not self.varz:
+        if collector.endpoint in self.unserved:
+            # An upgraded or reconfigured server: said once, as its 404 was.
+            log.info("server %s serves /%s now", self.target.name, collector.endpoint)
+            self.unserved.discard(collector.endpoint)
+        elif self.failures[collector.endpoint] and collector is not self.varz:
             log.info("server %s: /%s reads again", self.target.name, collector.endpoint)
         self.failures[collector.endpoint] = 0
 

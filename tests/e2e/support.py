@@ -175,7 +175,8 @@ def dashboard_metric_names() -> set[str]:
 # Grafana's variables as Prometheus sees them once Grafana has expanded them: every job and
 # server ("All"), and a rate window that spans several 1 s scrapes.
 _GRAFANA_VARIABLES = {
-    "job": JOB, "server": ".*", "account": ".*", "stream": ".*", "__rate_interval": "5s", "__interval": "1s", "__range": "1m",
+    "job": JOB, "server": ".*", "account": ".*", "stream": ".*", "__rate_interval": "5s",
+    "__interval": "1s", "__range": "1m",
 }
 _VARIABLE = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 from pathlib import Path
 
 import orjson
@@ -279,6 +280,32 @@ def test_a_bad_body_counts_one_decode_error_and_keeps_the_series():
     assert collector.snapshot[m.NATS_ROUTE_IN_MESSAGES_TOTAL.name] == before
     success = dict(collector.snapshot[m.FASTNATS_COLLECTOR_SUCCESS.name])
     assert success[("routez",)] == 0 and success[("varz",)] == 1
+
+
+def test_an_endpoint_served_again_after_404_is_logged_once_each_way(caplog):
+    server = Server(body(route(1, in_msgs=5)))
+    collector = ServerCollector(Target("a1", "http://127.0.0.1:8222"), server,
+                                {"routez": None})
+    routez, server.routez = server.routez, None
+    server_get = server.get
+
+    async def get(endpoint, params=None, **kwargs):
+        if endpoint == "routez" and server.routez is None:
+            raise ScrapeError(endpoint, "http_status", "404", status=404)
+        return await server_get(endpoint, params, **kwargs)
+
+    server.get = get
+    with caplog.at_level(logging.INFO, logger="fastnats.scrape"):
+        for _ in range(2):
+            asyncio.run(collector.refresh())
+        assert m.NATS_ROUTE_IN_MESSAGES_TOTAL.name not in collector.snapshot
+        server.routez = routez
+        for _ in range(2):
+            asyncio.run(collector.refresh())
+    assert collector.snapshot[m.NATS_ROUTE_IN_MESSAGES_TOTAL.name] == [(A2, 5)]
+    said = [r.getMessage() for r in caplog.records if "routez" in r.getMessage()]
+    assert said == ["server a1 does not serve /routez; its collector exports nothing for it",
+                    "server a1 serves /routez now"]
 
 
 def test_the_request_is_plain():
