@@ -11,7 +11,7 @@ import argparse
 from collections import Counter
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 from ..errors import ScrapeError
 from ..interop import Sample
@@ -49,6 +49,27 @@ class Source(Protocol):
         and its limit follows them. A reply with one of ``statuses`` is an answer (any other
         raises ``ScrapeError``)."""
         ...
+
+
+class BoundedSource(Source, Protocol):
+    """A source each of whose replies must fit a size on the wire: the system account's, one
+    NATS message each, which a leafnode hop with a smaller ``max_payload`` refuses by closing
+    the link. A collector that can split its reads finds it with ``bounded``."""
+
+    @property
+    def reply_budget(self) -> int | None:
+        """The most bytes a reply may take on the wire; None while unknown."""
+        ...
+
+    async def get_sized(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
+                        expect: Mapping[str, int] | None = None) -> tuple[bytearray, int]:
+        """``get``, and the size the reply took on the wire."""
+        ...
+
+
+def bounded(source: Source) -> BoundedSource | None:
+    """``source`` if it bounds its replies (it has ``get_sized``), else None."""
+    return cast(BoundedSource, source) if hasattr(source, "get_sized") else None
 
 
 def with_margin(n: int) -> int:

@@ -25,6 +25,7 @@ from .base import (
     ServerContext,
     ServerInfo,
     Source,
+    bounded,
     with_margin,
 )
 from .decode import check_utf8, off_loop, parse_rfc3339_ns
@@ -37,6 +38,78 @@ SERVER, ACCOUNTS, STREAMS, CONSUMERS = range(4)
 #: Accounts asked for per request: nats-server's own default page. Every request makes the
 #: server count every stream of every account again, so fewer pages cost it less.
 ACCOUNTS_PER_PAGE = 1024
+#: The share of a bounded source's budget a page is sized for: accounts differ in size, and
+#: grow between two reads.
+PAGE_FILL = 0.75
+#: Wire bytes counted on per account, stream and consumer before a read measured them: about
+#: their size as compact JSON, which a compressed reply takes several times less of.
+FIRST_BYTES = (256, 1024, 768)
+#: The least wire bytes per account a measure is taken for.
+MIN_ACCOUNT_BYTES = 32
+
+
+class AccountPages:
+    """How many accounts a page of /jsz asks for from a source whose replies must each fit a
+    budget on the wire (``base.bounded``: the system account's, under ``max_payload``).
+
+    A page of n accounts is counted at the reply's head (``head``, the size of the plain /jsz
+    read first) and n times the bytes per account, and sized for ``PAGE_FILL`` of the budget.
+    The bytes per account are the most that a page of the last read took per account. Before
+    a read measured them, they are estimated from the probe's accounts, streams and consumers
+    at ``FIRST_BYTES`` each, as though spread evenly over the accounts: the first read.
+
+    When the server's counts changed since the measure, it is scaled by how their estimate
+    changed. /jsz cannot split an account: one whose listing alone is over the budget is still
+    asked for, alone in its page. The budget is the smallest ``max_payload`` the exporter
+    knows, not always one on the reply's way, so such a reply may well come (a reply that came
+    proves its way carries it). A reply too large for a hop on its way never comes (the hop
+    closes the link): a page that timed out halves the pages of the reads after it, until one
+    completes.
+    """
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.head = 0
+        #: Wire bytes per account, measured; None before a read measured them.
+        self.per_account: float | None = None
+        #: The server's (accounts, streams, consumers) when ``per_account`` was measured.
+        self.measured_for = (0, 0, 0)
+        self.cap = ACCOUNTS_PER_PAGE
+
+    def estimate(self, held: tuple[int, int, int]) -> float:
+        """Wire bytes per account from the server's counts, at ``FIRST_BYTES`` each."""
+        accounts, streams, consumers = held
+        total = FIRST_BYTES[0] * accounts
+        if self.depth >= STREAMS:
+            total += FIRST_BYTES[1] * streams
+        if self.depth >= CONSUMERS:
+            total += FIRST_BYTES[2] * consumers
+        return max(total / max(accounts, 1), MIN_ACCOUNT_BYTES)
+
+    def per(self, held: tuple[int, int, int]) -> float:
+        """Wire bytes per account counted on, the server holding ``held`` now."""
+        if self.per_account is None:
+            return self.estimate(held)
+        if held == self.measured_for:
+            return self.per_account
+        return self.per_account * self.estimate(held) / self.estimate(self.measured_for)
+
+    def size(self, budget: int, held: tuple[int, int, int]) -> int:
+        """Accounts per page, between 1 and ``ACCOUNTS_PER_PAGE``."""
+        fit = int((budget * PAGE_FILL - self.head) / self.per(held))
+        return max(1, min(fit, self.cap, ACCOUNTS_PER_PAGE))
+
+    def measure(self, replies: list[tuple[int, int]], held: tuple[int, int, int]) -> None:
+        """Take the (wire bytes, accounts listed) of each reply of a whole read."""
+        per = [(wire - self.head) / listed for wire, listed in replies if listed]
+        if per:
+            self.per_account = max(*per, MIN_ACCOUNT_BYTES)
+            self.measured_for = held
+        self.cap = ACCOUNTS_PER_PAGE
+
+    def lost(self, limit: int) -> None:
+        """A page of ``limit`` accounts timed out."""
+        self.cap = max(1, limit // 2)
 
 #: The families whose series carry ``replica_role`` under ``--jsz.replicas``: what a follower
 #: holds of a stream (its state and its configured limits), so that a fill ratio divides
@@ -193,7 +266,8 @@ class JszCollector(Collector):
     given and reports ``total``; an older one gives no total and sorts only past offset 0, so
     there one page is asked for, as large as its ``accounts`` count. The size bound of a reply
     follows the streams and consumers the server held at the last refresh; the first refresh
-    learns them from a plain /jsz first.
+    learns them from a plain /jsz first. A source whose replies must fit a size on the wire
+    (the system account's) gets pages sized to fit it (``AccountPages``).
 
     Once. A stream is exported by its leader (``cluster.leader`` is this server's name,
     ``ServerInfo.server_name``; a stream without a cluster block lives here alone). A
@@ -295,6 +369,7 @@ class JszCollector(Collector):
         self.table = ConsumerTable(self.options.max_consumers)
         #: (accounts, streams, consumers) the server held at the last refresh.
         self._held: tuple[int, int, int] | None = None
+        self._pages = AccountPages(self.options.depth)
 
     async def refresh(self, source: Source, info: ServerInfo) -> None:
         self.follow(info)
@@ -311,19 +386,33 @@ class JszCollector(Collector):
                 params["stream-leader-only"] = "true"
         if depth >= CONSUMERS:
             params["consumers"] = "true"
+        sized = bounded(source) if depth >= ACCOUNTS else None
+        budget = None if sized is None else sized.reply_budget
         if self._held is None and depth >= ACCOUNTS:
+            # A plain /jsz: the counts the pages follow, and their head; a few hundred bytes.
             probe = Listing(me, JszOptions("server"))
-            _read(probe, await self._get(source, {}))
+            body, self._pages.head = await self._get_sized(source, {})
+            _read(probe, body)
             self._held = (probe.total, probe.streams_held, probe.consumers_held)
         listing = Listing(me, options)
-        offset, limit, pages = 0, ACCOUNTS_PER_PAGE, 0
+        offset, pages = 0, 0
+        limit = ACCOUNTS_PER_PAGE if budget is None or self._held is None else \
+            self._pages.size(budget, self._held)
+        replies: list[tuple[int, int]] = []
+        most: int | None = None
         while True:
             page = dict(params)
             if depth >= ACCOUNTS:
                 page.update(offset=offset, limit=limit)
-            body = await self._get(source, page)
+            try:
+                body, wire = await self._get_sized(source, page)
+            except ScrapeError as exc:
+                if budget is not None and exc.reason == "timeout":
+                    self._pages.lost(limit)
+                raise
             listed = await off_loop(len(body), _read, listing, body)
             del body
+            replies.append((wire, listed))
             offset += listed
             pages += 1
             if listing.disabled or depth < ACCOUNTS or listed < limit:
@@ -335,11 +424,18 @@ class JszCollector(Collector):
                 limit = with_margin(listing.total)
                 offset = 0
                 listing = Listing(me, options)
+                replies.clear()
                 continue
-            # Accounts made while paging may need a page more; never more than a few.
-            if offset >= listing.total or pages > listing.total // ACCOUNTS_PER_PAGE + 2:
+            # Accounts made while paging may need a page more; never more than a few, nor twice
+            # the pages of the first count, however fast they come (pages of one account make
+            # no progress when one comes per page).
+            if most is None:
+                most = 2 * (listing.total // limit + 2)
+            if offset >= listing.total or pages > min(listing.total // limit + 2, most):
                 break
         self._held = (listing.total, listing.streams_held, listing.consumers_held)
+        if budget is not None:
+            self._pages.measure(replies, self._held)
         work = len(listing.streams) + len(listing.durables) + len(listing.ephemeral)
         self._samples, items = await off_loop(1024 * work, self._commit, listing)
         self._claims = Claims(read_at, frozenset(items))
@@ -393,6 +489,15 @@ class JszCollector(Collector):
 
     async def _get(self, source: Source, params: dict[str, str | int]) -> bytearray:
         return await source.get(self.endpoint, params, expect=self._expect())
+
+    async def _get_sized(self, source: Source, params: dict[str, str | int]
+                         ) -> tuple[bytearray, int]:
+        """The body, and its size on the wire (a bounded source's measure, else the body's)."""
+        sized = bounded(source)
+        if sized is None:
+            body = await self._get(source, params)
+            return body, len(body)
+        return await sized.get_sized(self.endpoint, params, expect=self._expect())
 
     def _commit(self, listing: Listing) -> tuple[Samples, set[tuple[str, ...]]]:
         """The samples of a whole listing and the items they claim (``claims``); the one

@@ -21,9 +21,12 @@ connection does: one over its own ``max_payload`` closes that leafnode connectio
 Payload Violation"), so a reply must fit the smallest ``max_payload`` on its way, which may be
 neither the replying server's nor the exporter's (a middle leaf of a chain, measured by
 tests/integration/test_fleet_leafnode_paging_real.py). The exporter counts on the smallest it
-knows (``SystemAccount.max_payload``: its own server's, a cap, and the fleet's smallest), and
+knows (``SystemAccount.max_payload``: its own server's, a cap, and the fleet's smallest).
 ``SystemSource.get_pages`` splits a CONNZ read whose reply would not fit into offset/limit pages
-that do; other replies are not split.
+that do. /jsz pages itself by account: ``SystemSource`` is a ``BoundedSource``
+(collectors/base.py), whose ``reply_budget`` is that ``max_payload`` less room for the reply's
+headers, and whose ``get_sized`` tells each reply's size on the wire, from which the /jsz
+collector sizes its next pages. Other replies are not split.
 """
 
 from __future__ import annotations
@@ -902,6 +905,20 @@ class SystemSource:
                     limit: int) -> bytearray:
         return (await self._read(endpoint, params, limit))[0]
 
+    @property
+    def reply_budget(self) -> int | None:
+        """The most bytes a reply may take on the wire: the account's ``max_payload``, less
+        ``HEADERS_ROOM``; None before it is known."""
+        fits = self.account.max_payload
+        return None if fits is None else max(fits - HEADERS_ROOM, 1)
+
+    async def get_sized(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
+                        expect: Mapping[str, int] | None = None) -> tuple[bytearray, int]:
+        """``get``, and the size of the reply on the wire, envelope included: what
+        ``reply_budget`` bounds."""
+        return await read_within(self._limits.bounds(endpoint, params, expect),
+                                 lambda limit: self._read(endpoint, params, limit))
+
     async def get_pages(self, endpoint: str,
                         params: Mapping[str, str | int] | None = None) -> list[bytearray]:
         """``get``, as the list of pages that a CONNZ listing takes when its reply would not fit
@@ -1028,6 +1045,9 @@ FIRST_ESTIMATE = 400.0
 MIN_ESTIMATE = 16.0
 #: Room for the reply envelope and the listing's head, besides the connections.
 REPLY_HEAD = 2048
+#: Room for a reply's NATS headers, which count towards ``max_payload`` with its payload
+#: (``Content-Encoding: snappy`` takes 42 bytes).
+HEADERS_ROOM = 128
 #: The share of ``max_payload`` a page is sized for: entries vary in size from page to page.
 PAGE_FILL = 0.75
 #: Connections each page of an open listing reads again of the page before.

@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats.nats import launcher
 from tests.support.crowd import Crowd
+from tests.support.leafchain import leaf_ids, payload_errors
 from tests.support.process import exporting, http_get, running_nats, wait_until
 
 pytestmark = pytest.mark.integration
@@ -52,19 +53,6 @@ def conf(directory: Path, name: str, max_payload: int, hub_leaf_port: int | None
     path.write_text(f"server_name: {name}\nmax_payload: {max_payload}\n{ACCOUNTS}"
                     f"leafnodes {{\n  " + "\n  ".join(blocks) + "\n}\n")
     return path
-
-
-def leaf_ids(server: launcher.NatsServer) -> set[tuple[str, str, str]]:
-    """The server's leafnode connections: (remote name, account, connection id)."""
-    leafz = json.loads(http_get(f"{server.monitor_url}/leafz"))
-    return {(leaf["name"], leaf["account"], str(leaf.get("id", leaf.get("cid"))))
-            for leaf in leafz["leafs"] or []}
-
-
-def payload_errors(servers: list[launcher.NatsServer]) -> list[str]:
-    """The servers' log lines about a message over max_payload."""
-    return [line for server in servers for line in server.log_lines
-            if "maximum payload" in line.lower()]
 
 
 def by_server(text: str, family: str) -> dict[str, float]:
