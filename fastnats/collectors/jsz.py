@@ -19,6 +19,7 @@ from ..flags import non_negative_int
 from ..interop import Sample
 from .base import (
     DECODE,
+    BoundedSource,
     Claims,
     Collector,
     Samples,
@@ -391,7 +392,7 @@ class JszCollector(Collector):
         if self._held is None and depth >= ACCOUNTS:
             # A plain /jsz: the counts the pages follow, and their head; a few hundred bytes.
             probe = Listing(me, JszOptions("server"))
-            body, self._pages.head = await self._get_sized(source, {})
+            body, self._pages.head = await self._get(source, sized, {})
             _read(probe, body)
             self._held = (probe.total, probe.streams_held, probe.consumers_held)
         listing = Listing(me, options)
@@ -405,7 +406,7 @@ class JszCollector(Collector):
             if depth >= ACCOUNTS:
                 page.update(offset=offset, limit=limit)
             try:
-                body, wire = await self._get_sized(source, page)
+                body, wire = await self._get(source, sized, page)
             except ScrapeError as exc:
                 if budget is not None and exc.reason == "timeout":
                     self._pages.lost(limit)
@@ -487,15 +488,11 @@ class JszCollector(Collector):
             expect["consumers"] = with_margin(consumers)
         return expect
 
-    async def _get(self, source: Source, params: dict[str, str | int]) -> bytearray:
-        return await source.get(self.endpoint, params, expect=self._expect())
-
-    async def _get_sized(self, source: Source, params: dict[str, str | int]
-                         ) -> tuple[bytearray, int]:
-        """The body, and its size on the wire (a bounded source's measure, else the body's)."""
-        sized = bounded(source)
+    async def _get(self, source: Source, sized: BoundedSource | None,
+                   params: dict[str, str | int]) -> tuple[bytearray, int]:
+        """The body, and its size on the wire (``sized``'s measure, else the body's)."""
         if sized is None:
-            body = await self._get(source, params)
+            body = await source.get(self.endpoint, params, expect=self._expect())
             return body, len(body)
         return await sized.get_sized(self.endpoint, params, expect=self._expect())
 

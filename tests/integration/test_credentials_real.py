@@ -11,7 +11,6 @@ import base64
 import errno
 import http.server
 import socket
-import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from contextlib import contextmanager
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.monitor import serving
 from tests.support.process import exporting, require_tool, running_nats, start_exporter, wait_until
 
 pytestmark = pytest.mark.integration
@@ -55,14 +55,8 @@ def authenticating_proxy(upstream: str) -> Iterator[int]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(Handler) as port:
+        yield port
 
 
 def samples(text: str, family: str) -> dict[tuple[tuple[str, str], ...], float]:

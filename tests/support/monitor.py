@@ -1,10 +1,14 @@
 """A fake nats-server monitoring port on loopback: serves the bodies a test sets, or fails on
-purpose, for the tests of broken and slow servers and for the benchmarks' replayed bodies."""
+purpose, for the tests of broken and slow servers and for the benchmarks' replayed bodies; and
+``serving``, any handler of a test's own on a free port."""
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -14,6 +18,24 @@ from tests.support import connzgen
 
 MODES = ("serve", "hang", "garbage", "status", "cut")
 GARBAGE = b'{"server_id": "N1", "version": '
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler], *, host: str = "127.0.0.1",
+            context: ssl.SSLContext | None = None) -> Iterator[int]:
+    """``handler`` served on a free port of ``host`` (TLS with ``context``) until the block
+    ends; yields the port."""
+    server = ThreadingHTTPServer((host, 0), handler)
+    server.daemon_threads = True
+    if context is not None:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    # A short poll interval: shutdown() waits for the serving loop to notice.
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 class FakeMonitor:

@@ -9,7 +9,6 @@ import http.server
 import logging
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from fastnats.sources.tls import (
     speaks_no_tls,
 )
 from tests.support.certs import PkiFiles, server_context, write_pki
+from tests.support.monitor import serving as serving_handler
 from tests.support.process import require_tool
 
 BODY = b'{"server_id": "N1"}'
@@ -60,17 +60,8 @@ def serving(context: ssl.SSLContext | None = None, *, host: str = "127.0.0.1",
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer((host, 0), Handler)
-    server.daemon_threads = True
-    if context is not None:
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_handler(Handler, host=host, context=context) as port:
+        yield port
 
 
 def read(url: str, client: ssl.SSLContext | None) -> bytearray:
