@@ -64,6 +64,17 @@ from .tls import (
 
 log = logging.getLogger("fastnats.fleet")
 
+
+class _StartTlsEof(logging.Filter):
+    """nats-py moves to TLS with start_tls under a stream protocol that still thinks it is
+    plain, so asyncio warns at every TLS close that its EOF answer is ignored: noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("returning true from eof_received()")
+
+
+_START_TLS_EOF = _StartTlsEof()
+
 _STATUS = "Status"
 _NO_RESPONDERS = "503"
 _CONTENT_ENCODING = "Content-Encoding"
@@ -311,6 +322,7 @@ class SystemAccount:
         self._nkey_public = check_credential_files(o)
         if tls is not None:
             kwargs["tls"] = tls
+            logging.getLogger("asyncio").addFilter(_START_TLS_EOF)
         self._connect_kwargs = kwargs
         self._last_error = None
         self._last_reset = False

@@ -82,12 +82,17 @@ class Exporter:
     process: subprocess.Popen[str]
     url: str = ""
     log: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     def scrape(self) -> str:
         return http_get(self.url).decode()
 
     def stop(self) -> int:
-        return stop_process(self.process)
+        """Stop the process; its log is then complete, up to its last line."""
+        code = stop_process(self.process)
+        if self.reader is not None:
+            self.reader.join(5)
+        return code
 
 
 def stop_process(process: subprocess.Popen) -> int:
@@ -125,7 +130,8 @@ def start_exporter(*args: str, env: dict[str, str] | None = None, timeout: float
                 found.set()
         found.set()
 
-    threading.Thread(target=pump, daemon=True).start()
+    exporter.reader = threading.Thread(target=pump, daemon=True)
+    exporter.reader.start()
     if not found.wait(timeout) or not exporter.url:
         exporter.stop()
         raise AssertionError("exporter did not start:\n" + "".join(exporter.log))
