@@ -74,10 +74,10 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import bcrypt
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from .errors import WebConfigError
 from .files import FileRefused, FileTooLarge, read_regular
@@ -406,7 +406,9 @@ class _Parser:
 
     def integer(self, node: yaml.Node, where: tuple[str, ...]) -> int | None:
         text = self.scalar(node, where, _INT, "an integer")
-        return None if text is None else int(_CONSTRUCTOR.construct_yaml_int(node))
+        # scalar() has checked that the node is a scalar.
+        return None if text is None else int(
+            _CONSTRUCTOR.construct_yaml_int(cast(yaml.ScalarNode, node)))
 
     def strings(self, node: yaml.Node, where: tuple[str, ...]) -> list[tuple[yaml.Node, str]]:
         if _is_null(node):
@@ -538,10 +540,10 @@ class _Parser:
         if not any(name in text for name in _TLS_SWITCHES):
             # The toolkit ignores these without TLS; client_allowed_sans ignored would be a
             # hole, so any of them is refused.
-            for name, (key, _) in fields.items():
+            for name, (name_node, _) in fields.items():
                 if name in text or lists.get(name) or (
                         name == "prefer_server_cipher_suites" and prefer is not None):
-                    self.fail(key, where, f"{name} is set but TLS is off: set cert_file (or "
+                    self.fail(name_node, where, f"{name} is set but TLS is off: set cert_file (or "
                                           "cert) and key_file (or key)")
             return None, "NoClientCert", ()
 
