@@ -79,8 +79,9 @@ class ServerCollector:
         #: Failed refreshes in a row, by endpoint.
         self.failures: dict[str, int] = {c.endpoint: 0 for c in (self.varz, *self.collectors)}
         self.snapshot: Samples = {}
-        #: What ``snapshot`` claims that one server at a time exports, by collector name.
-        self.claims: dict[str, Claims] = {}
+        #: What ``snapshot`` claims that one server at a time exports, by collector name,
+        #: with the collector that can give it up.
+        self.claims: dict[str, tuple[Claims, Collector]] = {}
         #: Endpoints the server answered 404 for (logged once each).
         self.unserved: set[str] = set()
         # Every known (endpoint, reason) is exported from the start, at 0 until it happens.
@@ -224,7 +225,7 @@ class ServerCollector:
     def publish(self) -> None:
         exported = self._exported()
         self.snapshot = {**self.nats_samples(exported), **self.self_samples()}
-        self.claims = {collector.name: claims for collector in exported
+        self.claims = {collector.name: (claims, collector) for collector in exported
                        if (claims := collector.claims()) is not None}
 
     def _exported(self) -> list[Collector]:
@@ -341,21 +342,19 @@ class NatsCollector:
         snapshots = [server.snapshot for server in self.servers]
         names = {name for server in self.servers for name in server.claims}
         for name in sorted(names):
-            claimants = [(server.claims[name], i) for i, server in enumerate(self.servers)
+            claimants = [(*server.claims[name], i) for i, server in enumerate(self.servers)
                          if name in server.claims]
             if len(claimants) < 2:
                 continue
-            every = [claims.items for claims, _ in claimants]
+            every = [claims.items for claims, _, _ in claimants]
             if len(frozenset().union(*every)) == sum(map(len, every)):
                 continue  # no item claimed twice: the usual case, decided in C
             claimants.sort(key=lambda claimant: claimant[0].read_at, reverse=True)
             taken: set[tuple[str, ...]] = set()
-            for claims, i in claimants:
+            for claims, collector, i in claimants:
                 lost = claims.items & taken
                 taken |= claims.items
                 if lost:
-                    collector = self.servers[i].collector(name)
-                    assert collector is not None
                     snapshots[i] = collector.disown(snapshots[i], lost)
         return [(server.target.name, snapshot)
                 for server, snapshot in zip(self.servers, snapshots)]
