@@ -5,12 +5,12 @@
 The seeds come from the project's own test data and generators: the recorded /connz bodies
 (tests/data), simulated servers (tests/support/connzgen.py) and leafnode hubs
 (tests/support/leafzgen.py) in every body format, the hostile bodies of
-tests/unit/test_connz_hostile.py, the malformed ones of test_leafz_core.py, the synthesized
-kernel replies of tests/unit/test_wire_parse.py and test_wire_hostile.py, and random bytes for
-the writer's data provider. Every choice is seeded, so a second run writes the same files; a seed
-larger than MAX_SEED is left out, to keep the corpus small and libFuzzer's default -max_len near
-the inputs that matter. The inputs of past findings, ``crash-<sha1>`` as libFuzzer named them,
-are kept as they are: each replays a fixed fault in every short run.
+tests/unit/test_connz_hostile.py, the malformed ones of test_leafz_core.py, synthesized kernel
+replies (tests/support/sockdiaggen.py) and the hostile ones of test_wire_hostile.py, and random
+bytes for the writer's data provider. Every choice is seeded, so a second run writes the same
+files; a seed larger than MAX_SEED is left out, to keep the corpus small and libFuzzer's default
+-max_len near the inputs that matter. The inputs of past findings, ``crash-<sha1>`` as
+libFuzzer named them, are kept as they are: each replays a fixed fault in every short run.
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from pathlib import Path
 
 from tests.fuzz.fuzz_sockdiag import END_OF_POLL
 from tests.support import connzgen, leafzgen
+from tests.support.sockdiaggen import World, corrupt, split_randomly
+
+# The hostile and malformed inputs are the tests' own case tables, read from there so that a case
+# added to a test seeds the corpus too.
 from tests.unit import test_connz_hostile, test_leafz_core, test_wire_hostile
-from tests.unit import test_wire_parse as wire
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -101,12 +104,12 @@ def sockdiag_input(config: int, polls: list[list[bytes]]) -> bytes:
 def sockdiag_seeds(rng: random.Random) -> list[bytes]:
     seeds = []
     for k in range(24):
-        world = wire.World(rng)
+        world = World(rng)
         destroy = k % 2 == 1
-        polls = [wire.split_randomly(rng, world.poll(destroy_events=destroy))
+        polls = [split_randomly(rng, world.poll(destroy_events=destroy))
                  for _ in range(rng.randint(1, 2))]
         if k % 5 == 4:
-            polls[-1] = wire.corrupt(rng, polls[-1])
+            polls[-1] = corrupt(rng, polls[-1])
         # Port set 1 holds the ports World uses (bits 1-2 of the configuration byte).
         seeds.append(sockdiag_input(int(destroy) | 2, polls))
     seeds += [sockdiag_input(2, [list(case.values[0])]) for case in test_wire_hostile.CASES]

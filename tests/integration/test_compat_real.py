@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.crowd import HeldCrowd
 from tests.support.process import exporting, http_get, running_nats, wait_until
+from tests.support.series import Series
+from tests.support.storedseries import parse
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "tools"))
 import extract_compat_names as tool  # noqa: E402
@@ -32,25 +31,6 @@ CROWD = 1500
 CONNZ = {"num_connections": None, "total": None, "subscriptions": "subscriptions",
          "pending_bytes": "pending_bytes", "in_msgs": "in_msgs", "out_msgs": "out_msgs",
          "in_bytes": "in_bytes", "out_bytes": "out_bytes"}
-
-Series = dict[str, list[tuple[dict[str, str], float]]]
-
-
-_SAMPLE = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)")
-_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:\\.|[^"\\])*)"')
-
-
-def parse(text: str) -> Series:
-    """The samples of an exposition by the names Prometheus stores (prometheus_client's parser
-    would add ``_total`` to the counters, which the official names lack)."""
-    out: Series = defaultdict(list)
-    list(text_string_to_metric_families(text))  # it parses
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, labels, value = _SAMPLE.fullmatch(line).groups()  # type: ignore[union-attr]
-            out[name].append((dict(_LABEL.findall(labels or "")), float(value)))
-    return out
-
 
 async def stream_and_consumer(port: int) -> None:
     import nats

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from fastnats.compat import SURVEYOR_FLEET_ONLY, SURVEYOR_FOREIGN_LABELS, SURVEYOR_NOT_SERVED
-from tests.integration.test_compat_real import Series, parse
 from tests.support.cluster import ACCOUNTS, Supercluster
 from tests.support.process import exporting, http_get, running_nats, wait_until
+from tests.support.series import Series
+from tests.support.storedseries import parse
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "tools"))
 import extract_compat_names as tool  # noqa: E402

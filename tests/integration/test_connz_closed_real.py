@@ -18,20 +18,19 @@ from fastnats.collectors import ConnzOptions
 from fastnats.collectors.connz import CLOSED_PAGE
 from fastnats.collectors.decode import parse_rfc3339_ns
 from fastnats.metrics import UNKNOWN_GROUP
-from tests.integration.test_connz_real import (
-    FAST,
-    Series,
-    by_name,
-    get_json,
-    parse,
-    single,
-    total,
-    two_refreshes_later,
-)
 from tests.support.crowd import Crowd
 from tests.support.inprocess import InProcess
 from tests.support.natsclient import RawClient, pub
-from tests.support.process import exporting, running_nats, start_exporter, wait_until
+from tests.support.process import (
+    FAST,
+    exporting,
+    get_json,
+    running_nats,
+    start_exporter,
+    wait_until,
+)
+from tests.support.refreshes import two_refreshes_later
+from tests.support.series import Series, by_name, parse, single, total
 
 pytestmark = pytest.mark.integration
 

@@ -22,18 +22,18 @@ from pathlib import Path
 
 import orjson
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats.collector import STALE_AFTER
 from tests.support import connzgen
 from tests.support.crowd import Crowd, HeldCrowd
 from tests.support.monitor import FakeMonitor
 from tests.support.natsclient import RawClient, connect_line, pub
-from tests.support.process import http_get, running_nats, start_exporter, wait_until
+from tests.support.process import FAST, get_json, http_get, running_nats, start_exporter, wait_until
+from tests.support.refreshes import refreshes, two_refreshes_later
+from tests.support.series import Series, by_name, parse, single, total
 
 pytestmark = pytest.mark.integration
 
-FAST = ("--web.listen-address", "127.0.0.1:0", "--refresh-interval", "0.2")
 #: Each group counter and the /connz and /varz field it sums.
 COUNTERS = {
     "nats_client_in_messages_total": "in_msgs",
@@ -45,33 +45,6 @@ DISTRIBUTION_COUNTS = tuple(f"nats_client_connection_{d}_count"
                             for d in ("rtt_seconds", "pending_bytes", "idle_seconds",
                                       "subscriptions"))
 VARZ_TEMPLATE = orjson.loads((Path(__file__).parents[1] / "data" / "varz.json").read_bytes())
-
-Series = dict[str, list[tuple[dict[str, str], float]]]
-
-
-def parse(text: str) -> Series:
-    out: Series = defaultdict(list)
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[sample.name].append((sample.labels, sample.value))
-    return out
-
-
-def by_name(series: Series, metric: str) -> dict[str, float]:
-    """The metric summed per client name (the account label is empty without auth)."""
-    out: dict[str, float] = Counter()
-    for labels, value in series[metric]:
-        out[labels["name"]] += value
-    return dict(out)
-
-
-def total(series: Series, metric: str) -> float:
-    return sum(value for _, value in series[metric])
-
-
-def single(series: Series, metric: str) -> float:
-    [(_, value)] = series[metric]
-    return value
 
 
 def eventually(check, timeout: float = 20.0):
@@ -85,10 +58,6 @@ def eventually(check, timeout: float = 20.0):
                 raise
         # Poll interval: the exporter refreshes every 0.2 s.
         time.sleep(0.05)
-
-
-def get_json(url: str) -> dict:
-    return orjson.loads(http_get(url))
 
 
 def open_connz(monitor_url: str) -> list[dict]:
@@ -110,17 +79,6 @@ def connz_by_name(conns: list[dict]) -> dict[str, dict[str, int]]:
 
 def cids_by_port(conns: list[dict]) -> dict[int, int]:
     return {conn["port"]: conn["cid"] for conn in conns}
-
-
-def refreshes(exporter) -> float:
-    return single(parse(exporter.scrape()), "fastnats_refreshes_total")
-
-
-def two_refreshes_later(exporter) -> None:
-    """Return once a refresh that started after this call has been published."""
-    seen = refreshes(exporter)
-    # Refresh seen+1 may have started before the call; seen+2 started after it.
-    wait_until(lambda: refreshes(exporter) >= seen + 2)
 
 
 @pytest.fixture

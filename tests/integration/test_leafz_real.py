@@ -19,11 +19,10 @@ from fastnats.collectors import ConnzOptions
 from fastnats.collectors.leafz import LeafzOptions
 from fastnats.metrics import BY_NAME, CONNZ, LEAF_GROUP_LABELS, LEAFZ
 from fastnats.nats import launcher
-from tests.integration.test_connz_real import get_json
 from tests.support.cluster import AccountClient
 from tests.support.inprocess import InProcess
 from tests.support.leafcrowd import LeafCrowd
-from tests.support.process import running_nats, wait_until
+from tests.support.process import get_json, running_nats, wait_until
 
 pytestmark = pytest.mark.integration
 

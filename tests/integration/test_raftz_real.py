@@ -22,10 +22,11 @@ from fastnats.collector import ServerCollector
 from fastnats.collectors.base import Samples
 from fastnats.sources.monitor import MonitorClient, new_session
 from fastnats.target import Target
-from tests.integration.test_compat_real import Series, parse
 from tests.support.cluster import ACCOUNTS, Supercluster
 from tests.support.faultproxy import FAULT_REASONS, FaultProxy
 from tests.support.process import exporting, wait_until
+from tests.support.series import Series
+from tests.support.storedseries import parse
 
 pytestmark = pytest.mark.integration
 

@@ -27,11 +27,10 @@ from fastnats.nats import launcher
 from fastnats.sources.monitor import MonitorClient, new_session
 from fastnats.target import Target
 from tests.support.certs import server_certificate
-from tests.support.process import free_port, require_tool, running_nats, start_exporter
+from tests.support.process import FAST, free_port, require_tool, running_nats, start_exporter
 
 pytestmark = pytest.mark.integration
 
-FAST = ("--web.listen-address", "127.0.0.1:0", "--refresh-interval", "0.2")
 #: Each TLS listener, its conf block, and its certificate's lifetime in days (all different, so
 #: that a listener given another's expiry shows).
 LISTENERS = {"client": ("tls", 30), "cluster": ("cluster", 41), "gateway": ("gateway", 52),

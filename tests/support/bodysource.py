@@ -1,9 +1,35 @@
-"""A monitoring source in this process, for the unit tests of the collectors: it answers every
-request with the body a test sets, and a collector is refreshed from it on a simulated clock."""
+"""Monitoring sources in this process, for the unit tests of the collectors: one answers every
+request with the body a test sets, and a collector is refreshed from it on a simulated clock;
+another serves canned bodies per endpoint, the recorded /varz among them."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import orjson
+
+#: The recorded /varz (tests/data/varz.json), parsed.
+VARZ = orjson.loads((Path(__file__).parents[1] / "data" / "varz.json").read_bytes())
+#: What /connz?state=closed lists when nothing closed.
+NO_CLOSED = b'{"now": "2026-11-25T07:57:14Z", "num_connections": 0, "total": 0, "offset": 0, ' \
+            b'"limit": 1024, "connections": []}'
+
+
+class FakeClient:
+    """Serves canned bodies per endpoint (closed /connz listings empty), or raises the
+    ScrapeError it was given."""
+
+    def __init__(self, bodies):
+        self.bodies = bodies
+
+    async def get(self, endpoint, params=None, **_):
+        if endpoint == "connz" and (params or {}).get("state") == "closed":
+            return NO_CLOSED
+        body = self.bodies[endpoint]
+        if isinstance(body, Exception):
+            raise body
+        return body
 
 
 class BodySource:

@@ -17,12 +17,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import orjson
+
 from fastnats.nats import launcher
 from tests.support.natsclient import RawClient, Traffic
 
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 #: nats-server flags: client and monitoring ports picked by the server, loopback only.
 RANDOM_LOOPBACK_PORTS = ("-p", "-1", "-m", "-1", "-a", "127.0.0.1")
+#: Exporter flags: a port picked by the system, and a refresh every 0.2 s.
+FAST = ("--web.listen-address", "127.0.0.1:0", "--refresh-interval", "0.2")
 
 
 def require_tool(name: str) -> str:
@@ -70,6 +74,10 @@ def free_port() -> int:
 def http_get(url: str, timeout: float = 10.0) -> bytes:
     with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read()
+
+
+def get_json(url: str) -> dict:
+    return orjson.loads(http_get(url))
 
 
 _SERVING = re.compile(r"serving \S+ on (https?://\S+)")

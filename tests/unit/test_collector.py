@@ -19,29 +19,7 @@ from fastnats.collectors.decode import decode_json, parse_rfc3339_ns
 from fastnats.errors import ScrapeError
 from fastnats.sources.sockdiag import is_local_host
 from fastnats.target import Target, parse_target
-
-VARZ = orjson.loads((Path(__file__).parents[1] / "data" / "varz.json").read_bytes())
-
-
-#: What /connz?state=closed lists when nothing closed.
-NO_CLOSED = b'{"now": "2026-11-25T07:57:14Z", "num_connections": 0, "total": 0, "offset": 0, ' \
-            b'"limit": 1024, "connections": []}'
-
-
-class FakeClient:
-    """Serves canned bodies per endpoint (closed /connz listings empty), or raises the
-    ScrapeError it was given."""
-
-    def __init__(self, bodies):
-        self.bodies = bodies
-
-    async def get(self, endpoint, params=None, **_):
-        if endpoint == "connz" and (params or {}).get("state") == "closed":
-            return NO_CLOSED
-        body = self.bodies[endpoint]
-        if isinstance(body, Exception):
-            raise body
-        return body
+from tests.support.bodysource import VARZ, FakeClient
 
 
 @pytest.mark.parametrize("body", [b"{", b"[1,2]", b"", b"null", b"\xff"])

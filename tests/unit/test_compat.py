@@ -29,7 +29,7 @@ from fastnats.compat import (
 from fastnats.exposition import render
 from fastnats.interop import Sample
 from fastnats.target import Target
-from tests.unit.test_collector import VARZ, FakeClient
+from tests.support.bodysource import VARZ, FakeClient
 
 ROOT = Path(__file__).parents[2]
 LIST = ROOT / "tests" / "data" / "compat-prometheus-nats-exporter.txt"

@@ -18,8 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats import _core, _reference
 from fastnats.metrics import OTHER_GROUP, UNKNOWN_GROUP, client_value
-from tests.unit.test_connz_core import IMPLS, body, conn, samples
-from tests.unit.test_connz_differential import families
+from tests.support.connzagg import IMPLS, body, conn, families, samples
 
 LOST = "nats_client_connections_lost_total"
 IN_MSGS = "nats_client_in_messages_total"

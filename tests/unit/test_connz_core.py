@@ -11,7 +11,6 @@ import sys
 import threading
 from pathlib import Path
 
-import orjson
 import pytest
 
 from fastnats import _core, _reference
@@ -32,31 +31,10 @@ from fastnats.metrics import (
     UNKNOWN_GROUP,
 )
 from tests.support import connzgen
+from tests.support.connzagg import IMPLS, body, conn, samples
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 U64_MAX = 2**64 - 1
-IMPLS = [pytest.param(_core.ConnzAggregator, id="core"),
-         pytest.param(_reference.ConnzAggregator, id="reference")]
-
-
-def conn(cid: int, **fields) -> dict:
-    out = {"cid": cid, "kind": "Client", "type": "nats", "ip": "10.0.0.1",
-           "start": f"2026-11-25T08:00:{cid % 60:02d}.000000001Z", "rtt": "1ms", "idle": "0s",
-           "pending_bytes": 0, "in_msgs": 0, "out_msgs": 0, "in_bytes": 0, "out_bytes": 0,
-           "subscriptions": 0, "name": "svc", "lang": "go", "version": "1.0", "account": "A"}
-    out.update(fields)
-    return out
-
-
-def body(*conns: dict, indent: bool = True, **top) -> bytes:
-    doc = {"server_id": "X", "num_connections": len(conns), "total": len(conns), "offset": 0,
-           "limit": 1024, "connections": list(conns)}
-    doc.update(top)
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2 if indent else 0)
-
-
-def samples(agg, name: str) -> dict[tuple[str, ...], int | float]:
-    return dict(agg.families()[name])
 
 
 def distribution(agg, metric) -> tuple[tuple[int, ...], int | float]:

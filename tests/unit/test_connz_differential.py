@@ -18,24 +18,14 @@ import random
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats import _core, _reference
 from fastnats.errors import ConnzDecodeError
-from fastnats.metrics import BY_NAME, GROUP_BY_FIELDS, GROUP_LABELS
 from tests.support import connzgen
+from tests.support.connzagg import families, scenario
+from tests.support.series import assert_well_formed
 
 EXTRA_SEED = int(os.environ.get("FASTNATS_CONNZ_SEED") or random.SystemRandom().randrange(2**32))
-
-
-def families(agg) -> list:
-    """The aggregator's snapshot as families, with the label names the collector gives them."""
-    out = []
-    for name, samples in agg.families().items():
-        metric = BY_NAME[name]
-        labels = agg.group_by if metric.labels == (GROUP_LABELS,) else metric.labels
-        out.append((metric, labels, samples))
-    return out
 
 
 def rendered_alike(core, ref) -> bytes:
@@ -43,58 +33,6 @@ def rendered_alike(core, ref) -> bytes:
     assert _reference.render_text(families(core)) == text, "the writers differ"
     assert _reference.render_text(families(ref)) == text, "the aggregators differ"
     return text
-
-
-def assert_well_formed(text: bytes) -> None:
-    seen = set()
-    for family in text_string_to_metric_families(text.decode()):
-        for sample in family.samples:
-            key = (sample.name, frozenset(sample.labels.items()))
-            assert key not in seen, f"duplicate series {key}"
-            seen.add(key)
-
-
-def scenario(seed: int):
-    """A random configuration, and the refreshes of a simulated server to feed it."""
-    rng = random.Random(seed)
-    fields = list(GROUP_BY_FIELDS)
-    rng.shuffle(fields)
-    config = dict(group_by=tuple(fields[:rng.randrange(0, 4)]),
-                  max_groups=rng.choice([1, 3, 10, 1000]),
-                  group_ttl=rng.choice([0.0, 20.0, 3600.0]), top_k=rng.choice([0, 1, 3, 10]),
-                  per_connection=rng.random() < 0.5, per_connection_max=rng.choice([0, 5, 1000]),
-                  closed_slack=rng.choice([0.0, 2.0, 40.0]))
-    server = connzgen.Server(seed, odd=rng.random() < 0.6, closed_max=rng.choice([5, 50, 10_000]),
-                             unconnected=rng.choice([0.0, 0.0, 0.3]), late=rng.choice([0, 0.3]))
-
-    def refreshes():
-        for _ in range(14):
-            server.step(opens=rng.randrange(40), closes=rng.randrange(30),
-                        flashes=rng.randrange(6), seconds=rng.choice([1, 15, 30]))
-            if rng.random() < 0.05:
-                server.restart()
-                server.step(opens=5)
-            fmt = dict(indent=rng.random() < 0.5, ascii_only=rng.random() < 0.3)
-            conns = list(server.open.values())
-            if conns and rng.random() < 0.3:
-                open_body = list(connzgen.paginate(conns, rng.randrange(1, 20),
-                                                   overlap=rng.randrange(-2, 3), **fmt))
-            else:
-                open_body = server.open_body(**fmt)
-            roll = rng.random()
-            if roll < 0.4:
-                closed_body = server.closed_body(**fmt)
-            elif roll < 0.8:
-                page = rng.randrange(1, 30)
-                closed_body = [server.closed_listing(offset, page, **fmt)
-                               for offset in range(0, rng.randrange(1, 90), page)]
-            else:
-                closed_body = None
-            overflow = closed_body is not None and rng.random() < 0.2
-            accepted = server.next_cid - 1 if rng.random() < 0.7 else None
-            yield open_body, closed_body, server.now, overflow, accepted
-
-    return config, refreshes()
 
 
 @pytest.mark.parametrize("seed", list(range(40)) + [EXTRA_SEED])

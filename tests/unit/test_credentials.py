@@ -16,7 +16,7 @@ from fastnats.errors import ScrapeError
 from fastnats.exposition import render
 from fastnats.sources.monitor import MonitorClient, new_session
 from fastnats.target import Target, parse_target
-from tests.unit.test_collector import VARZ, FakeClient
+from tests.support.bodysource import VARZ, FakeClient
 
 SECRET = "s3cr:et@/%"
 QUOTED = "s3cr%3Aet%40%2F%25"

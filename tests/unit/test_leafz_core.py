@@ -28,7 +28,8 @@ from fastnats.metrics import (
     OTHER_GROUP,
 )
 from tests.support import leafzgen
-from tests.unit.test_connz_differential import assert_well_formed
+from tests.support.connzagg import scenario as connz_scenario
+from tests.support.series import assert_well_formed
 
 EXTRA_SEED = int(os.environ.get("FASTNATS_LEAFZ_SEED") or random.SystemRandom().randrange(2**32))
 U64_MAX = 2**64 - 1
@@ -473,8 +474,6 @@ def test_connz_counts_no_leafnode_in_the_client_groups(impl, kind):
 @pytest.mark.parametrize("seed", range(12))
 def test_connz_with_leafnodes_agrees_with_the_reference(seed):
     """The /connz differential scenarios with a share of the connections made leafnodes."""
-    from tests.unit.test_connz_differential import scenario as connz_scenario
-
     print(f"connzgen seed {seed}")
     rng = random.Random(seed)
 

@@ -20,7 +20,7 @@ import pytest
 
 from fastnats import _core, _reference
 from fastnats.errors import WireProtocolError
-from tests.unit.test_wire_parse import CLIENT, ROUTE, attr, done, nlmsg, sock, tcp_info
+from tests.support.sockdiaggen import CLIENT, ROUTE, attr, done, nlmsg, sock, tcp_info
 
 PORTS = {CLIENT: "client", ROUTE: "cluster"}
 U64_MAX = 2**64 - 1
