@@ -37,12 +37,13 @@ def samples(agg, name: str) -> dict[tuple[str, ...], int | float]:
     return dict(agg.families()[name])
 
 
-def families(agg) -> list:
-    """The aggregator's snapshot as families, with the label names the collector gives them."""
+def families(agg, group_labels: str = GROUP_LABELS) -> list:
+    """The aggregator's snapshot as families, with the label names the collector gives them
+    (``group_labels`` stands for its group-by labels: a leafnode aggregator's differ)."""
     out = []
     for name, samples in agg.families().items():
         metric = BY_NAME[name]
-        labels = agg.group_by if metric.labels == (GROUP_LABELS,) else metric.labels
+        labels = agg.group_by if metric.labels == (group_labels,) else metric.labels
         out.append((metric, labels, samples))
     return out
 

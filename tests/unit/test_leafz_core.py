@@ -28,6 +28,8 @@ from fastnats.metrics import (
     OTHER_GROUP,
 )
 from tests.support import leafzgen
+from tests.support.connzagg import families as connz_families
+from tests.support.connzagg import samples
 from tests.support.connzagg import scenario as connz_scenario
 from tests.support.series import assert_well_formed
 
@@ -58,17 +60,8 @@ def closed(*entries: dict) -> bytes:
                          "offset": 0, "limit": 1024, "connections": conns})
 
 
-def samples(agg, name: str) -> dict:
-    return dict(agg.families()[name])
-
-
 def families(agg) -> list:
-    out = []
-    for name, fam in agg.families().items():
-        metric = BY_NAME[name]
-        labels = agg.group_by if metric.labels == (LEAF_GROUP_LABELS,) else metric.labels
-        out.append((metric, labels, fam))
-    return out
+    return connz_families(agg, LEAF_GROUP_LABELS)
 
 
 def test_the_core_is_the_compiled_extension():
