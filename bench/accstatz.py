@@ -1,17 +1,18 @@
-"""Cost of one /accstatz refresh of N accounts, against orjson.loads alone.
+"""Cost of one /accstatz refresh of N accounts, per contender, against orjson.loads alone.
 
-    python bench/accstatz.py --accounts 50000 --json
+    python bench/accstatz.py --accounts 50000 --json > bench/results/accstatz-50000.json
 
 Bodies are generated, seeded: N accounts named by 56-character public keys, pretty-printed as
-nats-server does (about 900 bytes each). Prints one JSON object with the median seconds of:
+nats-server does (about 900 bytes each). All contenders run in one process, in turns, and it
+prints one JSON object with the median seconds of:
 
-- ``loads``: ``orjson.loads`` of the body, the floor;
-- ``decode``: ``accstatz.decode``, orjson and every value checked through ``Fields``;
-- ``first``: decode and the table's first update (every account new, placed or summed);
-- ``steady``: decode and an update where ``--changed`` of the accounts moved, what a running
-  exporter does at each refresh;
+- ``loads``: ``orjson.loads`` of the body, the floor of any Python decode;
+- ``core_first`` and ``reference_first``: ``AccstatzTable.update`` of a new table (every account
+  new, placed or summed), compiled (``_core``) and pure Python (``_reference``);
+- ``core_steady`` and ``reference_steady``: an update of a table that knows every account, where
+  ``--changed`` of them moved, what a running exporter does at each refresh;
 
-and the ratio ``steady / loads``.
+and the ratios ``core/reference`` and ``core/loads`` of the steady refreshes (and of the first).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
+import time
 from datetime import datetime, timezone
 
+import checkout  # noqa: F401
 import orjson
-from harness import median_seconds
 
-from fastnats.collectors.accstatz import AccountTable, AccstatzOptions, decode
+from fastnats import _core, _reference
 
 
 def generate(accounts: int, seed: int, tick: int = 0, changed: float = 0.0) -> bytes:
@@ -63,36 +66,41 @@ def main() -> None:
     first_body = generate(args.accounts, args.seed)
     bodies = [generate(args.accounts, args.seed, tick=15 * (i + 1), changed=args.changed)
               for i in range(args.repeats)]
-    next_body = bodies[0]
-    options = AccstatzOptions()
+    impls = {"core": _core, "reference": _reference}
+    steady = {}
+    for name, impl in impls.items():
+        steady[name] = impl.AccstatzTable(1000, 3600.0, 10)
+        steady[name].update(first_body, 0.0)
+    times: dict[str, list[float]] = {name: [] for name in (
+        "loads", "core_first", "reference_first", "core_steady", "reference_steady")}
 
-    def first() -> None:
-        listed_at, rows = decode(first_body)
-        AccountTable(options).update(listed_at, rows, 0.0)
+    def timed(name: str, run, *args) -> None:
+        start = time.perf_counter()
+        run(*args)
+        times[name].append(time.perf_counter() - start)
 
-    table = AccountTable(options)
-    table.update(*decode(first_body), 0.0)
-    later = iter(bodies)
-
-    def steady() -> None:
-        listed_at, rows = decode(next(later))
-        table.update(listed_at, rows, 15.0 * table.seq)
-
+    # Each contender once per round, in turns: a slow moment of the machine skews one run of
+    # each rather than one contender.
+    for i, body in enumerate(bodies):
+        timed("loads", orjson.loads, body)
+        for name, impl in impls.items():
+            timed(f"{name}_first", impl.AccstatzTable(1000, 3600.0, 10).update, first_body, 0.0)
+            timed(f"{name}_steady", steady[name].update, body, 15.0 * (i + 1))
+    median = {name: statistics.median(runs) for name, runs in times.items()}
     result = {
-        "accounts": args.accounts, "body_bytes": len(next_body), "seed": args.seed,
-        "changed": args.changed,
-        "loads": median_seconds(lambda: orjson.loads(next_body), args.repeats),
-        "decode": median_seconds(lambda: decode(next_body), args.repeats),
-        "first": median_seconds(first, args.repeats),
-        "steady": median_seconds(steady, args.repeats),
+        "accounts": args.accounts, "body_bytes": len(first_body), "seed": args.seed,
+        "changed": args.changed, "repeats": args.repeats, "median_seconds": median,
+        "ratios": {
+            "core/reference": median["core_steady"] / median["reference_steady"],
+            "core/loads": median["core_steady"] / median["loads"],
+            "core_first/reference_first": median["core_first"] / median["reference_first"],
+            "core_first/loads": median["core_first"] / median["loads"],
+        },
     }
-    result["steady_per_loads"] = result["steady"] / result["loads"]
     if args.json:
         print(json.dumps(result))
     else:
-        for key, value in result.items():
-            print(f"{key:>18}: {value:.4f}" if isinstance(value, float) else
-                  f"{key:>18}: {value}")
+        print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 # cython: language_level=3, embedsignature=True
-"""fastnats' compiled core: /connz and /leafz scanners and aggregators, the /jsz listing, wire
-byte counter, text writer.
+"""fastnats' compiled core: /connz and /leafz scanners and aggregators, the /jsz listing, the
+/accstatz account table, wire byte counter, text writer.
 
-_core.pxd declares the C layouts and the state of the classes; the code lives in include parts
-under _core/, one concern each (the uvloop layout), so each stays readable on its own. The core
-imports nothing of fastnats but ``errors`` and the ``metrics`` catalogue.
+_core.pxd declares the C layouts and the state of the classes (the /accstatz parts declare their
+own, to keep it within bounds); the code lives in include parts under _core/, one concern each
+(the uvloop layout), so each stays readable on its own. The core imports nothing of fastnats but
+``errors``, the ``metrics`` catalogue and ``rfc3339`` (the server's clock).
 """
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
@@ -34,4 +35,7 @@ include "_core/leafz_snapshot.pxi"
 include "_core/jsz_scan.pxi"
 include "_core/jsz_values.pxi"
 include "_core/jsz.pxi"
+include "_core/accstatz_scan.pxi"
+include "_core/accstatz.pxi"
+include "_core/accstatz_samples.pxi"
 include "_core/sockdiag.pxi"

@@ -11,7 +11,8 @@ writes the same bytes as the compiled core:
 - ``common``: what those two share (``_core/json.pxi``, ``tables.pxi``): number rules, saturating
   sums, distributions, the group table;
 - ``wire``: ``WireCounter`` and ``wire_parse`` (``_core/sockdiag.pxi``);
-- ``jsz``: ``JszListing`` (``_core/jsz*.pxi``), orjson and ``collectors.decode.Fields``.
+- ``jsz``: ``JszListing`` (``_core/jsz*.pxi``), orjson and ``collectors.decode.Fields``;
+- ``accstatz``: ``AccstatzTable`` (``_core/accstatz*.pxi``), likewise.
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ from .writer import render_text
 
 IMPLEMENTATION = "reference"
 
-__all__ = ["IMPLEMENTATION", "ConnzAggregator", "JszListing", "LeafzAggregator", "WireCounter",
-           "parse_go_duration", "render_text", "wire_parse"]
+__all__ = ["IMPLEMENTATION", "AccstatzTable", "ConnzAggregator", "JszListing", "LeafzAggregator",
+           "WireCounter", "parse_go_duration", "render_text", "wire_parse"]
 
 
 def __getattr__(name: str) -> object:
-    # jsz reads through collectors.decode, and importing the collectors imports _impl, which
-    # imports this package: it is imported on first use.
+    # jsz and accstatz read through collectors.decode, and importing the collectors imports
+    # _impl, which imports this package: they are imported on first use.
     if name == "JszListing":
         from .jsz import JszListing
         return JszListing
+    if name == "AccstatzTable":
+        from .accstatz import AccstatzTable
+        return AccstatzTable
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,8 +15,8 @@ from .. import metrics as m
 from .._impl import impl
 from ..errors import ConnzDecodeError, ScrapeError
 from ..flags import field_list, non_negative_int, non_negative_seconds, positive_int
+from ..rfc3339 import parse_rfc3339_ns
 from .base import DECODE, Collector, Samples, ServerContext, ServerInfo, Source, with_margin
-from .decode import parse_rfc3339_ns
 
 log = logging.getLogger("fastnats.scrape")
 

@@ -17,6 +17,7 @@ from .._impl import impl
 from ..errors import ScrapeError
 from ..flags import non_negative_int
 from ..interop import Sample
+from ..rfc3339 import parse_rfc3339_ns
 from .base import (
     DECODE,
     BoundedSource,
@@ -29,7 +30,7 @@ from .base import (
     bounded,
     with_margin,
 )
-from .decode import check_utf8, off_loop, parse_rfc3339_ns
+from .decode import check_utf8, off_loop
 
 ENDPOINT = "jsz"
 #: ``--jsz.level``, each reading what the ones before it read and more.

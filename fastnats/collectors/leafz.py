@@ -16,9 +16,10 @@ from .. import metrics as m
 from .._impl import impl
 from ..errors import ConnzDecodeError, LeafzDecodeError, ScrapeError
 from ..flags import field_list, non_negative_int, non_negative_seconds, positive_int
+from ..rfc3339 import parse_rfc3339_ns
 from .base import DECODE, Collector, ServerContext, ServerInfo, Source, with_margin
 from .connz import _CONNZ_COUNT, _CONNZ_HEAD, CLOSED_FIRST, CLOSED_PAGE, _head_int, last_stop
-from .decode import off_loop, parse_rfc3339_ns
+from .decode import off_loop
 
 log = logging.getLogger("fastnats.scrape")
 

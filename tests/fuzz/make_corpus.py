@@ -5,9 +5,10 @@
 The seeds come from the project's own test data and generators: the recorded /connz bodies
 (tests/data), simulated servers (tests/support/connzgen.py) and leafnode hubs
 (tests/support/leafzgen.py) in every body format, the hostile bodies of
-tests/unit/test_connz_hostile.py, the malformed ones of test_leafz_core.py, synthesized kernel
-replies (tests/support/sockdiaggen.py) and the hostile ones of test_wire_hostile.py, and random
-bytes for the writer's data provider. Every choice is seeded, so a second run writes the same
+tests/unit/test_connz_hostile.py, the malformed ones of test_leafz_core.py, simulated /accstatz
+listings and the hostile bodies of test_accstatz_differential.py, synthesized kernel replies
+(tests/support/sockdiaggen.py) and the hostile ones of test_wire_hostile.py, and random bytes for
+the writer's data provider. Every choice is seeded, so a second run writes the same
 files; a seed larger than MAX_SEED is left out, to keep the corpus small and libFuzzer's default
 -max_len near the inputs that matter. The inputs of past findings, ``crash-<sha1>`` as
 libFuzzer named them, are kept as they are: each replays a fixed fault in every short run.
@@ -26,7 +27,12 @@ from tests.support.sockdiaggen import World, corrupt, split_randomly
 
 # The hostile and malformed inputs are the tests' own case tables, read from there so that a case
 # added to a test seeds the corpus too.
-from tests.unit import test_connz_hostile, test_leafz_core, test_wire_hostile
+from tests.unit import (
+    test_accstatz_differential,
+    test_connz_hostile,
+    test_leafz_core,
+    test_wire_hostile,
+)
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -116,6 +122,30 @@ def sockdiag_seeds(rng: random.Random) -> list[bytes]:
     return seeds
 
 
+def accstatz_seeds(rng: random.Random) -> list[bytes]:
+    """Sequences of simulated listings, and each hostile body after a good one."""
+    t = test_accstatz_differential
+    good = t.render(t.GOOD)
+    seeds = [rng.randrange(256).to_bytes(1, "big") + good + b"\x00" + body
+             for body in t.HOSTILE.values()]
+    for _ in range(30):
+        names = rng.sample(t.NAMES, rng.randrange(1, 6))
+        counters = {name: [0] * 5 for name in names}
+        bodies = []
+        for step in range(rng.randrange(2, 5)):
+            entries = []
+            for name in rng.sample(names, rng.randrange(len(names) + 1)):
+                c = counters[name]
+                c[rng.randrange(5)] = rng.choice([c[0] + 5, 0, 2**64 - 1])
+                entries.append(t.entry(name, [rng.randrange(3), 0, rng.randrange(5)], list(c),
+                                       rng.random() < 0.5))
+            bodies.append(t.render(entries, (t.START + 15 * step) * 10**9,
+                                   ascii_only=rng.random() < 0.5,
+                                   indent=rng.choice([None, 2])))
+        seeds.append(rng.randrange(256).to_bytes(1, "big") + b"\x00".join(bodies))
+    return seeds
+
+
 def text_seeds(rng: random.Random) -> list[bytes]:
     return [rng.randbytes(rng.choice([16, 64, 256, 1024])) for _ in range(40)]
 
@@ -138,6 +168,7 @@ def main() -> None:
     write("leafz", leafz_seeds(random.Random(LEAFZ_SEED)))
     write("sockdiag", sockdiag_seeds(random.Random(SEED)))
     write("text", text_seeds(random.Random(SEED)))
+    write("accstatz", accstatz_seeds(random.Random(SEED)))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from tests.support.process import CI
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).resolve().parent / "corpus"
-TARGETS = ("connz", "leafz", "jsz", "sockdiag", "text")
+TARGETS = ("connz", "leafz", "jsz", "accstatz", "sockdiag", "text")
 RUNS = int(os.environ.get("FASTNATS_FUZZ_RUNS", "4000"))
 SEED = int(os.environ.get("FASTNATS_FUZZ_SEED", "1"))
 

@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats.collectors import ConnzOptions
 from fastnats.collectors.connz import CLOSED_PAGE
-from fastnats.collectors.decode import parse_rfc3339_ns
 from fastnats.metrics import UNKNOWN_GROUP
+from fastnats.rfc3339 import parse_rfc3339_ns
 from tests.support.crowd import Crowd
 from tests.support.inprocess import InProcess
 from tests.support.natsclient import RawClient, pub

@@ -21,9 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats.collector import ServerCollector
 from fastnats.collectors.base import Samples
-from fastnats.collectors.decode import parse_rfc3339_ns
 from fastnats.collectors.healthz import HealthzOptions
 from fastnats.nats import launcher
+from fastnats.rfc3339 import parse_rfc3339_ns
 from fastnats.sources.monitor import MonitorClient, new_session
 from fastnats.target import Target
 from tests.support.certs import server_certificate

@@ -15,11 +15,14 @@ from pathlib import Path
 import orjson
 import pytest
 
+from fastnats import _core, _reference
 from fastnats import metrics as m
+from fastnats._reference.accstatz import IDLE_REFRESHES
 from fastnats.cli import build_parser
 from fastnats.collector import ServerCollector
 from fastnats.collectors import ALL, AccstatzCollector, ServerContext, ServerInfo
-from fastnats.collectors.accstatz import IDLE_REFRESHES, AccstatzOptions, decode
+from fastnats.collectors import accstatz as collector_module
+from fastnats.collectors.accstatz import AccstatzOptions
 from fastnats.collectors.base import DECODE, with_margin
 from fastnats.errors import ScrapeError
 from fastnats.sources.monitor import BodyLimits, read_within
@@ -29,6 +32,14 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 SENT = m.NATS_ACCOUNT_SENT_MESSAGES_TOTAL.name
 COUNTERS = [metric.name for metric in m.ACCSTATZ if metric.type == m.COUNTER]
 OTHER = m.OTHER_GROUP
+
+
+@pytest.fixture(autouse=True, params=["core", "reference"])
+def implementation(request, monkeypatch):
+    """Every test runs the collector over the compiled table and over the reference's."""
+    impl = _core if request.param == "core" else _reference
+    monkeypatch.setattr(collector_module, "impl", impl)
+    return impl
 
 
 def entry(acc: str, *, conns: int = 0, leafnodes: int = 0, subs: int = 0, sent: int = 0,
@@ -346,9 +357,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("raw", "says"), BAD)
-def test_decode_errors_name_the_field(raw, says):
+def test_decode_errors_name_the_field(implementation, raw, says):
     with pytest.raises(ScrapeError) as caught:
-        decode(raw)
+        implementation.AccstatzTable(10, 60.0, 3).update(raw, 0.0)
     assert caught.value.reason == DECODE and caught.value.endpoint == "accstatz"
     assert says in str(caught.value)
 

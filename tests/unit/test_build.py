@@ -64,9 +64,10 @@ def python_imports(source: str) -> set[str]:
     return out
 
 
-def test_core_imports_only_errors_and_the_catalogue():
+def test_core_imports_only_errors_the_catalogue_and_the_time_parser():
     for path in CORE_SOURCES:
-        assert python_imports(path.read_text()) <= {"fastnats.errors", "fastnats.metrics"}, path
+        assert python_imports(path.read_text()) <= {"fastnats.errors", "fastnats.metrics",
+                                                     "fastnats.rfc3339"}, path
 
 
 def test_reference_imports_neither_the_core_nor_prometheus_client():

@@ -15,8 +15,9 @@ from fastnats import metrics as m
 from fastnats.collector import NatsCollector, ServerCollector, default_options
 from fastnats.collectors import ALL, OPTIONAL, WireOptions
 from fastnats.collectors.base import DECODE, FETCH_REASONS
-from fastnats.collectors.decode import decode_json, parse_rfc3339_ns
+from fastnats.collectors.decode import decode_json
 from fastnats.errors import ScrapeError
+from fastnats.rfc3339 import parse_rfc3339_ns
 from fastnats.sources.sockdiag import is_local_host
 from fastnats.target import Target, parse_target
 from tests.support.bodysource import VARZ, FakeClient

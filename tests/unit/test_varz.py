@@ -13,9 +13,10 @@ import pytest
 
 from fastnats import metrics as m
 from fastnats.collector import NatsCollector, ServerCollector
-from fastnats.collectors.decode import Fields, parse_rfc3339_ns
+from fastnats.collectors.decode import Fields
 from fastnats.collectors.varz import decode, listener_ports, varz_samples
 from fastnats.errors import ScrapeError
+from fastnats.rfc3339 import parse_rfc3339_ns
 from fastnats.target import Target
 
 DATA = Path(__file__).parents[1] / "data"
