@@ -113,8 +113,9 @@ Deliberate differences from Surveyor:
   -62135596800, and 0). Needs ``--collector.jsz``.
 - nats_survey_duration_seconds_{sum,count}: two counter families, not one summary; the sum of
   every server's refresh time and the number of refreshes (fastnats_refresh_seconds_total and
-  fastnats_refreshes_total summed over the servers), so their ratio is the mean time to
-  refresh one server; Surveyor's is the mean time of one poll of the whole fleet.
+  fastnats_refreshes_total summed over the servers; a server forgotten in fleet mode leaves its
+  count in, so they never fall), so their ratio is the mean time to refresh one server;
+  Surveyor's is the mean time of one poll of the whole fleet.
 - nats_survey_nats_reconnects (fleet mode) counts the reconnects of the system-account
   connection (fastnats_nats_connection_events_total{event="reconnected"}), from 0; no ``name``
   label.
@@ -377,6 +378,8 @@ class Compat:
         self.metrics: dict[str, m.Metric] = {}
         self._sources: dict[str, tuple[m.Metric, ...]] = {}
         self._fleet: set[str] = set()
+        #: Surveyor's survey counters, summed over servers that come and go.
+        self._survey = {family: _RunningSum() for family, _ in _SV_DURATION}
         others = _other_names(profile)
         for key, name, spec in _named(profile, prefix):
             if name in m.BY_NAME:
@@ -409,7 +412,7 @@ class Compat:
         views = [(name, _Server(samples, label_names)) for name, samples in servers]
         if self.profile == SURVEYOR:
             found: Iterable[tuple[str, str, Iterable[tuple[str, str]], int | float]] = \
-                _surveyor(views, _Server(process or {}, label_names))
+                _surveyor(views, _Server(process or {}, label_names), self._survey)
         else:
             found = ((server_name, *sample) for server_name, view in views
                      for sample in self._server(view))
@@ -787,9 +790,25 @@ def _other_names(profile: str) -> set[str]:
 Found = Iterator[tuple[str, str, Iterable[tuple[str, str]], int | float]]
 
 
-def _surveyor(views: Sequence[tuple[str, _Server]], process: _Server) -> Found:
+class _RunningSum:
+    """A sum of per-server counters that never falls: a server forgotten (fleet mode) leaves
+    its last value in it, as its refreshes happened all the same."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int | float] = {}
+        self.gone: int | float = 0
+
+    def total(self, values: Mapping[str, int | float]) -> int | float:
+        for name in self.last.keys() - values.keys():
+            self.gone += self.last.pop(name)
+        self.last.update(values)
+        return self.gone + sum(values.values())
+
+
+def _surveyor(views: Sequence[tuple[str, _Server]], process: _Server,
+              survey: Mapping[str, _RunningSum]) -> Found:
     """Every surveyor sample: (server, family name, labels, value); ``process`` holds the
-    exporter's process-wide samples."""
+    exporter's process-wide samples, ``survey`` the running sums of the survey counters."""
     up = [(name, view, next(view.rows(m.NATS_SERVER_INFO))[0]) for name, view in views
           if next(view.rows(m.NATS_SERVER_INFO), None) is not None]
     for name, view, info in up:
@@ -801,7 +820,8 @@ def _surveyor(views: Sequence[tuple[str, _Server]], process: _Server) -> Found:
     yield fleet, "nats_survey_expected_count", (), len(views)
     yield fleet, "nats_survey_surveyed_count", (), len(up)
     for family, native in _SV_DURATION:
-        yield fleet, family, (), sum(view.total(native) for _, view in views)
+        yield fleet, family, (), survey[family].total(
+            {name: view.total(native) for name, view in views})
     for row, value in process.rows(m.FASTNATS_NATS_CONNECTION_EVENTS_TOTAL):
         if row["event"] == "reconnected":
             yield fleet, "nats_survey_nats_reconnects", (), value

@@ -118,7 +118,10 @@ class Account(Protocol):
     fleet_max_payload: int | None
 
     async def ping_timed(self, endpoint: str, body: dict | None, *, timeout: float,
-                         expected: int | None = None) -> list[tuple[bytes, float]]: ...
+                         expected: int | None = None,
+                         expected_of: Callable[[bytes], int | None] | None = None,
+                         late: Callable[[bytes, float], None] | None = None,
+                         ) -> list[tuple[bytes, float]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,16 @@ def parse_statsz(reply: bytes | bytearray) -> Discovered:
     return Discovered(
         server["id"], text("name") or server["id"], text("cluster"), text("domain"), text("ver"),
         tuple(t for t in tags if isinstance(t, str)) if isinstance(tags, list) else ())
+
+
+def active_servers(reply: bytes) -> int | None:
+    """How many servers a STATSZ reply says the fleet has (``statsz.active_servers``, the
+    servers its system account hears from, itself included); None if it does not say."""
+    try:
+        count = json.loads(reply)["statsz"]["active_servers"]
+    except (ValueError, TypeError, KeyError):
+        return None
+    return count if type(count) is int and count > 0 else None
 
 
 def labels_of(found: Collection[Discovered]) -> dict[str, Discovered]:
@@ -228,6 +241,11 @@ class Fleet(NatsCollector):
         self.discovered_all = 0
         #: The ids of those servers.
         self.fleet_ids: set[str] = set()
+        #: The label of each of them, whichever shard it is in.
+        self.fleet_labels: dict[str, str] = {}
+        #: Servers whose reply came after the last discovery's gap, by id: discovered at the
+        #: next refresh.
+        self.heard_late: dict[str, Discovered] = {}
         #: Each server's ``max_payload``, by id, as last read from its /varz.
         self.max_payloads: dict[str, int] = {}
         #: Monotonic time the last refresh ended.
@@ -255,15 +273,28 @@ class Fleet(NatsCollector):
             member.task = asyncio.create_task(self._refresh(member),
                                               name=f"fastnats-refresh-{label}")
             started.append(member.task)
-        for label, member in self.members.items():
+        for label, member in list(self.members.items()):
             if label in found:
+                continue
+            if self._discovery_failing:
+                # Nothing says the server is gone: this round does not count toward forgetting.
+                if member.busy:
+                    self._late(member)
+                else:
+                    await member.server.unreachable(ScrapeError(
+                        "varz", NOT_DISCOVERED, "the server did not answer the discovery ping"))
+                continue
+            relabelled = self.fleet_labels.get(member.found.id)
+            if relabelled is not None and relabelled != label and not member.busy:
+                # Another server took its name: it answers under its id now (or in another
+                # shard), and reading it under both labels would count it twice.
+                log.info("server %s is labelled %s now", label, relabelled)
+                del self.members[label]
+                await member.server.close()
                 continue
             member.missing += 1
             if member.busy:
                 self._late(member)
-            elif self._discovery_failing:
-                await member.server.unreachable(ScrapeError(
-                    "varz", NOT_DISCOVERED, "the server did not answer the discovery ping"))
             else:
                 # A reply can miss the discovery's gap on a busy fleet: a known server is read
                 # by its id all the same, and only a failed read (no responders, at once for a
@@ -323,8 +354,9 @@ class Fleet(NatsCollector):
         """The servers of this shard that answered the STATSZ ping, by label; none when the
         ping fails (the connection is down: every server is down this round)."""
         try:
-            replies = await self.account.ping_timed("STATSZ", None, timeout=self.timeout,
-                                                    expected=self.expected)
+            replies = await self.account.ping_timed(
+                "STATSZ", None, timeout=self.timeout, expected=self.expected,
+                expected_of=active_servers, late=self._heard_late)
         except Exception as exc:  # noqa: BLE001  (whatever the connection raises)
             if not self._discovery_failing:
                 log.warning("discovery failed: %s; every server is down until it works", exc)
@@ -334,7 +366,7 @@ class Fleet(NatsCollector):
         if self._discovery_failing:
             log.info("discovery works again")
             self._discovery_failing = False
-        servers: dict[str, Discovered] = {}
+        servers, self.heard_late = self.heard_late, {}
         for reply, rtt in replies:
             try:
                 server = replace(parse_statsz(reply), rtt=rtt)
@@ -344,8 +376,21 @@ class Fleet(NatsCollector):
             servers[server.id] = server
         self.discovered_all = len(servers)
         self.fleet_ids = set(servers)
-        return {label: server for label, server in labels_of(servers.values()).items()
-                if self.shard.owns(label)}
+        labelled = labels_of(servers.values())
+        self.fleet_labels = {server.id: label for label, server in labelled.items()}
+        return {label: server for label, server in labelled.items() if self.shard.owns(label)}
+
+    def _heard_late(self, reply: bytes, rtt: float) -> None:
+        """A STATSZ reply that came after the discovery's gap: its server joins the next
+        discovery."""
+        try:
+            server = replace(parse_statsz(reply), rtt=rtt)
+        except ValueError as exc:
+            log.debug("discovery: a late reply skipped: %s", exc)
+            return
+        log.debug("server %s answered the discovery ping late, after %.0f ms", server.name,
+                  rtt * 1000)
+        self.heard_late[server.id] = server
 
     async def _refresh(self, member: _Member) -> None:
         try:

@@ -39,7 +39,7 @@ import re
 import ssl
 import time
 import zlib
-from collections.abc import Collection, Generator, Mapping
+from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +86,9 @@ _ACCEPT = {"Accept-Encoding": "snappy"}
 _PENDING_BYTES = 1 << 30
 #: The shortest wait for another PING reply after the last one.
 _MIN_GAP = 0.05
+#: While replies are still expected, a ping waits this many times as long as its slowest
+#: reply took the time before.
+_PATIENCE = 1.5
 _INFLATE_STEP = 1 << 20
 
 
@@ -193,6 +196,10 @@ class SystemAccount:
         self.fleet_max_payload: int | None = None
         self.events: collections.Counter[str] = collections.Counter()
         self._nc: Client | None = None
+        #: Tasks reading the replies that came after a ping's gap.
+        self._late_readers: set[asyncio.Task[None]] = set()
+        #: Seconds the slowest reply to the last ping of each subject took.
+        self._slowest: dict[str, float] = {}
         self._last_error: str | None = None
         self._last_reset = False
         #: Set during connect() by an error that retrying cannot mend.
@@ -413,6 +420,10 @@ class SystemAccount:
         nc, self._nc = self._nc, None
         revival, self._revival = self._revival, None
         self._closing = True
+        readers, self._late_readers = self._late_readers, set()
+        for task in readers:
+            task.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
         try:
             if revival is not None:
                 revival.cancel()
@@ -433,39 +444,61 @@ class SystemAccount:
         """Ask every server (``$SYS.REQ.SERVER.PING.<ENDPOINT>``) and return their raw replies.
 
         Waiting stops at ``expected`` replies, at ``timeout``, or a gap after the last reply
-        of three times the longest interval seen between replies (50 ms at least).
+        of three times the longest interval seen between replies (50 ms at least); while
+        replies are still expected, the gap lasts until at least 1.5 times as long after the
+        request as the slowest reply to the last ping of the endpoint took.
         """
         return [msg.data for msg in await self._ping(
             f"$SYS.REQ.SERVER.PING.{endpoint.upper()}", endpoint, body, timeout=timeout,
             expected=expected)]
 
     async def ping_timed(self, endpoint: str, body: dict | None, *, timeout: float,
-                         expected: int | None = None) -> list[tuple[bytes, float]]:
-        """``ping``, each reply with the seconds from the request to its arrival."""
+                         expected: int | None = None,
+                         expected_of: Callable[[bytes], int | None] | None = None,
+                         late: Callable[[bytes, float], None] | None = None,
+                         ) -> list[tuple[bytes, float]]:
+        """``ping``, each reply with the seconds from the request to its arrival.
+
+        ``expected_of`` reads from a reply how many replies to expect (STATSZ's
+        ``active_servers``): waiting stops as soon as the largest number read, or ``expected``,
+        have come. When the gap ends the wait short of it, the replies that still come before
+        ``timeout`` go to ``late`` (reply, seconds), from a task of their own: a slow server
+        delays no one, and is not missed either."""
         arrivals: list[float] = []
         replies = await self._ping(f"$SYS.REQ.SERVER.PING.{endpoint.upper()}", endpoint, body,
-                                   timeout=timeout, expected=expected, arrivals=arrivals)
+                                   timeout=timeout, expected=expected, arrivals=arrivals,
+                                   expected_of=expected_of, late=late)
         return [(msg.data, rtt) for msg, rtt in zip(replies, arrivals)]
 
     async def _ping(self, subject: str, endpoint: str, body: dict | None, *, timeout: float,
                     expected: int | None, headers: dict[str, str] | None = None,
-                    arrivals: list[float] | None = None) -> list[Msg]:
+                    arrivals: list[float] | None = None,
+                    expected_of: Callable[[bytes], int | None] | None = None,
+                    late: Callable[[bytes, float], None] | None = None) -> list[Msg]:
         nc = self._client(endpoint)
         # Not loop.time(): uvloop's clock ticks in milliseconds, and a loopback round trip
         # is shorter than that.
         start = time.perf_counter()
         deadline = start + timeout
+        # While replies are still expected, wait at least as long as the slowest reply to
+        # this ping took last time (a remote cluster behind a gateway), with a margin.
+        patient_until = start + _PATIENCE * self._slowest.get(subject, 0.0)
         sub = await nc.subscribe(nc.new_inbox(), pending_bytes_limit=_PENDING_BYTES)
         replies: list[Msg] = []
+        want = expected
+        handed_over = False
         try:
             await nc.publish(subject, _payload(body), reply=sub.subject, headers=headers)
             last = None
             widest = 0.0
-            while expected is None or len(replies) < expected:
+            while want is None or len(replies) < want:
                 now = time.perf_counter()
                 wait = deadline - now
                 if last is not None:
-                    wait = min(wait, max(_MIN_GAP, 3 * widest) - (now - last))
+                    gap = max(_MIN_GAP, 3 * widest) - (now - last)
+                    if want is not None:
+                        gap = max(gap, patient_until - now)
+                    wait = min(wait, gap)
                 if wait <= 0:
                     break
                 try:
@@ -482,9 +515,44 @@ class SystemAccount:
                 replies.append(msg)
                 if arrivals is not None:
                     arrivals.append(now - start)
+                if expected_of is not None and (told := expected_of(msg.data)) is not None \
+                        and (want is None or told > want):
+                    want = told
+            self._slowest[subject] = last - start if last is not None else 0.0
+            if late is not None and want is not None and len(replies) < want \
+                    and time.perf_counter() < deadline:
+                task = asyncio.create_task(
+                    self._stragglers(sub, subject, want - len(replies), start, deadline,
+                                     late),
+                    name=f"fastnats-ping-{endpoint.lower()}-stragglers")
+                self._late_readers.add(task)
+                task.add_done_callback(self._late_readers.discard)
+                handed_over = True
+        finally:
+            if not handed_over:
+                await _quiet_unsubscribe(sub)
+        return replies
+
+    async def _stragglers(self, sub: Any, subject: str, count: int, start: float,
+                          deadline: float, late: Callable[[bytes, float], None]) -> None:
+        """The replies to a ping that come after its gap, up to ``count`` of them and until
+        ``deadline``, each to ``late``; the next ping waits for the slowest."""
+        try:
+            while count > 0 and (wait := deadline - time.perf_counter()) > 0:
+                try:
+                    msg = await sub.next_msg(timeout=wait)
+                except nats.errors.TimeoutError:
+                    break
+                if msg.headers and msg.headers.get(_STATUS) == _NO_RESPONDERS:
+                    break
+                count -= 1
+                took = time.perf_counter() - start
+                self._slowest[subject] = max(self._slowest.get(subject, 0.0), took)
+                late(msg.data, took)
+        except Exception as exc:  # noqa: BLE001  (a closed connection ends it, as a timeout would)
+            log.debug("late ping replies no longer read: %s", exc)
         finally:
             await _quiet_unsubscribe(sub)
-        return replies
 
     async def request(self, server_id: str, endpoint: str, body: dict | None, *,
                       timeout: float, max_bytes: int | None = None,

@@ -12,6 +12,7 @@ from fastnats.collectors.base import ServerContext
 from fastnats.collectors.connz import ConnzCollector, ConnzOptions
 from fastnats.collectors.varz import VarzCollector
 from fastnats.errors import ScrapeError
+from fastnats.fleet import active_servers
 from fastnats.sources import system
 from fastnats.sources.system import (
     NatsOptions,
@@ -36,13 +37,18 @@ async def connected(sc: cluster.Supercluster) -> SystemAccount:
     return account
 
 
-async def servers(account: SystemAccount) -> dict[str, dict]:
-    replies = await account.ping("STATSZ", None, timeout=5)
-    stats = [json.loads(r) for r in replies]
-    expected = stats[0]["statsz"]["active_servers"]
-    if len(stats) < expected:
-        stats = [json.loads(r) for r in
-                 await account.ping("STATSZ", None, timeout=5, expected=expected)]
+async def servers(account: SystemAccount, count: int) -> dict[str, dict]:
+    """The servers as the fleet discovers them, waiting for as many as ``active_servers``;
+    asked again until ``count`` answer, as a fleet's next refresh would: just after a start,
+    the servers' system accounts have not all heard of each other yet."""
+    for _ in range(100):
+        replies = await account.ping_timed("STATSZ", None, timeout=5,
+                                           expected_of=active_servers)
+        stats = [json.loads(reply) for reply, _ in replies]
+        if len(stats) == count:
+            break
+        await asyncio.sleep(0.1)
+    assert len(stats) == max(s["statsz"]["active_servers"] for s in stats)
     return {s["server"]["name"]: s["server"] for s in stats}
 
 
@@ -50,7 +56,7 @@ def test_ping_finds_every_server(supercluster: cluster.Supercluster) -> None:
     async def run() -> None:
         account = await connected(supercluster)
         try:
-            found = await servers(account)
+            found = await servers(account, len(supercluster.nodes))
             assert sorted(found) == sorted(n.name for n in supercluster.nodes)
         finally:
             await account.close()
@@ -61,7 +67,7 @@ def test_endpoints_by_id_equal_http(supercluster: cluster.Supercluster) -> None:
     async def run() -> None:
         account = await connected(supercluster)
         try:
-            found = await servers(account)
+            found = await servers(account, len(supercluster.nodes))
             for node in supercluster.nodes:
                 source = SystemSource(account, found[node.name]["id"], 10.0)
                 varz = json.loads(await source.get("varz"))
@@ -92,7 +98,8 @@ def test_compressed_and_plain_replies_are_equal(supercluster: cluster.Superclust
     async def run() -> None:
         account = await connected(supercluster)
         try:
-            for ident in [s["id"] for s in (await servers(account)).values()]:
+            found = await servers(account, len(supercluster.nodes))
+            for ident in [s["id"] for s in found.values()]:
                 body = {"auth": True, "limit": 1000}
                 plain = reply_data("connz", await account.request(
                     ident, "CONNZ", body, timeout=10, compress=False))
@@ -118,7 +125,7 @@ def test_unknown_endpoint_is_not_served(supercluster: cluster.Supercluster) -> N
     async def run() -> None:
         account = await connected(supercluster)
         try:
-            ident = next(iter((await servers(account)).values()))["id"]
+            ident = next(iter((await servers(account, len(supercluster.nodes))).values()))["id"]
             source = SystemSource(account, ident, 5.0)
             # An endpoint no nats-server serves stands for one an older server lacks.
             system.PARAMS["nopez"] = {}
@@ -149,7 +156,7 @@ def test_collectors_read_through_the_system_source(supercluster: cluster.Supercl
     async def run() -> None:
         account = await connected(supercluster)
         try:
-            found = await servers(account)
+            found = await servers(account, len(supercluster.nodes))
             node = supercluster.hub
             source = SystemSource(account, found[node.name]["id"], 10.0)
             context = ServerContext(node.name, "127.0.0.1")

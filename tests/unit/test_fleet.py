@@ -8,13 +8,14 @@ import hashlib
 import json
 import random
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import pytest
 
 from fastnats import cli
 from fastnats import metrics as m
+from fastnats.compat import SURVEYOR, Compat
 from fastnats.errors import ScrapeError
 from fastnats.fleet import Fleet, Shard, labels_of, parse_shard, parse_statsz, shard_of
 from fastnats.refresher import Refresher
@@ -44,17 +45,25 @@ class FakeAccount:
         self.requests: Counter[str] = Counter()
 
     async def ping_timed(self, endpoint: str, body: dict | None, *, timeout: float,
-                         expected: int | None = None) -> list[tuple[bytes, float]]:
-        """The replies, the i-th arriving after i + 1 milliseconds."""
+                         expected: int | None = None,
+                         expected_of: Callable[[bytes], int | None] | None = None,
+                         late: Callable[[bytes, float], None] | None = None,
+                         ) -> list[tuple[bytes, float]]:
+        """The replies, the i-th arriving after i + 1 milliseconds; those of ``slow_to_ping``
+        come after the gap, to ``late`` if it is given, 200 ms after the request."""
         assert endpoint == "STATSZ"
         if self.ping_fails:
             raise ScrapeError("statsz", "connect", "not connected to the system account")
-        return [(json.dumps({"server": {"name": name, "host": "10.0.0.1", "id": server_id,
-                                        "cluster": "C", "ver": "2.15.1"},
-                             "statsz": {"active_servers": len(self.servers)}}).encode(),
-                 (i + 1) / 1000)
-                for i, (server_id, name) in enumerate(self.servers.items())
-                if server_id not in self.slow_to_ping]
+        replies = [(json.dumps({"server": {"name": name, "host": "10.0.0.1", "id": server_id,
+                                           "cluster": "C", "ver": "2.15.1"},
+                                "statsz": {"active_servers": len(self.servers)}}).encode(),
+                    (i + 1) / 1000, server_id in self.slow_to_ping)
+                   for i, (server_id, name) in enumerate(self.servers.items())]
+        if late is not None:
+            for reply, _, slow in replies:
+                if slow:
+                    asyncio.get_running_loop().call_soon(late, reply, 0.2)
+        return [(reply, rtt) for reply, rtt, slow in replies if not slow]
 
     def source(self, server_id: str) -> FakeSource:
         return FakeSource(self, server_id)
@@ -469,3 +478,93 @@ def test_help_shows_no_secret(monkeypatch, capsys):
     assert "--nats.password-file" in out and cli.PASSWORD_ENV in out
     assert "env-secret" not in out and "env-token" not in out
 
+
+
+def test_a_new_server_that_answers_only_after_the_gap_is_discovered_at_the_next_refresh():
+    # A remote cluster behind a gateway answers after the local servers' gap: its reply goes
+    # to the late reader, and it is a member from the next refresh on.
+    account = FakeAccount({**SERVERS, "NID4": "B2"})
+    account.slow_to_ping.add("NID4")
+    fleet = fleet_of(account)
+
+    async def scenario():
+        await fleet.refresh()
+        assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
+        assert fleet.heard_late.keys() == {"NID4"}
+        await fleet.refresh()
+        assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1, "B2": 1}
+        assert samples(fleet, "nats_fleet_server_rtt_seconds")[("B2",)] == 0.2
+        assert samples(fleet, "nats_fleet_servers_discovered")[("all",)] == 4
+        await fleet.close()
+
+    run(scenario())
+
+
+def test_a_server_whose_name_another_takes_is_read_under_one_label_only():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account, forget_after=3)
+
+    async def scenario():
+        await fleet.refresh()
+        account.servers["NID9"] = "A1"
+        for _ in range(5):
+            await fleet.refresh()
+            # Two servers named A1: each by its id, and no longer as A1 as well.
+            assert up(fleet) == {"NID1": 1, "NID9": 1, "A2": 1, "B1": 1}
+            assert samples(fleet, "nats_fleet_servers_responding") == {(): 4}
+            assert samples(fleet, "nats_fleet_servers_discovered") == {("shard",): 4,
+                                                                       ("all",): 4}
+        # Its max_payload at discovery, then one read a refresh, never two.
+        assert account.requests["NID1"] == 1 + 6
+        await fleet.close()
+
+    run(scenario())
+
+
+def test_a_discovery_outage_does_not_count_toward_forgetting():
+    account = FakeAccount(SERVERS)
+    fleet = fleet_of(account, forget_after=3)
+
+    async def scenario():
+        await fleet.refresh()
+        account.ping_fails = True
+        for _ in range(5):
+            await fleet.refresh()
+        assert up(fleet) == {"A1": 0, "A2": 0, "B1": 0}
+        # Back, but B1's reply misses the gap and its read fails: one refresh without it,
+        # not six.
+        account.ping_fails = False
+        account.slow_to_ping.add("NID3")
+        account.broken.add("NID3")
+        await fleet.refresh()
+        assert up(fleet) == {"A1": 1, "A2": 1, "B1": 0}
+        await fleet.close()
+
+    run(scenario())
+
+
+def test_surveyor_survey_counters_never_fall_when_a_server_is_forgotten():
+    account = FakeAccount(SERVERS)
+    fleet = Fleet(account, account.source, {}, timeout=TIMEOUT, forget_after=1,
+                  compat=Compat(SURVEYOR))
+
+    def survey() -> tuple[float, float]:
+        return (samples(fleet, "nats_survey_duration_seconds_count")[()],
+                samples(fleet, "nats_survey_duration_seconds_sum")[()])
+
+    async def scenario():
+        seen = []
+        for _ in range(3):
+            await fleet.refresh()
+            seen.append(survey())
+        del account.servers["NID3"]
+        for _ in range(3):
+            await fleet.refresh()
+            seen.append(survey())
+        assert "B1" not in up(fleet)
+        counts = [count for count, _ in seen]
+        assert counts == [3, 6, 9, 11, 13, 15], counts
+        assert all(a[1] <= b[1] for a, b in zip(seen, seen[1:])), seen
+        await fleet.close()
+
+    run(scenario())
