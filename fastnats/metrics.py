@@ -1184,7 +1184,8 @@ FASTNATS_HTTP_REFUSED_TOTAL = Metric(
     "Requests and connections the exporter's web server turned away, by reason: unauthorized "
     "(401), rate_limited (429), tls_handshake (closed before its TLS handshake finished; not "
     "a TCP probe that sends nothing), plain_http (plain HTTP sent to the TLS port), "
-    "client_certificate (not in client_allowed_sans)", ("reason",), per_server=False,
+    "client_certificate (not in client_allowed_sans), busy (401 without a password check: "
+    "too many checks were waiting)", ("reason",), per_server=False,
     source="the web server (only with --web.config.file)", example=3)
 
 WEB = (FASTNATS_HTTP_REFUSED_TOTAL,)
@@ -1209,7 +1210,8 @@ NATS_FLEET_SERVERS_RESPONDING = Metric(
 FASTNATS_NATS_CONNECTION_EVENTS_TOTAL = Metric(
     "fastnats_nats_connection_events_total", COUNTER,
     "Events of the exporter's connection to the system account: disconnected, reconnected, "
-    "error", ("event",), per_server=False, source="the NATS client's callbacks", example=1)
+    "error (an asynchronous error, or an attempt to reconnect that failed)", ("event",),
+    per_server=False, source="the NATS client's callbacks", example=1)
 
 NATS_FLEET_SERVER_RTT_SECONDS = Metric(
     "nats_fleet_server_rtt_seconds", GAUGE,

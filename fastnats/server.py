@@ -95,7 +95,7 @@ TLS_HANDSHAKE_SECONDS = 10.0
 ACCEPT_RETRY_SECONDS = 1.0
 #: Keys of ``HttpServer.refused``, stable names for a metric's label.
 REFUSAL_REASONS = ("unauthorized", "rate_limited", "tls_handshake", "plain_http",
-                   "client_certificate")
+                   "client_certificate", "busy")
 
 
 def default_max_connections() -> int:
@@ -164,8 +164,9 @@ class Gate(Protocol):
         users configured, or a cached success), False refuses with 401, and None means the
         password must be checked by ``verify()``."""
 
-    async def verify(self, authorization: bytes) -> bool:
-        """The slow check (bcrypt, off the event loop); remembers a success."""
+    async def verify(self, authorization: bytes) -> bool | None:
+        """The slow check (bcrypt, off the event loop); remembers a success. None refuses
+        without checking: too many checks are already waiting."""
 
 
 #: Returns the current payload, cheaply, so its owner can swap it atomically; None while there
@@ -311,7 +312,9 @@ class HttpServer:
       finished handshake in time; or closed to make room). A client that closes (or resets)
       before sending a byte is not counted: a TCP probe asks for nothing;
     - ``plain_http``: connections to a TLS listener that spoke plain HTTP (answered 400);
-    - ``client_certificate``: TLS connections whose verified certificate the gate refused.
+    - ``client_certificate``: TLS connections whose verified certificate the gate refused;
+    - ``busy``: requests answered 401 unchecked, because too many password checks were waiting
+      (a flood of guesses, told apart from a wrong password).
     """
 
     def __init__(self, routes: Routes, keepalive_timeout: float, max_connections: int,
@@ -714,7 +717,7 @@ class _Check:
 
     __slots__ = ("authorization", "task", "verdict", "refused")
 
-    def __init__(self, authorization: bytes, task: asyncio.Task[bool]) -> None:
+    def __init__(self, authorization: bytes, task: asyncio.Task[bool | None]) -> None:
         self.authorization = authorization
         self.task = task
         self.verdict: bool | None = None  # None while the check is in flight
@@ -967,15 +970,17 @@ class _Connection(asyncio.Protocol):
             # meanwhile is noticed when its answer is written.
             self._transport.pause_reading()
 
-    def _checked(self, check: _Check, task: asyncio.Task[bool]) -> None:
+    def _checked(self, check: _Check, task: asyncio.Task[bool | None]) -> None:
         if check.verdict is not None or task.cancelled() or self._transport is None:
             return  # the connection went away meanwhile
         exc = task.exception()
         if exc is not None:
             self._server._log_gate_failure("verify a password", exc)
-        check.verdict = exc is None and task.result() is True
+        result = None if exc is not None else task.result()
+        check.verdict = result is True
         if not check.verdict:
-            self._server.refused["unauthorized"] += 1
+            busy = exc is None and result is None
+            self._server.refused["busy" if busy else "unauthorized"] += 1
         self._flush()
 
     # --- internals ---

@@ -37,15 +37,18 @@ http2                          accepted; the server speaks HTTP/1.1 only, as Pro
 =============================  ==============================================================
 
 Inline ``cert`` and ``key`` go through a private temporary file (mode 0600, removed as soon as
-OpenSSL has read it); an inline ``client_ca`` is passed as data. Any TLS key set while TLS is
-off (no cert, key, client CA or client_auth_type) is an error rather than silently ignored.
+OpenSSL has read it); an inline ``client_ca`` is passed as data. A named file is read as the
+config is (a regular file only, bounded, never blocking) and OpenSSL reads a private copy.
+Any TLS key set while TLS is off (no cert, key, client CA or client_auth_type) is an error
+rather than silently ignored.
 
 ``WebGate`` is the ``fastnats.server.Gate`` built from a ``WebConfig``: a token bucket for
 ``rate_limit``, the SAN check, and HTTP Basic authentication against bcrypt hashes ($2a$, $2b$,
 $2y$). bcrypt runs in a worker thread, one check at a time as in the toolkit; identical checks
 in flight share one result, and at most 64 distinct checks may be in flight, so a flood of
-wrong guesses is refused at once instead of queueing unbounded work. An unknown user is checked
-against a dummy hash of the highest configured cost, so it takes as long as a wrong password.
+wrong guesses is refused at once (counted as ``busy``, not as a wrong password) instead of
+queueing unbounded work. An unknown user is checked against a dummy hash of the highest
+configured cost, so it takes as long as a wrong password.
 Successes are remembered (256 at most, least recently used first out) under an HMAC of user,
 hash and password with a per-process random key: no password is kept, a wrong password can
 never hit, and a changed hash misses. Passwords are cut to 72 bytes, as Go's bcrypt does.
@@ -91,6 +94,8 @@ __all__ = ["MAX_CONFIG_BYTES", "MAX_PENDING_CHECKS", "Reloader", "VerifyStats", 
 log = logging.getLogger("fastnats.http")
 
 MAX_CONFIG_BYTES = 1024 * 1024
+#: A certificate, key or CA bundle named by the config; a system CA bundle is a few hundred KB.
+MAX_PEM_BYTES = 16 << 20
 #: Distinct password checks that may be running or waiting; more are refused at once.
 MAX_PENDING_CHECKS = 64
 #: Remembered successful logins.
@@ -301,12 +306,12 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
 
 
 @contextlib.contextmanager
-def _private_pem(text: str) -> Iterator[str]:
-    """A file holding inline PEM, for the ssl calls that only take file names."""
+def _private_pem(content: str | bytes) -> Iterator[str]:
+    """A file holding PEM, for the ssl calls that only take file names."""
     fd, name = tempfile.mkstemp(prefix="fastnats-", suffix=".pem")  # mode 0600
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
+        with os.fdopen(fd, "wb") as out:
+            out.write(content.encode("utf-8") if isinstance(content, str) else content)
         yield name
     finally:
         os.unlink(name)
@@ -422,16 +427,17 @@ class _Parser:
             items.append((item, str(self.string(item, where))))
         return items
 
-    def _file(self, node: yaml.Node, name: str, value: str) -> str:
+    def _file(self, stack: contextlib.ExitStack, node: yaml.Node, name: str,
+              value: str) -> tuple[str, str]:
+        """(path, private copy) of a file the config names. The ssl calls take only file
+        names and would open a FIFO blocking: they get a copy read as the config is."""
         path = os.path.join(self.base, value)
         self.files.append(path)
         try:
-            with open(path, "rb"):
-                pass
-        except OSError as exc:
-            self.fail(node, ("tls_server_config", name),
-                      f"cannot read {path}: {exc.strerror or exc}")
-        return path
+            data = read_regular(path, MAX_PEM_BYTES)
+        except FileRefused as exc:
+            self.fail(node, ("tls_server_config", name), f"cannot read {path}: {exc.reason}")
+        return path, stack.enter_context(_private_pem(data))
 
     # Sections.
 
@@ -598,13 +604,13 @@ class _Parser:
             cert = self._pem_source(stack, text, "cert", "cert_file")
             key = self._pem_source(stack, text, "key", "key_file")
             self._chain(context, cert, key)
-        if "client_ca_file" in text:
-            node, value = text["client_ca_file"]
-            path = self._file(node, "client_ca_file", value)
-            self._ca(context, node, "client_ca_file", path, cafile=path)
-        elif "client_ca" in text:
-            node, value = text["client_ca"]
-            self._ca(context, node, "client_ca", "the inline PEM", cadata=value)
+            if "client_ca_file" in text:
+                node, value = text["client_ca_file"]
+                path, copy = self._file(stack, node, "client_ca_file", value)
+                self._ca(context, node, "client_ca_file", path, cafile=copy)
+            elif "client_ca" in text:
+                node, value = text["client_ca"]
+                self._ca(context, node, "client_ca", "the inline PEM", cadata=value)
         context.verify_mode = verify_mode
         return context, client_auth, tuple(value for _, value in sans)
 
@@ -681,8 +687,8 @@ class _Parser:
         """(node, key name, description, file name) of a certificate or key."""
         if file in text:
             node, value = text[file]
-            path = self._file(node, file, value)
-            return node, file, path, path
+            path, copy = self._file(stack, node, file, value)
+            return node, file, path, copy
         node, value = text[inline]
         return node, inline, "the inline PEM", stack.enter_context(_private_pem(value))
 
@@ -774,7 +780,8 @@ def _basic_credentials(authorization: bytes) -> tuple[str, bytes] | None:
 
 @dataclass(slots=True)
 class VerifyStats:
-    """What the password checks did, for metrics; monotonic across reloads."""
+    """What the password checks did, monotonic across reloads. The server counts the requests
+    refused busy itself (``fastnats_http_refused_total{reason="busy"}``); tests read these."""
 
     #: bcrypt computations run.
     bcrypt_checks: int = 0
@@ -809,13 +816,15 @@ class _Verifier:
         self.stats.cache_hits += 1
         return True
 
-    async def check(self, key: bytes, password: bytes, hashed: bytes, known: bool) -> bool:
+    async def check(self, key: bytes, password: bytes, hashed: bytes,
+                    known: bool) -> bool | None:
+        """Whether the password matches; None when refused unchecked (too many waiting)."""
         pending = self._in_flight.get(key)
         if pending is not None:
             self.stats.deduplicated += 1
         elif len(self._in_flight) >= MAX_PENDING_CHECKS:
             self.stats.refused_busy += 1
-            return False
+            return None
         else:
             pending = asyncio.ensure_future(self._run(key, password, hashed, known))
             self._in_flight[key] = pending
@@ -908,7 +917,7 @@ class WebGate:
         # An unknown user is never remembered, and goes the slow way like a wrong password.
         return True if known and self._verifier.remembered(key) else None
 
-    async def verify(self, authorization: bytes) -> bool:
+    async def verify(self, authorization: bytes) -> bool | None:
         if not self._users:
             return True
         found = self._credentials(authorization)

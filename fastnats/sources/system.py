@@ -90,6 +90,9 @@ _MIN_GAP = 0.05
 #: reply took the time before.
 _PATIENCE = 1.5
 _INFLATE_STEP = 1 << 20
+#: Seconds between attempts to reconnect after a failure nats-py does not retry (a creds file
+#: made malformed meanwhile): doubled at each, up to the second.
+_REVIVE_BACKOFF = (1.0, 30.0)
 
 
 class SystemAccountError(FastNatsError):
@@ -287,13 +290,27 @@ class SystemAccount:
 
     async def _revive(self) -> None:
         """Connect a new client; nats-py retries every ``reconnect_time_wait``, and each
-        refusal reaches ``_on_error``."""
-        nc = Client()
-        try:
-            await nc.connect(**self._connect_kwargs)
-        except BaseException:
-            await _quiet_close(nc)
-            raise
+        refusal reaches ``_on_error``. What nats-py does not retry (its connect() raises, as
+        for a creds file made malformed meanwhile) is counted, logged once per change and
+        tried again with a backoff: giving up would leave every server down for good."""
+        delay, longest = _REVIVE_BACKOFF
+        while True:
+            nc = Client()
+            try:
+                await nc.connect(**self._connect_kwargs)
+            except BaseException as exc:
+                await _quiet_close(nc)
+                if not isinstance(exc, Exception):
+                    raise
+                self.events["error"] += 1
+                o = self.options
+                hint = f" ({self._credentials_hint()})" if o.creds or o.nkey else ""
+                self._log_error(self._redact(f"cannot reconnect: {type(exc).__name__}: {exc}"
+                                             f"{hint}; trying again"))
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, longest)
+                continue
+            break
         self._nc, self._revival = nc, None
         await self._on_reconnected()
 
@@ -997,7 +1014,9 @@ class SystemSource:
     async def get_sized(self, endpoint: str, params: Mapping[str, str | int] | None = None, *,
                         expect: Mapping[str, int] | None = None) -> tuple[bytearray, int]:
         """``get``, and the size of the reply on the wire, envelope included: what
-        ``reply_budget`` bounds."""
+        ``reply_budget`` bounds (the /jsz pager reads it). For ``accstatz`` only, it is the
+        size of the inflated reply, not the wire's: that reply comes from a ping that keeps
+        a reply only once inflated, to see which server sent it."""
         return await read_within(self._limits.bounds(endpoint, params, expect),
                                  lambda limit: self._read(endpoint, params, limit))
 
@@ -1072,7 +1091,7 @@ class SystemSource:
     async def _read(self, endpoint: str, params: Mapping[str, str | int] | None,
                     limit: int) -> tuple[bytearray, int]:
         """The ``data`` of ``endpoint``'s reply, inflated to no more than ``limit``, and the
-        reply's size on the wire."""
+        reply's size on the wire (the inflated size for ``accstatz``, see ``get_sized``)."""
         body = options_json(endpoint, params) or None
         try:
             if endpoint == "accstatz":

@@ -154,8 +154,8 @@ def test_every_served_dashboard_name_is_in_the_exposition(supercluster, jetstrea
     check_common(series, supercluster, meta_snapshot)
 
 
-def test_in_fleet_mode_the_round_trips_and_reconnects_too(supercluster, jetstream_assets,
-                                                          meta_snapshot, tmp_path):
+def test_in_fleet_mode_every_server_has_its_round_trip(supercluster, jetstream_assets,
+                                                      meta_snapshot, tmp_path):
     password = tmp_path / "password"
     password.write_text(ACCOUNTS["SYS"][1] + "\n")
     names = served(fleet=True)
@@ -171,9 +171,55 @@ def test_in_fleet_mode_the_round_trips_and_reconnects_too(supercluster, jetstrea
     assert all(rtt > 0 for rtt in rtts.values()), rtts
     for labels, value in series["nats_core_rtt_nanoseconds"]:
         assert value == round(rtts[labels["server"]] * 1e9)
-    [(_, reconnects)] = series["nats_survey_nats_reconnects"]
-    assert reconnects == one(series, "fastnats_nats_connection_events_total",
-                             event="reconnected")
+
+
+def reconnects(series: Series) -> tuple[float, float] | None:
+    """(nats_survey_nats_reconnects, fastnats_nats_connection_events_total{reconnected})."""
+    if "nats_survey_nats_reconnects" not in series:
+        return None
+    [(_, compat)] = series["nats_survey_nats_reconnects"]
+    return compat, one(series, "fastnats_nats_connection_events_total", event="reconnected")
+
+
+def test_in_fleet_mode_a_forced_reconnect_is_counted(supercluster, tmp_path):
+    user, secret = ACCOUNTS["SYS"]
+    password = tmp_path / "password"
+    password.write_text(secret + "\n")
+    hub = supercluster.hub
+    with exporting("--nats.url", f"nats://127.0.0.1:{hub.client_port}", "--nats.user", user,
+                   "--nats.password-file", str(password), "--timeout", "2s",
+                   *FLAGS[:5]) as exporter:
+        assert wait_until(lambda: reconnects(parse(exporter.scrape()))) == (0, 0)
+        # The server kicks the exporter's system-account connection (a KICK request of the
+        # system account), which nats-py then reconnects: only this exporter's connection.
+        [cid] = [c["cid"] for c in hub.get("connz", auth="true", acc="SYS",
+                                           limit=100000)["connections"]
+                 if c.get("name") == "fastnats"]
+
+        async def kick() -> None:
+            import nats
+
+            nc = await nats.connect(f"nats://127.0.0.1:{hub.client_port}", user=user,
+                                    password=secret)
+            try:
+                await nc.request(f"$SYS.REQ.SERVER.{hub.get('varz')['server_id']}.KICK",
+                                 json.dumps({"cid": cid}).encode(), timeout=10)
+            finally:
+                await nc.close()
+
+        asyncio.run(kick())
+
+        def moved() -> tuple[float, float] | None:
+            found = reconnects(parse(exporter.scrape()))
+            return found if found != (0, 0) else None
+
+        assert wait_until(moved, timeout=30) == (1, 1)
+        series = parse(exporter.scrape())
+        assert one(series, "fastnats_nats_connection_events_total", event="disconnected") == 1
+    # The log says it as often as the counters do.
+    logged = "".join(exporter.log)
+    assert logged.count("system account: reconnected to") == 1, logged
+    assert logged.count("system account: disconnected; reconnecting") == 1, logged
 
 
 def test_go_memlimit_is_the_servers_gomemlimit(monkeypatch):

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import trustme
 
+from fastnats import server as server_module
 from fastnats.server import REFUSAL_REASONS, start_server
 from tests.support import certs
 from tests.support.httpclient import Client
@@ -294,8 +295,14 @@ def test_plain_http_to_the_tls_port_gets_a_400(tls: GatedServer, pki: Pki, clien
         assert_served(tls, pki.client_context(), clients)
 
 
-def test_plain_http_answer_survives_bytes_sent_after_it(tls: GatedServer,
-                                                      clients: list[Any]) -> None:
+def test_plain_http_answer_survives_bytes_sent_after_it(serve: Callable[..., GatedServer],
+                                                      clients: list[Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lingering for an hour, not 2 s: only the client's close ends the connection, so a
+    # stalled machine cannot let the timer decide what is checked below.
+    monkeypatch.setattr(server_module, "LINGER_SECONDS", 3600.0)
+    tls = serve(keepalive_timeout=3600.0)
+    assert tls.server.linger == 3600.0
     c = Client(tls.port)
     clients.append(c)
     c.send(b"GET /metrics HTTP/1.1\r\n")

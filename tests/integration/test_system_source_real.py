@@ -26,7 +26,8 @@ from tests.support import cluster
 pytestmark = pytest.mark.integration
 
 
-def options(sc: cluster.Supercluster, user: str = "sys", password: str = "sys") -> NatsOptions:
+def options(sc: cluster.Supercluster, user: str = cluster.ACCOUNTS["SYS"][0],
+            password: str = cluster.ACCOUNTS["SYS"][1]) -> NatsOptions:
     return NatsOptions(tuple(f"nats://127.0.0.1:{n.client_port}" for n in sc.nodes),
                        user=user, password=password)
 

@@ -32,8 +32,9 @@ from fastnats.nats import launcher
 from tests.support.natsclient import RawClient
 from tests.support.process import free_port, wait_until
 
-#: Each account and its one user's (user, password); SYS is the system account.
-ACCOUNTS = {"SYS": ("sys", "sys"), "T1": ("t1", "t1"), "T2": ("t2", "t2")}
+#: Each account and its one user's (user, password); SYS is the system account. Its password
+#: is unlike any other text, so that a test can look for it in a log.
+ACCOUNTS = {"SYS": ("sys", "sys-pw-4e7b19c2"), "T1": ("t1", "t1"), "T2": ("t2", "t2")}
 TENANTS = ("T1", "T2")
 #: Each tenant's JetStream on the A servers: T2 has account limits, so that /jsz reports an
 #: account's reserved memory and storage; T1 has none, and other tests count on that.

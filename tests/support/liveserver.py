@@ -90,7 +90,7 @@ class FakeGate:
         self.events: list[tuple[str, Any]] = []
         self.peers: list[dict[str, Any] | None] = []
         self.verify_error: Exception | None = None
-        self._decisions: dict[bytes, asyncio.Future[bool]] = {}
+        self._decisions: dict[bytes, asyncio.Future[bool | None]] = {}
 
     def allow_request(self) -> bool:
         self.events.append(("allow_request", self.allow))
@@ -104,16 +104,16 @@ class FakeGate:
         self.events.append(("authorize", authorization))
         return self.verdicts.get(authorization, False)
 
-    def _decision(self, authorization: bytes) -> asyncio.Future[bool]:
+    def _decision(self, authorization: bytes) -> asyncio.Future[bool | None]:
         if authorization not in self._decisions:
             self._decisions[authorization] = asyncio.get_running_loop().create_future()
         return self._decisions[authorization]
 
-    def release(self, authorization: bytes, ok: bool) -> None:
+    def release(self, authorization: bytes, ok: bool | None) -> None:
         self.events.append(("release", authorization))
         self._decision(authorization).set_result(ok)
 
-    async def verify(self, authorization: bytes) -> bool:
+    async def verify(self, authorization: bytes) -> bool | None:
         self.events.append(("verify", authorization))
         if self.verify_error is not None:
             raise self.verify_error
@@ -141,7 +141,7 @@ class GatedServer:
             return fn()
         return self.live.run(call())
 
-    def release(self, authorization: bytes, ok: bool) -> None:
+    def release(self, authorization: bytes, ok: bool | None) -> None:
         self.call(lambda: self.gate.release(authorization, ok))
 
     def asked(self, what: str) -> list[Any]:

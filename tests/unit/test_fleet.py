@@ -4,7 +4,6 @@ fleet flags, against a fake system account with the shape of ``sources.system``.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import random
 from collections import Counter
@@ -117,14 +116,18 @@ SERVERS = {"NID1": "A1", "NID2": "A2", "NID3": "B1"}
 
 
 def test_the_shard_hash_is_the_documented_one():
-    for label in ("A1", "NDKF3LQHPW4PS3IE3WZRA7GV6XHZ3R363VJKA2MDFEK5ZTKZPGUGDGSF", "é"):
-        digest = hashlib.sha256(label.encode("utf-8")).digest()
-        for n in (1, 2, 3, 7):
-            assert shard_of(label, n) == int.from_bytes(digest[:8], "big") % n
-    # Pinned, so that a change of the rule cannot pass unnoticed.
-    assert [shard_of(f"S{i}", 2) for i in range(8)] == [
-        int.from_bytes(hashlib.sha256(f"S{i}".encode()).digest()[:8], "big") % 2
-        for i in range(8)]
+    # Pinned: worked out once with the command in docs/deploy.md (the first 8 bytes of the
+    # label's SHA-256, big-endian, modulo n), so that a change of the rule cannot pass.
+    # Modulo 2**64 the shard is those 8 bytes themselves.
+    pinned = {"A1": (0x16A36E86F6FED5D4, [0, 0, 1, 4]),
+              "NDKF3LQHPW4PS3IE3WZRA7GV6XHZ3R363VJKA2MDFEK5ZTKZPGUGDGSF":
+                  (0x4C1CE863F41DBF32, [0, 0, 1, 5]),
+              "é": (0x4A99557E4033C353, [0, 1, 0, 3]),  # UTF-8; Latin-1 gives de2e331d...
+              "nats-a-0": (0x27C713BF771FCE1E, [0, 0, 0, 1])}
+    for label, (first_bytes, shards) in pinned.items():
+        assert shard_of(label, 1 << 64) == first_bytes, label
+        assert [shard_of(label, n) for n in (1, 2, 3, 7)] == shards, label
+    assert [shard_of(f"S{i}", 2) for i in range(8)] == [0, 1, 0, 0, 1, 1, 0, 0]
 
 
 @pytest.mark.parametrize("count", [2, 3, 5])

@@ -370,6 +370,20 @@ def test_failing_check_refuses_and_is_logged_once(gated: GatedServer,
     assert gated.refused()["unauthorized"] == 2
 
 
+def test_a_check_refused_busy_is_counted_apart_from_a_wrong_password(
+        gated: GatedServer, connect: Connect) -> None:
+    c = connect(gated.port)
+    c.send(get(header=SLOW) + get(header=SLOW_TOO))
+    wait_until(lambda: gated.asked("verify") == [SLOW, SLOW_TOO])
+    gated.release(SLOW, None)  # the gate had too many checks waiting
+    gated.release(SLOW_TOO, False)
+    for _ in range(2):
+        response = c.read_response()
+        assert response.status == 401 and response.body == UNAUTHORIZED_BODY
+    assert gated.refused() == {**dict.fromkeys(REFUSAL_REASONS, 0), "busy": 1,
+                               "unauthorized": 1}
+
+
 # --- swapping gates ---
 
 def test_a_new_gate_applies_from_the_next_request(gated: GatedServer,
@@ -409,4 +423,4 @@ def test_without_a_gate_nothing_is_checked_or_counted(
 def test_refusal_reasons_are_stable() -> None:
     # A metric's label values: renaming one breaks dashboards.
     assert REFUSAL_REASONS == ("unauthorized", "rate_limited", "tls_handshake", "plain_http",
-                               "client_certificate")
+                               "client_certificate", "busy")

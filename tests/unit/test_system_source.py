@@ -7,13 +7,16 @@ import asyncio
 import gzip
 import json
 import logging
+import urllib.parse
 from collections.abc import Callable
 
 import cramjam
+import nkeys  # type: ignore[import-untyped]
 import pytest
 
 from fastnats._impl import impl
 from fastnats.errors import ScrapeError
+from fastnats.sources import system
 from fastnats.sources.monitor import BodyLimits
 from fastnats.sources.system import (
     NatsOptions,
@@ -334,3 +337,104 @@ def test_the_flags_bound_every_reply_as_over_http() -> None:
     account.limits.clear()
     asyncio.run(SystemSource(account, "NABC", 5).get("varz"))
     assert account.limits == [BodyLimits().document]
+
+
+class ScriptedClient:
+    """A stand-in for nats-py's Client whose connect() raises the next of ``failures`` (shared
+    by every instance), then connects."""
+
+    failures: list[Exception] = []
+    made: list[ScriptedClient] = []
+
+    def __init__(self) -> None:
+        self.is_connected = self.is_closed = False
+        self.last_error: Exception | None = None
+        self.connected_url = urllib.parse.urlparse("nats://127.0.0.1:4222")
+        ScriptedClient.made.append(self)
+
+    async def connect(self, **kwargs: object) -> None:
+        if ScriptedClient.failures:
+            raise ScriptedClient.failures.pop(0)
+        self.is_connected = True
+
+    async def close(self) -> None:
+        self.is_connected, self.is_closed = False, True
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """nats-py's Client scripted; returns the backoff delays the revival slept."""
+    monkeypatch.setattr(system, "Client", ScriptedClient)
+    ScriptedClient.failures, ScriptedClient.made = [], []
+    slept: list[float] = []
+    sleep = asyncio.sleep
+
+    async def no_wait(delay: float) -> None:
+        if delay:  # sleep(0), the test's own yield, is not a backoff
+            slept.append(delay)
+        await sleep(0)
+
+    monkeypatch.setattr(system.asyncio, "sleep", no_wait)
+    return slept
+
+
+def closed_account(options: NatsOptions) -> SystemAccount:
+    """An account whose connection nats-py gave up on (the server closed it with an error)."""
+    account = SystemAccount(options)
+    gone = ScriptedClient()
+    gone.is_closed, gone.last_error = True, Exception("nats: maximum connections exceeded")
+    account._nc = gone  # type: ignore[assignment]
+    return account
+
+
+def test_a_reconnect_that_nats_py_does_not_retry_is_logged_counted_and_tried_again(
+        scripted: list[float], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="fastnats.fleet")
+    # What a creds file made malformed while reconnecting raises from inside connect():
+    # nats-py retries none of these.
+    ScriptedClient.failures = [TypeError("object of type 'NoneType' has no len()"),
+                               TypeError("object of type 'NoneType' has no len()"),
+                               nkeys.ErrInvalidSeed(), nkeys.ErrInvalidSeed()]
+    account = closed_account(NatsOptions(("nats://127.0.0.1:4222",), creds="/etc/sys.creds"))
+
+    async def scenario() -> None:
+        await account._on_closed()
+        revival = account._revival
+        assert revival is not None
+        await asyncio.wait_for(revival, 10)
+
+    asyncio.run(scenario())
+    assert account.connected and account._nc is ScriptedClient.made[-1]
+    assert account._revival is None
+    assert scripted == [1.0, 2.0, 4.0, 8.0]
+    assert account.events == {"error": 4, "reconnected": 1}
+    assert [c.is_closed for c in ScriptedClient.made[1:]] == [True] * 4 + [False]
+    hint = "check --nats.creds (a user of the system account)"
+    assert [r.getMessage() for r in caplog.records if r.name == "fastnats.fleet"] == [
+        "system account: nats: maximum connections exceeded",
+        "system account: cannot reconnect: TypeError: object of type 'NoneType' has no len() "
+        f"({hint}); trying again",
+        f"system account: cannot reconnect: ErrInvalidSeed: nkeys: invalid seed ({hint}); "
+        "trying again",
+        "system account: reconnected to nats://127.0.0.1:4222"]
+
+
+def test_the_backoff_stops_at_its_longest_and_close_ends_the_revival(
+        scripted: list[float]) -> None:
+    ScriptedClient.failures = [ValueError("bad")] * 8
+    account = closed_account(NatsOptions(("nats://127.0.0.1:4222",), user="sys",
+                                         password="s3cret"))
+
+    async def backed_off() -> None:
+        while len(scripted) < 7:
+            await asyncio.sleep(0)
+
+    async def scenario() -> None:
+        await account._on_closed()
+        await asyncio.wait_for(backed_off(), 10)
+        await account.close()
+
+    asyncio.run(scenario())
+    assert scripted[:7] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert account._revival is None and not account.connected
+    assert all(c.is_closed for c in ScriptedClient.made)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import re
@@ -618,9 +619,10 @@ def bad_files(tmp_path: Path, pki: Pki) -> dict[str, Path]:
                                            "certificate could be read from {garbage}"),
     ("server", "server-key", "server-key", 5, "client_ca_file: no CA certificate"),
     ("server", "server-key", "missing", 5, "client_ca_file: cannot read {missing}"),
-    ("server", "server-key", "folder", 5, "client_ca_file: cannot read {folder}: Is a "
-                                          "directory"),
-    ("folder", "server-key", None, 2, "cert_file: cannot read {folder}: Is a directory"),
+    ("server", "server-key", "folder", 5, "client_ca_file: cannot read {folder}: not a "
+                                          "regular file (a directory)"),
+    ("folder", "server-key", None, 2, "cert_file: cannot read {folder}: not a regular file (a "
+                                      "directory)"),
 ])
 def test_certificate_and_key_errors(write: Write, pki: Pki, bad_files: dict[str, Path],
                                     tmp_path: Path, cert: str, key: str, ca: str | None,
@@ -878,7 +880,8 @@ def test_one_check_at_a_time_and_a_bounded_queue(write: Write, monkeypatch: pyte
         await asyncio.sleep(0.05)
         assert len(counting.calls) == 1  # the others wait for the one running
         # The queue is full: a new distinct check is refused at once, an identical one joins.
-        assert await gate.verify(basic("alice", "pw")) is False
+        # None: refused unchecked, which the server counts as busy, not as a wrong password.
+        assert await gate.verify(basic("alice", "pw")) is None
         assert gate.stats.refused_busy == 1
         duplicate = asyncio.ensure_future(gate.verify(basic("alice", "guess5")))
         await asyncio.sleep(0)
@@ -1156,3 +1159,77 @@ def test_only_a_regular_file_is_read(tmp_path, kind):
     # A FIFO with no writer used to block the start for ever.
     with pytest.raises(webconfig.WebConfigError, match="not a regular file|cannot read"):
         webconfig.load(str(path))
+
+
+@contextlib.contextmanager
+def released(fifo: Path) -> Iterator[None]:
+    """Inside, from GUARD seconds on, keeps freeing any reader blocked opening ``fifo``: a
+    test of code that blocks then fails instead of hanging."""
+    done = threading.Event()
+
+    def pump() -> None:
+        if done.wait(GUARD):
+            return
+        while not done.wait(0.01):
+            with contextlib.suppress(OSError):  # ENXIO: nobody is blocked
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def load_in_a_thread(path: Path) -> BaseException | WebConfig:
+    outcome: list[BaseException | WebConfig] = []
+
+    def target() -> None:
+        try:
+            outcome.append(load(str(path)))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(GUARD)
+    assert outcome, "load() is blocked"
+    return outcome[0]
+
+
+@pytest.mark.parametrize("key", ["cert_file", "key_file", "client_ca_file"])
+def test_a_fifo_named_by_the_config_is_refused_at_start(write: Write, pki: Pki, tmp_path: Path,
+                                                        key: str):
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
+    files = {"cert_file": pki.server_cert, "key_file": pki.server_key,
+             "client_ca_file": pki.client_ca_file, key: fifo}
+    path = write("tls_server_config:\n"
+                 + "".join(f"  {name}: {value}\n" for name, value in files.items())
+                 + "  client_auth_type: RequireAndVerifyClientCert\n", "web.yml")
+    with released(fifo):
+        outcome = load_in_a_thread(path)
+    assert isinstance(outcome, WebConfigError), outcome
+    line = list(files).index(key) + 2
+    assert str(outcome) == (f"{path}:{line}: tls_server_config: {key}: cannot read {fifo}: "
+                            "not a regular file (a FIFO)")
+
+
+def test_a_fifo_named_by_a_reload_keeps_the_last_good_config(
+        write: Write, pki: Pki, tmp_path: Path, logs: pytest.LogCaptureFixture):
+    path = write(tls_yaml(pki), "web.yml")
+    applied = Applied()
+    reloader = Reloader(load(str(path)), applied)
+    good = reloader.gate
+    fifo = tmp_path / "fifo.pem"
+    os.mkfifo(fifo)
+    path.write_text(f"tls_server_config:\n  cert_file: {fifo}\n  key_file: {pki.server_key}\n")
+    with released(fifo):
+        assert run(reloader.reload()) is False
+    assert applied.gates == [] and reloader.gate is good
+    assert records(logs, logging.ERROR) == [
+        f"web config not reloaded, keeping the last good one: {path}:2: tls_server_config: "
+        f"cert_file: cannot read {fifo}: not a regular file (a FIFO)"]
+    # The lock is free again: the next reload runs.
+    path.write_text(tls_yaml(pki))
+    assert run(reloader.reload()) is True
