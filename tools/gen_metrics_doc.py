@@ -73,9 +73,10 @@ SECTIONS = (
      "namespace (same host, or same pod) to see them."),
     ("JetStream (/jsz)", m.JSZ,
      "JetStream beyond what /varz carries: the server's streams and consumers, its meta group, "
-     "accounts by storage tier, streams (each exported once, by its leader), durable consumers "
-     "under a cap and ephemeral ones aggregated per stream. Collector `jsz`, off by default; "
-     "`--jsz.level` says how deep it reads."),
+     "each account's usage and limits (summed over its storage tiers: /jsz has no per-tier "
+     "figures), streams (each exported once, by its leader), durable consumers under a cap and "
+     "ephemeral ones aggregated per stream. Collector `jsz`, off by default; `--jsz.level` says "
+     "how deep it reads."),
     ("JetStream meta group log (/raftz)", m.RAFTZ,
      "Where each server's copy of the meta group's raft log stands, from "
      "`/raftz?group=_meta_` (that group only, however many streams there are). Gauges: an "
@@ -116,7 +117,6 @@ EXAMPLE_LABELS = {
     "is_spoke": "false",
     "leader": "nats-1",
     "state": "current",
-    "tier": "R3",
     "stream": "ORDERS",
     "consumer": "billing",
     "source": "ORDERS_EU",
@@ -184,10 +184,13 @@ def metrics_markdown() -> str:
         "exposition is the Prometheus text format 0.0.4; a family with no sample (a server that "
         "is down, a feature that is off) is left out of it entirely.",
         "",
-        "When one exporter monitors several servers, every family except `fastnats_build_info` "
-        "also carries a `server` label, first; its value is the `NAME` of `NAME=URL`, or the "
-        "URL's `host:port`. With a single server there is no `server` label. The examples below "
-        "show a single server.",
+        "When one exporter monitors several servers, and always in fleet mode (`--nats.url`), "
+        "every per-server family also carries a `server` label, first; its value is the `NAME` "
+        "of `NAME=URL`, or the URL's `host:port` (in fleet mode, the server's name, or its id "
+        "when it has none or shares it). With a single server there is no `server` label. The "
+        "process-wide families never carry it: "
+        + ", ".join(f"`{x.name}`" for x in m.CATALOGUE if not x.per_server)
+        + ". The examples below show a single server.",
         "",
     ]
     listed: set[str] = set()

@@ -3,6 +3,7 @@ examples in docs/deploy.md and docs/metrics.md pass `nats-server -t` and promtoo
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -88,6 +89,74 @@ def test_kubernetes_sidecar_shares_the_pod_and_matches_its_annotations(tmp_path,
     assert ports["metrics"] == settings.port
     probe = containers["fastnats"]["readinessProbe"]["httpGet"]
     assert (probe["path"], probe["port"]) == ("/healthz", "metrics")
+
+
+def kubernetes_expand(text: str, env: dict[str, str]) -> str:
+    """Kubernetes' ``$(VAR)`` expansion of container args: a defined variable is replaced,
+    anything else is left as written."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m[1], m[0]), text)
+
+
+def test_fleet_statefulset_gives_each_replica_its_shard_and_real_flags(tmp_path):
+    objects = kubernetes_objects()
+    secret, service, stateful = objects["Secret"], objects["Service"], objects["StatefulSet"]
+    name, namespace = stateful["metadata"]["name"], stateful["metadata"]["namespace"]
+    replicas = stateful["spec"]["replicas"]
+    pod = stateful["spec"]["template"]
+    [container] = pod["spec"]["containers"]
+    assert stateful["spec"]["serviceName"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None", "one DNS name per pod"
+    assert service["spec"]["selector"] == pod["metadata"]["labels"]
+    assert stateful["spec"]["selector"]["matchLabels"] == pod["metadata"]["labels"]
+
+    # The Secret's password, mounted where --nats.password-file looks for it.
+    [volume] = pod["spec"]["volumes"]
+    assert volume["secret"]["secretName"] == secret["metadata"]["name"]
+    [mount] = container["volumeMounts"]
+    assert mount["name"] == volume["name"]
+    mounted = tmp_path / "password"
+    mounted.write_text(secret["stringData"]["password"])
+
+    # The Prometheus job of the sharding section names one target per replica.
+    [job] = [doc for block in code_blocks(DEPLOY_MD, "yaml") for doc in yaml.safe_load_all(block)
+             if isinstance(doc, list) and doc and doc[0].get("job_name") == JOB]
+    targets = job[0]["static_configs"][0]["targets"]
+
+    shards, ports = [], set()
+    for ordinal in range(replicas):
+        # What the StatefulSet controller and the downward API give replica ``ordinal``.
+        labels = {**pod["metadata"]["labels"], "apps.kubernetes.io/pod-index": str(ordinal)}
+        env = {}
+        for var in container["env"]:
+            field_path = var["valueFrom"]["fieldRef"]["fieldPath"]
+            label = re.fullmatch(r"metadata\.labels\['([^']+)'\]", field_path)
+            assert label, field_path
+            env[var["name"]] = labels[label[1]]
+        argv = [kubernetes_expand(arg, env) for arg in container["args"]]
+        password_file = f"{mount['mountPath']}/password"
+        assert f"--nats.password-file={password_file}" in argv
+        argv = [arg.replace(password_file, str(mounted)) for arg in argv]
+        # The exporter's own parser refuses an unknown flag (SystemExit).
+        settings = exporter_settings(argv)
+        assert settings.fleet is not None, "fleet mode (--nats.url)"
+        assert settings.fleet.password == secret["stringData"]["password"]
+        shards.append(settings.fleet.shard)
+        ports.add(settings.port)
+        assert targets[ordinal] == f"{name}-{ordinal}.{name}.{namespace}.svc:{settings.port}"
+    assert [(s.index, s.count) for s in shards] == [(i, replicas) for i in range(replicas)]
+    assert len(targets) == replicas
+    assert ports == {p["containerPort"] for p in container["ports"]} == {
+        p["port"] for p in service["spec"]["ports"]}
+
+    # Older clusters: the docs' shell form takes the ordinal from the pod's hostname.
+    [shell_shard] = re.findall(r'--fleet\.shard "(\$\{HOSTNAME##\*-\}/\d+)"',
+                               DEPLOY_MD.read_text())
+    for ordinal in range(replicas):
+        out = subprocess.run([require_tool("sh"), "-c", f'printf %s "{shell_shard}"'],
+                             env={"HOSTNAME": f"{name}-{ordinal}"}, capture_output=True,
+                             text=True, timeout=30, check=True).stdout
+        assert cli.build_parser().parse_args(
+            ["--nats.url=nats://x:4222", f"--fleet.shard={out}"]).fleet_shard == shards[ordinal]
 
 
 def test_prometheus_configs_pass_promtool(tmp_path):
