@@ -15,7 +15,6 @@ import ctypes
 import errno
 import logging
 import os
-import re
 import resource
 import signal
 import ssl
@@ -37,7 +36,7 @@ from .refresher import Refresher
 from .server import Payload, Route, parse_listen_address, start_server
 from .sources.monitor import BodyLimits, MonitorClient, new_session
 from .sources.tls import INSECURE_FLAG, MAX_FLAG_FILE_BYTES, ClientTLS, TLSConfigError
-from .target import Target, parse_target
+from .target import Target, parse_target, redact_userinfo
 from .webconfig import WebConfig
 
 log = logging.getLogger("fastnats")
@@ -258,7 +257,14 @@ def _shard(text: str) -> Shard:
 
 def _telemetry_path(text: str) -> str:
     # The official exporter adds the leading slash too.
-    return text if text.startswith("/") else "/" + text
+    path = text if text.startswith("/") else "/" + text
+    # Requests are routed on the raw bytes of their path, which can hold none of these.
+    bad = [c for c in path if not c.isascii() or not c.isprintable() or c in " ?#"]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a URL path: it holds {bad[0]!r}; a path is ASCII with no spaces, "
+            f"control characters, ? or # (percent-encode them)")
+    return path
 
 
 @dataclass
@@ -322,10 +328,12 @@ def resolve_fleet(args: argparse.Namespace,
     if args.urls or args.config or args.launch or args.demo:
         raise UsageError("--nats.url reads the fleet through its system account; it takes no "
                          "monitoring URL, --config, --nats.launch or --demo")
-    for url in args.nats_urls:
-        scheme = url.partition("://")[0] if "://" in url else ""
-        if scheme not in ("", "nats", "tls", "ws", "wss"):
-            raise UsageError(f"--nats.url: not a NATS URL: {_redacted(url)} (expected "
+    # nats-py reads HOST:PORT as nats://HOST:PORT; written out, the URL is one that every
+    # message masks the credentials of.
+    urls = tuple(url if "://" in url else f"nats://{url}" for url in args.nats_urls)
+    for url in urls:
+        if url.partition("://")[0] not in ("nats", "tls", "ws", "wss"):
+            raise UsageError(f"--nats.url: not a NATS URL: {redact_userinfo(url)} (expected "
                              f"nats://HOST:PORT or tls://HOST:PORT)")
     if args.nats_password is not None and args.nats_password_file is not None:
         raise UsageError("--nats.password and --nats.password-file both give the password; "
@@ -339,7 +347,7 @@ def resolve_fleet(args: argparse.Namespace,
     if password is not None and args.nats_user is None:
         raise UsageError("a password needs --nats.user")
     return FleetSettings(
-        urls=tuple(args.nats_urls), creds=args.nats_creds, user=args.nats_user,
+        urls=urls, creds=args.nats_creds, user=args.nats_user,
         password=password, nkey=args.nats_nkey, token=token, tls=resolve_tls(args),
         shard=args.fleet_shard or Shard(), expected=args.fleet_expected)
 
@@ -372,7 +380,7 @@ def _warn_insecure(fleet: FleetSettings | None, targets: Sequence[Target]) -> No
         log.warning("%s: the certificates of the NATS servers at %s are not checked: anyone on "
                     "the network path can pose as them, feed the exporter false numbers, and "
                     "use its connection as the system account (or take its password or token)",
-                    INSECURE_FLAG, ", ".join(_redacted(u) for u in fleet.urls))
+                    INSECURE_FLAG, ", ".join(redact_userinfo(u) for u in fleet.urls))
         return
     servers = ", ".join(t.shown for t in targets if t.url.startswith("https://")) or \
         "the https monitoring port of the nats-server it starts"
@@ -425,11 +433,6 @@ def resolve_monitor_password(targets: list[Target], args: argparse.Namespace,
     password = from_env if path is None else _read_password(flag, path)
     assert password is not None
     return [t.with_password(password) if t.user is not None else t for t in targets]
-
-
-def _redacted(url: str) -> str:
-    """``url`` without the user and password it may carry."""
-    return re.sub(r"(?<=//)[^/@\s]+@", "***@", url)
 
 
 def resolve(args: argparse.Namespace) -> Settings:
@@ -705,7 +708,7 @@ async def _fleet_exporter(settings: Settings, fleet: FleetSettings) -> int:
     """Fleet mode: serve every server the system account reaches in this shard until a
     signal."""
     async with _fleet(settings, fleet) as collector:
-        what = (f"the fleet at {', '.join(_redacted(u) for u in fleet.urls)}, shard "
+        what = (f"the fleet at {', '.join(redact_userinfo(u) for u in fleet.urls)}, shard "
                 f"{fleet.shard}")
         return await _serve(settings, collector, _stop_on_signals, what)
 
@@ -719,7 +722,7 @@ async def _fleet_check(settings: Settings, fleet: FleetSettings) -> int:
         finally:
             await collector.close()
     found = len(collector.servers)
-    head = f"fleet at {', '.join(_redacted(u) for u in fleet.urls)}, shard {fleet.shard}: " \
+    head = f"fleet at {', '.join(redact_userinfo(u) for u in fleet.urls)}, shard {fleet.shard}: " \
            f"{found} server{'s' if found != 1 else ''} discovered"
     if fleet.expected is not None and found != fleet.expected and fleet.shard.count == 1:
         head += f", ERROR: --fleet.expected-servers is {fleet.expected}"

@@ -12,6 +12,9 @@ connection that has been quiet longest (no request answered since it was, or sin
 is closed to make room: an idle keep-alive connection, a client that never finished its request
 or one that stopped reading, long before a scrape in progress. A new scraper is therefore always
 served, and a flood of idle connections only shortens how long each of them stays open.
+A client that pipelines requests without reading the answers has at most
+``MAX_PENDING_ANSWERS`` (and one read's requests, unparsed) held for it: past that the server
+stops reading from it until it reads, so what each connection holds stays bounded too.
 
 A ``Gate`` (``HttpServer.gate``; ``fastnats.webconfig`` builds them from ``--web.config.file``)
 decides who is served. Without one (None) the server is plain HTTP with no checks at all, and a
@@ -80,6 +83,11 @@ log = logging.getLogger("fastnats.http")
 MAX_URL_BYTES = 8 * 1024
 MAX_HEAD_BYTES = 16 * 1024  # request line plus header lines
 MAX_HEADERS = 100
+# Answers held back per connection (its client not reading them, or behind a password check)
+# before the server stops parsing its pipelined requests; a read is parsed FEED_BYTES at a time
+# so that one read of tiny requests cannot queue more than FEED_BYTES // 18 beyond this.
+MAX_PENDING_ANSWERS = 32
+FEED_BYTES = 1024
 # How long a server-initiated close waits for the client to finish sending, so that unread
 # request bytes do not turn the close into a reset that destroys the response in flight.
 LINGER_SECONDS = 2.0
@@ -735,7 +743,7 @@ class _Connection(asyncio.Protocol):
         "_server", "_routes", "_loop", "_parser", "_transport", "_url", "_accept_encoding",
         "_authorization", "_headers", "_head_bytes", "_head_chunk_bytes", "_in_head", "_began",
         "_rejection", "_expects_continue", "_has_body", "_pending", "_write_paused", "_closing",
-        "_lingering", "_deadline", "_timer", "_timer_when", "_stall_mark",
+        "_lingering", "_deadline", "_timer", "_timer_when", "_stall_mark", "_unparsed",
     )
 
     def __init__(self, server: HttpServer) -> None:
@@ -766,6 +774,8 @@ class _Connection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_when = 0.0
         self._stall_mark = -1  # write buffer size when the deadline last passed
+        # Pipelined request bytes read but not yet parsed, held while too many answers wait.
+        self._unparsed = b""
 
     # --- asyncio.Protocol ---
 
@@ -788,6 +798,29 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._closing:
             return
+        if self._unparsed:
+            self._unparsed += data  # read before pause_reading() took effect: keep the order
+            return
+        self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        """Parse ``data`` a slice at a time; past MAX_PENDING_ANSWERS held-back answers, keep
+        the rest unparsed and stop reading until they are written (``_flush``)."""
+        if len(data) <= FEED_BYTES:
+            self._feed(data)
+            return
+        view = memoryview(data)
+        for start in range(0, len(data), FEED_BYTES):
+            if self._closing:
+                return
+            if len(self._pending) >= MAX_PENDING_ANSWERS:
+                self._unparsed = bytes(view[start:])
+                if self._transport is not None:
+                    self._transport.pause_reading()
+                return
+            self._feed(view[start:start + FEED_BYTES])
+
+    def _feed(self, data: bytes | memoryview) -> None:
         self._began = False
         try:
             self._parser.feed_data(data)
@@ -1043,10 +1076,18 @@ class _Connection(asyncio.Protocol):
             return
         if self._closing:
             self._finish()
-        else:
-            self._transport.resume_reading()
+            return
+        unparsed = self._unparsed
+        if unparsed:
+            self._unparsed = b""
+            self._parse(unparsed)
+            if (self._unparsed or self._pending or self._write_paused or self._closing
+                    or self._transport is None):
+                return  # paused again, or closing (_finish has its own reading)
+        self._transport.resume_reading()
 
     def _drop_pending(self) -> None:
+        self._unparsed = b""
         for entry in self._pending:
             if isinstance(entry, _Check) and entry.verdict is None:
                 entry.verdict = False

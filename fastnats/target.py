@@ -9,11 +9,17 @@ the one redacted form: ``http://user:***@host:8222`` (the user is shown, the pas
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 #: What stands for a password wherever a URL or a message would show it.
 MASK = "***"
+
+# The user information of a URL, after "//" or, without a scheme, at the start of a word (in a
+# message, after a space, a quote or a bracket). Up to the last "@" before the host, since a
+# password may hold one.
+_USERINFO = re.compile(r"(?:(?<=//)|(?<![^\s'\"(\[<=,]))[^/\s'\"]+@")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,12 @@ class Target:
         return text
 
 
+def redact_userinfo(text: str) -> str:
+    """``text`` with the user and password of every URL in it masked, scheme or not:
+    ``nats://u:p@h:4222`` and ``u:p@h:4222`` show as ``nats://***@h:4222`` and ``***@h:4222``."""
+    return _USERINFO.sub(MASK + "@", text)
+
+
 def shown_url(url: str, user: str | None) -> str:
     """``url`` (without credentials) as messages show it when ``user`` authenticates to it."""
     if user is None:
@@ -75,6 +87,13 @@ def parse_target(spec: str) -> Target:
     if user is not None and ":" in user:
         raise ValueError("a monitoring URL's user cannot hold ':' (HTTP Basic authentication "
                          "ends the user at the first ':')")
+    if parts.query or parts.fragment or url.endswith(("?", "#")):
+        # The endpoints' paths are appended to the URL, so a query would end up in the middle
+        # of each and a fragment would be dropped. The URL is not quoted: a password holding
+        # an unencoded ? or # is split there, and part of it would show.
+        raise ValueError("a monitoring URL takes no query or fragment (? or #): give "
+                         "http://HOST:PORT or a path prefix; write ? and # in a password as "
+                         "%3F and %23")
     netloc = parts.netloc.rpartition("@")[2]
     quoted = shown_url(urlunsplit((parts.scheme, netloc, parts.path, parts.query, "")), user)
     if parts.scheme not in ("http", "https") or not parts.hostname:

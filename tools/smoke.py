@@ -7,11 +7,12 @@ the exporter and checks one scrape.
 
 from __future__ import annotations
 
-import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -44,8 +45,8 @@ def main() -> int:
             with urllib.request.urlopen(url, timeout=10) as resp:
                 text = resp.read().decode()
         finally:
-            exporter.send_signal(signal.SIGTERM)
-            exporter.wait(15)
+            stopped = _stop(exporter)
+        assert stopped, "the exporter did not stop within 15 s of SIGTERM (killed)"
     finally:
         server.stop()
     for needed in ("nats_up 1", "# TYPE nats_server_total_connections counter",
@@ -56,15 +57,45 @@ def main() -> int:
 
 
 def _serving_url(exporter: subprocess.Popen[str]) -> str:
-    assert exporter.stderr is not None
+    """The metrics URL the exporter logs once it serves. Its log is read by a thread, to its
+    end, so that an exporter that falls silent cannot hold this past the deadline, nor a full
+    pipe block the exporter later."""
+    stderr = exporter.stderr
+    assert stderr is not None
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        for line in stderr:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + 30
-    for line in exporter.stderr:
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError("the exporter did not start within 30 s:\n"
+                                 + "".join(seen)) from None
+        if line is None:
+            raise AssertionError("the exporter exited before serving:\n" + "".join(seen))
+        seen.append(line)
         match = re.search(r"serving \S+ on (http://\S+)", line)
         if match:
-            os.set_blocking(exporter.stderr.fileno(), False)
             return match[1]
-        assert time.monotonic() < deadline, "the exporter did not start"
-    raise AssertionError("the exporter exited before serving")
+
+
+def _stop(exporter: subprocess.Popen[str]) -> bool:
+    """SIGTERM, then SIGKILL after 15 s; whether SIGTERM was enough."""
+    exporter.send_signal(signal.SIGTERM)
+    try:
+        exporter.wait(15)
+    except subprocess.TimeoutExpired:
+        exporter.kill()
+        exporter.wait()
+        return False
+    return True
 
 
 if __name__ == "__main__":

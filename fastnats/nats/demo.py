@@ -99,6 +99,9 @@ def banner(child: launcher.NatsServer, clients: int, metrics_url: str,
     """What the demo prints once it serves: where to look, and a scrape config to copy (with
     the TLS and basic-auth settings a --web.config.file asks of the scraper)."""
     extra = ""
+    path = "/" + metrics_url.split("/", 3)[3]
+    if path != "/metrics":  # Prometheus's default
+        extra += f"      metrics_path: {orjson.dumps(path).decode()}\n"
     if metrics_url.startswith("https://"):
         extra += ("      scheme: https\n"
                   "      tls_config:\n"

@@ -52,6 +52,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from ..errors import FastNatsError, ScrapeError
+from ..target import redact_userinfo
 from .monitor import TOO_LARGE_HINT, BodyLimits, read_within
 from .tls import (
     CERT_FLAG,
@@ -130,11 +131,8 @@ class NatsOptions:
         return self.tls.context()
 
 
-_USERINFO = re.compile(r"(?<=//)[^/@\s]+@")
-
-
 def _redact_url(url: str) -> str:
-    return _USERINFO.sub("***@", url)
+    return redact_userinfo(url)
 
 
 #: How a connection the server dropped shows: a reset, or a write into it after the close.
@@ -1003,6 +1001,11 @@ class SystemSource:
     async def _data(self, endpoint: str, params: Mapping[str, str | int] | None,
                     limit: int) -> bytearray:
         return (await self._read(endpoint, params, limit))[0]
+
+    @property
+    def limits(self) -> BodyLimits:
+        """The size limits of its replies (a paged listing holds no more across its pages)."""
+        return self._limits
 
     @property
     def reply_budget(self) -> int | None:

@@ -98,6 +98,20 @@ def test_one_exporter_sees_the_whole_supercluster(supercluster, password_file):
         assert ACCOUNTS["SYS"][1] not in text
 
 
+def test_a_password_in_a_url_without_a_scheme_is_shown_nowhere(supercluster):
+    supercluster.wait_formed()
+    user, password = ACCOUNTS["SYS"]
+    port = supercluster.hub.client_port
+    with exporting("--nats.url", f"{user}:{password}@127.0.0.1:{port}", "--web.listen-address",
+                   "127.0.0.1:0", "--refresh-interval", REFRESH, "--timeout", "1s") as exporter:
+        text = wait_until(lambda: (t := exporter.scrape()) and set(
+            by_server(t, "nats_up").values()) == {1.0} and t)
+    log = "".join(exporter.log)
+    assert f"for the fleet at nats://***@127.0.0.1:{port}, shard" in log
+    assert password not in log
+    assert password not in text
+
+
 def test_a_stopped_server_is_down_within_one_refresh(supercluster, password_file):
     supercluster.wait_formed()
     names = {node.name for node in supercluster.nodes}

@@ -9,7 +9,7 @@ import pytest
 
 from fastnats import cli
 from fastnats.collectors import ConnzOptions, WireOptions
-from fastnats.target import Target
+from fastnats.target import Target, redact_userinfo
 
 
 def settings(*argv: str) -> cli.Settings:
@@ -104,6 +104,8 @@ def test_a_real_conf_gives_no_warning(tmp_path, caplog):
     ("http://127.0.0.1:7777/metrics", False),
     ("https://127.0.0.1:7777/metrics", False),
     ("https://127.0.0.1:7777/metrics", True),
+    ("http://127.0.0.1:7777/nats/stats", False),
+    ("https://127.0.0.1:7777/a:b,\"c'", True),
 ])
 def test_the_demo_banner_gives_a_scrape_config_that_matches_the_web_config(url, basic_auth):
     import types
@@ -120,3 +122,52 @@ def test_the_demo_banner_gives_a_scrape_config_that_matches_the_web_config(url, 
     assert job.get("scheme", "http") == url.split(":")[0]
     assert ("tls_config" in job) == url.startswith("https")
     assert ("basic_auth" in job) == basic_auth
+    assert job.get("metrics_path", "/metrics") == "/" + url.split("/", 3)[3]
+
+
+@pytest.mark.parametrize("path", ["/métrics", "/m?x=1", "/m#top", "/a b", "/m\x00", "/m\t",
+                                  "m\x7f"])
+def test_telemetry_path_that_no_request_can_ask_for_is_a_usage_error(path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args(["--web.telemetry-path", path])
+    assert exited.value.code == 2
+    assert "--web.telemetry-path" in capsys.readouterr().err
+
+
+def test_telemetry_path_may_hold_percent_escapes_and_reserved_characters():
+    path = "/m%C3%A9trics;v=1/a:b@c!$&'()*+,~"
+    assert settings("--web.telemetry-path", path).telemetry_path == path
+
+
+@pytest.mark.parametrize("url", ["http://h:8222/?x=1", "http://h:8222?x", "http://h:8222/#f",
+                                 "http://h:8222/?", "h:8222#", "n=http://u:s%3Fx@h:8222/?q"])
+def test_monitoring_url_with_a_query_or_fragment_is_a_usage_error(url):
+    with pytest.raises(cli.UsageError, match="no query or fragment") as refused:
+        settings(url)
+    assert "s%3Fx" not in str(refused.value)
+
+
+def test_monitoring_url_with_a_path_prefix_and_encoded_password_is_accepted():
+    target, = settings("http://u:p%3F%23w@h:8222/nats/").targets
+    assert (target.url, target.user, target.password) == ("http://h:8222/nats", "u", "p?#w")
+
+
+def test_schemeless_fleet_url_is_read_as_nats_and_its_password_is_masked(caplog):
+    fleet = settings("--nats.url", "sys:s3cret@127.0.0.1:4222", "--nats.url", "tls://h:4222",
+                     "--nats.tls.insecure-skip-verify").fleet
+    assert fleet is not None
+    assert fleet.urls == ("nats://sys:s3cret@127.0.0.1:4222", "tls://h:4222")
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "nats://***@127.0.0.1:4222" in warned and "s3cret" not in warned
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("u:s3cret@127.0.0.1:4222", "***@127.0.0.1:4222"),
+    ("nats://u:s3cret@h:4222", "nats://***@h:4222"),
+    ("nats://u:s3c@ret@h:4222/x", "nats://***@h:4222/x"),
+    ("at nats://h:1, u:s3cret@h:2 and 'u:s3cret@h:3'", "at nats://h:1, ***@h:2 and '***@h:3'"),
+    ("nats://u:s3cret@a:1,nats://v:s3cret@b:2", "nats://***@a:1,nats://***@b:2"),
+    ("nats://h:4222 failed", "nats://h:4222 failed"),
+])
+def test_credentials_in_urls_are_masked_with_or_without_a_scheme(text, shown):
+    assert redact_userinfo(text) == shown

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from fastnats.server import (
+    FEED_BYTES,
+    MAX_PENDING_ANSWERS,
     Payload,
     Routes,
     accepts_gzip,
@@ -512,6 +514,49 @@ def test_client_that_does_not_read_stops_being_read(serve: Serve, connect: Conne
     assert results == [True] * expected
     assert slow.request(b"/healthz", headers=b"Connection: close\r\n").body == b"ok\n"
     slow.assert_closed()
+
+
+def test_pipelining_client_that_does_not_read_holds_few_answers(serve: Serve,
+                                                               connect: Connect) -> None:
+    answered: list[int] = []
+    padding = b"." * 16 * 1024  # so that the kernel buffers take only a few hundred answers
+
+    def numbered() -> Payload:
+        answered.append(len(answered))
+        return Payload(b"%d\n" % answered[-1] + padding, None, b"text/plain")
+
+    live = serve({"/n": numbered})
+    requests = 4000
+    # Every seventh asks for a missing page, so the order shows in the status codes too.
+    pipeline = b"".join(b"GET /nope HTTP/1.1\r\n\r\n" if i % 7 == 0 else
+                        b"GET /n HTTP/1.1\r\n\r\n" for i in range(requests))
+    c = connect(live.port, rcvbuf=4096)
+    sender = threading.Thread(target=c.send, args=(pipeline,), daemon=True)
+    sender.start()
+
+    async def held_back() -> int | None:
+        conn = next(iter(live.server._connections), None)
+        transport = None if conn is None else conn._transport
+        stuck = transport is not None and conn._write_paused and not transport.is_reading()
+        return len(conn._pending) + 1 if stuck else None  # + 1: 0 answers is truthy too
+
+    held = wait_until(lambda: live.run(held_back())) - 1
+    # Without the cap this was every request of the read that paused writing: thousands.
+    assert held <= MAX_PENDING_ANSWERS + FEED_BYTES // 18, held
+    assert len(answered) < requests * 6 // 7, "the server answered every request it was sent"
+
+    n = 0
+    for i in range(requests):
+        response = c.read_response()
+        if i % 7 == 0:
+            assert response.status == 404, i
+        else:
+            assert (response.status, response.body.partition(b"\n")[0]) == (200, b"%d" % n), i
+            n += 1
+    sender.join(timeout=RECV_TIMEOUT)
+    assert not sender.is_alive()
+    assert c.request(b"/nope", headers=b"Connection: close\r\n").status == 404
+    c.assert_closed()
 
 
 def test_client_that_stops_reading_is_dropped(serve: Serve, connect: Connect) -> None:
