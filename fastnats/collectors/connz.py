@@ -45,6 +45,8 @@ CLOSED_PAGE = 1000
 CLOSED_FIRST = 32
 #: Closes /varz may count before the server has put them in its closed list.
 RING_SLACK = 64
+#: Closed connections nats-server keeps by default (``max_closed_clients``).
+CLOSED_HELD = 10_000
 
 
 def connz_total(body: bytes | bytearray) -> int | None:
@@ -61,6 +63,52 @@ async def read_pages(source: Source, endpoint: str,
         return [await source.get(endpoint, params)]
     pages: list[bytearray] = await get_pages(endpoint, params)
     return pages
+
+
+def open_most(info: ServerInfo, listed: int) -> int:
+    """The most open connections a truthful /connz can count, from /varz's clients and
+    leafnodes (/connz lists both) and the ``listed`` total of the last listing: room for as
+    many again opened while the request was on its way."""
+    return 2 * with_margin(max(listed, info.connections + info.leafnodes))
+
+
+def closed_most(info: ServerInfo) -> int:
+    """The most a truthful closed /connz can hold: nats-server keeps ``max_closed_clients``
+    (``CLOSED_HELD`` by default), and no more than /varz counts closed (``total_connections -
+    connections``; leafnodes are not counted there, so never less than the default), with room
+    for closes since /varz."""
+    return with_margin(max(CLOSED_HELD, info.total_connections - info.connections)) + RING_SLACK
+
+
+async def read_closed_page(source: Source, offset: int, limit: int, info: ServerInfo,
+                           first: bool) -> tuple[list[bytearray], int, int, int | None]:
+    """One page of ``state=closed&sort=stop`` from ``offset``, as the parts its source splits it
+    into (each listed after the one before), read as one page: the parts, the list's ``total``
+    (part 0's), the connections listed and the stop time of the last one (of the last part that
+    lists any; None if none does). The ``first`` page's total must be one the server can hold
+    (``closed_most``): paging follows it."""
+    parts = await read_pages(source, "connz", {
+        "state": "closed", "sort": "stop", "auth": "true", "offset": offset, "limit": limit})
+    total = _head_int(parts[0], _CONNZ_HEAD, "total")
+    if first and total > (most := closed_most(info)):
+        raise _decode_error(
+            f"/connz state=closed says total={total} but /varz counts "
+            f"{info.total_connections - info.connections} closed connections and nats-server "
+            f"keeps {CLOSED_HELD} by default: over {most}, not read")
+    count = 0
+    oldest = None
+    for part in parts:
+        found = _head_int(part, _CONNZ_COUNT, "num_connections")
+        if found:
+            oldest = last_stop(part)
+        count += found
+    return parts, total, count, oldest
+
+
+def closed_reads(total: int) -> int:
+    """The most closed reads of a list of ``total``: closes during the read shift it, a few
+    pages more than it holds."""
+    return -(-total // CLOSED_PAGE) + 2
 
 
 def _decode_error(what: str) -> ScrapeError:
@@ -112,6 +160,8 @@ class ConnzCollector(Collector):
     or /varz, plus a margin; if the server still has more, the request is repeated larger.
     A source whose replies are bounded in size (the system account's, by ``max_payload``)
     splits a listing into pages itself (``read_pages``); the aggregator reads them as one.
+    A ``total`` no truthful server could send (``open_most``, ``closed_most``) is a decode
+    error, never asked for nor paged through.
 
     Closed connections carry their final counters. They are read by a watermark, not by a
     count: ``state=closed&sort=stop`` lists the most recent first, and the collector pages
@@ -209,6 +259,7 @@ class ConnzCollector(Collector):
     async def refresh(self, source: Source, info: ServerInfo) -> None:
         self.follow(info)
         limit = with_margin(max(self.aggregator.total, info.connections))
+        most = open_most(info, self.aggregator.total)
         for _ in range(self.MAX_ATTEMPTS):
             open_pages = await read_pages(
                 source, self.endpoint,
@@ -217,6 +268,11 @@ class ConnzCollector(Collector):
             total = max((t for t in totals if t is not None), default=None)
             if total is None or total <= limit:
                 break
+            if total > most:
+                # Asked for, its connections would pass every bound set from what /varz said.
+                raise _decode_error(
+                    f"/connz says total={total} but /varz counts {info.connections} "
+                    f"connections and {info.leafnodes} leafnodes: over {most}, not read")
             limit = with_margin(total)
         # Closes after the first page's listing were read as open or are read as closed next.
         listed_at = listing_time(open_pages[0])
@@ -265,22 +321,14 @@ class ConnzCollector(Collector):
         most = 1
         reads = 0
         while True:
-            # A source may split a read into smaller pages, each listed after the one before.
-            parts = await read_pages(source, self.endpoint, {
-                "state": "closed", "sort": "stop", "auth": "true", "offset": offset,
-                "limit": limit})
+            parts, total, count, last = await read_closed_page(source, offset, limit, info,
+                                                               not reads)
             pages += parts
             reads += 1
-            total = _head_int(parts[0], _CONNZ_HEAD, "total")
-            count = 0
-            for part in parts:
-                found = _head_int(part, _CONNZ_COUNT, "num_connections")
-                if found:
-                    oldest = last_stop(part)
-                count += found
+            if last is not None:
+                oldest = last
             if reads == 1:
-                # Closes during the read shift the list: a few pages more than it holds.
-                most = -(-total // CLOSED_PAGE) + 2
+                most = closed_reads(total)
             if count and oldest is not None and oldest < watermark:
                 return pages, False, oldest
             offset += count

@@ -269,7 +269,10 @@ class JszCollector(Collector):
     there one page is asked for, as large as its ``accounts`` count. The size bound of a reply
     follows the streams and consumers the server held at the last refresh; the first refresh
     learns them from a plain /jsz first. A source whose replies must fit a size on the wire
-    (the system account's) gets pages sized to fit it (``AccountPages``).
+    (the system account's) gets pages sized to fit it (``AccountPages``). A total that grows
+    past the first page's (and the last read's) with a margin is a decode error, and pages
+    holding more bytes than one reply of the whole listing may (its source's ``limits``) are
+    too large: a lying total cannot keep the pages coming.
 
     Once. A stream is exported by its leader (``cluster.leader`` is this server's name,
     ``ServerInfo.server_name``; a stream without a cluster block lives here alone). A
@@ -402,6 +405,12 @@ class JszCollector(Collector):
             self._pages.size(budget, self._held)
         replies: list[tuple[int, int]] = []
         most: int | None = None
+        # The listing holds no more, across its pages, than one reply of it could.
+        limits = getattr(source, "limits", None)
+        held_most = None if limits is None or depth < ACCOUNTS else \
+            max(limits.bounds(self.endpoint, params, self._expect()))
+        held = 0
+        accounts_most: int | None = None
         while True:
             page = dict(params)
             if depth >= ACCOUNTS:
@@ -412,8 +421,21 @@ class JszCollector(Collector):
                 if budget is not None and exc.reason == "timeout":
                     self._pages.lost(limit)
                 raise
+            held += len(body)
+            if held_most is not None and held > held_most:
+                raise ScrapeError(self.endpoint, "too_large", (
+                    f"/jsz pages took {held} bytes by offset {offset} (the server says "
+                    f"total={listing.total} accounts), over the {held_most} one reply of the "
+                    f"whole listing may take; raise --monitor.max-body-size-per-connection if "
+                    f"this server is really that large"))
             listed = await off_loop(len(body), _read, listing, body)
             del body
+            if accounts_most is None:
+                accounts_most = with_margin(max(listing.total, (self._held or (0,))[0]))
+            elif listing.total > accounts_most:
+                raise ScrapeError(self.endpoint, DECODE, (
+                    f"/jsz says total={listing.total} accounts after {pages + 1} pages, where its "
+                    f"first page and the last read counted fewer: over {accounts_most}, not read"))
             replies.append((wire, listed))
             offset += listed
             pages += 1
@@ -424,7 +446,7 @@ class JszCollector(Collector):
                 if limit > ACCOUNTS_PER_PAGE:
                     break
                 limit = with_margin(listing.total)
-                offset = 0
+                offset = held = 0
                 listing = Listing(me, options)
                 replies.clear()
                 continue

@@ -18,7 +18,7 @@ from ..errors import ConnzDecodeError, LeafzDecodeError, ScrapeError
 from ..flags import field_list, non_negative_int, non_negative_seconds, positive_int
 from ..rfc3339 import parse_rfc3339_ns
 from .base import DECODE, Collector, ServerContext, ServerInfo, Source, with_margin
-from .connz import _CONNZ_COUNT, _CONNZ_HEAD, CLOSED_FIRST, CLOSED_PAGE, _head_int, last_stop
+from .connz import CLOSED_FIRST, CLOSED_PAGE, closed_reads, read_closed_page
 from .decode import off_loop
 
 log = logging.getLogger("fastnats.scrape")
@@ -144,7 +144,7 @@ class LeafzCollector(Collector):
         try:
             wanted = await off_loop(len(body), aggregator.scan, body)
             if wanted:
-                await self._read_closed(source, wanted)
+                await self._read_closed(source, info, wanted)
             await off_loop(len(body), aggregator.commit, self.clock())
         except LeafzDecodeError as exc:
             raise ScrapeError(self.endpoint, DECODE, str(exc)) from None
@@ -160,9 +160,11 @@ class LeafzCollector(Collector):
                 "see nats_leafnode_connections_lost_total. Raise max_closed_clients in the "
                 "server's configuration, or refresh more often", self.server.name, lost)
 
-    async def _read_closed(self, source: Source, wanted: int) -> None:
+    async def _read_closed(self, source: Source, info: ServerInfo, wanted: int) -> None:
         """Feed the aggregator closed /connz pages, the most recent first, until the ``wanted``
-        vanished leafnodes are found or the pages pass the oldest listing they were seen in."""
+        vanished leafnodes are found or the pages pass the oldest listing they were seen in.
+        A page is read as the /connz collector reads one (``read_closed_page``): in parts that
+        each fit a source whose replies are bounded in size."""
         aggregator = self.aggregator
         watermark = (self._listed[0] - round(aggregator.closed_slack * 1e9)
                      if self._listed else None)
@@ -171,17 +173,15 @@ class LeafzCollector(Collector):
         most = 1
         try:
             while wanted:
-                page = await source.get("connz", {
-                    "state": "closed", "sort": "stop", "auth": "true", "offset": offset,
-                    "limit": limit})
+                parts, total, count, oldest = await read_closed_page(source, offset, limit, info,
+                                                                     not pages)
                 pages += 1
-                wanted = await off_loop(len(page), aggregator.match_closed, page)
-                total = _head_int(page, _CONNZ_HEAD, "total")
-                count = _head_int(page, _CONNZ_COUNT, "num_connections")
+                for part in parts:
+                    wanted = await off_loop(len(part), aggregator.match_closed, part)
                 if pages == 1:
-                    # Closes during the read shift the list: a few pages more than it holds.
-                    most = -(-total // CLOSED_PAGE) + 2
-                if not count or (watermark is not None and last_stop(page) < watermark):
+                    most = closed_reads(total)
+                if not count or (watermark is not None and oldest is not None
+                                 and oldest < watermark):
                     return
                 offset += count
                 if count < limit or offset >= total or pages >= most:

@@ -17,6 +17,7 @@ import pytest
 from fastnats import metrics as m
 from fastnats.collector import ServerCollector
 from fastnats.collectors import JszCollector, ServerContext, ServerInfo
+from fastnats.collectors.base import with_margin
 from fastnats.collectors.jsz import (
     ACCOUNTS_PER_PAGE,
     CONSUMERS,
@@ -25,6 +26,8 @@ from fastnats.collectors.jsz import (
     JszOptions,
 )
 from fastnats.errors import ScrapeError
+from fastnats.sources.monitor import BodyLimits, KiB, MiB
+from fastnats.sources.system import SystemSource
 from fastnats.target import Target
 from tests.support import jszgen
 
@@ -286,3 +289,123 @@ def test_accounts_made_while_paging_are_read_once_in_a_bounded_number_of_pages()
         rows = [labels[0] for labels, _ in samples[m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES.name]]
         assert len(rows) == len(set(rows)) and accounts <= set(rows)
         assert len(pages) <= 2 * (total // limit + 2) + 1
+
+
+#: Requests after which the fake times out, as a server's per-request timeout would end a read
+#: that does not stop by itself.
+GUARD = 200
+
+
+class Lying(Pages):
+    """``Pages`` with the size limits of a source (``limits``, small ones) and /routez, whose
+    pages after the first ``lie_from`` of the next refresh (``lie_after``) say ``total`` =
+    ``lie`` and are full at every offset (the accounts of an earlier one again); ``grow``
+    makes an account before each page."""
+
+    limits = BodyLimits(1 * MiB, 1 * KiB)
+
+    def __init__(self, doc: dict) -> None:
+        super().__init__(doc)
+        self.lie_from: int | None = None
+        self.lie = 10**12
+        self.grow = False
+        self.pages = 0
+        self.sent: list[int] = []
+
+    def lie_after(self, pages: int | None) -> None:
+        self.lie_from, self.pages = pages, 0
+
+    async def get(self, endpoint, params=None, *, expect=None, statuses=(200,)):
+        if endpoint == "routez":
+            return bytearray((Path(__file__).resolve().parents[1] / "data"
+                              / "routez_pooled.json").read_bytes())
+        if len(self.requests) > GUARD:
+            raise ScrapeError(endpoint, "timeout", "no reply within the timeout")
+        return await super().get(endpoint, params, expect=expect)
+
+    def body(self, params) -> bytes:
+        if not params or "offset" not in params:
+            return super().body(params)
+        if self.grow:
+            name = f"AAA{self.pages:04d}"
+            self.doc["account_details"].append({
+                "name": name, "id": name, "memory": 0, "storage": 0, "reserved_memory": 0,
+                "reserved_storage": 0, "accounts": 0, "ha_assets": 0,
+                "api": {"level": 0, "total": 0, "errors": 0}})
+            self.doc["total"] += 1
+            self.doc["accounts"] += 1
+        self.pages += 1
+        if self.lie_from is None or self.pages <= self.lie_from:
+            body = super().body(params)
+        else:
+            full = len(self.doc["account_details"]) - params["limit"]
+            doc = orjson.loads(super().body({**params, "offset": params["offset"] % full}))
+            body = orjson.dumps({**doc, "total": self.lie})
+        self.sent.append(len(body))
+        return body
+
+
+def lying_server(accounts: int) -> tuple[ServerCollector, Lying]:
+    source = Lying(synthetic(streams=10, consumers=10, accounts=accounts))
+    server = ServerCollector(Target("A1", "http://127.0.0.1:1"), source,
+                             {"jsz": JszOptions("accounts"), "routez": None})
+    asyncio.run(server.refresh())
+    assert server.problems == []
+    return server, source
+
+
+def jsz_samples(server: ServerCollector) -> dict:
+    collector = server.collector("jsz")
+    assert collector is not None
+    return collector.samples()
+
+
+def test_pages_that_claim_more_accounts_than_one_reply_could_hold_are_too_large():
+    # Every page says a trillion accounts and is full: the pages stop when they hold what one
+    # reply of the whole listing may hold, the counts of the last read its limit.
+    server, source = lying_server(3000)
+    cap = max(source.limits.bounds("jsz", None, {"accounts": with_margin(3000)}))
+    source.lie_after(0)
+    before, sent = len(source.requests), len(source.sent)
+    asyncio.run(server.refresh())
+    pages = pages_of(source, before)
+    replies = source.sent[sent:]
+    assert len(pages) <= cap // min(replies) + 1
+    assert sum(replies) <= cap + max(replies)
+    (error,) = server.problems
+    assert (error.endpoint, error.reason) == ("jsz", "too_large")
+    assert "total=1000000000000" in error.detail and f"over the {cap}" in error.detail
+    assert errors(server)[("jsz", "too_large")] == 1
+    success = dict(server.self_samples()[m.FASTNATS_COLLECTOR_SUCCESS.name])
+    assert success == {("varz",): 1, ("jsz",): 0, ("routez",): 1}
+    print(f"{len(pages)} pages, {sum(replies)} bytes, limit {cap}")
+    # The system account's source states its limits too, so fleet reads are capped alike.
+    assert SystemSource(None, "NSIM", 5, source.limits).limits is source.limits  # type: ignore[arg-type]
+
+
+def test_a_total_that_jumps_after_the_first_page_is_a_decode_error():
+    server, source = lying_server(3000)
+    source.lie_after(1)
+    before = len(source.requests)
+    asyncio.run(server.refresh())
+    assert len(pages_of(source, before)) == 2
+    (error,) = server.problems
+    assert (error.endpoint, error.reason) == ("jsz", "decode")
+    assert "says total=1000000000000 accounts after 2 pages" in error.detail
+    assert errors(server)[("jsz", "decode")] == 1
+    # The truth again: read whole.
+    source.lie_after(None)
+    asyncio.run(server.refresh())
+    assert server.problems == []
+    rows = jsz_samples(server)[m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES.name]
+    assert len(rows) == 3000
+
+
+def test_accounts_made_while_paging_under_the_limits_are_read_whole():
+    server, source = lying_server(3000)
+    source.grow = True
+    asyncio.run(server.refresh())
+    assert server.problems == []
+    rows = jsz_samples(server)[m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES.name]
+    assert {labels[0] for labels, _ in rows} >= {a["id"] for a in source.doc["account_details"]
+                                                 if not a["id"].startswith("AAA")}

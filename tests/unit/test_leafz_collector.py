@@ -9,15 +9,22 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 from collections import Counter
+from pathlib import Path
 
+import orjson
 import pytest
 
 from fastnats import metrics as m
+from fastnats.collector import ServerCollector
 from fastnats.collectors import ALL, ServerContext, ServerInfo
+from fastnats.collectors.connz import CLOSED_HELD, closed_most
 from fastnats.collectors.leafz import LeafzCollector, LeafzOptions
 from fastnats.errors import ScrapeError
 from fastnats.sources.monitor import BodyLimits, KiB, MiB
+from fastnats.sources.system import SystemSource
+from fastnats.target import Target
 from tests.support import leafzgen
 
 IN_MSGS = "nats_leafnode_in_messages_total"
@@ -219,3 +226,127 @@ def test_flags_and_label_names():
     for bad in ("lang", "name,name"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--leafz.group-by", bad])
+
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+#: Requests after which the fake times out, as a server's per-request timeout would end a read
+#: that does not stop by itself.
+GUARD = 200
+
+
+class LyingHub(HubSource):
+    """``HubSource`` with /varz and /routez, whose closed /connz can say ``total`` = ``lie``
+    and serve full pages of the most recent closes at every offset."""
+
+    def __init__(self, hub: leafzgen.Hub) -> None:
+        super().__init__(hub)
+        self.lie: int | None = None
+        self.sent: list[int] = []
+
+    async def get(self, endpoint: str, params=None, *, expect=None, statuses=(200,)):
+        if endpoint == "varz":
+            varz = orjson.loads((DATA / "varz.json").read_bytes())
+            return bytearray(orjson.dumps({**varz, "leafnodes": len(self.hub.open)}))
+        if endpoint == "routez":
+            return bytearray((DATA / "routez_pooled.json").read_bytes())
+        if len(self.requests) > GUARD:
+            raise ScrapeError(endpoint, "timeout", "no reply within the timeout")
+        if endpoint == "connz" and self.lie is not None:
+            self.requests.append((endpoint, dict(params), expect))
+            body = self.hub.closed_listing(0, int(params["limit"]))
+            body = re.sub(rb'"total": \d+', b'"total": %d' % self.lie, body, count=1)
+        else:
+            body = await super().get(endpoint, params, expect=expect)
+        self.sent.append(len(body))
+        return bytearray(body)
+
+
+def test_a_closed_total_over_what_the_server_can_hold_is_a_leafz_error_after_one_page():
+    source = LyingHub(leafzgen.Hub(15, names=3))
+    server = ServerCollector(Target("hub", "http://127.0.0.1:1"), source,
+                             {"leafz": LeafzOptions(), "routez": None})
+    source.hub.step(opens=4)
+    asyncio.run(server.refresh())
+    # A leafnode closed, then 2,500 clients: the pages served never reach it.
+    source.hub.step(closes=1)
+    source.hub.step(clients=2500)
+    source.lie = 10**12
+    before, sent = len(source.requests), len(source.sent)
+    asyncio.run(server.refresh())
+    closed = [r for r in source.requests[before:] if r[0] == "connz"]
+    assert len(closed) == 1, f"{len(closed)} closed pages read"
+    assert sum(source.sent[sent:]) < 4 * MiB
+    (error,) = server.problems
+    assert (error.endpoint, error.reason) == ("leafz", "decode")
+    assert "/connz state=closed: /connz state=closed says total=1000000000000" in error.detail
+    errors = dict(server.self_samples()[m.FASTNATS_REFRESH_ERRORS_TOTAL.name])
+    assert errors[("leafz", "decode")] == 1
+    success = dict(server.self_samples()[m.FASTNATS_COLLECTOR_SUCCESS.name])
+    assert success == {("varz",): 1, ("leafz",): 0, ("routez",): 1}
+    # The truth next time: the closed leafnode is found, nothing lost.
+    source.lie = None
+    asyncio.run(server.refresh())
+    collector = server.collector("leafz")
+    assert isinstance(collector, LeafzCollector)
+    assert server.problems == [] and collector.aggregator.lost == 0
+    assert collector.aggregator.closed == 1
+    # What the hub could hold is /varz's closed connections or nats-server's default.
+    info = ServerInfo("HUB", "s", connections=0, total_connections=0, listeners={})
+    assert CLOSED_HELD < closed_most(info) < 10**12
+
+
+class HubAccount:
+    """A system account over a simulated hub whose replies must fit ``max_payload`` (an
+    assertion: a hop that small would close the link)."""
+
+    def __init__(self, hub: leafzgen.Hub, max_payload: int | None) -> None:
+        self.hub = hub
+        self.max_payload = max_payload
+        #: The options of each closed /connz request.
+        self.closed: list[dict] = []
+
+    async def request_sized(self, server_id: str, endpoint: str, body: dict | None, *,
+                            timeout: float, max_bytes: int | None = None,
+                            compress: bool | None = None) -> tuple[bytes, int]:
+        options = body or {}
+        if endpoint == "leafz":
+            data = self.hub.leafz_body(indent=False)
+        else:
+            assert endpoint == "connz" and options["state"] == 1 and options["sort"] == "stop"
+            self.closed.append(options)
+            data = self.hub.closed_listing(options["offset"], options["limit"], indent=False)
+        reply = b'{"server":{"id":"HUB"},"data":' + data + b"}"
+        if self.max_payload is not None:
+            assert len(reply) <= self.max_payload, (len(reply), options)
+        return reply, len(reply)
+
+
+def test_the_closed_read_fits_a_small_max_payload_and_equals_an_unbounded_read():
+    print("leafzgen seed 17")
+    hub = leafzgen.Hub(17, names=4)
+    small, whole = HubAccount(hub, 24 * KiB), HubAccount(hub, None)
+    runs = []
+    for account in (small, whole):
+        collector = LeafzCollector(ServerContext("hub", "h"), LeafzOptions(group_by=("name",)))
+        collector.clock = lambda: hub.now
+        runs.append((collector, SystemSource(account, "HUB", 5)))  # type: ignore[arg-type]
+
+    def step(**changes) -> None:
+        hub.step(**changes)
+        info = ServerInfo("HUB", "s", connections=0, total_connections=0, listeners={},
+                          leafnodes=len(hub.open))
+        for collector, source in runs:
+            asyncio.run(collector.refresh(source, info))
+
+    step(opens=40)
+    hub.step(closes=3, reconnects=2)
+    step(clients=2500)
+    step(closes=2)
+    # Each page of 1,000 was asked for in parts that fit, read as the one page it is.
+    assert len(small.closed) > 2 * len(whole.closed) and len(whole.closed) >= 4
+    # Each part of a page starts where that page does, or further on.
+    assert {r["offset"] for r in whole.closed} <= {r["offset"] for r in small.closed}
+    (bounded, _), (unbounded, _) = runs
+    assert bounded.samples() == unbounded.samples()
+    assert bounded.aggregator.closed == unbounded.aggregator.closed == 7
+    assert bounded.aggregator.lost == unbounded.aggregator.lost == 0
