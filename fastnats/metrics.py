@@ -652,9 +652,9 @@ NATS_SERVER_JETSTREAM_HEALTHY = Metric(
            "(check server-only); a server without JetStream passes both", example=1)
 NATS_SERVER_HEALTH_FAILURES = Metric(
     "nats_server_health_failures", GAUGE,
-    "Failing health checks, by the kind of check (JETSTREAM, STREAM, CONSUMER, ACCOUNT, ...); "
-    "kinds that pass have no series", ("type",),
-    source="/healthz?details=true errors, counted by type", example=1)
+    "Failing health checks, by the kind of check (CONNECTION, BAD_REQUEST, JETSTREAM, ACCOUNT, "
+    "STREAM, CONSUMER; any other type is summed into _other); kinds that pass have no series",
+    ("type",), source="/healthz?details=true errors, counted by type", example=1)
 
 HEALTHZ: tuple[Metric, ...] = (
     NATS_SERVER_HEALTHY,
@@ -1125,9 +1125,12 @@ NATS_WIRE_CONNECTIONS = Metric(
 NATS_WIRE_MODE_INFO = Metric(
     "nats_wire_mode_info", GAUGE,
     "How closed connections are counted: destroy_events (exact final counts) or poll (counts "
-    "up to the last poll before the close); value 1",
+    "up to the last poll before the close); off while the counter does not run for the server "
+    "(no nats_server_total_bytes_*; the log says why); value 1",
     ("mode",), source="destroy_events when the kernel lets the exporter subscribe to the "
-                      "sock_diag destroy multicast groups, else poll")
+                      "sock_diag destroy multicast groups, else poll; off when the server's "
+                      "listening sockets are not visible here (tried again, with backoff, while "
+                      "they may yet appear) or the server is not on this host")
 
 WIRE: tuple[Metric, ...] = (
     NATS_WIRE_SENT_BYTES_TOTAL,

@@ -22,6 +22,10 @@ from .decode import Fields, decode_json
 
 #: The statuses whose body is a health report: 503 is an unhealthy server's.
 STATUSES = (200, 503)
+#: The failure types nats-server sends (its HealthZErrorType names); any other type a server
+#: sends is summed into ``metrics.OTHER_GROUP``, so a server cannot make a series per type.
+FAILURE_TYPES = frozenset({"CONNECTION", "BAD_REQUEST", "JETSTREAM", "ACCOUNT", "STREAM",
+                           "CONSUMER"})
 #: Each ``--healthz.jetstream`` check, its ``check`` label value, and the query that asks it.
 JETSTREAM_CHECKS = {"enabled-only": "js-enabled-only", "server-only": "js-server-only"}
 
@@ -38,8 +42,9 @@ _checks = field_list(JETSTREAM_CHECKS, "JetStream health check")
 
 
 def health(body: bytes | bytearray) -> tuple[bool, Counter[str] | None]:
-    """Whether a /healthz body says ok, and its failing checks counted by type (None when the
-    body lists none: no ``details=true``, or a server that ignores it)."""
+    """Whether a /healthz body says ok, and its failing checks counted by type, types outside
+    ``FAILURE_TYPES`` as ``_other`` (None when the body lists none: no ``details=true``, or a
+    server that ignores it)."""
     report = Fields("healthz", decode_json("healthz", body))
     healthy = report.text("status") == "ok"
     if report.doc.get("errors") is None:
@@ -47,7 +52,8 @@ def health(body: bytes | bytearray) -> tuple[bool, Counter[str] | None]:
     errors = report.array("errors")
     failures: Counter[str] = Counter()
     for at, error in enumerate(errors):
-        failures[Fields("healthz", error, f"errors[{at}].").text("type")] += 1
+        kind = Fields("healthz", error, f"errors[{at}].").text("type")
+        failures[kind if kind in FAILURE_TYPES else m.OTHER_GROUP] += 1
     return healthy, failures
 
 

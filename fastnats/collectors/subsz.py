@@ -32,8 +32,9 @@ def subsz_samples(body: bytes | bytearray) -> Samples:
 
 
 class SubszCollector(Collector):
-    """Reads /subsz without its subscription list. A failed read keeps the last good series
-    until ``STALE_AFTER``, as most endpoints do."""
+    """Reads /subsz without its subscription list. A body that does not decode keeps the last
+    good series until ``STALE_AFTER``; a failed request drops them at once, as most endpoints
+    do (``Collector.failed``)."""
 
     name = "subsz"
     endpoint = "subsz"

@@ -135,12 +135,27 @@ def test_decode_errors_name_the_field():
 
 
 def test_huge_and_odd_but_well_formed_reports():
-    many = {"status": "error", "errors": [{"type": f"T{i % 3}"} for i in range(30000)]}
-    assert health(orjson.dumps(many))[1] == {"T0": 10000, "T1": 10000, "T2": 10000}
+    many = {"status": "error", "errors": [{"type": ("STREAM", "CONSUMER", "T")[i % 3]}
+                                          for i in range(30000)]}
+    assert health(orjson.dumps(many))[1] == {"STREAM": 10000, "CONSUMER": 10000, "_other": 10000}
     # Any status but "ok" is unhealthy; extra fields are ignored.
     assert health(b'{"status": "OK"}') == (False, None)
     assert health(b'{"status": "", "status_code": 99999999999999999999}') == (False, None)
     assert health(b'{"status": "ok", "errors": [], "x": [1e308]}') == (True, {})
+
+
+def test_types_nats_server_does_not_send_are_summed_into_other():
+    # 10,000 distinct types, among them the markers and the known names in other spellings,
+    # then one failure of each type nats-server sends.
+    odd = [f"T{i}" for i in range(9990)] + ["_other", "__other", "_unknown", "jetstream",
+                                             "STREAM ", "", "unknown", "é", "a" * 4096, "0"]
+    # nats-server's HealthZErrorType names.
+    known = ["ACCOUNT", "BAD_REQUEST", "CONNECTION", "CONSUMER", "JETSTREAM", "STREAM"]
+    body = orjson.dumps({"status": "error", "errors": [
+        {"type": kind, "error": "x"} for kind in odd + known]})
+    samples, _ = refreshed({"details=true": body})
+    assert samples["nats_server_health_failures"] == [
+        *(((kind,), 1) for kind in known), (("_other",), 10000)]
 
 
 def server(bodies, options: HealthzOptions | None = None) -> ServerCollector:

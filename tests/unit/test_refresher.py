@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import selectors
 import time
 from dataclasses import dataclass
 
@@ -18,13 +20,12 @@ class FakeTarget:
 
 
 class FakeServer:
-    """Records refreshes and polls; each refresh takes ``refresh_time`` seconds."""
+    """Records refreshes and polls; a refresh waits for the ``hang`` event when there is one."""
 
-    def __init__(self, name: str, poll_interval: float | None = None,
-                 refresh_time: float = 0.0) -> None:
+    def __init__(self, name: str, poll_interval: float | None = None) -> None:
         self.target = FakeTarget(name)
         self.poll_interval = poll_interval
-        self.refresh_time = refresh_time
+        self.hang: asyncio.Event | None = None
         self.events: list[str] = []
         self.busy = False
         self.fail = False
@@ -34,7 +35,7 @@ class FakeServer:
         assert not self.busy, "a refresh overlapped other work"
         self.busy = True
         self.events.append("refresh")
-        await asyncio.sleep(self.refresh_time)
+        await (self.hang.wait() if self.hang is not None else asyncio.sleep(0))
         self.busy = False
         if self.fail:
             raise RuntimeError("a bug")
@@ -63,15 +64,84 @@ def run_until(refresher: Refresher, done) -> None:
     asyncio.run(asyncio.wait_for(main(), 30))
 
 
+class VirtualTime(selectors.BaseSelector):
+    """The selector of a ``VirtualTimeLoop``: when nothing is ready and no worker thread is
+    busy, the clock jumps to the next timer instead of waiting for it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        #: Worker thread jobs whose results the loop has not taken yet; the clock stands still
+        #: while there are any, so a render in a thread takes no time.
+        self.busy = 0
+        self._real = selectors.DefaultSelector()
+
+    def select(self, timeout=None):
+        if self.busy and timeout != 0:
+            return self._real.select(None)      # until a worker thread's result comes
+        if not timeout:
+            return self._real.select(timeout)
+        ready = self._real.select(0)
+        if not ready:
+            self.now += timeout
+        return ready
+
+    def register(self, fileobj, events, data=None):
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj):
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj, events, data=None):
+        return self._real.modify(fileobj, events, data)
+
+    def get_map(self):
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An event loop on a simulated clock: every timer fires exactly when it is due, however
+    loaded the machine is."""
+
+    def __init__(self) -> None:
+        self.clock = VirtualTime()
+        super().__init__(self.clock)
+
+    def time(self) -> float:
+        return self.clock.now
+
+    def run_in_executor(self, executor, func, *args):
+        future = super().run_in_executor(executor, func, *args)
+        self.clock.busy += 1
+
+        def taken(_: object) -> None:
+            self.clock.busy -= 1
+
+        future.add_done_callback(taken)
+        return future
+
+
 def test_polls_run_between_refreshes_in_the_server_loop():
     server = FakeServer("a", poll_interval=0.02)
     refresher = Refresher(FakeCollector(server), 0.1)  # type: ignore[arg-type]
-    run_until(refresher, lambda: server.events.count("refresh") >= 4)
+
+    async def main() -> None:
+        await refresher.start()
+        while server.events.count("refresh") < 4:
+            await asyncio.sleep(0.01)
+        await refresher.stop()
+
+    with asyncio.Runner(loop_factory=VirtualTimeLoop) as runner:
+        runner.run(asyncio.wait_for(main(), 30))
     events = server.events
     assert events[0] == "refresh"
-    # Every gap between two refreshes holds polls, and none overlapped a refresh.
+    # Every gap between two refreshes holds the polls of the poll grid (at 20, 40, 60 and
+    # 80 ms: the last at least half a poll interval before the refresh), and none overlapped a
+    # refresh (FakeServer asserts it).
     gaps = "".join("R" if e == "refresh" else "p" for e in events).split("R")[1:-1]
-    assert gaps and all(gap for gap in gaps), events
+    assert gaps == ["pppp"] * 3, events
     assert refresher.payload is not None and b"nats_up" in refresher.payload.body
 
 
@@ -83,25 +153,32 @@ def test_no_polls_without_a_shorter_poll_interval():
         assert set(server.events) == {"refresh"}, poll_interval
 
 
+def rendered_refreshes(refresher: Refresher, server: str) -> int:
+    """The refreshes of ``server`` in the last render (FakeCollector's nats_up counts them)."""
+    assert refresher.payload is not None
+    found = re.search(rb'^nats_up\{server="%s"\} (\d+)' % server.encode(), refresher.payload.body,
+                      re.M)
+    assert found is not None
+    return int(found[1])
+
+
 def test_a_slow_server_does_not_hold_back_the_others_or_the_render():
-    slow = FakeServer("slow", refresh_time=0.0)
+    slow = FakeServer("slow")
     fast = FakeServer("fast")
     refresher = Refresher(FakeCollector(slow, fast), 0.05)  # type: ignore[arg-type]
 
     async def main() -> None:
         await refresher.start()
-        slow.refresh_time = 5.0  # its next refresh hangs far past the interval
+        slow.hang = asyncio.Event()  # its next refresh never ends
         while fast.events.count("refresh") < 8:
             await asyncio.sleep(0.01)
-        # The fast server kept its schedule, and its results were published meanwhile.
-        assert slow.events.count("refresh") <= 2
-        rendered = refresher.rendered_at
+        # The fast server kept its schedule, and its results go on being published: a render
+        # of a later refresh of it comes while the slow one still hangs.
+        assert slow.events.count("refresh") == 2
         count = fast.events.count("refresh")
-        await asyncio.sleep(0.2)
-        assert refresher.rendered_at != rendered
-        assert refresher.payload is not None
-        assert b'nats_up{server="fast"} ' in refresher.payload.body
-        assert fast.events.count("refresh") > count
+        while rendered_refreshes(refresher, "fast") <= count:
+            await asyncio.sleep(0.01)
+        assert slow.events.count("refresh") == 2
         # The hung server's refreshes stopped completing: /healthz says so, in time.
         while refresher.healthy():
             await asyncio.sleep(0.05)

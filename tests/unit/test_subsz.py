@@ -123,6 +123,13 @@ def test_the_collector_asks_without_the_subscription_list_and_keeps_a_good_read(
     found = families(server)
     assert found["nats_sublist_matches_total"] == [((), 13)]
     assert found["fastnats_collector_success"] == [(("varz",), 1), (("subsz",), 0)]
+    # A failed request drops them at once, well before the collector is stale.
+    source.subsz = ScrapeError("subsz", "timeout", "no answer")
+    found = families(server)
+    assert found["nats_sublist_matches_total"] == []
+    assert (("subsz", "timeout"), 1) in found["fastnats_refresh_errors_total"]
+    source.subsz = orjson.dumps(SUBSZ)
+    assert families(server)["nats_sublist_matches_total"] == [((), 13)]
     # An older server without /subsz: nothing of it, and no error.
     source.subsz = ScrapeError("subsz", "http_status", "HTTP 404", status=404)
     found = families(server)
