@@ -4,7 +4,6 @@ never go backwards), and a server that restarts shows a visible reset, never a s
 from __future__ import annotations
 
 import asyncio
-import signal
 
 import pytest
 
@@ -12,7 +11,7 @@ from fastnats.collector import ServerCollector
 from fastnats.sources.monitor import MonitorClient, new_session
 from fastnats.target import Target
 from tests.support.natsclient import RawClient
-from tests.support.process import running_nats
+from tests.support.process import frozen, running_nats
 
 pytestmark = pytest.mark.integration
 
@@ -45,13 +44,10 @@ def test_wire_counters_survive_a_stopped_server_without_going_back():
                 await server.refresh()
                 before = value(server, RECEIVED)
                 assert before >= value(server, PAYLOAD) >= 1_000_000
-                nats.send_signal(signal.SIGSTOP)
-                try:
+                with frozen(nats):
                     await server.refresh()  # times out: the server is down for this refresh
                     assert not server.up
                     assert RECEIVED not in server.snapshot
-                finally:
-                    nats.send_signal(signal.SIGCONT)
                 await server.refresh()
                 assert server.up
                 after = value(server, RECEIVED)

@@ -7,6 +7,7 @@ import os
 import re
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -188,3 +189,22 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
         time.sleep(interval)
+
+
+@contextmanager
+def frozen(server: launcher.NatsServer) -> Iterator[None]:
+    """``server`` stopped by SIGSTOP for the block, and continued after it. The block starts
+    only once the kernel shows the process stopped: the signal is delivered asynchronously, and
+    a loaded machine may let it answer a request first."""
+    server.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: _state(server.process.pid) == "T", timeout=10, interval=0.01)
+        yield
+    finally:
+        server.send_signal(signal.SIGCONT)
+
+
+def _state(pid: int) -> str:
+    """The process state letter of /proc/<pid>/stat (``T`` when stopped by a signal)."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        return stat.read().rpartition(")")[2].split()[0]
