@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import FastNatsError
-from .natsconf import Conf, translate
+from ..errors import ConfError, FastNatsError
+from .natsconf import Conf, load, translate
 
 log = logging.getLogger("fastnats.nats")
 
@@ -74,12 +74,24 @@ def _split_addr(addr: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _reachable(host: str) -> str:
+    """``host`` for a URL that reaches a listener bound to it: wildcards become loopback."""
+    if host in ("", "0.0.0.0", "::"):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
 @dataclass
 class NatsServer:
     """A started nats-server; ``ports`` maps a listener (client, route, http, ...) to its port."""
 
     process: subprocess.Popen[str]
     ports: dict[str, int] = field(default_factory=dict)
+    # The host of each listener, as its log line gives it ("0.0.0.0", "127.0.0.2", "::1").
+    hosts: dict[str, str] = field(default_factory=dict)
+    # Run before a SIGHUP is passed on (--nats.launch translates the conf again); raises
+    # ConfError to keep the signal back.
+    before_reload: Callable[[], None] | None = None
     log_lines: list[str] = field(default_factory=list)
     _ready: threading.Event = field(default_factory=threading.Event, repr=False)
     _started: bool = False
@@ -95,11 +107,11 @@ class NatsServer:
 
     @property
     def monitor_url(self) -> str:
-        if "https" in self.ports:
-            return f"https://127.0.0.1:{self.ports['https']}"
-        if "http" not in self.ports:
-            raise NatsServerError("this nats-server has no monitoring port")
-        return f"http://127.0.0.1:{self.ports['http']}"
+        for scheme in ("https", "http"):
+            if scheme in self.ports:
+                host = _reachable(self.hosts.get(scheme, ""))
+                return f"{scheme}://{host}:{self.ports[scheme]}"
+        raise NatsServerError("this nats-server has no monitoring port")
 
     @property
     def client_port(self) -> int:
@@ -148,7 +160,7 @@ def spawn(args: Sequence[str] = ("-p", "-1", "-m", "-1"), *, binary: str | None 
             if (match := _LISTENING.search(line)) is not None:
                 # The route listener is logged after "Server is ready": read on past it.
                 kind = (match["http"] or match["kind"]).lower()
-                server.ports[kind] = _split_addr(match["addr"])[1]
+                server.hosts[kind], server.ports[kind] = _split_addr(match["addr"])
             elif server._ready.is_set():
                 continue
             elif (match := _FATAL.search(line)) is not None:
@@ -180,15 +192,22 @@ def launch_conf(conf: Conf, binary: str | None = None) -> Iterator[NatsServer]:
     """Run nats-server on ``conf``, translated to a conf it accepts, for the ``with`` block.
 
     The translation's warnings (what nats-server would not accept) are logged; the child's own
-    log goes to our stderr.
+    log goes to our stderr. Before a reload (SIGHUP, see :func:`forward_signals_until_exit`)
+    ``conf.path`` is read and translated again into the same file.
     """
     with tempfile.TemporaryDirectory(prefix="fastnats-") as tmp:
         translated = translate(conf, Path(tmp))
         for warning in translated.warnings:
             log.warning("%s", warning)
+
+        def retranslate() -> None:
+            for warning in translate(load(conf.path), Path(tmp)).warnings:
+                log.warning("%s", warning)
+
         # Started from the calling (main) thread: the child's parent-death signal is tied to it.
         child = start(["-c", str(translated.path)], binary=binary, sink=stderr_sink,
                       keep_log=False)
+        child.before_reload = retranslate
         try:
             yield child
         finally:
@@ -200,10 +219,35 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUI
 
 
 async def forward_signals_until_exit(child: NatsServer) -> int:
-    """Pass our signals on to ``child`` until it exits; its exit status, as a shell reports it."""
+    """Pass our signals on to ``child`` until it exits; its exit status, as a shell reports it.
+
+    A SIGHUP goes on only once ``child.before_reload`` (run off the event loop: it parses the
+    conf) has succeeded; if it fails, the child keeps the conf it runs on.
+    """
     loop = asyncio.get_running_loop()
+    reloads = asyncio.Lock()  # one at a time, in the order the signals came
+    pending: set[asyncio.Task[None]] = set()
+
+    async def reload() -> None:
+        async with reloads:
+            if child.before_reload is not None:
+                try:
+                    await loop.run_in_executor(None, child.before_reload)
+                except (ConfError, OSError, ValueError) as exc:
+                    log.error("reload refused, nats-server keeps its running conf: %s", exc)
+                    return
+            child.send_signal(signal.SIGHUP)
+
+    def on_sighup() -> None:
+        task = loop.create_task(reload(), name="fastnats-nats-reload")
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
     for signum in FORWARDED_SIGNALS:
-        loop.add_signal_handler(signum, child.send_signal, signum)
+        if signum == signal.SIGHUP:
+            loop.add_signal_handler(signum, on_sighup)
+        else:
+            loop.add_signal_handler(signum, child.send_signal, signum)
     returncode = await loop.run_in_executor(None, child.wait)
     log.info("nats-server exited with status %d", returncode)
     # A child killed by a signal reports -N; a shell would say 128+N.

@@ -21,8 +21,9 @@ Facts of nats-server 2.15 this module follows (checked against the real binary):
   environment, whose value is parsed like a conf value (``PORT=8222`` gives an integer);
 * an included file is parsed on its own (it does not see the includer's variables), relative to
   the directory of the file that includes it, and its keys land where the ``include`` stands;
-* a top-level key that is no setting is an ``unknown field`` error unless a ``$reference`` uses
-  it, so :func:`translate`, which resolves the references, drops such variable definitions;
+* a key that is no setting is an ``unknown field`` error unless a ``$reference`` uses it, so
+  :func:`translate`, which resolves the references, drops such variable definitions; a setting
+  that a reference uses still applies, and is kept;
 * durations stay strings (``"10s"``, ``10s``), but a bare ``2m`` is the integer 2000000;
 * monitoring port 0 disables monitoring; -1 makes nats-server pick a free port and log it
   (``Starting http monitor on HOST:PORT``); a client port of 0 means the default, 4222;
@@ -37,11 +38,12 @@ writes the equivalent conf it accepts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 import re
-from bisect import bisect_left
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -71,12 +73,12 @@ _INT64 = range(-(2**63), 2**63)
 _ESCAPES = {"t": "\t", "n": "\n", "r": "\r", '"': '"', "\\": "\\"}
 _HEX2 = re.compile(r"[0-9a-fA-F]{2}")
 _QUOTED_RUN = re.compile(r'[^"\\]*')
+_SPACE_RUN = re.compile(r"[ \t\r\n]*")
 # A bare value ends at any of these; a key also at a separator, a bracket or a quote.
 _VALUE_END = frozenset(" \t\r\n,;]}")
 _KEY_END = _VALUE_END | frozenset("=:{[#\"'")
 _BCRYPT_PREFIX = "2a$"
 _WILDCARD_HOSTS = frozenset({"", "0.0.0.0", "::"})
-_NEWLINE = re.compile("\n")
 _ENV_SOURCE = "an environment variable's value"
 _TOO_DEEP = (f"nested more than {MAX_DEPTH} deep (blocks, arrays, includes and environment "
              f"variables count together)")
@@ -219,12 +221,20 @@ class _Parser:
         # Environment variables being expanded, so that FOO='$FOO' fails instead of recursing.
         self.env_names = env_names
         self.scopes: list[Section] = []
-        self._newlines = [match.start() for match in _NEWLINE.finditer(text)]
+        # Lines are counted from the last position asked for (positions mostly grow): a table
+        # of line ends would take several times the size of a file of blank lines.
+        self._line_pos = 0
+        self._line = 1
 
     # -- positions and errors
 
     def line_at(self, pos: int) -> int:
-        return bisect_left(self._newlines, pos) + 1
+        if pos >= self._line_pos:
+            line = self._line + self.text.count("\n", self._line_pos, pos)
+        else:
+            line = self._line - self.text.count("\n", pos, self._line_pos)
+        self._line_pos, self._line = pos, line
+        return line
 
     def error(self, message: str, pos: int) -> ConfError:
         return ConfError(f"{self.source}:{self.line_at(pos)}: {message}")
@@ -254,11 +264,12 @@ class _Parser:
     def skip_lines(self) -> None:
         """Skip blanks, comments and line ends."""
         while True:
-            self.skip_blanks()
-            if self.peek() in ("\r", "\n"):
-                self.pos += 1
-            else:
+            blanks = _SPACE_RUN.match(self.text, self.pos)
+            assert blanks is not None  # it matches the empty string too
+            self.pos = blanks.end()
+            if not self.at_comment():
                 return
+            self.skip_blanks()
 
     # -- structure
 
@@ -837,24 +848,34 @@ def translate(conf: Conf, dest_dir: str | os.PathLike[str]) -> Translation:
     dest = Path(dest_dir)
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / "nats-server.conf"
-    path.write_text(text, encoding="utf-8")
+    # Written aside and renamed: a nats-server reloading it never reads half a conf.
+    fd, temporary = tempfile.mkstemp(prefix=".nats-server.conf.", dir=dest)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
     return Translation(path, warnings)
 
 
 def _translation(conf: Conf) -> tuple[str, tuple[str, ...]]:
     """The text :func:`translate` writes for ``conf``, and its warnings."""
     settings = _unwrapped(conf.tree)
+    _check_expansion(settings)
     _, warnings = _monitor(settings)
     out: dict[str, object] = {}
     for entry in settings.entries():
         name = entry.key.lower()
-        if entry.used_as_variable or name == "metrics":
+        if name == "metrics" or _only_a_variable(entry, _TOP_LEVEL):
             continue
         if name in ("http", "https") and isinstance(entry.value, Section):
             host, port, _ = _monitor_block(entry)
             out[entry.key] = _join_hostport(host, port)
         else:
-            out[entry.key] = _plain(entry.value)
+            out[entry.key] = _plain(entry.value, _TOP_LEVEL.blocks.get(name))
     return f"# Translated by fastnats from {str(conf.path)!r}.\n{dump(out)}", tuple(warnings)
 
 
@@ -862,13 +883,142 @@ def _join_hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _plain(value: Value) -> object:
-    """``value`` with the keys that serve only as variables left out, as nats-server needs."""
+class _Block(NamedTuple):
+    """What nats-server reads in one kind of block: the keys it knows (lower case) and the
+    blocks under some of them (``*``: under every key)."""
+
+    known: frozenset[str]
+    blocks: Mapping[str, _Block] = {}
+
+
+def _keys(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
+# The keys nats-server 2.15 knows, from the switch of each block's parser in server/opts.go.
+# Its parsers excuse an unknown key that a $reference uses, and only that: a known key applies
+# even when a reference uses it. Blocks left out here (tls, and parsers that excuse nothing) keep
+# every key, so that nats-server decides as it would on the conf itself.
+_ACCOUNT = _Block(_keys("nkey imports exports jetstream users default_permissions mappings maps "
+                        "limits msg_trace trace_dest"))
+_TOP_LEVEL = _Block(_keys("""
+    listen client_advertise port server_name host net debug trace trace_verbose trace_headers
+    logtime logtime_utc mappings maps disable_sublist_cache no_sublist_cache accounts
+    default_sentinel authorization http https http_port monitor_port https_port http_base_path
+    cluster gateway leaf leafnodes store_dir storedir jetstream logfile log_file
+    logfile_size_limit log_size_limit logfile_max_num log_max_num syslog remote_syslog pidfile
+    pid_file ports_file_dir prof_port prof_block_rate max_control_line max_payload max_pending
+    proxy_protocol max_connections max_conn max_traced_msg_len max_subscriptions max_subs
+    max_sub_tokens max_subscription_tokens ping_interval ping_max tls ocsp allow_non_tls
+    write_deadline write_timeout lame_duck_duration lame_duck_grace_period operator operators
+    roots root root_operators root_operator resolver account_resolver accounts_resolver
+    resolver_tls resolver_preload resolver_pinned_accounts no_auth_user system_account system
+    no_system_account no_system no_sys_acc no_header_support trusted trusted_keys
+    connect_error_reports reconnect_error_reports websocket ws mqtt server_tags server_metadata
+    feature_flags default_js_domain ocsp_cache no_fast_producer_stall max_closed_clients
+    proxies"""), {
+    "cluster": _Block(_keys("""
+        name listen port host net authorization routes tls cluster_advertise advertise
+        no_advertise connect_retries connect_backoff permissions pool_size accounts compression
+        ping_interval ping_max write_deadline write_timeout""")),
+    "gateway": _Block(_keys("""
+        name listen port host net authorization tls advertise connect_retries connect_backoff
+        gateways reject_unknown reject_unknown_cluster write_deadline write_timeout""")),
+    **dict.fromkeys(("leaf", "leafnodes"), _Block(_keys("""
+        listen port host net authorization remotes reconnect reconnect_delay reconnect_interval
+        dial_timeout tls leafnode_advertise advertise no_advertise min_version minimum_version
+        compression isolate_leafnode_interest isolate write_deadline write_timeout"""))),
+    "jetstream": _Block(_keys("""
+        enabled enable disabled disable strict store store_dir storedir sync sync_interval
+        max_memory_store max_mem_store max_mem max_file_store max_file domain key ek
+        encryption_key prev_key prev_ek prev_encryption_key cipher extension_hint limits tpm
+        unique_tag max_outstanding_catchup max_buffered_size max_buffered_msgs
+        request_queue_limit info_queue_limit meta_compact meta_compact_size meta_compact_sync
+        max_concurrent_io""")),
+    "authorization": _Block(_keys("""
+        user username pass password token timeout users default_permission
+        default_permissions permissions auth_callout auth_hook proxy_required""")),
+    # Every key of accounts { } names an account, except those a reference uses.
+    "accounts": _Block(frozenset(), {"*": _ACCOUNT}),
+    **dict.fromkeys(("websocket", "ws"), _Block(_keys("""
+        listen port host net advertise no_tls tls same_origin allowed_origins allowed_origin
+        allow_origins allow_origin origins origin handshake_timeout compress compression
+        authorization authentication jwt_cookie user_cookie pass_cookie token_cookie
+        no_auth_user headers ping_interval"""))),
+    "mqtt": _Block(_keys("""
+        listen port host net tls authorization authentication no_auth_user ack_wait ackwait
+        js_api_timeout api_timeout max_ack_pending max_pending max_inflight js_domain
+        stream_replicas consumer_replicas consumer_memory_storage consumer_inactive_threshold
+        consumer_auto_cleanup reject_qos2_publish downgrade_qos2_subscribe""")),
+})
+
+
+def _only_a_variable(entry: Entry, block: _Block | None) -> bool:
+    """True for a key that nats-server skips in ``block``: one a $reference uses and that is no
+    setting there."""
+    return (entry.used_as_variable and block is not None
+            and entry.key.lower() not in block.known)
+
+
+def _plain(value: Value, block: _Block | None) -> object:
+    """``value`` without the keys nats-server skips (see :func:`_only_a_variable`)."""
     if isinstance(value, Section):
-        return {e.key: _plain(e.value) for e in value.entries() if not e.used_as_variable}
+        inner = {} if block is None else block.blocks
+        return {e.key: _plain(e.value, inner.get(e.key.lower(), inner.get("*")))
+                for e in value.entries() if not _only_a_variable(e, block)}
     if isinstance(value, list):
-        return [_plain(item) for item in value]
+        return [_plain(item, None) for item in value]
     return value
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _check_expansion(settings: Section) -> None:
+    """Raise ConfError if resolving the $references would write more than MAX_TOTAL_BYTES or
+    nest deeper than MAX_DEPTH: a reference copies its value without adding to the file, so a
+    conf of a few lines can otherwise expand tenfold per line."""
+    # (bytes written, depth) of each block and array, which references share: each is
+    # measured once, so the count takes no longer than the parse did.
+    measured: dict[int, tuple[int, int]] = {}
+
+    def measure(value: Value, level: int) -> tuple[int, int]:
+        if isinstance(value, str):
+            return len(value) + 3, 0
+        if not isinstance(value, (Section, list)):
+            return len(str(value)) + 1, 0
+        found = measured.get(id(value))
+        if found is None:
+            if level >= MAX_DEPTH:
+                raise _TooDeep
+            size, depth = 2, 0
+            items: Iterator[tuple[str, Value]] = (
+                ((e.key, e.value) for e in value.entries()) if isinstance(value, Section)
+                else (("", item) for item in value))
+            for key, item in items:
+                item_size, item_depth = measure(item, level + 1)
+                size += len(key) + 2 + item_size
+                depth = max(depth, item_depth + 1)
+            found = measured[id(value)] = size, depth
+        if level + found[1] > MAX_DEPTH:
+            raise _TooDeep
+        return found
+
+    total = 0
+    for entry in settings.entries():
+        try:
+            size, _ = measure(entry.value, 0)
+        except _TooDeep:
+            raise ConfError(f"{entry.where}: $references nest this setting more than "
+                            f"{MAX_DEPTH} deep, the most a translated conf may") from None
+        if _only_a_variable(entry, _TOP_LEVEL):
+            continue  # not written itself; only where it is used
+        total += size
+        if total > MAX_TOTAL_BYTES:
+            raise ConfError(f"{entry.where}: $references expand the conf past "
+                            f"{_size_text(MAX_TOTAL_BYTES)} by this setting, the most a "
+                            f"translated conf may hold")
 
 
 # -- writing

@@ -11,6 +11,7 @@ import gc
 import os
 import re
 import socket
+import tracemalloc
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -709,6 +710,97 @@ def test_includes_together_over_the_total_limit_are_refused(write, monkeypatch):
         natsconf.load(path)
     path = write("include part.conf\n" * 3)
     assert natsconf.load(path).tree == {"a": 1}
+
+
+def test_a_file_of_blank_lines_parses_in_little_more_than_its_size(write):
+    # A list of every line end took some 40 times the size of a file of blank lines.
+    size = 16 << 20
+    path = write("\n" * size + "a: 1\n")
+    tracemalloc.start()
+    try:
+        tree = natsconf.load(path).tree
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert tree == {"a": 1}
+    assert peak < 4 * size, peak
+    path.write_text("\n" * size + "a: {\n")
+    with pytest.raises(ConfError, match=conf_error(path, size + 1, "never closed")):
+        natsconf.load(path)
+
+
+def _reference_bomb(levels: int) -> str:
+    """``levels`` variables, each an array of ten references to the one before."""
+    lines = ["v0 = [" + ", ".join(['"0123456789"'] * 10) + "]"]
+    lines += [f"v{i} = [" + ", ".join([f"$v{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "\n".join(lines) + f"\nserver_tags: $v{levels - 1}\n"
+
+
+def test_references_that_expand_past_the_limit_are_refused_before_anything_is_built(
+        write, tmp_path: Path):
+    # 12 levels would write 10**12 strings; the count is taken on the shared values.
+    path = write(_reference_bomb(12))
+    conf = natsconf.load(path)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ConfError, match=conf_error(path, 13, "expand the conf past 128 MiB")):
+            natsconf.translate(conf, tmp_path / "out")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    assert not (tmp_path / "out" / "nats-server.conf").exists()
+
+
+def test_the_expansion_limit_counts_what_the_translation_writes(write, tmp_path: Path,
+                                                                 monkeypatch):
+    monkeypatch.setattr(natsconf, "MAX_TOTAL_BYTES", 1 << 20)
+    # Four levels write 10**4 strings of 12 bytes or more, under 1 MiB; five do not.
+    small = natsconf.translate(natsconf.load(write(_reference_bomb(4))), tmp_path / "small")
+    expected: object = "0123456789"
+    for _ in range(4):
+        expected = [expected] * 10
+    assert natsconf.load(small.path).tree == {"server_tags": expected}
+    path = write(_reference_bomb(5))
+    with pytest.raises(ConfError, match=conf_error(path, 6, "expand the conf past 1 MiB")):
+        natsconf.translate(natsconf.load(path), tmp_path / "big")
+
+
+@pytest.mark.parametrize(("levels", "name", "line"), [
+    (natsconf.MAX_DEPTH + 1, lambda i: f"v{i}", natsconf.MAX_DEPTH + 2),
+    # The first key too deep is named, variable or not.
+    (1000, lambda i: f"v{i}", natsconf.MAX_DEPTH + 2),
+    # One key defined again and again: its value, now deep, stands where it was first written.
+    (1000, lambda i: "v", 1000),
+])
+def test_references_that_nest_past_the_limit_are_refused(write, tmp_path: Path, levels: int,
+                                                         name, line: int):
+    # Each reference nests one block deeper without the text nesting at all.
+    lines = [f"{name(0)} = 1"] + [f"{name(i)} = {{ x: ${name(i - 1)} }}"
+                                   for i in range(1, levels)]
+    path = write("\n".join(lines) + f"\nserver_tags: [${name(levels - 1)}]\n")
+    with pytest.raises(ConfError, match=conf_error(
+            path, line, f"nest this setting more than {natsconf.MAX_DEPTH} deep")):
+        natsconf.translate(natsconf.load(path), tmp_path / "out")
+
+
+def test_references_may_nest_as_deep_as_the_text_may(write, tmp_path: Path):
+    levels = natsconf.MAX_DEPTH
+    lines = ["v0 = 1"] + [f"v{i} = {{ x: $v{i - 1} }}" for i in range(1, levels + 1)]
+    path = write("\n".join(lines) + f"\na: $v{levels}\n")
+    translated = natsconf.translate(natsconf.load(path), tmp_path / "out")
+    inner = natsconf.load(translated.path).tree["a"]
+    for _ in range(levels - 1):
+        inner = inner["x"]
+    assert inner == {"x": 1}
+
+
+def test_translation_replaces_the_file_whole(write, tmp_path: Path):
+    first = natsconf.translate(natsconf.load(write("port: 4222\n")), tmp_path)
+    second = natsconf.translate(natsconf.load(write("port: 4223\n")), tmp_path)
+    assert first.path == second.path
+    assert [p.name for p in tmp_path.iterdir() if p.name != "nats.conf"] == ["nats-server.conf"]
+    assert natsconf.load(second.path).tree == {"port": 4223}
 
 
 # -- errors say where and what, never what a file holds
