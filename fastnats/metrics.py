@@ -795,6 +795,12 @@ NATS_JETSTREAM_BYTES = Metric(
 NATS_JETSTREAM_ACCOUNTS = Metric(
     "nats_jetstream_accounts", GAUGE, "Accounts with JetStream enabled on the server",
     source=_JSZ + " accounts", example=12)
+NATS_JETSTREAM_ACCOUNTS_UNREAD = Metric(
+    "nats_jetstream_accounts_unread", GAUGE,
+    "Accounts the server counted at the end of the last paged /jsz read that it did not list: "
+    "accounts made or removed between its pages moved others past a page; their series are "
+    "missing until the next read",
+    source=_JSZ + "?accounts=true, total less the accounts the pages listed", example=0)
 NATS_JETSTREAM_HA_ASSETS = Metric(
     "nats_jetstream_ha_assets", GAUGE, "Replicated (raft) assets the server takes part in",
     source=_JSZ + " ha_assets", example=61)
@@ -1021,6 +1027,7 @@ JSZ: tuple[Metric, ...] = (
     NATS_JETSTREAM_MESSAGES,
     NATS_JETSTREAM_BYTES,
     NATS_JETSTREAM_ACCOUNTS,
+    NATS_JETSTREAM_ACCOUNTS_UNREAD,
     NATS_JETSTREAM_HA_ASSETS,
     NATS_JETSTREAM_API_LEVEL,
     NATS_JETSTREAM_META_LEADER,

@@ -428,6 +428,7 @@ class JszCollector(Collector):
                     f"total={listing.total} accounts), over the {held_most} one reply of the "
                     f"whole listing may take; raise --monitor.max-body-size-per-connection if "
                     f"this server is really that large"))
+            before, page_offset = listing.total, offset
             listed = await off_loop(len(body), _read, listing, body)
             del body
             if accounts_most is None:
@@ -437,9 +438,13 @@ class JszCollector(Collector):
                     f"/jsz says total={listing.total} accounts after {pages + 1} pages, where its "
                     f"first page and the last read counted fewer: over {accounts_most}, not read"))
             replies.append((wire, listed))
-            offset += listed
             pages += 1
-            if listing.disabled or depth < ACCOUNTS or listed < limit:
+            # Accounts removed below this page moved the rest down past it: read again from
+            # as far back (the accounts listed twice count once).
+            shrunk = pages > 1 and listing.paged and listing.total < before
+            offset = max(0, page_offset - (before - listing.total)) if shrunk else \
+                offset + listed
+            if listing.disabled or depth < ACCOUNTS or (listed < limit and not shrunk):
                 break
             if not listing.paged:
                 # Before 2.11.10 offset 0 is not sorted: ask again, for every account at once.
@@ -626,6 +631,9 @@ def _meta_snapshot(out: Samples, snapshot: tuple[int, int, str, int]) -> None:
 
 
 def _accounts(out: Samples, listing: Listing) -> None:
+    if listing.paged:
+        out[m.NATS_JETSTREAM_ACCOUNTS_UNREAD.name] = [
+            ((), max(0, listing.total - len(listing.accounts_seen)))]
     memory = _fresh(out, m.NATS_JETSTREAM_ACCOUNT_MEMORY_BYTES)
     storage = _fresh(out, m.NATS_JETSTREAM_ACCOUNT_STORAGE_BYTES)
     max_memory = _fresh(out, m.NATS_JETSTREAM_ACCOUNT_MAX_MEMORY_BYTES)
