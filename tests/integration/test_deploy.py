@@ -155,7 +155,7 @@ def real_exposition(supercluster: Supercluster, jetstream_assets: JetStreamAsset
             *fleet_exporter_args(supercluster, tmp_path_factory.mktemp("fleet"))))
         # nats_fleet_server_rtt_seconds waits for a discovery; the rest is there at once.
         try:
-            wait_until(lambda: scrape_until(expected & FLEET_AND_WEB, fleet), timeout=8,
+            wait_until(lambda: scrape_until(expected & FLEET_AND_WEB, fleet), timeout=30,
                        interval=0.1)
         except AssertionError:
             pass  # test_dashboard_metrics_appear_in_a_real_exposition names what is missing
@@ -181,7 +181,7 @@ def real_exposition(supercluster: Supercluster, jetstream_assets: JetStreamAsset
         supercluster.traffic()
         try:
             wait_until(lambda: scrape_until(
-                expected - needs_down - NOT_IN_TEST_EXPOSITION.keys()), timeout=8, interval=0.1)
+                expected - needs_down - NOT_IN_TEST_EXPOSITION.keys()), timeout=30, interval=0.1)
         except AssertionError:
             pass  # test_dashboard_metrics_appear_in_a_real_exposition names what is missing
         traffic.stop()

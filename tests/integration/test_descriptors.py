@@ -70,4 +70,4 @@ def test_soft_open_file_limit_is_raised_to_the_hard_one(nats_server):
             row = next(line for line in limits if line.startswith("Max open files"))
         assert row.split()[3:5] == ["1000", "1000"]
         assert any("open-file limit raised from 200 to 1000" in line for line in exporter.log)
-        assert http_get(exporter.url)
+        assert b"\nnats_up 1\n" in http_get(exporter.url)

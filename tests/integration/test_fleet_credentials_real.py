@@ -7,13 +7,10 @@ from __future__ import annotations
 
 import signal
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastnats.fleet import FORGET_AFTER
 from tests.support.process import exporting, running_nats, wait_until
-
-pytest.importorskip("nats")
 
 PASSWORD = "fleet-creds-secret-1"
 OTHER = "fleet-creds-secret-2"

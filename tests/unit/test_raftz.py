@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 
 import orjson
@@ -15,6 +16,7 @@ from fastnats import metrics as m
 from fastnats.cli import build_parser
 from fastnats.collector import NatsCollector, ServerCollector, default_options
 from fastnats.collectors import ALL
+from fastnats.collectors import raftz as raftz_module
 from fastnats.collectors.decode import THREAD_ABOVE
 from fastnats.collectors.raftz import QUERY, RaftzCollector, raftz_samples
 from fastnats.errors import ScrapeError
@@ -148,7 +150,14 @@ def test_a_body_that_is_not_raftz_is_a_decode_error(body):
     assert (info.value.endpoint, info.value.reason) == ("raftz", "decode")
 
 
-def test_a_meta_group_of_4000_peers_fits_the_bound_and_decodes_off_the_loop():
+def test_a_meta_group_of_4000_peers_fits_the_bound_and_decodes_off_the_loop(monkeypatch):
+    threads: list[int] = []
+
+    def spied(body):
+        threads.append(threading.get_ident())
+        return raftz_samples(body)
+
+    monkeypatch.setattr(raftz_module, "raftz_samples", spied)
     doc = orjson.loads(LEADER)
     doc["SYS"]["_meta_"]["peers"] = {
         f"P{i:07d}": {"name": f"nats-{i}.nats.example.svc", "known": True,
@@ -159,6 +168,8 @@ def test_a_meta_group_of_4000_peers_fits_the_bound_and_decodes_off_the_loop():
     source = Source(body)
     server = ServerCollector(Target("a", "http://a"), source, {"raftz": None})
     assert families(server)[COMMITTED] == [((), 85)]
+    # Decoded on a worker thread, not on the event loop's.
+    assert threads and threading.get_ident() not in threads
 
 
 def test_over_the_system_account_the_query_is_the_same_json_option():
