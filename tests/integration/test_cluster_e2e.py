@@ -267,9 +267,11 @@ _LABEL = re.compile(r"\{\{ \$labels\.(\w+) \}\}")
 def render(template: str, labels: dict[str, str]) -> str:
     """An annotation as Prometheus renders it for ``labels``; knows only the ``$labels`` forms
     NATSRouteDown uses, and fails on any other."""
+    # A label the alert does not carry raises: Prometheus would render it as "", and so would
+    # promtool, so a misspelt label would pass unseen.
     text = _WITH.sub(lambda found: found[2].replace("{{ . }}", labels[found[1]])
-                     if labels.get(found[1]) else "", template)
-    text = _LABEL.sub(lambda found: labels.get(found[1], ""), text)
+                     if labels[found[1]] else "", template)
+    text = _LABEL.sub(lambda found: labels[found[1]], text)
     assert "{{" not in text, f"render() cannot expand {template!r}"
     return text
 
@@ -308,9 +310,12 @@ def assert_route_down_fires_on_the_watchers(folder: Path, instance: str, before:
     for name in WATCHERS:
         [labels] = down[0].series(ROUTES, server=name, remote_name=STOPPED)
         alert_labels = {"job": JOB, "instance": instance, **dict(labels), **rule["labels"]}
-        expected.append({"exp_labels": alert_labels,
-                         "exp_annotations": {key: render(text, alert_labels)
-                                             for key, text in rule["annotations"].items()}})
+        annotations = {key: render(text, alert_labels)
+                       for key, text in rule["annotations"].items()}
+        # Written out for the summary, so that a label swapped for another also fails.
+        assert annotations["summary"] == (
+            f"NATS server {instance} ({name}) has no route to {STOPPED}"), annotations
+        expected.append({"exp_labels": alert_labels, "exp_annotations": annotations})
     run_promtool_test(folder / "route_down.json", {
         "interval": f"{STEP}s",
         "input_series": input_series(before + down, instance),

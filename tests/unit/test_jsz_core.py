@@ -159,18 +159,36 @@ def test_every_truncation_and_repeated_keys():
             same(doubled.encode())
 
 
-@pytest.mark.parametrize("body", [
-    b"", b"[]", b"null", b'{"disabled": true}', b'{"disabled": null}', b'{"disabled": false}',
-    b'{"api": {"level": 1}, "streams": 0, "consumers": 0, "messages": 0, "bytes": 0, '
-    b'"accounts": 0, "ha_assets": 0}',
-    b'{"api": {"level": 1}, "streams": 0, "consumers": 0, "messages": 0, "bytes": 0, '
-    b'"accounts": 0, "ha_assets": 0} x',
-    b'{"\\u0061pi": {"level": 1}, "streams": 0, "consumers": 0, "messages": 0, "bytes": 0, '
-    b'"accounts": 0, "ha_assets": 0, "account_details": null}',
+DISABLED, ENABLED = "disabled", "enabled"
+
+
+# Each body with its fate: refused with a decode error whose message says this (in words both
+# implementations use), or read as a page of no accounts from a server with JetStream disabled
+# or enabled.
+@pytest.mark.parametrize("body, fate", [
+    (b"", "malformed JSON"), (b"[]", "JSON object"), (b"null", "JSON object"),
+    (b'{"disabled": true}', DISABLED), (b'{"disabled": null}', "disabled is"),
+    (b'{"disabled": false}', "has no api"),
+    (b'{"api": {"level": 1}, "streams": 0, "consumers": 0, "messages": 0, "bytes": 0, '
+     b'"accounts": 0, "ha_assets": 0}', ENABLED),
+    (b'{"api": {"level": 1}, "streams": 0, "consumers": 0, "messages": 0, "bytes": 0, '
+     b'"accounts": 0, "ha_assets": 0} x', "malformed JSON"),
+    (b'{"\\u0061pi": {"level": 1}, "streams": 0, "consumers": 0, "messages": 0, "bytes": 0, '
+     b'"accounts": 0, "ha_assets": 0, "account_details": null}', ENABLED),
 ])
-def test_small_documents(body):
+def test_small_documents(body, fate):
     for options in OPTIONS:
         same(body, "A1", options)
+        for cls in (_core.JszListing, _reference.JszListing):
+            listing = cls("A1", options)
+            if fate not in (DISABLED, ENABLED):
+                with pytest.raises(ScrapeError, match=fate) as refused:
+                    listing.read(body)
+                assert refused.value.reason == DECODE and refused.value.endpoint == "jsz"
+                continue
+            assert listing.read(body) == 0, cls
+            assert listing.disabled == (fate == DISABLED), cls
+            assert (listing.server is None) == (fate == DISABLED), cls
 
 
 # Raw JSON for the replicas of every cluster block of small(), each now led by A1, and what
