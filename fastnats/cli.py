@@ -36,7 +36,7 @@ from .refresher import Refresher
 from .server import Payload, Route, parse_listen_address, start_server
 from .sources.monitor import BodyLimits, MonitorClient, new_session
 from .sources.tls import INSECURE_FLAG, MAX_FLAG_FILE_BYTES, ClientTLS, TLSConfigError
-from .target import Target, parse_target, redact_userinfo
+from .target import Target, parse_target, redact_urls, redact_userinfo
 from .webconfig import WebConfig
 
 log = logging.getLogger("fastnats")
@@ -380,7 +380,7 @@ def _warn_insecure(fleet: FleetSettings | None, targets: Sequence[Target]) -> No
         log.warning("%s: the certificates of the NATS servers at %s are not checked: anyone on "
                     "the network path can pose as them, feed the exporter false numbers, and "
                     "use its connection as the system account (or take its password or token)",
-                    INSECURE_FLAG, ", ".join(redact_userinfo(u) for u in fleet.urls))
+                    INSECURE_FLAG, redact_urls(fleet.urls))
         return
     servers = ", ".join(t.shown for t in targets if t.url.startswith("https://")) or \
         "the https monitoring port of the nats-server it starts"
@@ -708,8 +708,7 @@ async def _fleet_exporter(settings: Settings, fleet: FleetSettings) -> int:
     """Fleet mode: serve every server the system account reaches in this shard until a
     signal."""
     async with _fleet(settings, fleet) as collector:
-        what = (f"the fleet at {', '.join(redact_userinfo(u) for u in fleet.urls)}, shard "
-                f"{fleet.shard}")
+        what = f"the fleet at {redact_urls(fleet.urls)}, shard {fleet.shard}"
         return await _serve(settings, collector, _stop_on_signals, what)
 
 
@@ -722,7 +721,7 @@ async def _fleet_check(settings: Settings, fleet: FleetSettings) -> int:
         finally:
             await collector.close()
     found = len(collector.servers)
-    head = f"fleet at {', '.join(redact_userinfo(u) for u in fleet.urls)}, shard {fleet.shard}: " \
+    head = f"fleet at {redact_urls(fleet.urls)}, shard {fleet.shard}: " \
            f"{found} server{'s' if found != 1 else ''} discovered"
     if fleet.expected is not None and found != fleet.expected and fleet.shard.count == 1:
         head += f", ERROR: --fleet.expected-servers is {fleet.expected}"

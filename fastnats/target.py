@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -58,6 +59,11 @@ def redact_userinfo(text: str) -> str:
     """``text`` with the user and password of every URL in it masked, scheme or not:
     ``nats://u:p@h:4222`` and ``u:p@h:4222`` show as ``nats://***@h:4222`` and ``***@h:4222``."""
     return _USERINFO.sub(MASK + "@", text)
+
+
+def redact_urls(urls: Iterable[str]) -> str:
+    """``urls`` as messages list them: masked (``redact_userinfo``), comma-separated."""
+    return ", ".join(map(redact_userinfo, urls))
 
 
 def shown_url(url: str, user: str | None) -> str:

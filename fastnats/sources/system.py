@@ -52,7 +52,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from ..errors import FastNatsError, ScrapeError
-from ..target import redact_userinfo
+from ..target import redact_urls, redact_userinfo
 from .monitor import TOO_LARGE_HINT, BodyLimits, read_within
 from .tls import (
     CERT_FLAG,
@@ -118,7 +118,7 @@ class NatsOptions:
         shown = ", ".join(
             f"{key}={'<hidden>' if key in ('password', 'token') and value else value!r}"
             for key, value in (
-                ("urls", tuple(_redact_url(u) for u in self.urls)), ("creds", self.creds),
+                ("urls", tuple(map(redact_userinfo, self.urls))), ("creds", self.creds),
                 ("user", self.user), ("password", self.password), ("nkey", self.nkey),
                 ("token", self.token), ("tls", self.tls), ("name", self.name)))
         return f"NatsOptions({shown})"
@@ -129,10 +129,6 @@ class NatsOptions:
         if not (self.tls.configured or any(u.startswith("tls://") for u in self.urls)):
             return None
         return self.tls.context()
-
-
-def _redact_url(url: str) -> str:
-    return redact_userinfo(url)
 
 
 #: How a connection the server dropped shows: a reset, or a write into it after the close.
@@ -226,7 +222,7 @@ class SystemAccount:
         return min(limits) if limits else None
 
     def _redact(self, text: str) -> str:
-        text = _redact_url(text)
+        text = redact_userinfo(text)
         for secret in (self.options.password, self.options.token):
             if secret:
                 text = text.replace(secret, "<hidden>")
@@ -261,7 +257,7 @@ class SystemAccount:
         return describe_failure(exc) is not None or (tls and isinstance(exc, _DROPPED))
 
     def _refusal(self) -> str:
-        urls = ", ".join(_redact_url(u) for u in self.options.urls)
+        urls = redact_urls(self.options.urls)
         return (f"credentials refused (authorization violation from {urls}); every server is "
                 f"down until they are accepted again")
 
@@ -296,19 +292,19 @@ class SystemAccount:
             nc = Client()
             try:
                 await nc.connect(**self._connect_kwargs)
-            except BaseException as exc:
+                break
+            except Exception as exc:  # noqa: BLE001  (whatever nats-py let through)
                 await _quiet_close(nc)
-                if not isinstance(exc, Exception):
-                    raise
                 self.events["error"] += 1
                 o = self.options
                 hint = f" ({self._credentials_hint()})" if o.creds or o.nkey else ""
                 self._log_error(self._redact(f"cannot reconnect: {type(exc).__name__}: {exc}"
                                              f"{hint}; trying again"))
-                await asyncio.sleep(delay)
-                delay = min(2 * delay, longest)
-                continue
-            break
+            except BaseException:
+                await _quiet_close(nc)
+                raise
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, longest)
         self._nc, self._revival = nc, None
         await self._on_reconnected()
 
@@ -316,7 +312,7 @@ class SystemAccount:
         self.events["reconnected"] += 1
         self._last_error = self._logged_error = None
         url = self._nc.connected_url if self._nc is not None else None
-        where = _redact_url(url.geturl()) if url is not None else "a server"
+        where = redact_userinfo(url.geturl()) if url is not None else "a server"
         log.info("system account: reconnected to %s", where)
 
     async def connect(self, timeout: float = 5.0) -> None:
@@ -381,7 +377,7 @@ class SystemAccount:
 
     def _connect_failure(self, exc: BaseException, timeout: float) -> str:
         last = self._last_error or self._redact(str(exc) or type(exc).__name__)
-        urls = ", ".join(_redact_url(u) for u in self.options.urls)
+        urls = redact_urls(self.options.urls)
         if _refused(last):
             return f"authorization violation from {urls}: {self._credentials_hint()}"
         if isinstance(exc, asyncio.TimeoutError) and self._last_error is None:
