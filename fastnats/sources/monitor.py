@@ -28,7 +28,7 @@ from aiohttp.http_exceptions import BadStatusLine, HttpProcessingError
 
 from ..errors import ScrapeError
 from ..target import parse_target, shown_url
-from .tls import describe_failure, speaks_no_tls
+from .tls import describe_failure, refusal, speaks_no_tls
 
 # What a NATS client port says first, where an HTTP server would send a status line.
 _NATS_GREETING = "INFO {"
@@ -248,30 +248,14 @@ class MonitorClient:
         return ScrapeError(endpoint, "connect", f"{url}: {_describe(exc)}")
 
     async def _tls_refusal(self, within: float) -> BaseException | None:
-        """The TLS error that ends a connection that asks nothing, if the server sends one.
-
-        Over TLS 1.3 a server refuses a client certificate (or its absence) only after the
-        handshake, when the request is on its way: the reset that the unread request causes
-        can reach the client before the server's alert, and the alert is lost.
-        """
+        """The TLS error that ends a connection that asks nothing, if the server sends one
+        (``tls.refusal``)."""
         url = urlsplit(self.base_url)
         if url.scheme != "https" or url.hostname is None:
             return None
-
-        async def handshake(host: str, port: int) -> None:
-            context = self._tls or ssl.create_default_context()
-            reader, writer = await asyncio.open_connection(host, port, ssl=context)
-            try:
-                await reader.read(1)
-            finally:
-                writer.close()
-
-        try:
-            await asyncio.wait_for(handshake(url.hostname, url.port or 443),
-                                   min(within, _GREETING_WAIT))
-        except (OSError, asyncio.TimeoutError) as exc:
-            return exc if describe_failure(exc) is not None else None
-        return None
+        return await refusal(url.hostname, url.port or 443,
+                             self._tls or ssl.create_default_context(),
+                             min(within, _GREETING_WAIT))
 
     async def _greets_in_nats(self, within: float) -> bool:
         """Whether the port says ``INFO {`` unasked, as a NATS client port does."""

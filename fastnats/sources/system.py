@@ -42,6 +42,7 @@ import zlib
 from collections.abc import Callable, Collection, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import cramjam
 import nats
@@ -61,6 +62,7 @@ from .tls import (
     TLSConfigError,
     describe_failure,
     read_flag_file,
+    refusal,
 )
 
 log = logging.getLogger("fastnats.fleet")
@@ -367,7 +369,10 @@ class SystemAccount:
             failure = connecting.exception()
         if failure is not None:
             await _quiet_close(nc)
-            raise SystemAccountError(self._connect_failure(failure, timeout)) from None
+            alert = None
+            if tls is not None and (self._last_reset or isinstance(failure, _DROPPED)):
+                alert = await self._tls_refusal(tls, timeout)
+            raise SystemAccountError(self._connect_failure(failure, timeout, alert)) from None
         self._nc = nc
         try:
             await self._check_system(timeout)
@@ -375,19 +380,35 @@ class SystemAccount:
             await self.close()
             raise
 
-    def _connect_failure(self, exc: BaseException, timeout: float) -> str:
+    async def _tls_refusal(self, context: ssl.SSLContext,
+                           timeout: float) -> BaseException | None:
+        """The TLS alert a seed gives a connection that only reads (``tls.refusal``): nats-py
+        writes CONNECT at once, and may read the reset before the alert."""
+        seeds = [urlsplit(url) for url in self.options.urls]
+        probes = [refusal(seed.hostname, seed.port or 4222, context, min(timeout, 2.0),
+                          nats=True) for seed in seeds if seed.hostname]
+        return next((alert for alert in await asyncio.gather(*probes) if alert), None)
+
+    def _connect_failure(self, exc: BaseException, timeout: float,
+                         alert: BaseException | None = None) -> str:
         last = self._last_error or self._redact(str(exc) or type(exc).__name__)
         urls = redact_urls(self.options.urls)
         if _refused(last):
             return f"authorization violation from {urls}: {self._credentials_hint()}"
         if isinstance(exc, asyncio.TimeoutError) and self._last_error is None:
             return f"no NATS server answered at {urls} within {timeout:g}s"
-        reset = self._last_reset or isinstance(exc, _DROPPED)
-        if reset and self.options.tls.cert is None:
-            # Over TLS 1.3 a server that wants a client certificate may drop the connection
-            # once the handshake is over, without a word.
-            last += (f" (a server that requires a client certificate drops a connection "
-                     f"without one: give {CERT_FLAG} and {KEY_FLAG})")
+        described = describe_failure(alert) if alert is not None else None
+        if described is not None:
+            return f"cannot connect to {urls}: {described}"
+        if self._last_reset or isinstance(exc, _DROPPED):
+            # Over TLS 1.3 a server judges the client certificate once the handshake is over,
+            # and may drop the connection without a word.
+            if self.options.tls.cert is None:
+                last += (f" (a server that requires a client certificate drops a connection "
+                         f"without one: give {CERT_FLAG} and {KEY_FLAG})")
+            else:
+                last += (f" (a server that does not trust the client certificate drops the "
+                         f"connection: check that {CERT_FLAG} is signed by a CA it trusts)")
         return f"cannot connect to {urls}: {last}"
 
     def _credentials_hint(self) -> str:

@@ -1,14 +1,18 @@
 """TLS toward NATS, client side: the one ``ssl.SSLContext`` that both sources use (https://
-monitoring URLs, the fleet's tls:// connections), built from the --nats.tls.* flags, and the words
-for a handshake that failed.
+monitoring URLs, the fleet's tls:// connections), built from the --nats.tls.* flags, the words
+for a handshake that failed, and the handshake that only reads to hear why a server refused one.
 
 Every error names the flag and its file, and never quotes what a file holds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import socket
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -203,3 +207,55 @@ def describe_failure(exc: BaseException) -> str | None:
     if reason in _NOT_TLS:
         return f"the server does not speak TLS on this port ({words})"
     return f"TLS handshake failed ({words})"
+
+
+async def refusal(host: str, port: int, context: ssl.SSLContext, within: float, *,
+                  nats: bool = False) -> BaseException | None:
+    """The TLS error a server gives to a handshake that then only reads, if it gives one.
+
+    Over TLS 1.3 a server judges the client certificate (or its absence) after the handshake.
+    A client that is already writing may read the reset its unread bytes cause before the
+    server's alert, and the alert is lost; a client that only reads gets it. With ``nats``,
+    the port first says INFO in plain text, as a NATS client port does before TLS. It runs on
+    a thread (a failure path only) because streams move to TLS midway only from Python 3.11.
+    """
+    try:
+        await asyncio.to_thread(_handshake, host, port, context, within, nats)
+    except OSError as exc:      # ssl.SSLError and socket timeouts included
+        return exc if describe_failure(exc) is not None else None
+    return None
+
+
+def _handshake(host: str, port: int, context: ssl.SSLContext, within: float,
+               nats: bool) -> None:
+    deadline = time.monotonic() + within
+    with socket.create_connection((host, port), timeout=within) as sock:
+        if nats and not _requires_tls(_info_line(sock, deadline)):
+            return
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        with context.wrap_socket(sock, server_hostname=host) as tls:
+            tls.settimeout(max(deadline - time.monotonic(), 0.001))
+            tls.recv(1)
+
+
+def _info_line(sock: socket.socket, deadline: float, limit: int = 1 << 20) -> bytes:
+    """The first line the port says, read a byte at a time so that TLS starts right after."""
+    line = bytearray()
+    while not line.endswith(b"\n") and len(line) < limit:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        line += chunk
+    return bytes(line)
+
+
+def _requires_tls(line: bytes) -> bool:
+    """Whether ``line`` is the INFO of a NATS port that moves to TLS next."""
+    if not line.startswith(b"INFO "):
+        return False
+    try:
+        info = json.loads(line[5:])
+    except ValueError:
+        return False
+    return isinstance(info, dict) and info.get("tls_required") is True

@@ -11,6 +11,7 @@ recovery are tests/integration/test_fleet_credentials_real.py's.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from fastnats.sources.tls import client_context, describe_failure, refusal
 from tests.support.certs import PkiFiles, write_pki
 from tests.support.process import exporting, running_nats, wait_until
 
@@ -185,6 +187,28 @@ def test_a_client_port_that_verifies_client_certificates(pki, tmp_path):
     assert "client certificate" in stranger, stranger
     key = pki.stranger_key.read_text().splitlines()[1]
     assert key not in stranger and PASSWORD not in missing + stranger
+
+
+def test_a_handshake_that_only_reads_hears_why_the_server_refuses_it(pki, tmp_path):
+    # What the exporter asks when nats-py read a reset: over TLS 1.3 the alert comes after the
+    # handshake, and a client that only reads cannot miss it.
+    def probe(server, cert: Path | None = None, key: Path | None = None) -> str | None:
+        context = client_context(ca=str(pki.ca), cert=cert and str(cert),
+                                 key=key and str(key))
+        alert = asyncio.run(refusal("127.0.0.1", server.client_port, context, 5.0, nats=True))
+        return None if alert is None else describe_failure(alert)
+
+    with running_nats("-c", str(tls_conf(tmp_path, pki, verify=True))) as server:
+        stranger = probe(server, pki.stranger_cert, pki.stranger_key)
+        missing = probe(server)
+        trusted = probe(server, pki.client_cert, pki.client_key)
+    assert stranger is not None and "refused the client certificate" in stranger, stranger
+    assert missing is not None and "requires a client certificate" in missing, missing
+    assert trusted is None
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with running_nats("-c", str(tls_conf(plain, pki, verify=False))) as server:
+        assert probe(server, pki.stranger_cert, pki.stranger_key) is None
 
 
 def test_a_key_that_does_not_match_exits_2_before_connecting(pki, tmp_path):

@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import json
 import logging
+import ssl
 import urllib.parse
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ from fastnats.sources.system import (
     reply_data,
     reply_server_id,
 )
+from fastnats.sources.tls import ClientTLS
 from tests.support import connzgen
 
 SERVER = {"name": "n1", "host": "0.0.0.0", "id": "NABC", "ver": "2.15.1", "seq": 3}
@@ -290,6 +292,21 @@ def test_a_reset_while_connecting_without_a_client_certificate_says_one_may_be_n
         assert "requires a client certificate" in message and "--nats.tls.cert" in message
     other = account._connect_failure(OSError(111, "Connection refused"), 5)
     assert "client certificate" not in other
+
+
+def test_a_reset_while_connecting_with_a_client_certificate_says_what_the_server_said() -> None:
+    # nats-py writes CONNECT right after the handshake, and may read the reset before the
+    # alert; the probe that only reads gets the alert, and its words are given.
+    tls = ClientTLS(cert="/etc/client.pem", key="/etc/client-key.pem")
+    account = SystemAccount(NatsOptions(urls=("tls://127.0.0.1:4222",), tls=tls))
+    dropped = BrokenPipeError(32, "Broken pipe")
+    unheard = account._connect_failure(dropped, 5)
+    assert "does not trust the client certificate" in unheard and "--nats.tls.cert" in unheard
+    alert = ssl.SSLError(1, "[SSL: TLSV1_ALERT_UNKNOWN_CA] tlsv1 alert unknown ca")
+    alert.reason = "TLSV1_ALERT_UNKNOWN_CA"
+    heard = account._connect_failure(dropped, 5, alert)
+    assert "the server refused the client certificate (tlsv1 alert unknown ca)" in heard
+    assert "Broken pipe" not in heard
 
 
 class SizedAccount:
