@@ -366,7 +366,11 @@ class Fleet(NatsCollector):
         if self._discovery_failing:
             log.info("discovery works again")
             self._discovery_failing = False
-        servers, self.heard_late = self.heard_late, {}
+        # A late reply counted already in the refresh it came in; a new server's joins now.
+        known = {member.found.id for member in self.members.values()}
+        servers = {ident: server for ident, server in self.heard_late.items()
+                   if ident not in known}
+        self.heard_late = {}
         for reply, rtt in replies:
             try:
                 server = replace(parse_statsz(reply), rtt=rtt)
@@ -391,6 +395,11 @@ class Fleet(NatsCollector):
         log.debug("server %s answered the discovery ping late, after %.0f ms", server.name,
                   rtt * 1000)
         self.heard_late[server.id] = server
+        if server.id not in self.fleet_ids:
+            # It answered a ping since the last discovery: counted as discovered now, not
+            # only from the next refresh on.
+            self.fleet_ids.add(server.id)
+            self.discovered_all += 1
 
     async def _refresh(self, member: _Member) -> None:
         try:
@@ -402,12 +411,14 @@ class Fleet(NatsCollector):
             log.info("server %s: its late refresh ended", member.server.target.name)
             member.late = False
         if member.server.up:
-            # Read by its id after its discovery reply missed the gap: no round trip this time.
-            answered, member.missing = not member.missing, 0
-            if answered and member.found.rtt is not None:
+            # Read by its id after its discovery reply missed the gap: its round trip is known
+            # if the reply came meanwhile, not otherwise.
+            found = self.heard_late.get(member.found.id) if member.missing else member.found
+            member.missing = 0
+            if found is not None and found.rtt is not None:
                 member.server.snapshot = {**member.server.snapshot,
                                           m.NATS_FLEET_SERVER_RTT_SECONDS.name:
-                                              [((), member.found.rtt)]}
+                                              [((), found.rtt)]}
         else:
             self._show_down(member)
 

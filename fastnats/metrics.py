@@ -1226,8 +1226,9 @@ FASTNATS_NATS_CONNECTION_EVENTS_TOTAL = Metric(
 NATS_FLEET_SERVER_RTT_SECONDS = Metric(
     "nats_fleet_server_rtt_seconds", GAUGE,
     "Seconds from the exporter's discovery ping to the server's reply at the last refresh; no "
-    "series when the reply missed the discovery", source="the arrival of the server's reply to "
-    "$SYS.REQ.SERVER.PING.STATSZ, on the exporter's clock", example=0.0012)
+    "series when no reply had come by the time the server was read",
+    source="the arrival of the server's reply to $SYS.REQ.SERVER.PING.STATSZ, on the "
+           "exporter's clock", example=0.0012)
 
 FLEET = (
     NATS_FLEET_SERVERS_EXPECTED,

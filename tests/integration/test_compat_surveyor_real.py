@@ -44,11 +44,16 @@ def missing(series: Series, names: dict[str, set[str]]) -> list[str]:
     return out
 
 
-def complete(exporter, names: dict[str, set[str]]) -> Series:
-    """The first scrape with every one of ``names``; fails naming those still missing."""
+def complete(exporter, names: dict[str, set[str]], servers: set[str],
+             every: tuple[str, ...] = ("nats_core_info",)) -> Series:
+    """The first scrape with every one of ``names``, and a series of each family of ``every``
+    for each of ``servers`` (a discovery reply may miss a refresh's gap); fails naming what is
+    still missing."""
     def scraped():
         series = parse(exporter.scrape())
-        return series if not missing(series, names) else None
+        whole = all({labels.get("server_name", labels.get("server")) for labels, _ in
+                     series.get(family, ())} == servers for family in every)
+        return series if whole and not missing(series, names) else None
 
     try:
         return wait_until(scraped, timeout=30)
@@ -149,7 +154,7 @@ def test_every_served_dashboard_name_is_in_the_exposition(supercluster, jetstrea
     assert len(names) > 40
     targets = [f"{node.name}={node.monitor_url}" for node in supercluster.nodes]
     with exporting(*targets, *FLAGS) as exporter:
-        series = complete(exporter, names)
+        series = complete(exporter, names, {node.name for node in supercluster.nodes})
     assert not set(SURVEYOR_FLEET_ONLY) & set(series)
     check_common(series, supercluster, meta_snapshot)
 
@@ -162,7 +167,8 @@ def test_in_fleet_mode_every_server_has_its_round_trip(supercluster, jetstream_a
     with exporting("--nats.url", f"nats://127.0.0.1:{supercluster.hub.client_port}",
                    "--nats.user", ACCOUNTS["SYS"][0], "--nats.password-file", str(password),
                    "--timeout", "2s", *FLAGS) as exporter:
-        series = complete(exporter, names)
+        series = complete(exporter, names, {node.name for node in supercluster.nodes},
+                          ("nats_core_info", "nats_fleet_server_rtt_seconds"))
     check_common(series, supercluster, meta_snapshot)
     rtts = {labels["server"]: value for labels, value in series["nats_fleet_server_rtt_seconds"]}
     assert set(rtts) == {node.name for node in supercluster.nodes}

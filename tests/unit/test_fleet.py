@@ -41,6 +41,8 @@ class FakeAccount:
         self.ping_fails = False
         #: Servers whose discovery reply misses the ping's gap (they answer requests).
         self.slow_to_ping: set[str] = set()
+        #: Of ``slow_to_ping``, those whose reply comes only after --timeout.
+        self.unheard: set[str] = set()
         self.requests: Counter[str] = Counter()
 
     async def ping_timed(self, endpoint: str, body: dict | None, *, timeout: float,
@@ -59,8 +61,8 @@ class FakeAccount:
                     (i + 1) / 1000, server_id in self.slow_to_ping)
                    for i, (server_id, name) in enumerate(self.servers.items())]
         if late is not None:
-            for reply, _, slow in replies:
-                if slow:
+            for (reply, _, slow), server_id in zip(replies, self.servers):
+                if slow and server_id not in self.unheard:
                     asyncio.get_running_loop().call_soon(late, reply, 0.2)
         return [(reply, rtt) for reply, rtt, slow in replies if not slow]
 
@@ -297,9 +299,18 @@ def test_a_known_server_missing_one_discovery_is_read_by_its_id_and_stays_up():
         assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
         assert account.requests["NID3"] == before + 1
         assert ("B1",) in {labels[:1] for labels in samples(fleet, "nats_server_clients")}
-        # No round trip for the server whose reply missed this discovery.
+        # Its reply came while it was read: its round trip, and it counts as discovered.
+        assert samples(fleet, "nats_fleet_server_rtt_seconds") == {
+            ("A1",): 0.001, ("A2",): 0.002, ("B1",): 0.2}
+        assert samples(fleet, "nats_fleet_servers_discovered") == {("shard",): 3, ("all",): 3}
+        assert samples(fleet, "nats_fleet_servers_responding") == {(): 3}
+        # No reply within --timeout: read by its id all the same, with no round trip.
+        account.unheard.add("NID3")
+        await fleet.refresh()
+        assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
         assert samples(fleet, "nats_fleet_server_rtt_seconds") == {
             ("A1",): 0.001, ("A2",): 0.002}
+        assert samples(fleet, "nats_fleet_servers_discovered") == {("shard",): 3, ("all",): 2}
         await fleet.close()
 
     run(scenario())
