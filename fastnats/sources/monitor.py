@@ -28,7 +28,7 @@ from aiohttp.http_exceptions import BadStatusLine, HttpProcessingError
 
 from ..errors import ScrapeError
 from ..target import parse_target, shown_url
-from .tls import describe_failure, refusal, speaks_no_tls
+from .tls import PROBE_WAIT, describe_failure, dropped_hint, refusal, speaks_no_tls
 
 # What a NATS client port says first, where an HTTP server would send a status line.
 _NATS_GREETING = "INFO {"
@@ -221,8 +221,12 @@ class MonitorClient:
         dropped = (isinstance(exc, aiohttp.ClientConnectionError)
                    and not isinstance(exc, aiohttp.ClientConnectorError) and not reply.answered)
         cause: BaseException = exc
+        hint = ""
         if dropped and describe_failure(exc) is None:
-            cause = await self._tls_refusal(within) or exc
+            alert = await self._tls_refusal(within)
+            cause = alert or exc
+            if alert is None and urlsplit(self.base_url).scheme == "https":
+                hint = f" ({dropped_hint(None)})"
         tls = None if reply.answered else describe_failure(cause)
         if tls is not None:
             if not speaks_no_tls(cause):
@@ -245,7 +249,7 @@ class MonitorClient:
                                f"{url}: {_describe(exc)} ({reply.progress()})")
         if _body_error(exc):
             return ScrapeError(endpoint, "body", f"{url}: {_describe(exc)}")
-        return ScrapeError(endpoint, "connect", f"{url}: {_describe(exc)}")
+        return ScrapeError(endpoint, "connect", f"{url}: {_describe(exc)}{hint}")
 
     async def _tls_refusal(self, within: float) -> BaseException | None:
         """The TLS error that ends a connection that asks nothing, if the server sends one
@@ -255,7 +259,7 @@ class MonitorClient:
             return None
         return await refusal(url.hostname, url.port or 443,
                              self._tls or ssl.create_default_context(),
-                             min(within, _GREETING_WAIT))
+                             min(within, PROBE_WAIT))
 
     async def _greets_in_nats(self, within: float) -> bool:
         """Whether the port says ``INFO {`` unasked, as a NATS client port does."""

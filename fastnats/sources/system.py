@@ -56,11 +56,11 @@ from ..errors import FastNatsError, ScrapeError
 from ..target import redact_urls, redact_userinfo
 from .monitor import TOO_LARGE_HINT, BodyLimits, read_within
 from .tls import (
-    CERT_FLAG,
-    KEY_FLAG,
+    PROBE_WAIT,
     ClientTLS,
     TLSConfigError,
     describe_failure,
+    dropped_hint,
     read_flag_file,
     refusal,
 )
@@ -385,7 +385,7 @@ class SystemAccount:
         """The TLS alert a seed gives a connection that only reads (``tls.refusal``): nats-py
         writes CONNECT at once, and may read the reset before the alert."""
         seeds = [urlsplit(url) for url in self.options.urls]
-        probes = [refusal(seed.hostname, seed.port or 4222, context, min(timeout, 2.0),
+        probes = [refusal(seed.hostname, seed.port or 4222, context, min(timeout, PROBE_WAIT),
                           nats=True) for seed in seeds if seed.hostname]
         return next((alert for alert in await asyncio.gather(*probes) if alert), None)
 
@@ -403,12 +403,7 @@ class SystemAccount:
         if self._last_reset or isinstance(exc, _DROPPED):
             # Over TLS 1.3 a server judges the client certificate once the handshake is over,
             # and may drop the connection without a word.
-            if self.options.tls.cert is None:
-                last += (f" (a server that requires a client certificate drops a connection "
-                         f"without one: give {CERT_FLAG} and {KEY_FLAG})")
-            else:
-                last += (f" (a server that does not trust the client certificate drops the "
-                         f"connection: check that {CERT_FLAG} is signed by a CA it trusts)")
+            last += f" ({dropped_hint(self.options.tls.cert is not None)})"
         return f"cannot connect to {urls}: {last}"
 
     def _credentials_hint(self) -> str:

@@ -38,6 +38,8 @@ _HANDSHAKE_REFUSED = frozenset({"SSLV3_ALERT_HANDSHAKE_FAILURE"})
 #: What a TLS client reads from a peer that answers in plain text.
 _NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "PACKET_LENGTH_TOO_LONG", "RECORD_LAYER_FAILURE",
                       "UNKNOWN_PROTOCOL", "HTTP_REQUEST", "RECORD_TOO_LARGE"})
+#: The longest a refusal probe waits: a handshake and an alert, on a loaded machine.
+PROBE_WAIT = 2.0
 _OPENSSL_NOISE = re.compile(r"^\[[^\]]*\]\s*|\s*\(_ssl\.c:\d+\)$")
 
 
@@ -207,6 +209,20 @@ def describe_failure(exc: BaseException) -> str | None:
     if reason in _NOT_TLS:
         return f"the server does not speak TLS on this port ({words})"
     return f"TLS handshake failed ({words})"
+
+
+def dropped_hint(cert: bool | None) -> str:
+    """What a connection dropped right after the handshake, with no alert heard, may mean: over
+    TLS 1.3 a server judges the client certificate then. ``cert``: whether one was given, None
+    when not known."""
+    if cert is None:
+        return (f"a server that requires a client certificate, or does not trust the one "
+                f"given, drops the connection: check {CERT_FLAG} and {KEY_FLAG}")
+    if cert:
+        return (f"a server that does not trust the client certificate drops the connection: "
+                f"check that {CERT_FLAG} is signed by a CA it trusts")
+    return (f"a server that requires a client certificate drops a connection without one: "
+            f"give {CERT_FLAG} and {KEY_FLAG}")
 
 
 async def refusal(host: str, port: int, context: ssl.SSLContext, within: float, *,

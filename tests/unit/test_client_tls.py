@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import http.server
 import logging
+import socket
 import ssl
+import struct
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -137,6 +139,29 @@ def test_a_client_certificate_is_presented_and_required(pki):
         "one with --nats.tls.cert and --nats.tls.key")
     assert "the server refused the client certificate (tlsv1 alert unknown ca)" in \
         stranger.detail
+
+
+def test_a_connection_dropped_without_a_word_after_the_handshake_says_what_it_may_mean(pki):
+    # A server that judges the client certificate after the handshake may reset the
+    # connection without an alert; the probe that only reads then hears nothing either.
+    class Dropping(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.request.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.request.close()
+            self.close_connection = True
+
+        def finish(self) -> None:
+            pass
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    with serving_handler(Dropping, context=server_context(pki.server)) as port:
+        error = failure(https(port), client_context(str(pki.ca)))
+    assert error.reason == "connect", error
+    assert error.detail.endswith(
+        "(a server that requires a client certificate, or does not trust the one given, drops "
+        "the connection: check --nats.tls.cert and --nats.tls.key)"), error.detail
 
 
 def test_https_to_a_plain_port_says_so_and_to_the_nats_port_names_it(pki):
