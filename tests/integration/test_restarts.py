@@ -29,9 +29,12 @@ def test_wire_counters_survive_a_stopped_server_without_going_back():
         with running_nats() as nats:
             session = new_session()
             try:
-                server = ServerCollector(
-                    Target("local", nats.monitor_url),
-                    MonitorClient(nats.monitor_url, session, 0.5), {"wire": None})
+                # A short timeout only for the frozen server: the others must succeed on a
+                # loaded machine, the one right after SIGCONT included.
+                patient = MonitorClient(nats.monitor_url, session, 10.0)
+                hasty = MonitorClient(nats.monitor_url, session, 0.5)
+                server = ServerCollector(Target("local", nats.monitor_url), patient,
+                                         {"wire": None})
                 client = RawClient(nats.client_port, "load")
                 payload = b"x" * 1000
                 for _ in range(1000):
@@ -45,9 +48,11 @@ def test_wire_counters_survive_a_stopped_server_without_going_back():
                 before = value(server, RECEIVED)
                 assert before >= value(server, PAYLOAD) >= 1_000_000
                 with frozen(nats):
+                    server.source = hasty
                     await server.refresh()  # times out: the server is down for this refresh
                     assert not server.up
                     assert RECEIVED not in server.snapshot
+                server.source = patient
                 await server.refresh()
                 assert server.up
                 after = value(server, RECEIVED)

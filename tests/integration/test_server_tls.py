@@ -172,7 +172,7 @@ def test_pipelined_large_answers_over_tls(tls: GatedServer, pki: Pki,
 
 def test_idle_tls_connection_is_closed(serve: Callable[..., GatedServer], pki: Pki,
                                        clients: list[Any]) -> None:
-    tls = serve(keepalive_timeout=0.3)
+    tls = serve(keepalive_timeout=1.0)
     c = tls_client(tls.port, pki.client_context())
     clients.append(c)
     assert c.request().status == 200
@@ -182,7 +182,7 @@ def test_idle_tls_connection_is_closed(serve: Callable[..., GatedServer], pki: P
 
 def test_client_that_keeps_its_socket_after_the_last_answer_is_let_go(
         serve: Callable[..., GatedServer], pki: Pki, clients: list[Any]) -> None:
-    tls = serve(keepalive_timeout=0.5)
+    tls = serve(keepalive_timeout=1.0)
     c = tls_client(tls.port, pki.client_context())
     clients.append(c)
     assert c.request(headers=b"Connection: close\r\n").body == METRICS_TEXT

@@ -234,15 +234,14 @@ def test_a_slow_server_never_delays_the_others():
     fleet = fleet_of(account)
 
     async def scenario():
-        loop = asyncio.get_running_loop()
         await fleet.refresh()
         clients = samples(fleet, "nats_server_clients")
         before = account.requests["NID2"]
         account.hung["NID2"] = release = asyncio.Event()
-        started = loop.time()
         await fleet.refresh()
-        # Bounded by the timeout; A2 keeps its previous snapshot this round.
-        assert loop.time() - started < TIMEOUT * 3
+        # The refresh ended with A2's read still waiting: bounded by the timeout, not by A2.
+        # A2 keeps its previous snapshot this round.
+        assert fleet.members["A2"].busy
         assert up(fleet) == {"A1": 1, "A2": 1, "B1": 1}
         assert samples(fleet, "nats_server_clients") == clients
         await fleet.refresh()
