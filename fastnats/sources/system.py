@@ -92,6 +92,8 @@ _MIN_GAP = 0.05
 #: While replies are still expected, a ping waits this many times as long as its slowest
 #: reply took the time before.
 _PATIENCE = 1.5
+#: Distinct errors logged in one outage; more are only counted (events["error"]).
+_LOGGED_ERRORS = 32
 _INFLATE_STEP = 1 << 20
 #: Seconds between attempts to reconnect after a failure nats-py does not retry (a creds file
 #: made malformed meanwhile): doubled at each, up to the second.
@@ -204,7 +206,8 @@ class SystemAccount:
         #: Set during connect() by an error that retrying cannot mend.
         self._hopeless: asyncio.Event | None = None
         self._nkey_public: str | None = None
-        self._logged_error: str | None = None
+        #: The errors logged since the connection was last up (each once; at most _LOGGED_ERRORS).
+        self._logged_errors: set[str] = set()
         self._closing = False
         self._connect_kwargs: dict[str, Any] = {}
         self._revival: asyncio.Task[None] | None = None
@@ -264,10 +267,12 @@ class SystemAccount:
                 f"down until they are accepted again")
 
     def _log_error(self, what: str) -> None:
+        """Log each error once until the connection is back: a refusal that alternates with
+        timeouts on a loaded server is one outage, not a new one each time."""
         if _refused(what):
             what = self._refusal()
-        if what != self._logged_error:
-            self._logged_error = what
+        if what not in self._logged_errors and len(self._logged_errors) < _LOGGED_ERRORS:
+            self._logged_errors.add(what)
             log.warning("system account: %s", what)
 
     async def _on_disconnected(self) -> None:
@@ -312,7 +317,8 @@ class SystemAccount:
 
     async def _on_reconnected(self) -> None:
         self.events["reconnected"] += 1
-        self._last_error = self._logged_error = None
+        self._last_error = None
+        self._logged_errors.clear()
         url = self._nc.connected_url if self._nc is not None else None
         where = redact_userinfo(url.geturl()) if url is not None else "a server"
         log.info("system account: reconnected to %s", where)

@@ -12,6 +12,7 @@ import urllib.parse
 from collections.abc import Callable
 
 import cramjam
+import nats.errors
 import nkeys  # type: ignore[import-untyped]
 import pytest
 
@@ -162,6 +163,31 @@ def test_secrets_never_in_repr_or_logs(caplog: pytest.LogCaptureFixture) -> None
     assert account.events["error"] == 2
     assert len(caplog.records) == 1
     assert "hunter2" not in caplog.text
+
+
+def test_an_outage_logs_each_error_once_until_the_connection_is_back(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Revoked credentials, with a timeout between two refusals on a loaded server: one
+    # outage, so the refusal is not logged a second time.
+    account = SystemAccount(NatsOptions(("nats://127.0.0.1:4222",), user="sys", password="p"))
+    account._nc = object()  # type: ignore[assignment]
+    refusal = nats.errors.Error("nats: 'Authorization Violation'")
+
+    async def scenario() -> None:
+        for exc in (refusal, TimeoutError(), refusal, TimeoutError(), refusal):
+            await account._on_error(exc)
+        account._nc = None  # reconnected: what follows is a new outage
+        await account._on_reconnected()
+        account._nc = object()  # type: ignore[assignment]
+        await account._on_error(refusal)
+
+    with caplog.at_level(logging.INFO, logger="fastnats.fleet"):
+        asyncio.run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    assert account.events["error"] == 6
+    assert sum("refused" in m for m in messages) == 2, messages
+    assert sum("TimeoutError" in m for m in messages) == 1, messages
+    assert len(messages) == 4, messages
 
 
 class PagedAccount:
