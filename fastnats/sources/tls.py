@@ -248,17 +248,22 @@ def _handshake(host: str, port: int, context: ssl.SSLContext, within: float,
     with socket.create_connection((host, port), timeout=within) as sock:
         if nats and not _requires_tls(_info_line(sock, deadline)):
             return
-        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        sock.settimeout(_left(deadline))
         with context.wrap_socket(sock, server_hostname=host) as tls:
-            tls.settimeout(max(deadline - time.monotonic(), 0.001))
+            tls.settimeout(_left(deadline))
             tls.recv(1)
+
+
+def _left(deadline: float) -> float:
+    """Seconds to ``deadline``, as a socket timeout (0 would make the socket non-blocking)."""
+    return max(deadline - time.monotonic(), 0.001)
 
 
 def _info_line(sock: socket.socket, deadline: float, limit: int = 1 << 20) -> bytes:
     """The first line the port says, read a byte at a time so that TLS starts right after."""
     line = bytearray()
     while not line.endswith(b"\n") and len(line) < limit:
-        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        sock.settimeout(_left(deadline))
         chunk = sock.recv(1)
         if not chunk:
             break
